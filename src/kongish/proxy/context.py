@@ -1,0 +1,102 @@
+"""Per-request state shared by the proxy, the plugin pipeline and the Lua PDK.
+
+One ``RequestContext`` lives for one proxied request. Plugins never touch the
+Twisted request to change what is sent upstream or downstream: they change
+``upstream`` (before the upstream call) and ``response`` (after it, or instead
+of it), and the proxy acts on those.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import attrs
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IRequest
+
+#: Phases in the order they run for one request.
+PHASES = ("rewrite", "access", "header_filter", "body_filter", "log")
+
+
+@attrs.define
+class UpstreamRequest:
+    """What the proxy will send upstream; plugins may change any of it in access."""
+
+    method: str
+    #: Path to send, not yet percent-escaped (the proxy escapes it with Kong's rule).
+    path: str
+    #: Raw query string without the ``?``; ``None`` means no query at all.
+    query: str | None
+    #: Headers to send upstream (Host and X-Forwarded-* already filled in by the proxy).
+    headers: Headers
+    #: Replacement body; ``None`` means send the client's body unchanged.
+    body: bytes | None = None
+    scheme: str = "http"
+    host: str = ""
+    port: int = 80
+
+
+@attrs.define
+class DownstreamResponse:
+    """The response as it will reach the client.
+
+    ``exited`` is set when a plugin ended the request (``ngx.exit``,
+    ``kong.response.exit``) or an error did; then ``body`` holds what the
+    plugins produced and the upstream is never called.
+    """
+
+    status: int | None = None
+    headers: Headers = attrs.Factory(Headers)
+    #: Body chunks produced by plugins (``ngx.say``/``ngx.print``/``kong.response.exit``).
+    body: list[bytes] = attrs.Factory(list)
+    exited: bool = False
+    #: ``"service"`` (from the upstream), ``"exit"`` (a plugin), ``"error"`` (kongish).
+    source: str | None = None
+    #: Body that kong.response.set_body chose; replaces the upstream's body.
+    replacement_body: bytes | None = None
+
+
+@attrs.define
+class UpstreamResponse:
+    """The upstream's answer as received, for ``kong.service.response.*``."""
+
+    status: int
+    headers: Headers
+
+
+@attrs.define(eq=False)
+class RequestContext:
+    """Everything the phases of one request share."""
+
+    request: IRequest
+    #: Matched route and its service, as Admin API dicts (``None`` before routing).
+    route: dict[str, Any] | None = None
+    service: dict[str, Any] | None = None
+    upstream: UpstreamRequest | None = None
+    response: DownstreamResponse = attrs.Factory(DownstreamResponse)
+    upstream_response: UpstreamResponse | None = None
+    #: Regex captures of the matched route path: ``{"unnamed": [...], "named": {...}}``.
+    uri_captures: dict[str, Any] = attrs.Factory(dict)
+    #: 32 hex characters, sent as X-Kong-Request-Id.
+    request_id: str = ""
+    started_at: float = attrs.Factory(time.time)
+    #: The phase now running (``ngx.get_phase()``).
+    phase: str = "rewrite"
+    #: In body_filter: the chunk being filtered and whether it is the last call.
+    body_chunk: bytes = b""
+    body_eof: bool = False
+    #: Free slots for components that keep per-request state (the Lua engine keeps
+    #: its ``ngx.ctx``/``kong.ctx`` tables here), keyed by the component's name.
+    slots: dict[str, Any] = attrs.Factory(dict)
+
+    def exit(self, status: int, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> None:
+        """End the request from a plugin: no more access handlers, no upstream call."""
+        self.response.status = status
+        if body is not None:
+            self.response.body.append(body)
+        for name, value in (headers or {}).items():
+            self.response.headers.setRawHeaders(name, [value])
+        self.response.exited = True
+        if self.response.source is None:
+            self.response.source = "exit"
