@@ -1,0 +1,201 @@
+"""Settings: kong.conf's names and file format, with KONGISH_* environment overrides.
+
+Precedence, lowest to highest: built-in defaults < the ``--config`` file <
+``KONGISH_<NAME>`` environment variables < command-line options, as in Kong.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from kongish.listen import ListenError, parse_listen
+
+#: Every setting kongish reads, with its default (as text, the way kong.conf writes it).
+DEFAULTS: dict[str, str] = {
+    "prefix": ".kongish",
+    "proxy_listen": "0.0.0.0:8000",
+    "admin_listen": "127.0.0.1:8001",
+    "database": "sqlite",
+    "declarative_config": "NONE",
+    "declarative_config_string": "NONE",
+    "log_level": "notice",
+    "plugins": "bundled",
+    "untrusted_lua": "sandbox",
+    "untrusted_lua_sandbox_requires": "",
+    "untrusted_lua_sandbox_environment": "",
+    "lua_instruction_limit": "10000000",
+    "lua_memory_limit": "256m",
+    "headers": "server_tokens, latency_tokens, x-kong-request-id",
+    "error_default_type": "text/plain",
+    "nginx_admin_client_max_body_size": "10m",
+    "pg_password": "NONE",
+}
+
+#: Settings whose values are never shown (GET /, kong.configuration).
+SECRETS = frozenset({"pg_password"})
+
+_DATABASES = ("sqlite", "off")
+_UNTRUSTED_LUA = ("on", "off", "sandbox")
+_LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
+_SIZE = re.compile(r"^(\d+)([kmg]?)$", re.IGNORECASE)
+
+
+class ConfigError(Exception):
+    """A setting has a value kongish cannot use; the message names it."""
+
+
+def parse_conf(text: str) -> dict[str, str]:
+    """Read kong.conf's ``key = value`` lines; ``#`` starts a comment unless escaped ``\\#``."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = re.sub(r"(?<!\\)#.*", "", line).replace("\\#", "#").strip()
+        if not line:
+            continue
+        key, equals, value = line.partition("=")
+        if not equals or not key.strip():
+            raise ConfigError(f"line {number}: expected 'key = value', got {line!r}")
+        values[key.strip().lower()] = value.strip()
+    return values
+
+
+def parse_size(text: str) -> int:
+    """nginx size syntax: ``10m``, ``512k``, ``1g`` or plain bytes."""
+    match = _SIZE.match(text.strip())
+    if match is None:
+        raise ConfigError(f"invalid size: {text!r}")
+    number, unit = match.groups()
+    return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit.lower()]
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _optional(text: str) -> str | None:
+    return None if text in ("", "NONE") else text
+
+
+@attrs.frozen
+class Settings:
+    """The effective configuration of one kongish node."""
+
+    raw: Mapping[str, str]
+
+    @classmethod
+    def load(cls, path: str | None = None, environ: Mapping[str, str] | None = None,
+             overrides: Mapping[str, str | None] | None = None) -> "Settings":
+        """Defaults, then the file at ``path``, then ``KONGISH_*`` variables, then ``overrides``."""
+        values = dict(DEFAULTS)
+        if path is not None:
+            try:
+                with open(path, encoding="utf-8") as conf:
+                    values.update(parse_conf(conf.read()))
+            except OSError as error:
+                raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
+        environ = os.environ if environ is None else environ
+        for name, value in environ.items():
+            if name.startswith("KONGISH_"):
+                values[name[len("KONGISH_"):].lower()] = value
+        values.update({key: value for key, value in (overrides or {}).items() if value is not None})
+        settings = cls(raw=values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Fail at start, with the setting's name, rather than on the first request."""
+        self._choice("database", _DATABASES)
+        self._choice("untrusted_lua", _UNTRUSTED_LUA)
+        self._choice("log_level", _LOG_LEVELS)
+        for name in ("proxy_listen", "admin_listen"):
+            try:
+                parse_listen(self.raw[name])
+            except ListenError as error:
+                raise ConfigError(f"{name}: {error}") from None
+        for name in ("lua_memory_limit", "nginx_admin_client_max_body_size"):
+            parse_size(self.raw[name])
+        if not self.raw["lua_instruction_limit"].isdigit() or self.lua_instruction_limit < 1000:
+            raise ConfigError("lua_instruction_limit: expected an integer of at least 1000")
+
+    def _choice(self, name: str, allowed: tuple[str, ...]) -> None:
+        if self.raw[name] not in allowed:
+            raise ConfigError(f"{name} has an invalid value: '{self.raw[name]}' "
+                              f"(expected one of: {', '.join(allowed)})")
+
+    @property
+    def prefix(self) -> str:
+        return self.raw["prefix"]
+
+    @property
+    def database(self) -> str:
+        return self.raw["database"]
+
+    @property
+    def sqlite_path(self) -> str:
+        return os.path.join(self.prefix, "kongish.db")
+
+    @property
+    def proxy_listen(self) -> list[str]:
+        return parse_listen(self.raw["proxy_listen"])
+
+    @property
+    def admin_listen(self) -> list[str]:
+        return parse_listen(self.raw["admin_listen"])
+
+    @property
+    def declarative_config(self) -> str | None:
+        return _optional(self.raw["declarative_config"])
+
+    @property
+    def declarative_config_string(self) -> str | None:
+        return _optional(self.raw["declarative_config_string"])
+
+    @property
+    def plugins(self) -> tuple[str, ...]:
+        return _list(self.raw["plugins"])
+
+    @property
+    def log_level(self) -> str:
+        return self.raw["log_level"]
+
+    @property
+    def untrusted_lua(self) -> str:
+        return self.raw["untrusted_lua"]
+
+    @property
+    def untrusted_lua_sandbox_requires(self) -> tuple[str, ...]:
+        return _list(self.raw["untrusted_lua_sandbox_requires"])
+
+    @property
+    def untrusted_lua_sandbox_environment(self) -> tuple[str, ...]:
+        return _list(self.raw["untrusted_lua_sandbox_environment"])
+
+    @property
+    def lua_instruction_limit(self) -> int:
+        return int(self.raw["lua_instruction_limit"])
+
+    @property
+    def lua_memory_limit(self) -> int:
+        return parse_size(self.raw["lua_memory_limit"])
+
+    @property
+    def headers(self) -> frozenset[str]:
+        return frozenset(item.lower() for item in _list(self.raw["headers"]))
+
+    @property
+    def admin_max_body_size(self) -> int:
+        return parse_size(self.raw["nginx_admin_client_max_body_size"])
+
+    def public_view(self) -> dict[str, Any]:
+        """The configuration as GET / and kong.configuration show it: secrets masked."""
+        view: dict[str, Any] = {}
+        for name, value in self.raw.items():
+            if name in SECRETS and _optional(value) is not None:
+                view[name] = "******"
+            else:
+                view[name] = _optional(value)
+        view["plugins"] = list(self.plugins)
+        return view
