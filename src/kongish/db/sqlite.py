@@ -1,0 +1,177 @@
+"""Entity storage in one SQLite file, for single-node kongish.
+
+sqlite3 calls block, so every one of them runs on a single dedicated worker
+thread: the reactor never waits on the disk, and the writes of concurrent
+Admin API requests are applied one after another in the order they were made.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import attrs
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorCore
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from kongish.db.storage import Change, IStorage
+
+_T = TypeVar("_T")
+#: (entity_type, id, (created_at, JSON text) or None for a deletion)
+_Row = tuple[str, str, "tuple[int, str] | None"]
+
+#: The schema, as statements per version: a database at version N gets versions N+1... applied.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE entities ("
+        " entity_type TEXT NOT NULL, id TEXT NOT NULL, created_at INTEGER NOT NULL,"
+        " entity TEXT NOT NULL, PRIMARY KEY (entity_type, id))",
+        "CREATE INDEX entities_by_age ON entities (created_at)",
+    ),
+)
+
+
+class SchemaTooNew(Exception):
+    """The database was written by a newer kongish; reading it could lose data."""
+
+
+@implementer(IStorage)
+@attrs.define
+class SQLiteStorage:
+    """``IStorage`` over one SQLite file in WAL mode, driven from one worker thread."""
+
+    _connection: sqlite3.Connection
+    _worker: _Worker
+
+    @classmethod
+    def open(cls, path: str, reactor: IReactorCore) -> Deferred[SQLiteStorage]:
+        """Create (or upgrade) the database at ``path`` and its directory, then wrap it."""
+        worker = _Worker.start(reactor, name=f"kongish-sqlite:{path}")
+        opening = worker.run(_connect, path)
+        opening.addErrback(worker.stop)
+        return opening.addCallback(lambda connection: cls(connection, worker))
+
+    def load(self) -> Deferred[dict[str, list[dict[str, Any]]]]:
+        return self._worker.run(_load, self._connection)
+
+    def write(self, changes: Sequence[Change]) -> Deferred[None]:
+        # Encoded here, on the caller's thread, so that later changes to the
+        # caller's dicts cannot race with the worker.
+        try:
+            rows = [(change.entity_type, change.entity_id, _encode(change.entity)) for change in changes]
+        except (TypeError, ValueError):  # not JSON-ready: json.dumps's errors
+            return fail()
+        return self._worker.run(_write, self._connection, rows)
+
+    def close(self) -> Deferred[None]:
+        return self._worker.run(self._connection.close).addBoth(self._worker.stop)
+
+
+@attrs.define
+class _Worker:
+    """The one thread that runs every sqlite3 call of one database, in submission order."""
+
+    _reactor: IReactorCore
+    _pool: ThreadPool
+    _shutdown_trigger: object
+
+    @classmethod
+    def start(cls, reactor: IReactorCore, name: str) -> _Worker:
+        pool = ThreadPool(1, 1, name=name)
+        pool.start()
+        # Without this, an unclosed database's thread would keep the process alive after the reactor stops.
+        trigger = reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+        return cls(reactor, pool, trigger)
+
+    def run(self, function: Callable[..., _T], *args: Any) -> Deferred[_T]:
+        return deferToThreadPool(self._reactor, self._pool, function, *args)
+
+    def stop(self, outcome: _T) -> _T:
+        """Stop the thread, passing ``outcome`` through (usable as a callback or errback)."""
+        self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
+        self._pool.stop()
+        return outcome
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    # Transactions are explicit (see _write); the pool's only thread is the only user.
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        # FULL makes each commit durable in WAL mode, not only consistent.
+        connection.execute("PRAGMA synchronous=FULL")
+        _migrate(connection)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    with _transaction(connection):
+        connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = connection.execute("SELECT version FROM schema_version").fetchone()
+        version = row[0] if row else 0
+        if version > len(MIGRATIONS):
+            raise SchemaTooNew(
+                f"database schema version {version} is newer than the newest this kongish "
+                f"knows ({len(MIGRATIONS)})"
+            )
+        for statements in MIGRATIONS[version:]:
+            for statement in statements:
+                connection.execute(statement)
+        connection.execute("DELETE FROM schema_version")
+        connection.execute("INSERT INTO schema_version (version) VALUES (?)", (len(MIGRATIONS),))
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the block raises."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def __enter__(self) -> None:
+        self._connection.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self._connection.execute("ROLLBACK" if kind else "COMMIT")
+
+
+def _load(connection: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
+    entities: dict[str, list[dict[str, Any]]] = {}
+    rows = connection.execute(
+        "SELECT entity_type, entity FROM entities ORDER BY created_at, rowid"
+    )
+    for entity_type, text in rows:
+        entities.setdefault(entity_type, []).append(json.loads(text))
+    return entities
+
+
+def _write(connection: sqlite3.Connection, rows: list[_Row]) -> None:
+    with _transaction(connection):
+        for entity_type, entity_id, encoded in rows:
+            if encoded is None:
+                connection.execute(
+                    "DELETE FROM entities WHERE entity_type = ? AND id = ?", (entity_type, entity_id)
+                )
+                continue
+            created_at, text = encoded
+            connection.execute(
+                "INSERT INTO entities (entity_type, id, created_at, entity) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (entity_type, id) DO UPDATE SET "
+                "created_at = excluded.created_at, entity = excluded.entity",
+                (entity_type, entity_id, created_at, text),
+            )
+
+
+def _encode(entity: dict[str, Any] | None) -> tuple[int, str] | None:
+    if entity is None:
+        return None
+    return entity.get("created_at") or 0, json.dumps(entity, separators=(",", ":"))
