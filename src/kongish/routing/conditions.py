@@ -1,0 +1,143 @@
+"""Compiled forms of the route attributes a request is matched against.
+
+Each class answers one question of Kong reference 4.2 for one route.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+_PCRE_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z_])")
+
+
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a PCRE-style route regex with Python ``re``.
+
+    ``(?<name>...)`` becomes ``(?P<name>...)``, the same rewrite Kong makes
+    for its Rust matcher.
+    """
+    return re.compile(_PCRE_NAMED_GROUP.sub("(?P<", pattern))
+
+
+def split_host_port(value: str) -> tuple[str, int | None]:
+    """Split ``name:port`` at the first colon when a number follows, as Kong does."""
+    name, colon, port = value.partition(":")
+    if colon and port.isdigit():
+        return name, int(port)
+    return value, None
+
+
+@attrs.frozen
+class HostPattern:
+    """One entry of a route's ``hosts``: plain, ``*.suffix`` or ``prefix.*``."""
+
+    name: str
+    port: int | None
+    wildcard: str | None = None  # "left", "right" or None
+
+    @classmethod
+    def parse(cls, value: str) -> HostPattern:
+        name, port = split_host_port(value)
+        if name.startswith("*"):
+            return cls(name[1:], port, "left")
+        if name.endswith("*"):
+            return cls(name[:-1], port, "right")
+        return cls(name, port)
+
+    def matches(self, host: str | None, port: int) -> bool:
+        """Test the Host name (port removed) and, if set, Kong's listening port."""
+        if host is None or (self.port is not None and self.port != port):
+            return False
+        if self.wildcard == "left":
+            return host.endswith(self.name)
+        if self.wildcard == "right":
+            return host.startswith(self.name)
+        return host == self.name
+
+
+@attrs.frozen
+class HeaderCondition:
+    """One header name of a route's ``headers``; any listed value may match."""
+
+    name: str
+    values: frozenset[str]
+    patterns: tuple[re.Pattern[str], ...]
+
+    @classmethod
+    def parse(cls, name: str, listed: list[str]) -> HeaderCondition:
+        """Lower-case everything, ``~*`` regexes included, as Kong does."""
+        values = []
+        patterns = []
+        for value in listed:
+            if value.startswith("~*"):
+                patterns.append(compile_regex(value[2:].lower()))
+            else:
+                values.append(value.lower())
+        return cls(name.lower(), frozenset(values), tuple(patterns))
+
+    def matches(self, headers: Mapping[str, list[str]]) -> bool:
+        for value in headers.get(self.name, ()):
+            value = value.lower()
+            if value in self.values or any(p.search(value) for p in self.patterns):
+                return True
+        return False
+
+
+@attrs.frozen
+class PathMatch:
+    """What a route's paths matched: the prefix ``strip_path`` removes, and captures.
+
+    ``prefix`` is ``None`` for routes without paths.  ``captures`` is
+    ``{"unnamed": [...], "named": {...}}`` where ``unnamed[0]`` is the whole
+    match (Lua's index 0) and groups that did not take part are ``None``.
+    """
+
+    prefix: str | None
+    captures: dict[str, Any] = attrs.field(factory=dict)
+
+
+#: The result for routes that have no ``paths``.
+NO_PATH = PathMatch(None)
+
+
+@attrs.frozen
+class PrefixPaths:
+    """Plain route paths of one length; a plain ``startswith`` test (``/test`` matches ``/testing``)."""
+
+    prefixes: frozenset[str]
+
+    def match(self, path: str) -> PathMatch | None:
+        for prefix in self.prefixes:
+            if path.startswith(prefix):
+                return PathMatch(prefix)
+        return None
+
+
+@attrs.frozen
+class RegexPaths:
+    """A route's ``~`` paths, tried in order, each anchored at the path's start."""
+
+    patterns: tuple[re.Pattern[str], ...]
+
+    @classmethod
+    def parse(cls, paths: list[str]) -> RegexPaths:
+        # "^" is prepended, not a full-match call, so "~/a|/b" behaves as in Kong.
+        return cls(tuple(compile_regex("^" + path[1:]) for path in paths))
+
+    def match(self, path: str) -> PathMatch | None:
+        for pattern in self.patterns:
+            found = pattern.search(path)
+            if found is not None:
+                return PathMatch(found.group(0), _captures(found))
+        return None
+
+
+def _captures(found: re.Match[str]) -> dict[str, Any]:
+    """Captures for plugins; like Kong, only when group 1 took part in the match."""
+    if found.re.groups == 0 or found.group(1) is None:
+        return {}
+    named = {k: v for k, v in found.groupdict().items() if v is not None}
+    return {"unnamed": [found.group(0), *found.groups()], "named": named}

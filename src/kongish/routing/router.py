@@ -1,0 +1,147 @@
+"""Kong's ``traditional_compatible`` HTTP router: request in, route and upstream URL out."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from kongish.routing.conditions import PathMatch, split_host_port
+from kongish.routing.entries import (
+    RouteEntry,
+    RouteRequest,
+    compile_route,
+    is_http_route,
+    strip_trailing_dot,
+)
+from kongish.routing.index import RouteIndex
+from kongish.routing.normalize import normalize_path, wire_text
+from kongish.routing.upstream_host import upstream_host
+from kongish.routing.upstream_path import build_upstream_path, escape_path
+
+log = Logger()
+
+
+@attrs.frozen
+class Match:
+    """A routing decision, with everything the proxy needs to build the upstream request.
+
+    Text fields that come from the request (``upstream_query``,
+    ``stripped_prefix``) are wire text: ``wire_bytes()`` gives back the exact
+    bytes the client sent.
+    """
+
+    route: dict[str, Any]
+    service: dict[str, Any] | None
+    #: Percent-escaped path for the upstream request line (Kong reference 4.5).
+    upstream_path: str
+    #: Raw query string; ``None`` without ``?``, ``""`` when the target ended with ``?``.
+    upstream_query: str | None
+    #: ``Host`` header for the upstream request (Kong reference 4.6).
+    upstream_host: str
+    #: Prefix removed by ``strip_path``, for ``X-Forwarded-Prefix``; ``None`` unless not ``/``.
+    stripped_prefix: str | None
+    #: ``{"unnamed": [...], "named": {...}}`` from a regex path, else ``{}``.
+    uri_captures: dict[str, Any]
+
+
+def _service_for(
+    route: Mapping[str, Any], services: Mapping[str, dict[str, Any]]
+) -> dict[str, Any] | None:
+    reference = route.get("service")
+    return services.get(reference["id"]) if reference else None
+
+
+@attrs.frozen
+class Router:
+    """An immutable snapshot of the routing table; rebuild it when routes change."""
+
+    _index: RouteIndex
+
+    @classmethod
+    def build(
+        cls, routes: Iterable[dict[str, Any]], services: Mapping[str, dict[str, Any]]
+    ) -> Router:
+        """Compile HTTP routes; routes of disabled services are left out, as in Kong.
+
+        A route whose regex Python cannot compile is logged and skipped, so
+        one bad route never takes the whole router down.
+        """
+        entries: list[RouteEntry] = []
+        for order, route in enumerate(routes):
+            service = _service_for(route, services)
+            if not is_http_route(route) or (service and service.get("enabled") is False):
+                continue
+            try:
+                entries.extend(compile_route(route, service, order))
+            except re.error as error:
+                log.error(
+                    "route {route_id} left out of the router: invalid regex: {error}",
+                    route_id=route.get("id"),
+                    error=str(error),
+                )
+        return cls(RouteIndex.build(entries))
+
+    def _select(self, request: RouteRequest) -> tuple[RouteEntry, PathMatch] | None:
+        """Test candidates that could beat the best so far; the highest priority wins."""
+        best: tuple[RouteEntry, PathMatch] | None = None
+        for entry in self._index.candidates(request):
+            if best is not None and entry.priority <= best[0].priority:
+                continue
+            path_match = entry.match(request)
+            if path_match is not None:
+                best = (entry, path_match)
+        return best
+
+    def match(
+        self,
+        method: str,
+        target: bytes,
+        host: str | None,
+        headers: Mapping[str, list[str]],
+        port: int,
+        scheme: str = "http",
+        sni: str | None = None,
+    ) -> Match | None:
+        """Find the highest-priority route matching the request, or ``None`` (404).
+
+        ``target`` is the raw request target; one not starting with ``/``
+        (absolute or asterisk form) matches nothing.
+        """
+        if not target.startswith(b"/"):
+            return None
+        raw_path, question_mark, query = wire_text(target).partition("?")
+        request = RouteRequest(
+            method=method,
+            path=normalize_path(raw_path),
+            host=split_host_port(host)[0] if host is not None else None,
+            port=port,
+            headers=headers,
+            scheme=scheme,
+            sni=strip_trailing_dot(sni) if sni is not None else None,
+        )
+        selected = self._select(request)
+        if selected is None:
+            return None
+        best, best_path = selected
+        route, service = best.route, best.service
+        strip_path = route.get("strip_path", True) is not False
+        upstream_path = build_upstream_path(
+            service.get("path") if service else None,
+            request.path,
+            best_path.prefix,
+            strip_path,
+            route.get("path_handling") or "v0",
+        )
+        stripped = best_path.prefix if strip_path and best_path.prefix != "/" else None
+        return Match(
+            route=route,
+            service=service,
+            upstream_path=escape_path(upstream_path),
+            upstream_query=query if question_mark else None,
+            upstream_host=upstream_host(route, service, host),
+            stripped_prefix=stripped,
+            uri_captures=best_path.captures,
+        )
