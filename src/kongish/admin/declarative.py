@@ -1,0 +1,46 @@
+"""``/config``: load and export a whole declarative configuration (DB-less nodes)."""
+from __future__ import annotations
+
+from typing import Any
+
+from kongish import errors
+from kongish.admin.call import AdminCall
+from kongish.admin.dispatch import Endpoint
+from kongish.db.declarative import configuration_hash, export_yaml, flatten, parse_declarative
+
+_DB_ONLY = "this endpoint is only available when Kong is configured to not use a database"
+_TRUE = ("1", "true", "on", "yes")
+
+
+def _require_dbless(call: AdminCall) -> None:
+    if not call.db.read_only:
+        raise errors.BadRequest(_DB_ONLY)
+
+
+async def get_config(call: AdminCall) -> tuple[int, Any]:
+    _require_dbless(call)
+    tables = {name: list(table.values()) for name, table in call.db.tables.items()}
+    return 200, {"config": export_yaml(tables)}
+
+
+async def post_config(call: AdminCall) -> tuple[int, Any]:
+    _require_dbless(call)
+    decoded = call.body(allow_yaml=True)
+    text = decoded.raw_text
+    if text is None and isinstance(decoded.args.get("config"), str):
+        text = decoded.args["config"]
+    if text is not None:
+        if call.query.get("check_hash") in _TRUE and configuration_hash(text) == call.node.configuration_hash:
+            return 304, None
+        document = parse_declarative(text)
+    elif decoded.args:
+        document = decoded.args
+    else:
+        raise errors.BadRequest("expected a declarative configuration")
+    entities = flatten(document, plugins=call.plugins)
+    call.node.load_declarative(entities, configuration_hash(text) if text is not None else None)
+    return 201, {entity_type: {e["id"]: e for e in items} for entity_type, items in entities.items()}
+
+
+def config_endpoints() -> list[Endpoint]:
+    return [Endpoint("/config", {"GET": get_config, "POST": post_config})]

@@ -1,0 +1,93 @@
+"""The Admin API as a twisted.web resource."""
+from __future__ import annotations
+
+import time
+
+import attrs
+from twisted.internet.defer import ensureDeferred
+from twisted.logger import Logger
+from twisted.web.resource import IResource
+from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
+
+from kongish import errors
+from kongish.admin.body import BodyRejected
+from kongish.admin.call import AdminCall
+from kongish.admin.declarative import config_endpoints
+from kongish.admin.dispatch import Endpoint, EndpointTable
+from kongish.admin.entities import entity_endpoints
+from kongish.admin.info import info_endpoints
+from kongish.admin.respond import send
+
+log = Logger()
+_UNEXPECTED = {"message": "An unexpected error occurred"}
+
+
+async def list_endpoints(call: AdminCall) -> tuple[int, object]:
+    return 200, {"data": admin_endpoint_table().templates()}
+
+
+def admin_endpoint_table() -> EndpointTable:
+    own = [Endpoint("/endpoints", {"GET": list_endpoints})]
+    return EndpointTable(tuple(own + info_endpoints() + config_endpoints() + entity_endpoints()))
+
+
+@implementer(IResource)
+@attrs.define(eq=False)
+class AdminResource:
+    """Serves the Admin API of one node; mount it anywhere in a twisted.web site."""
+
+    node: object
+    table: EndpointTable = attrs.Factory(admin_endpoint_table)
+    isLeaf = True
+
+    def getChildWithDefault(self, name: bytes, request: Request) -> "AdminResource":
+        return self
+
+    def putChild(self, path: bytes, child: IResource) -> None:
+        raise NotImplementedError("the Admin API has a fixed endpoint table")
+
+    def render(self, request: Request) -> object:
+        started = time.monotonic()
+        path = request.path.decode("utf-8", "replace")
+        segments = [s for s in path.split("/") if s]
+        found = self.table.find(segments)
+        method = request.method.decode("ascii", "replace")
+        if found is None:
+            send(request, 404, {"message": "Not found"})
+            return NOT_DONE_YET
+        endpoint, params = found
+        allowed = set(endpoint.methods) | {"OPTIONS"} | ({"HEAD"} if "GET" in endpoint.methods else set())
+        if method == "OPTIONS":
+            methods = ", ".join(sorted(allowed)).encode()
+            request.setHeader(b"allow", methods)
+            request.setHeader(b"access-control-allow-methods", methods)
+            request.setHeader(b"access-control-allow-headers",
+                              request.getHeader(b"access-control-request-headers") or b"Content-Type")
+            send(request, 204)
+            return NOT_DONE_YET
+        handler = endpoint.methods.get("GET" if method == "HEAD" else method)
+        if handler is None:
+            send(request, 405, {"message": "Method not allowed"})
+            return NOT_DONE_YET
+        call = AdminCall(request, self.node, params)
+        ensureDeferred(handler(call)).addCallbacks(
+            lambda result: self._answer(request, started, *result),
+            lambda failure: self._fail(request, started, failure))
+        return NOT_DONE_YET
+
+    def _answer(self, request: Request, started: float, status: int, body: object) -> None:
+        latency = int((time.monotonic() - started) * 1000)
+        request.setHeader(b"x-kong-admin-latency", str(latency).encode())
+        send(request, status, body)
+
+    def _fail(self, request: Request, started: float, failure) -> None:
+        error = failure.value
+        if isinstance(error, BodyRejected):
+            send(request, error.status, raw=error.body)
+        elif isinstance(error, errors.KongError):
+            self._answer(request, started, error.status, error.body())
+        else:
+            log.failure("Admin API {method} {uri} failed", failure,
+                        method=request.method, uri=request.uri)
+            self._answer(request, started, 500, _UNEXPECTED)

@@ -1,0 +1,129 @@
+"""Composing kongish: build a node, then mount its resources or run its service.
+
+The public entry points for embedding kongish in another Twisted application:
+
+- ``await build_node(settings, reactor)`` opens the store and returns a ready ``Node``;
+- ``proxy_resource(node, reactor)`` and ``admin_resource(node)`` are ``IResource``
+  providers to mount in any ``twisted.web`` site;
+- ``KongishService(settings)`` is an ``IService`` that does all of it and listens
+  on ``proxy_listen`` and ``admin_listen`` (what ``twist kongish`` runs).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.application.service import MultiService
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.web.resource import IResource
+from twisted.web.server import Site
+
+from kongish.admin.resource import AdminResource
+from kongish.config import Settings
+from kongish.db.dao import Database
+from kongish.db.declarative import configuration_hash, flatten, parse_declarative
+from kongish.lua.engine import LuaEngine
+from kongish.lua.settings import LuaSettings
+from kongish.node import Node
+from kongish.plugins.registry import PluginRegistry
+from kongish.plugins.serverless import serverless_plugins
+from kongish.proxy.resource import ProxyResource
+from kongish.proxy.upstream import UpstreamClient
+
+log = Logger()
+
+
+def lua_settings(settings: Settings) -> LuaSettings:
+    return LuaSettings(
+        untrusted_lua=settings.untrusted_lua,
+        sandbox_requires=settings.untrusted_lua_sandbox_requires,
+        sandbox_environment=settings.untrusted_lua_sandbox_environment,
+        instruction_limit=settings.lua_instruction_limit,
+        memory_limit=settings.lua_memory_limit,
+        configuration=settings.public_view(),
+    )
+
+
+async def build_node(settings: Settings, reactor: Any) -> Node:
+    """Open the configured store, load the configuration and return a node ready to proxy."""
+    engine = LuaEngine(lua_settings(settings), reactor)
+    registry = PluginRegistry.build(settings.plugins, serverless_plugins(engine))
+    if settings.database == "off":
+        node = Node(settings, Database(None, registry.lookup, reactor), registry, reactor, engine)
+        text = settings.declarative_config_string
+        filename = None
+        if settings.declarative_config is not None:
+            filename = settings.declarative_config
+            with open(filename, encoding="utf-8") as source:  # read once at start, before serving
+                text = source.read()
+        if text is not None:
+            entities = flatten(parse_declarative(text, filename=filename), plugins=registry.lookup)
+            node.load_declarative(entities, configuration_hash(text))
+        return node
+    from kongish.db.sqlite import SQLiteStorage
+
+    storage = await SQLiteStorage.open(settings.sqlite_path, reactor)
+    database = Database(storage, registry.lookup, reactor)
+    await database.load()
+    return Node(settings, database, registry, reactor, engine)
+
+
+def proxy_resource(node: Node, reactor: Any) -> IResource:
+    return ProxyResource(node, UpstreamClient(reactor))
+
+
+def admin_resource(node: Node) -> IResource:
+    return AdminResource(node)
+
+
+@attrs.define(eq=False)
+class KongishService(MultiService):
+    """Runs one kongish node: proxy and Admin API listeners over a shared node."""
+
+    settings: Settings
+    reactor: Any = attrs.field(default=None)
+    node: Node | None = attrs.field(default=None, init=False)
+    ports: list[IListeningPort] = attrs.field(factory=list, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        MultiService.__init__(self)
+        if self.reactor is None:
+            from twisted.internet import reactor
+
+            self.reactor = reactor
+
+    def startService(self) -> None:
+        MultiService.startService(self)
+        self.ready = ensureDeferred(self._start())
+        self.ready.addErrback(self._failed_to_start)
+
+    async def _start(self) -> None:
+        self.node = await build_node(self.settings, self.reactor)
+        listeners = [(self.settings.proxy_listen, proxy_resource(self.node, self.reactor), "proxy"),
+                     (self.settings.admin_listen, admin_resource(self.node), "admin")]
+        for descriptions, resource, role in listeners:
+            for description in descriptions:
+                site = Site(resource)
+                site.displayTracebacks = False
+                port = await serverFromString(self.reactor, description).listen(site)
+                self.ports.append(port)
+                log.info("kongish {role} listening on {address}", role=role, address=port.getHost())
+
+    def _failed_to_start(self, failure) -> None:
+        log.failure("kongish could not start", failure)
+        if self.reactor.running:
+            self.reactor.stop()
+
+    async def _stop(self) -> None:
+        for port in self.ports:
+            await port.stopListening()
+        self.ports.clear()
+        if self.node is not None and self.node.database.storage is not None:
+            await self.node.database.storage.close()
+
+    def stopService(self):
+        MultiService.stopService(self)
+        return ensureDeferred(self._stop())

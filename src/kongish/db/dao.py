@@ -1,0 +1,242 @@
+"""The entity database: Kong's create/read/update/delete rules over an in-memory copy.
+
+Every entity lives in memory (configurations are small and the router needs
+them all anyway); writes go through ``IStorage`` first and reach memory only
+once durable, so a crash never loses an acknowledged write. Writes are
+serialised by a lock so uniqueness and foreign-key checks see a stable state.
+Listeners run after each change to rebuild the router and plugin snapshots.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+from twisted.internet.defer import DeferredLock
+from twisted.internet.interfaces import IReactorTime
+
+from kongish import errors
+from kongish.db.storage import Change, IStorage
+from kongish.schema import ENTITIES, complete
+
+#: Foreign keys that delete their children with them (the rest refuse the delete).
+_CASCADES = {"services": ("plugins",), "routes": ("plugins",), "consumers": ("plugins",)}
+#: Children whose existence blocks deleting the parent.
+_RESTRICTS = {"services": ("routes",)}
+#: The columns of Kong's composite plugin uniqueness key.
+_PLUGIN_UNIQUE = ("consumer", "name", "route", "service")
+
+
+def is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def encode_offset(entity_id: str) -> str:
+    return base64.urlsafe_b64encode(entity_id.encode()).decode().rstrip("=")
+
+
+def decode_offset(offset: str) -> str:
+    try:
+        decoded = base64.urlsafe_b64decode(offset + "=" * (-len(offset) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise errors.InvalidOffset(offset) from None
+    if not is_uuid(decoded):
+        raise errors.InvalidOffset(offset)
+    return decoded
+
+
+@attrs.define(eq=False)
+class Database:
+    """All entities of one kongish node, with Kong's write rules."""
+
+    storage: IStorage | None
+    plugins: Callable[[str], Any]
+    clock: IReactorTime
+    tables: dict[str, dict[str, dict[str, Any]]] = attrs.Factory(
+        lambda: {name: {} for name in ENTITIES})
+    listeners: list[Callable[[], None]] = attrs.Factory(list)
+    _lock: DeferredLock = attrs.Factory(DeferredLock)
+
+    @property
+    def read_only(self) -> bool:
+        """DB-less nodes change only through declarative configuration."""
+        return self.storage is None
+
+    async def load(self) -> None:
+        """Fill memory from storage (at start)."""
+        assert self.storage is not None
+        loaded = await self.storage.load()
+        for entity_type, entities in loaded.items():
+            self.tables[entity_type] = {entity["id"]: entity for entity in entities}
+        self._changed()
+
+    def replace_all(self, entities: Mapping[str, Iterable[dict[str, Any]]]) -> None:
+        """Swap in a whole validated declarative configuration at once."""
+        self.tables = {name: {} for name in ENTITIES}
+        for entity_type, items in entities.items():
+            self.tables[entity_type] = {entity["id"]: entity for entity in items}
+        self._changed()
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener()
+
+    # reads
+
+    def find(self, entity_type: str, key: str) -> dict[str, Any] | None:
+        """Look up by id, or by the endpoint key when ``key`` is not a UUID."""
+        table = self.tables[entity_type]
+        if is_uuid(key):
+            return table.get(str(uuid.UUID(key)))
+        endpoint_key = ENTITIES[entity_type].endpoint_key
+        if endpoint_key is None:
+            return None
+        return next((e for e in table.values() if e.get(endpoint_key) == key), None)
+
+    def page(self, entity_type: str, size: int, offset: str | None,
+             keep: Callable[[dict[str, Any]], bool] = lambda entity: True,
+             ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page in ascending id order, and the offset of the next page (or None)."""
+        after = decode_offset(offset) if offset else None
+        ids = sorted(i for i in self.tables[entity_type] if after is None or i > after)
+        page: list[dict[str, Any]] = []
+        for entity_id in ids:
+            entity = self.tables[entity_type][entity_id]
+            if not keep(entity):
+                continue
+            if len(page) == size:
+                return page, encode_offset(page[-1]["id"])
+            page.append(entity)
+        return page, None
+
+    # writes
+
+    async def insert(self, entity_type: str, data: dict[str, Any]) -> dict[str, Any]:
+        return await self._write("create", entity_type, self._insert, data)
+
+    async def update(self, entity_type: str, key: str, data: dict[str, Any]) -> dict[str, Any]:
+        return await self._write("update", entity_type, self._update, key, data)
+
+    async def upsert(self, entity_type: str, key: str, data: dict[str, Any]) -> dict[str, Any]:
+        return await self._write("create or update", entity_type, self._upsert, key, data)
+
+    async def delete(self, entity_type: str, key: str) -> None:
+        await self._write("remove", entity_type, self._delete, key)
+
+    async def _write(self, verb: str, entity_type: str, plan: Callable[..., Any], *args: Any) -> Any:
+        if self.storage is None:
+            raise errors.OperationUnsupported(verb, entity_type)
+        await self._lock.acquire()
+        try:
+            changes, result = plan(entity_type, *args)
+            if changes:
+                await self.storage.write(changes)
+                for change in changes:
+                    table = self.tables[change.entity_type]
+                    if change.entity is None:
+                        table.pop(change.entity_id, None)
+                    else:
+                        table[change.entity_id] = change.entity
+                self._changed()
+            return result
+        finally:
+            self._lock.release()
+
+    def _now(self) -> int:
+        return int(self.clock.seconds())
+
+    def _insert(self, entity_type: str, data: dict[str, Any]) -> tuple[list[Change], dict[str, Any]]:
+        data = self._resolve_foreign(entity_type, data)
+        entity = complete(ENTITIES[entity_type], data, plugins=self.plugins)
+        entity["id"] = entity.get("id") or str(uuid.uuid4())
+        if entity["id"] in self.tables[entity_type]:
+            raise errors.PrimaryKeyViolation(entity["id"])
+        entity["created_at"] = entity["updated_at"] = self._now()
+        self._check_references(entity_type, entity)
+        return [Change(entity_type, entity["id"], entity)], entity
+
+    def _update(self, entity_type: str, key: str, data: dict[str, Any]) -> tuple[list[Change], dict[str, Any]]:
+        existing = self.find(entity_type, key)
+        if existing is None:
+            raise errors.NotFound()
+        data = self._resolve_foreign(entity_type, data)
+        entity = complete(ENTITIES[entity_type], data, plugins=self.plugins, partial_base=existing)
+        entity.update(id=existing["id"], created_at=existing["created_at"], updated_at=self._now())
+        self._check_references(entity_type, entity)
+        return [Change(entity_type, entity["id"], entity)], entity
+
+    def _upsert(self, entity_type: str, key: str, data: dict[str, Any]) -> tuple[list[Change], dict[str, Any]]:
+        existing = self.find(entity_type, key)
+        data = dict(self._resolve_foreign(entity_type, data))
+        if is_uuid(key):
+            data["id"] = str(uuid.UUID(key))
+        else:
+            data[ENTITIES[entity_type].endpoint_key] = key
+            if existing is not None:
+                data["id"] = existing["id"]
+        entity = complete(ENTITIES[entity_type], data, plugins=self.plugins)
+        entity["id"] = entity.get("id") or str(uuid.uuid4())
+        entity["created_at"] = existing["created_at"] if existing else self._now()
+        entity["updated_at"] = self._now()
+        self._check_references(entity_type, entity)
+        return [Change(entity_type, entity["id"], entity)], entity
+
+    def _delete(self, entity_type: str, key: str) -> tuple[list[Change], None]:
+        existing = self.find(entity_type, key)
+        if existing is None:
+            return [], None
+        for child_type in _RESTRICTS.get(entity_type, ()):
+            if any(self._references(child, existing["id"]) for child in self.tables[child_type].values()):
+                raise errors.ReferencedBy(entity_type, child_type)
+        changes = [Change(child_type, child["id"], None)
+                   for child_type in _CASCADES.get(entity_type, ())
+                   for child in self.tables[child_type].values()
+                   if self._references(child, existing["id"])]
+        changes.append(Change(entity_type, existing["id"], None))
+        return changes, None
+
+    @staticmethod
+    def _references(child: dict[str, Any], parent_id: str) -> bool:
+        return any(isinstance(value, dict) and value.get("id") == parent_id
+                   for value in child.values())
+
+    def _resolve_foreign(self, entity_type: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Turn ``{"name": ...}`` style references into ``{"id": ...}``, as Kong does."""
+        resolved = dict(data)
+        for field, parent_type in ENTITIES[entity_type].foreign.items():
+            reference = data.get(field)
+            if not isinstance(reference, dict) or "id" in reference or len(reference) != 1:
+                continue
+            endpoint_key = ENTITIES[parent_type].endpoint_key
+            if endpoint_key not in reference or not isinstance(reference[endpoint_key], str):
+                continue
+            parent = self.find(parent_type, reference[endpoint_key])
+            if parent is None or is_uuid(reference[endpoint_key]):
+                raise errors.ForeignKeysUnresolved(field, reference, parent_type)
+            resolved[field] = {"id": parent["id"]}
+        return resolved
+
+    def _check_references(self, entity_type: str, entity: dict[str, Any]) -> None:
+        schema = ENTITIES[entity_type]
+        for field, parent_type in schema.foreign.items():
+            reference = entity.get(field)
+            if reference is not None and reference["id"] not in self.tables[parent_type]:
+                raise errors.ForeignKeyViolation(reference, parent_type)
+        table = self.tables[entity_type]
+        for field in schema.unique:
+            value = entity.get(field)
+            if value is not None and any(other[field] == value and other["id"] != entity["id"]
+                                         for other in table.values()):
+                raise errors.UniqueViolation({field: value})
+        if entity_type == "plugins":
+            key = {field: entity.get(field) for field in _PLUGIN_UNIQUE}
+            if any(other["id"] != entity["id"] and all(other.get(f) == key[f] for f in _PLUGIN_UNIQUE)
+                   for other in table.values()):
+                raise errors.UniqueViolation(key)

@@ -1,0 +1,72 @@
+"""A kongish node: the database, the enabled plugins and the snapshots requests use.
+
+The router and the plugin map are immutable snapshots rebuilt on every
+configuration change (a database listener), so the proxy's hot path reads
+two attributes and never the database.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+
+from kongish.config import Settings
+from kongish.db.dao import Database
+from kongish.plugins.pipeline import PluginMap, build_plugin_map
+from kongish.plugins.registry import PluginRegistry
+from kongish.routing import Router
+
+#: Kong's configuration_hash before any declarative configuration is loaded.
+EMPTY_HASH = "0" * 32
+
+
+@attrs.define
+class Counters:
+    """Connection and request counts for GET /status."""
+
+    total_requests: int = 0
+    connections_active: int = 0
+
+    def as_json(self) -> dict[str, int]:
+        return {"total_requests": self.total_requests,
+                "connections_active": self.connections_active,
+                "connections_accepted": self.total_requests,
+                "connections_handled": self.total_requests,
+                "connections_reading": 0, "connections_waiting": 0,
+                "connections_writing": self.connections_active}
+
+
+@attrs.define(eq=False)
+class Node:
+    settings: Settings
+    database: Database
+    registry: PluginRegistry
+    reactor: IReactorTime
+    lua_engine: Any = None
+    node_id: str = attrs.Factory(lambda: str(uuid.uuid4()))
+    configuration_hash: str = EMPTY_HASH
+    counters: Counters = attrs.Factory(Counters)
+    router: Router = attrs.field(init=False)
+    plugin_map: PluginMap = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.router = Router.build([], {})
+        self.plugin_map = PluginMap(())
+        self.database.listeners.append(self.rebuild)
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        """Compile fresh snapshots from the database; the old ones serve requests in flight."""
+        tables = self.database.tables
+        self.router = Router.build(tables["routes"].values(), tables["services"])
+        self.plugin_map = build_plugin_map(tables["plugins"].values(), self.registry.lookup,
+                                           previous=self.plugin_map)
+
+    def load_declarative(self, entities: dict[str, list[dict[str, Any]]], text_hash: str | None) -> None:
+        self.database.replace_all(entities)
+        self.configuration_hash = text_hash or EMPTY_HASH
+
+    def lua_memory_used(self) -> int:
+        return self.lua_engine.memory_used() if self.lua_engine is not None else 0

@@ -1,0 +1,72 @@
+"""Kong's header rules for the upstream request and the downstream response."""
+from __future__ import annotations
+
+from twisted.web.http_headers import Headers
+
+from kongish import KONG_VERSION
+
+VIA_TOKEN = f"1.1 kong/{KONG_VERSION}"
+SERVER_TOKEN = f"kong/{KONG_VERSION}".encode()
+
+#: Never forwarded in either direction (RFC 9110 section 7.6.1 plus Kong's Proxy* names).
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
+    b"trailer", b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection", b"proxy",
+})
+#: Recomputed by kongish for each upstream request.
+_RECOMPUTED = frozenset({
+    b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
+    b"x-forwarded-path", b"x-forwarded-prefix", b"x-real-ip", b"via", b"x-kong-request-id",
+})
+
+
+def _connection_tokens(headers: Headers) -> frozenset[bytes]:
+    tokens = set()
+    for value in headers.getRawHeaders(b"connection", []):
+        tokens.update(token.strip().lower() for token in value.split(b","))
+    return frozenset(tokens)
+
+
+def copy_end_to_end(source: Headers, skip: frozenset[bytes] = frozenset()) -> Headers:
+    """The headers of ``source`` minus hop-by-hop ones and those in ``skip``."""
+    dropped = HOP_BY_HOP | _connection_tokens(source) | skip
+    copied = Headers()
+    for name, values in source.getAllRawHeaders():
+        if name.lower() not in dropped:
+            copied.setRawHeaders(name, values)
+    return copied
+
+
+def _appended(existing: list[bytes] | None, value: bytes) -> bytes:
+    return b", ".join([*(existing or []), value])
+
+
+def upstream_headers(incoming: Headers, *, host_header: str, client_ip: str, scheme: str,
+                     port: int, raw_path: str, stripped_prefix: str | None, request_id: str) -> Headers:
+    """Headers to send upstream, per Kong's proxy rules (X-Forwarded-*, X-Real-IP, Via)."""
+    headers = copy_end_to_end(incoming, _RECOMPUTED)
+    host = (incoming.getRawHeaders(b"host") or [b""])[0].decode("latin-1")
+    forwarded_host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    headers.setRawHeaders(b"host", [host_header.encode("latin-1")])
+    headers.setRawHeaders(b"x-forwarded-for", [_appended(incoming.getRawHeaders(b"x-forwarded-for"),
+                                                         client_ip.encode())])
+    headers.setRawHeaders(b"x-forwarded-proto", [scheme.encode()])
+    headers.setRawHeaders(b"x-forwarded-host", [forwarded_host.lower().encode("latin-1")])
+    headers.setRawHeaders(b"x-forwarded-port", [str(port).encode()])
+    headers.setRawHeaders(b"x-forwarded-path", [raw_path.encode("latin-1")])
+    if stripped_prefix:
+        headers.setRawHeaders(b"x-forwarded-prefix", [stripped_prefix.encode("latin-1")])
+    headers.setRawHeaders(b"x-real-ip", [client_ip.encode()])
+    headers.setRawHeaders(b"via", [_appended(incoming.getRawHeaders(b"via"), VIA_TOKEN.encode())])
+    if request_id:
+        headers.setRawHeaders(b"x-kong-request-id", [request_id.encode()])
+    return headers
+
+
+def downstream_headers(upstream: Headers) -> Headers:
+    """The upstream response's headers as kongish passes them on (Via and Server per Kong 3.8+)."""
+    headers = copy_end_to_end(upstream, frozenset({b"content-length"}))
+    headers.setRawHeaders(b"via", [_appended(upstream.getRawHeaders(b"via"), VIA_TOKEN.encode())])
+    if not headers.hasHeader(b"server"):
+        headers.setRawHeaders(b"server", [SERVER_TOKEN])
+    return headers

@@ -1,0 +1,329 @@
+"""The proxy: route a request, run the plugin phases, call the upstream, answer.
+
+The flow follows Kong's runloop: rewrite (global plugins), router, access
+(plugins may end the request here, and then the upstream is never called),
+upstream call, header_filter, body_filter (per chunk, plus the final call),
+log (after the response is finished). Response phases run for every answer,
+including kongish's own errors and plugin short-circuits.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IResponse
+from twisted.web.resource import IResource
+from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
+
+from kongish.plugins.pipeline import ConfiguredPlugin, run_phase
+from kongish.proxy import error_pages
+from kongish.proxy.context import RequestContext, UpstreamRequest, UpstreamResponse
+from kongish.proxy.headers import SERVER_TOKEN, downstream_headers, upstream_headers
+from kongish.proxy.upstream import UpstreamClient, UpstreamFailure
+
+if TYPE_CHECKING:
+    from kongish.node import Node
+
+log = Logger()
+
+
+class _Ended(Exception):
+    """The response was already produced; nothing more to do in the request flow."""
+
+
+@implementer(IResource)
+@attrs.define(eq=False)
+class ProxyResource:
+    """Serves proxied traffic for one node; mount it as a twisted.web site's root."""
+
+    node: "Node"
+    client: UpstreamClient
+    isLeaf = True
+
+    def getChildWithDefault(self, name: bytes, request: Request) -> "ProxyResource":
+        return self
+
+    def putChild(self, path: bytes, child: IResource) -> None:
+        raise NotImplementedError("the proxy routes every path itself")
+
+    def render(self, request: Request) -> object:
+        self.node.counters.total_requests += 1
+        flow = ProxyFlow(self.node, self.client, request)
+        ensureDeferred(flow.run()).addErrback(flow.crashed)
+        return NOT_DONE_YET
+
+
+@attrs.define(eq=False)
+class ProxyFlow:
+    """One proxied request from start to log phase."""
+
+    node: "Node"
+    client: UpstreamClient
+    request: Request
+    context: RequestContext = attrs.field(init=False)
+    plugins: tuple[ConfiguredPlugin, ...] = ()
+    proxied_at: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        self.context = RequestContext(self.request, request_id=uuid.uuid4().hex)
+
+    async def run(self) -> None:
+        node, request, context = self.node, self.request, self.context
+        self.plugins = node.plugin_map.for_request(None, None)
+        try:
+            await self._phase("rewrite", stop_on_exit=True)
+            if context.response.exited:
+                return await self._respond_from_plugins()
+            host = request.getHeader(b"host")
+            match = node.router.match(
+                request.method.decode("latin-1"), request.uri,
+                host.decode("latin-1") if host is not None else None,
+                _header_map(request.requestHeaders), request.getHost().port, _scheme(request))
+            if match is None:
+                return await self._kong_error(404, "no Route matched with those values")
+            context.route, context.service = match.route, match.service
+            context.uri_captures = match.uri_captures
+            if _needs_https(match.route, _scheme(request)):
+                return await self._kong_error(426, "Please use HTTPS protocol", {
+                    "Connection": "Upgrade", "Upgrade": "TLS/1.2, HTTP/1.1"})
+            self.plugins = node.plugin_map.for_request(
+                match.route["id"], match.service["id"] if match.service else None)
+            context.upstream = self._upstream_request(match)
+            await self._phase("access", stop_on_exit=True)
+            if context.response.exited:
+                return await self._respond_from_plugins()
+            if match.service is None:
+                return await self._kong_error(503, "no Service found with those values")
+            await self._proxy(match.service)
+        except _Ended:
+            return None
+        except Exception:
+            self._plugin_error(Failure())
+            await self._respond_from_plugins()
+
+    # phases
+
+    async def _phase(self, phase: str, stop_on_exit: bool = False) -> None:
+        pending = run_phase(phase, self.plugins, self.context, stop_on_exit=stop_on_exit)
+        if pending is not None:
+            await pending
+
+    def _plugin_error(self, failure: Failure) -> None:
+        log.failure("unexpected error in phase {phase} (request {request_id})", failure,
+                    phase=self.context.phase, request_id=self.context.request_id)
+        response = self.context.response
+        response.body.clear()
+        response.headers = Headers()
+        response.exited = False
+        self._set_kong_error(500, error_pages.default_message(500))
+        response.source = "error"
+
+    # upstream
+
+    def _upstream_request(self, match: Any) -> UpstreamRequest:
+        request = self.request
+        service = match.service or {}
+        scheme = service.get("protocol") or "http"
+        raw_path = request.uri.split(b"?", 1)[0].decode("latin-1")
+        client = request.getClientAddress()
+        return UpstreamRequest(
+            method=request.method.decode("latin-1"), path=match.upstream_path, query=match.upstream_query,
+            headers=upstream_headers(
+                request.requestHeaders, host_header=match.upstream_host,
+                client_ip=getattr(client, "host", ""), scheme=_scheme(request),
+                port=request.getHost().port, raw_path=raw_path,
+                stripped_prefix=match.stripped_prefix, request_id=self.context.request_id),
+            scheme="https" if scheme == "https" else "http",
+            host=service.get("host") or "", port=service.get("port") or 80)
+
+    async def _proxy(self, service: dict[str, Any]) -> None:
+        context = self.context
+        self.proxied_at = time.time()
+        try:
+            response = await self.client.send(context.upstream, service, self.request.content)
+        except UpstreamFailure as failure:
+            await self._kong_error(failure.status, failure.message,
+                                   renderer=failure.renderer, proxied=True)
+            return
+        upstream_latency = int((time.time() - self.proxied_at) * 1000)
+        context.upstream_response = UpstreamResponse(response.code, response.headers)
+        out = context.response
+        out.status, out.source = response.code, "service"
+        out.headers = downstream_headers(response.headers)
+        out.headers.setRawHeaders(b"x-kong-upstream-latency", [str(upstream_latency).encode()])
+        out.headers.setRawHeaders(b"x-kong-proxy-latency",
+                                  [str(int((self.proxied_at - context.started_at) * 1000)).encode()])
+        await self._phase("header_filter")
+        filtering = any("body_filter" in c.handlers.phases for c in self.plugins)
+        if not filtering and response.length is not None and out.replacement_body is None:
+            out.headers.setRawHeaders(b"content-length", [str(response.length).encode()])
+        self._start_response()
+        relay = _Relay(self, filtering)
+        response.deliverBody(relay)
+        await relay.done
+        await self._finish()
+
+    # answers kongish or a plugin produced
+
+    def _set_kong_error(self, status: int, message: str, headers: dict[str, str] | None = None,
+                        renderer: str = "A") -> None:
+        request, response = self.request, self.context.response
+        accept = _text(request.getHeader(b"accept"))
+        if renderer == "A":
+            media = error_pages.choose_type(accept)
+        else:
+            media = error_pages.choose_type(accept, _text(request.getHeader(b"content-type")),
+                                            self.node.settings.raw["error_default_type"])
+        response.status = status
+        response.body[:] = [error_pages.render(media, message, self.context.request_id)]
+        response.headers.setRawHeaders(b"content-type", [f"{media}; charset=utf-8".encode()])
+        for name, value in (headers or {}).items():
+            response.headers.setRawHeaders(name.encode(), [value.encode()])
+
+    async def _kong_error(self, status: int, message: str, headers: dict[str, str] | None = None,
+                          renderer: str = "A", proxied: bool = False) -> None:
+        self._set_kong_error(status, message, headers, renderer)
+        self.context.response.source = "error"
+        if proxied:
+            latency = int((time.time() - (self.proxied_at or time.time())) * 1000)
+            self.context.response.headers.setRawHeaders(b"x-kong-upstream-latency", [str(latency).encode()])
+        await self._respond_from_plugins()
+        raise _Ended()
+
+    async def _respond_from_plugins(self) -> None:
+        """Send a response that kongish or a plugin built, through the response phases."""
+        response = self.context.response
+        if response.status is None:
+            response.status = 200
+        if not response.body and response.status >= 400:
+            self._set_kong_error(response.status, error_pages.default_message(response.status),
+                                 renderer="B")
+        response.headers.setRawHeaders(b"server", [SERVER_TOKEN])
+        response.headers.setRawHeaders(
+            b"x-kong-response-latency", [str(int((time.time() - self.context.started_at) * 1000)).encode()])
+        if not response.headers.hasHeader(b"content-type") and response.body:
+            response.headers.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+        try:
+            await self._phase("header_filter")
+            body = await self._filter(b"".join(response.body), eof=True)
+        except Exception:
+            self._plugin_error(Failure())
+            body = b"".join(response.body)
+        response.headers.setRawHeaders(b"content-length", [str(len(body)).encode()])
+        self._start_response()
+        self._write(body)
+        await self._finish()
+        raise _Ended()
+
+    async def _filter(self, chunk: bytes, eof: bool) -> bytes:
+        """Run body_filter on one chunk; returns the chunk as the plugins left it."""
+        if self.context.response.replacement_body is not None:
+            chunk = self.context.response.replacement_body if eof else b""
+        context = self.context
+        context.body_chunk, context.body_eof = chunk, eof
+        await self._phase("body_filter")
+        return context.body_chunk
+
+    def _start_response(self) -> None:
+        request, response = self.request, self.context.response
+        request.setResponseCode(response.status or 200)
+        request.responseHeaders = response.headers
+        request.responseHeaders.setRawHeaders(b"x-kong-request-id", [self.context.request_id.encode()])
+
+    def _write(self, data: bytes) -> None:
+        if data and not self.request._disconnected and not self.request.finished:
+            self.request.write(data)
+
+    async def _finish(self) -> None:
+        if not self.request._disconnected and not self.request.finished:
+            self.request.finish()
+        try:
+            await self._phase("log")
+        except Exception:
+            log.failure("unexpected error in phase log (request {request_id})",
+                        request_id=self.context.request_id)
+
+    def crashed(self, failure: Failure) -> None:
+        """Last resort: something outside the phases failed; answer 500 if nothing was sent."""
+        if isinstance(failure.value, _Ended):
+            return
+        log.failure("proxy request {request_id} failed", failure, request_id=self.context.request_id)
+        request = self.request
+        if not request.startedWriting and not request.finished and not request._disconnected:
+            request.setResponseCode(500)
+            request.setHeader(b"content-type", b"application/json; charset=utf-8")
+            request.write(error_pages.render("application/json", error_pages.default_message(500),
+                                             self.context.request_id))
+            request.finish()
+
+
+class _Relay(Protocol):
+    """Streams the upstream body to the client, through body_filter when plugins have one.
+
+    The upstream transport is registered as the client's producer, so a slow
+    client pauses the upstream read instead of buffering the body in memory.
+    """
+
+    def __init__(self, flow: ProxyFlow, filtering: bool) -> None:
+        self.flow = flow
+        self.filtering = filtering
+        self.done: Deferred = Deferred()
+        self.pending: Deferred | None = None
+
+    def connectionMade(self) -> None:
+        request = self.flow.request
+        if not request._disconnected and not request.finished:
+            request.registerProducer(self.transport, True)
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.filtering:
+            self.flow._write(data)
+            return
+        self.transport.pauseProducing()
+        self.pending = ensureDeferred(self.flow._filter(data, eof=False))
+        self.pending.addCallback(self._filtered)
+
+    def _filtered(self, chunk: bytes) -> None:
+        self.flow._write(chunk)
+        self.pending = None
+        self.transport.resumeProducing()
+
+    def connectionLost(self, reason: Failure) -> None:
+        request = self.flow.request
+        if not request._disconnected and not request.finished:
+            request.unregisterProducer()
+        if self.filtering:
+            waiting = self.pending if self.pending is not None else Deferred()
+            if self.pending is None:
+                waiting.callback(None)
+            waiting.addCallback(lambda _: ensureDeferred(self.flow._filter(b"", eof=True)))
+            waiting.addCallback(self.flow._write)
+            waiting.chainDeferred(self.done)
+        else:
+            self.done.callback(None)
+
+
+def _header_map(headers: Headers) -> dict[str, list[str]]:
+    return {name.decode("latin-1").lower(): [v.decode("latin-1") for v in values]
+            for name, values in headers.getAllRawHeaders()}
+
+
+def _scheme(request: Request) -> str:
+    return "https" if request.isSecure() else "http"
+
+
+def _needs_https(route: dict[str, Any], scheme: str) -> bool:
+    protocols = route.get("protocols") or ()
+    return scheme != "https" and "https" in protocols and "http" not in protocols
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None

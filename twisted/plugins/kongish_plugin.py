@@ -1,0 +1,31 @@
+"""``twist kongish``: run a kongish node."""
+from twisted.application.service import IServiceMaker
+from twisted.plugin import IPlugin
+from twisted.python import usage
+from zope.interface import implementer
+
+
+class Options(usage.Options):
+    optParameters = [
+        ["config", "c", None, "kong.conf-style configuration file."],
+        ["proxy-listen", None, None, "Override proxy_listen (Kong 'host:port' or a Twisted endpoint)."],
+        ["admin-listen", None, None, "Override admin_listen (Kong 'host:port' or a Twisted endpoint)."],
+    ]
+
+
+@implementer(IServiceMaker, IPlugin)
+class KongishServiceMaker:
+    tapname = "kongish"
+    description = "A Kong-compatible API gateway with Lua serverless functions."
+    options = Options
+
+    def makeService(self, options):
+        from kongish.app import KongishService
+        from kongish.config import Settings
+
+        settings = Settings.load(options["config"], overrides={
+            "proxy_listen": options["proxy-listen"], "admin_listen": options["admin-listen"]})
+        return KongishService(settings)
+
+
+serviceMaker = KongishServiceMaker()
