@@ -7,6 +7,7 @@ at the request's ``Content-Type`` and then at ``error_default_type``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+import json
 from html import escape
 
 #: Kong's default messages for statuses it ends a request with.
@@ -81,4 +82,4 @@ def render(media_type: str, message: str, request_id: str) -> bytes:
 
 
 def _json_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return json.dumps(text, ensure_ascii=False)[1:-1]

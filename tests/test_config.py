@@ -1,0 +1,87 @@
+"""Settings: kong.conf parsing, precedence and validation."""
+from hypothesis import given, strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from kongish.config import ConfigError, Settings, parse_conf, parse_size
+from kongish.listen import ListenError, parse_listen
+
+
+class ParseConfTests(SynchronousTestCase):
+    def test_key_value_comments_and_escapes(self) -> None:
+        text = "# comment\nproxy_listen = 127.0.0.1:9000  # trailing\n\nlog_level=debug\nx = a\\#b\n"
+        self.assertEqual(parse_conf(text), {"proxy_listen": "127.0.0.1:9000",
+                                            "log_level": "debug", "x": "a#b"})
+
+    def test_line_without_equals_is_an_error_naming_the_line(self) -> None:
+        with self.assertRaises(ConfigError) as raised:
+            parse_conf("database = off\nnonsense\n")
+        self.assertIn("line 2", str(raised.exception))
+
+    @given(st.dictionaries(st.from_regex(r"[a-z_]{1,12}", fullmatch=True),
+                           st.from_regex(r"[A-Za-z0-9:./, -]{0,20}", fullmatch=True)))
+    def test_round_trip(self, values: dict) -> None:
+        text = "\n".join(f"{key} = {value}" for key, value in values.items())
+        self.assertEqual(parse_conf(text), {k: v.strip() for k, v in values.items()})
+
+
+class SettingsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        settings = Settings.load(environ={})
+        self.assertEqual(settings.proxy_listen, ["tcp:8000:interface=0.0.0.0"])
+        self.assertEqual(settings.admin_listen, ["tcp:8001:interface=127.0.0.1"])
+        self.assertEqual(settings.database, "sqlite")
+        self.assertEqual(settings.untrusted_lua, "sandbox")
+        self.assertEqual(settings.plugins, ("bundled",))
+
+    def test_precedence_file_then_environment_then_overrides(self) -> None:
+        path = self.mktemp()
+        with open(path, "w") as conf:
+            conf.write("prefix = /from/file\nlog_level = info\ndatabase = off\n")
+        settings = Settings.load(path, environ={"KONGISH_LOG_LEVEL": "debug",
+                                                "KONGISH_PROXY_LISTEN": "127.0.0.1:9000"},
+                                 overrides={"proxy_listen": "127.0.0.1:9100", "admin_listen": None})
+        self.assertEqual(settings.prefix, "/from/file")
+        self.assertEqual(settings.log_level, "debug")
+        self.assertEqual(settings.database, "off")
+        self.assertEqual(settings.proxy_listen, ["tcp:9100:interface=127.0.0.1"])
+
+    def test_invalid_values_name_the_setting(self) -> None:
+        for name, value in [("database", "cassandra"), ("untrusted_lua", "maybe"),
+                            ("proxy_listen", "nowhere"), ("lua_memory_limit", "lots")]:
+            with self.assertRaises(ConfigError, msg=name):
+                Settings.load(environ={f"KONGISH_{name.upper()}": value})
+
+    def test_missing_file(self) -> None:
+        with self.assertRaises(ConfigError):
+            Settings.load(self.mktemp(), environ={})
+
+    def test_secrets_are_masked(self) -> None:
+        view = Settings.load(environ={"KONGISH_PG_PASSWORD": "hunter2"}).public_view()
+        self.assertEqual(view["pg_password"], "******")
+        self.assertEqual(view["plugins"], ["bundled"])
+
+    def test_sizes(self) -> None:
+        self.assertEqual(parse_size("10m"), 10 * 1024 * 1024)
+        self.assertEqual(parse_size("512K"), 512 * 1024)
+        self.assertEqual(parse_size("100"), 100)
+
+
+class ListenTests(SynchronousTestCase):
+    def test_kong_forms(self) -> None:
+        self.assertEqual(parse_listen("0.0.0.0:8000 reuseport backlog=16384, 127.0.0.1:8100"),
+                         ["tcp:8000:interface=0.0.0.0:backlog=16384", "tcp:8100:interface=127.0.0.1"])
+        self.assertEqual(parse_listen("[::1]:8001"), ["tcp:8001:interface=\\:\\:1"])
+        self.assertEqual(parse_listen("off"), [])
+
+    def test_endpoint_strings_pass_through(self) -> None:
+        self.assertEqual(parse_listen("tcp:0:interface=127.0.0.1"), ["tcp:0:interface=127.0.0.1"])
+        self.assertEqual(parse_listen("unix:/tmp/kongish.sock"), ["unix:/tmp/kongish.sock"])
+
+    def test_rejections(self) -> None:
+        for value in ["", "8000", "host:99999", "127.0.0.1:8443 ssl", "127.0.0.1:80 weird"]:
+            with self.assertRaises(ListenError, msg=value):
+                parse_listen(value)
+
+    @given(st.integers(0, 65535), st.ip_addresses(v=4))
+    def test_any_ipv4_address_and_port(self, port: int, address) -> None:
+        self.assertEqual(parse_listen(f"{address}:{port}"), [f"tcp:{port}:interface={address}"])
