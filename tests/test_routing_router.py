@@ -111,6 +111,14 @@ class RegexCaptureTests(RouterTestCase):
         route = make_route(paths=[r"~/u/\d+"])
         self.assertEqual(self.assertRoute(match([route], b"/u/7"), route).uri_captures, {})
 
+    def test_captures_not_shared_between_matches(self) -> None:
+        router = Router.build([make_route(hosts=["h.test"])], {"svc": make_service()})
+        first = router.match("GET", b"/", "h.test", {}, 8000)
+        assert first is not None
+        first.uri_captures["named"] = {"x": "1"}
+        second = router.match("GET", b"/", "h.test", {}, 8000)
+        self.assertEqual(second and second.uri_captures, {})
+
     def test_prefix_paths_have_no_captures(self) -> None:
         route = make_route(paths=["/u"])
         self.assertEqual(self.assertRoute(match([route], b"/u/7"), route).uri_captures, {})

@@ -101,6 +101,12 @@ class EscapeTests(SynchronousTestCase):
     def test_utf8_escaped_bytewise(self) -> None:
         self.assertEqual(escape_path("/café"), "/caf%C3%A9")
 
+    @settings(max_examples=200)
+    @given(st.text())
+    def test_escaping_twice_changes_nothing(self, text: str) -> None:
+        once = escape_path(text)
+        self.assertEqual(escape_path(once), once)
+
     def test_router_escapes_decoded_characters(self) -> None:
         self.assertEqual(proxied_path(None, "/a", "/a/%20%C3%A9%ff", "v0", False), "/a/%20%C3%A9%FF")
 

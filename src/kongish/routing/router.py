@@ -125,17 +125,17 @@ class Router:
         selected = self._select(request)
         if selected is None:
             return None
-        best, best_path = selected
-        route, service = best.route, best.service
+        entry, path_match = selected
+        route, service = entry.route, entry.service
         strip_path = route.get("strip_path", True) is not False
         upstream_path = build_upstream_path(
             service.get("path") if service else None,
             request.path,
-            best_path.prefix,
+            path_match.prefix,
             strip_path,
             route.get("path_handling") or "v0",
         )
-        stripped = best_path.prefix if strip_path and best_path.prefix != "/" else None
+        stripped = path_match.prefix if strip_path and path_match.prefix != "/" else None
         return Match(
             route=route,
             service=service,
@@ -143,5 +143,6 @@ class Router:
             upstream_query=query if question_mark else None,
             upstream_host=upstream_host(route, service, host),
             stripped_prefix=stripped,
-            uri_captures=best_path.captures,
+            # A copy: callers may hand it to plugins, which must not alter the router.
+            uri_captures=dict(path_match.captures),
         )
