@@ -1,0 +1,136 @@
+"""Requests/s and p99 of kongish serving the seed demo, against a bare twisted.web baseline.
+
+Both servers run in this same run, one after the other, as single processes on
+loopback, loaded by wrk (Debian package ``wrk``) with the same settings:
+
+  (a) a bare twisted.web Resource answering "Hello Kong!";
+  (b) kongish (``twist kongish``) with the seed demo's pre-function on /test.
+
+Prints both figures and the ratio b/a (target: at least 0.85).
+Usage: python benchmarks/seed_vs_bare.py [--duration 10] [--connections 16]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+SEED_CODE = ("local qs=ngx.req.get_uri_args()if qs and qs.name then ngx.say('Hello '..qs.name..'!')"
+             "else ngx.say('Hello Serverless Functions!')end;ngx.exit(200)")
+
+BARE_SERVER = """
+import sys
+from twisted.internet import reactor
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+class Hello(Resource):
+    isLeaf = True
+    def render_GET(self, request):
+        request.setHeader(b"content-type", b"text/plain")
+        return b"Hello Kong!\\n"
+
+site = Site(Hello())
+site.log = lambda request: None
+reactor.listenTCP(int(sys.argv[1]), site, interface="127.0.0.1")
+reactor.run()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"server at {url} did not start")
+
+
+def post(url: str, fields: dict[str, str]) -> None:
+    data = urllib.parse.urlencode(fields).encode()
+    with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=5) as response:
+        assert response.status == 201, response.status
+
+
+def run_wrk(url: str, duration: int, connections: int) -> tuple[float, float]:
+    """(requests per second, p99 latency in ms) from one wrk run."""
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        check=True, capture_output=True, text=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", output).groups()
+    p99 = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise SystemExit(f"errors during the run:\n{output}")
+    return rate, p99
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.path.join(repo, "src")]))
+    results = {}
+    bare_port = free_port()
+    bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)], env=env)
+    try:
+        wait_for(f"http://127.0.0.1:{bare_port}/")
+        run_wrk(f"http://127.0.0.1:{bare_port}/test?name=Kong", 2, args.connections)  # warm-up
+        results["bare twisted.web"] = run_wrk(
+            f"http://127.0.0.1:{bare_port}/test?name=Kong", args.duration, args.connections)
+    finally:
+        bare.terminate()
+        bare.wait()
+
+    proxy, admin = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as prefix:
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "twisted", "--log-level", "warn", "kongish",
+             "--proxy-listen", f"127.0.0.1:{proxy}", "--admin-listen", f"127.0.0.1:{admin}"],
+            env=dict(env, KONGISH_PREFIX=prefix))
+        try:
+            wait_for(f"http://127.0.0.1:{admin}/status")
+            base = f"http://127.0.0.1:{admin}"
+            post(base + "/services", {"name": "plugin-testing", "url": "http://dead.end.com"})
+            post(base + "/services/plugin-testing/routes", {"paths[]": "/test"})
+            post(base + "/services/plugin-testing/plugins",
+                 {"name": "pre-function", "config.access[]": SEED_CODE})
+            url = f"http://127.0.0.1:{proxy}/test?name=Kong"
+            with urllib.request.urlopen(url) as response:
+                assert response.read() == b"Hello Kong!\n"
+            run_wrk(url, 2, args.connections)  # warm-up
+            results["kongish seed demo"] = run_wrk(url, args.duration, args.connections)
+        finally:
+            gateway.terminate()
+            gateway.wait()
+
+    for name, (rate, p99) in results.items():
+        print(f"{name:20s} {rate:10.1f} req/s   p99 {p99:7.2f} ms")
+    ratio = results["kongish seed demo"][0] / results["bare twisted.web"][0]
+    print(f"ratio b/a (requests/s): {ratio:.3f}   (target >= 0.85)")
+    print(json.dumps({"ratio": round(ratio, 3), **{k: {"rps": v[0], "p99_ms": v[1]} for k, v in results.items()}}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The proxy end to end: real kongish, real upstream, real sockets on loopback."""
+from __future__ import annotations
+
+import json
+import socket
+
+from twisted.trial.unittest import TestCase
+
+from tests.harness import deferred, start_gateway, start_upstream
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening on it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ProxyTests(TestCase):
+    async def _gateway(self, service_path: str = "", **route):
+        self.upstream = await start_upstream(self)
+        gateway = await start_gateway(self)
+        status, _, _ = await gateway.call("POST", "/services", json={
+            "name": "echo", "url": self.upstream.url + service_path, "retries": 0})
+        self.assertEqual(status, 201)
+        route = {"paths": ["/echo"], **route}
+        status, body, _ = await gateway.call("POST", "/services/echo/routes", json=route)
+        self.assertEqual(status, 201, body)
+        return gateway
+
+    @deferred
+    async def test_proxies_with_kong_headers(self) -> None:
+        gateway = await self._gateway("/base")
+        status, body, headers = await gateway.get(
+            "/echo/a%20b/c?x=1&y=%2F", headers={"X-Forwarded-For": "10.1.1.1", "Connection": "close"})
+        self.assertEqual(status, 200)
+        seen = json.loads(body)
+        self.assertEqual(seen["uri"], "/base/a%20b/c?x=1&y=%2F")
+        upstream_headers = seen["headers"]
+        port = gateway.service.ports[0].getHost().port
+        self.assertEqual(upstream_headers["host"], [f"127.0.0.1:{self.upstream.port.getHost().port}"])
+        self.assertEqual(upstream_headers["x-forwarded-for"], ["10.1.1.1, 127.0.0.1"])
+        self.assertEqual(upstream_headers["x-forwarded-proto"], ["http"])
+        self.assertEqual(upstream_headers["x-forwarded-port"], [str(port)])
+        self.assertEqual(upstream_headers["x-forwarded-host"], ["127.0.0.1"])
+        self.assertEqual(upstream_headers["x-forwarded-path"], ["/echo/a%20b/c"])
+        self.assertEqual(upstream_headers["x-forwarded-prefix"], ["/echo"])
+        self.assertEqual(upstream_headers["x-real-ip"], ["127.0.0.1"])
+        self.assertEqual(len(upstream_headers["x-kong-request-id"][0]), 32)
+        self.assertEqual(upstream_headers["via"], ["1.1 kong/3.9.0"])
+        self.assertEqual(headers.getRawHeaders(b"via"), [b"1.1 kong/3.9.0"])
+        self.assertEqual(headers.getRawHeaders(b"x-upstream"), [b"echo"])
+        self.assertTrue(headers.hasHeader(b"x-kong-upstream-latency"))
+        self.assertTrue(headers.hasHeader(b"x-kong-proxy-latency"))
+
+    @deferred
+    async def test_request_body_and_method_reach_upstream(self) -> None:
+        gateway = await self._gateway()
+        status, body, _ = await gateway.request("POST", "/echo/x", data=b"payload=1")
+        seen = json.loads(body)
+        self.assertEqual((status, seen["method"], seen["body"], seen["path"]), (200, "POST", "payload=1", "/x"))
+
+    @deferred
+    async def test_upstream_errors_pass_through(self) -> None:
+        gateway = await self._gateway()
+        status, body, _ = await gateway.get("/echo/status/503")
+        self.assertEqual(status, 503)
+        self.assertEqual(json.loads(body)["path"], "/status/503")
+
+    @deferred
+    async def test_streamed_body(self) -> None:
+        gateway = await self._gateway()
+        status, body, _ = await gateway.get("/echo/stream/50")
+        self.assertEqual(body, b"".join(f"chunk{i};".encode() for i in range(50)))
+
+    @deferred
+    async def test_connection_refused_is_502(self) -> None:
+        gateway = await start_gateway(self)
+        await gateway.call("POST", "/services", json={
+            "name": "down", "url": f"http://127.0.0.1:{closed_port()}", "retries": 2})
+        await gateway.call("POST", "/services/down/routes", json={"paths": ["/down"]})
+        status, body, headers = await gateway.get("/down", headers={"Accept": "application/json"})
+        self.assertEqual(status, 502)
+        self.assertIn(b"An invalid response was received from the upstream server", body)
+
+    @deferred
+    async def test_read_timeout_is_504(self) -> None:
+        self.upstream = await start_upstream(self)
+        gateway = await start_gateway(self)
+        await gateway.call("POST", "/services", json={
+            "name": "slow", "url": self.upstream.url, "read_timeout": 200, "retries": 0})
+        await gateway.call("POST", "/services/slow/routes", json={"paths": ["/slow"]})
+        status, body, _ = await gateway.get("/slow/delay/2")
+        self.assertEqual(status, 504)
+        self.assertEqual(body.splitlines()[0], b"The upstream server is timing out")
+
+    @deferred
+    async def test_route_without_service_is_503(self) -> None:
+        gateway = await start_gateway(self)
+        status, _, _ = await gateway.call("POST", "/routes", json={"paths": ["/lonely"]})
+        self.assertEqual(status, 201)
+        status, body, _ = await gateway.get("/lonely")
+        self.assertEqual(status, 503)
+        self.assertIn(b"no Service found with those values", body)
+
+    @deferred
+    async def test_https_only_route_over_http_is_426(self) -> None:
+        gateway = await self._gateway(protocols=["https"])
+        status, body, headers = await gateway.get("/echo")
+        self.assertEqual(status, 426)
+        self.assertIn(b"Please use HTTPS protocol", body)
+        self.assertEqual(headers.getRawHeaders(b"upgrade"), [b"TLS/1.2, HTTP/1.1"])
+
+    @deferred
+    async def test_configuration_changes_reach_the_router_at_once(self) -> None:
+        gateway = await self._gateway()
+        self.assertEqual((await gateway.get("/later"))[0], 404)
+        await gateway.call("POST", "/services/echo/routes", json={"paths": ["/later"]})
+        self.assertEqual((await gateway.get("/later"))[0], 200)
+        await gateway.call("DELETE", "/services/echo/routes/" + (
+            await gateway.call("GET", "/services/echo/routes"))[1]["data"][0]["id"])
+        await gateway.call("DELETE", "/services/echo/routes/" + (
+            await gateway.call("GET", "/services/echo/routes"))[1]["data"][0]["id"])
+        self.assertEqual((await gateway.get("/later"))[0], 404)
