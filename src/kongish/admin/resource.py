@@ -49,8 +49,7 @@ class AdminResource:
 
     def render(self, request: Request) -> object:
         started = time.monotonic()
-        path = request.path.decode("utf-8", "replace")
-        segments = [s for s in path.split("/") if s]
+        segments = [s.decode("utf-8", "replace") for s in request.postpath if s]
         found = self.table.find(segments)
         method = request.method.decode("ascii", "replace")
         if found is None:

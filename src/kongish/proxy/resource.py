@@ -84,7 +84,7 @@ class ProxyFlow:
                 return await self._respond_from_plugins()
             host = request.getHeader(b"host")
             match = node.router.match(
-                request.method.decode("latin-1"), request.uri,
+                request.method.decode("latin-1"), mounted_target(request),
                 host.decode("latin-1") if host is not None else None,
                 _header_map(request.requestHeaders), request.getHost().port, _scheme(request))
             if match is None:
@@ -132,7 +132,7 @@ class ProxyFlow:
         request = self.request
         service = match.service or {}
         scheme = service.get("protocol") or "http"
-        raw_path = request.uri.split(b"?", 1)[0].decode("latin-1")
+        raw_path = mounted_target(request).split(b"?", 1)[0].decode("latin-1")
         client = request.getClientAddress()
         return UpstreamRequest(
             method=request.method.decode("latin-1"), path=match.upstream_path, query=match.upstream_query,
@@ -309,6 +309,14 @@ class _Relay(Protocol):
             waiting.chainDeferred(self.done)
         else:
             self.done.callback(None)
+
+
+def mounted_target(request: Request) -> bytes:
+    """The request target below the point where this resource is mounted."""
+    if not request.prepath:
+        return request.uri
+    rest = request.uri[len(b"/" + b"/".join(request.prepath)):]
+    return rest if rest.startswith(b"/") else b"/" + rest
 
 
 def _header_map(headers: Headers) -> dict[str, list[str]]:
