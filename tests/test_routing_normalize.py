@@ -10,6 +10,11 @@ from kongish.routing.normalize import wire_bytes, wire_text
 paths = st.lists(
     st.sampled_from(list("/./%2eEfF41aé?;") + ["%2F", "%2e", "%41", "%C3%A9", "%FF"])
 ).map("".join)
+#: The same without lone ``%``: decoding runs once, like Kong's, so "%%65A" gives
+#: "%eA", which a second run would decode again; idempotence holds only without them.
+escaped_paths = st.lists(
+    st.sampled_from(list("/./2eEfF41aé?;") + ["%2F", "%2e", "%41", "%C3%A9", "%FF", "%25"])
+).map("".join)
 
 
 class NormalizePathTests(SynchronousTestCase):
@@ -52,6 +57,9 @@ class NormalizePathTests(SynchronousTestCase):
         raw = wire_text(b"/x%FF/\xfe")
         self.assertEqual(wire_bytes(normalize_path(raw)), b"/x\xff/\xfe")
 
+    def test_decoding_is_a_single_pass(self) -> None:
+        self.assertEqual(normalize_path("%%65A"), "%eA")
+
     def test_bad_escape_left_alone(self) -> None:
         self.assertEqual(normalize_path("/a%zz%4"), "/a%zz%4")
 
@@ -60,7 +68,7 @@ class NormalizePathTests(SynchronousTestCase):
         self.assertEqual(normalize_path(""), "")
 
     @settings(max_examples=200)
-    @given(paths)
+    @given(escaped_paths)
     def test_idempotent(self, raw: str) -> None:
         once = normalize_path(raw)
         self.assertEqual(normalize_path(once), once)
