@@ -1,0 +1,94 @@
+"""Install the Lua PDK (``ngx``, ``kong``, ``cjson``) into a LuaJIT runtime.
+
+Most of the PDK is Lua (the ``pdk_*.lua`` files next to this module); it
+closes over a small table of Python primitives (:mod:`kongish.lua.pdk_request`,
+:mod:`kongish.lua.pdk_codec`, :mod:`kongish.lua.pdk_regex`) held in upvalues,
+never in globals, so sandboxed code cannot reach a Python object.  Values
+cross the boundary as Lua strings (Python ``bytes``), numbers, booleans and
+Lua tables only.
+
+The runtime should be created with ``encoding=None`` so that Lua strings
+reach Python as bytes: with a text encoding, binary strings (``ngx.md5_bin``
+output, gzip chunks in ``ngx.arg[1]``) cannot be passed back to Python.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Mapping
+
+from lupa.luajit21 import LuaRuntime
+from twisted.internet.interfaces import IReactorTime
+
+from kongish import KONG_VERSION
+from kongish.lua import pdk_codec
+from kongish.lua.current import CurrentRequest
+from kongish.lua.pdk_regex import lua_search
+from kongish.lua.pdk_request import RequestPrimitives, TrustedNetworks
+
+if TYPE_CHECKING:
+    from kongish.lua.settings import LuaSettings
+
+_CODECS = {
+    b"md5": pdk_codec.md5_hex, b"md5_bin": pdk_codec.md5_bin, b"sha1_bin": pdk_codec.sha1_bin,
+    b"hmac_sha1": pdk_codec.hmac_sha1, b"crc32": pdk_codec.crc32,
+    b"encode_base64": pdk_codec.encode_base64, b"decode_base64": pdk_codec.decode_base64,
+    b"parse_http_time": pdk_codec.parse_http_time,
+}
+
+
+def _version_number(version: str) -> int:
+    """Kong's ``version_num``: 3.9.0 is 3009000."""
+    major, minor, patch = (int(part) for part in version.split(".")[:3])
+    return major * 1000000 + minor * 1000 + patch
+
+
+def _configuration_json(configuration: Mapping[str, Any]) -> bytes:
+    """kong.configuration's data: unset values read as nil, ``plugins`` is a list."""
+    data = {key: value for key, value in configuration.items() if value is not None}
+    plugins = data.get("plugins", "bundled")
+    if isinstance(plugins, str):
+        plugins = [name.strip() for name in plugins.split(",") if name.strip()]
+    data["plugins"] = list(plugins)
+    return json.dumps(data, default=str).encode()
+
+
+def _run(lua: LuaRuntime, filename: str, *args: Any) -> Any:
+    source = resources.files("kongish.lua").joinpath(filename).read_bytes()
+    return lua.execute(source, *args, name=f"@kongish/lua/{filename}")
+
+
+def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: "LuaSettings",
+                await_fn: Any, stop_fn: Any, *, reactor: IReactorTime,
+                node_id: str | None = None) -> None:
+    """Set the globals ``ngx`` and ``kong`` and offer cjson to the sandbox's ``require``.
+
+    ``await_fn(pyfunc, ...)`` (Lua) yields to the engine until the Deferred
+    ``pyfunc(...)`` returns has fired; ``stop_fn()`` (Lua) ends the running
+    phase handler.  The cjson modules go into the global table
+    ``__kongish_modules`` (``cjson`` and ``cjson.safe``).
+    """
+    configuration = settings.configuration
+    request = RequestPrimitives(lua, current, reactor,
+                                TrustedNetworks.parse(configuration.get("trusted_ips")))
+    primitives = lua.table_from({**request.exports(), **_CODECS, b"re_search": lua_search(lua)})
+    cjson, cjson_safe = _run(lua, "pdk_cjson.lua")()
+    info = lua.table_from({
+        b"pid": os.getpid(),
+        b"prefix": str(configuration.get("prefix", "/usr/local/kong")).rstrip("/").encode() + b"/",
+        b"node_id": (node_id or str(uuid.uuid4())).encode(),
+        b"hostname": socket.gethostname().encode(),
+        b"version": KONG_VERSION.encode(),
+        b"version_num": _version_number(KONG_VERSION),
+        b"cache_ttl": float(configuration.get("db_cache_ttl") or 0),
+        b"configuration": cjson[b"decode"](_configuration_json(configuration)),
+    })
+    support = _run(lua, "pdk_support.lua", primitives)
+    ngx_re = _run(lua, "pdk_ngx_re.lua", primitives)
+    ngx = _run(lua, "pdk_ngx.lua", primitives, support, cjson, ngx_re, await_fn, stop_fn, info)
+    kong = _run(lua, "pdk_kong.lua", primitives, support, ngx, cjson, stop_fn, info)
+    modules = lua.table_from({b"cjson": cjson, b"cjson.safe": cjson_safe})
+    lua.execute(b"ngx, kong, __kongish_modules = ...", ngx, kong, modules)

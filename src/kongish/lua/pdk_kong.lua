@@ -1,0 +1,638 @@
+-- The `kong` table (Kong 3.x PDK), backed by the request being served.
+-- Argument checks and their messages follow Kong's kong/pdk/*.lua.
+
+local P, S, ngx, cjson, stop, info = ...
+
+local concat, find, format, gsub, lower, sort, sub =
+  table.concat, string.find, string.format, string.gsub, string.lower, table.sort,
+  string.sub
+local error, ipairs, pairs, pcall, select, setmetatable, tonumber, tostring, type, unpack =
+  error, ipairs, pairs, pcall, select, setmetatable, tonumber, tostring, type, unpack
+
+local kong = {version = info.version, version_num = info.version_num}
+
+local PHASES = {
+  rewrite_access_header = S.phases("rewrite", "access", "response", "header_filter", "error", "admin_api"),
+  header_body_log = S.phases("response", "header_filter", "body_filter", "log", "error", "admin_api"),
+  body_filter = S.phases("body_filter"),
+  access_and_rewrite = S.phases("rewrite", "access"),
+  access_rewrite_balancer = S.phases("rewrite", "access", "balancer"),
+}
+
+local function first(value)
+  if type(value) == "table" then return value[1] end
+  return value
+end
+
+local function client_header(name)
+  local values = P.header_values("client", name)
+  return values and values[1]
+end
+
+local function request_slot(name)
+  local slot = P.slot()
+  local value = slot[name]
+  if value == nil then
+    value = {}
+    slot[name] = value
+  end
+  return value
+end
+
+local function check_max(name, value)
+  if value == nil then return end
+  if type(value) ~= "number" then error(name .. " must be a number", 3) end
+  if value < 1 then error(name .. " must be >= 1", 3) end
+  if value > 1000 then error(name .. " must be <= 1000", 3) end
+end
+
+-- Header checks from kong.pdk.private.checks.
+local function validate_header(name, value)
+  if type(name) ~= "string" then
+    error(format("invalid header name %q: got %s, expected string", tostring(name), type(name)), 3)
+  end
+  local kind = type(value)
+  if kind ~= "string" and kind ~= "number" and kind ~= "boolean" then
+    error(format("invalid header value for %q: got %s, expected string, number or boolean", name, kind), 3)
+  end
+end
+
+local function validate_headers(headers)
+  if type(headers) ~= "table" then error("headers must be a table", 3) end
+  for name, value in pairs(headers) do
+    if type(name) ~= "string" then
+      error(format("invalid header name %q: got %s, expected string", tostring(name), type(name)), 3)
+    end
+    local kind = type(value)
+    if kind == "table" then
+      for _, item in ipairs(value) do
+        if type(item) ~= "string" then
+          error(format("invalid header value in array %q: got %s, expected string", name, type(item)), 3)
+        end
+      end
+    elseif kind ~= "string" and kind ~= "number" and kind ~= "boolean" then
+      error(format("invalid header value for %q: got %s, expected string, number, boolean or "
+                   .. "array of strings", name, kind), 3)
+    end
+  end
+end
+
+-- Kong sends an empty header value as a single space.
+local function header_values(value)
+  if type(value) == "table" then
+    local values = {}
+    for i, item in ipairs(value) do values[i] = item == "" and " " or item end
+    return values
+  end
+  value = tostring(value)
+  return {value == "" and " " or value}
+end
+
+local function is_transfer_encoding(name)
+  local lowered = lower(name)
+  return lowered == "transfer-encoding" or lowered == "transfer_encoding"
+end
+
+-- kong.request ---------------------------------------------------------------------
+
+local request = {}
+kong.request = request
+
+local function trusted_client()
+  return P.is_trusted(P.read("remote_addr"))
+end
+
+function request.get_scheme() return P.read("scheme") end
+function request.get_host() return P.read("host") end
+function request.get_port() return P.read("server_port") end
+function request.get_http_version() return P.read("http_version") end
+function request.get_method() return P.read("method") end
+function request.get_path() return P.read("path") end
+function request.get_raw_path() return P.read("raw_path") end
+function request.get_raw_query() return P.read("query") or "" end
+function request.get_start_time() return P.read("start_time") * 1000 end
+function request.get_id() return P.read("request_id") end
+
+function request.get_path_with_query()
+  local query = P.read("query")
+  if not query or query == "" then return request.get_path() end
+  return request.get_path() .. "?" .. query
+end
+
+function request.get_forwarded_scheme()
+  local scheme = trusted_client() and client_header("x-forwarded-proto")
+  return scheme and lower(scheme) or request.get_scheme()
+end
+
+function request.get_forwarded_host()
+  local host = trusted_client() and client_header("x-forwarded-host")
+  if not host then return request.get_host() end
+  host = lower(host)
+  if sub(host, 1, 1) == "[" then return (host:match("^(%[.-%])")) or host end
+  return (gsub(host, ":%d*$", ""))
+end
+
+function request.get_forwarded_port()
+  local port = trusted_client() and tonumber(client_header("x-forwarded-port"))
+  return port or request.get_port()
+end
+
+function request.get_forwarded_path()
+  return trusted_client() and client_header("x-forwarded-path") or request.get_path()
+end
+
+function request.get_forwarded_prefix()
+  return trusted_client() and client_header("x-forwarded-prefix") or nil
+end
+
+function request.get_query(max_args)
+  check_max("max_args", max_args)
+  return S.decode_args(P.read("query") or "", max_args)
+end
+
+function request.get_query_arg(name)
+  if type(name) ~= "string" then error("query argument name must be a string", 2) end
+  return first(request.get_query()[name])
+end
+
+function request.get_header(name)
+  if type(name) ~= "string" then error("header name must be a string", 2) end
+  return client_header(name)
+end
+
+function request.get_headers(max_headers)
+  check_max("max_headers", max_headers)
+  return S.headers_table(P.header_list("client"), max_headers)
+end
+
+function request.get_raw_body() return P.read("body") or "" end
+
+function request.get_uri_captures()
+  local captures = P.read("uri_captures_json")
+  return captures and cjson.decode(captures) or {unnamed = {}, named = {}}
+end
+
+local function mime_type(content_type)
+  return lower((gsub(content_type, "%s*;.*$", "")))
+end
+
+function request.get_body(mimetype, max_args)
+  local content_type = mimetype or client_header("content-type")
+  if not content_type then return nil, "missing content type" end
+  local mime = mime_type(content_type)
+  if mime == "application/x-www-form-urlencoded" then
+    return S.decode_args(request.get_raw_body(), max_args), nil, mime
+  elseif mime == "application/json" or find(mime, "^application/[%w.%-]+%+json$") then
+    local ok, body = pcall(cjson.decode, request.get_raw_body())
+    if not ok or type(body) ~= "table" then return nil, "invalid json body", mime end
+    return body, nil, mime
+  end
+  return nil, "unsupported content type '" .. mime .. "'", mime
+end
+
+-- kong.response ----------------------------------------------------------------------
+
+local response = {}
+kong.response = response
+
+local function check_status(status)
+  if type(status) ~= "number" then error("code must be a number", 3) end
+  if status < 100 or status > 599 then error("code must be a number between 100 and 599", 3) end
+end
+
+function response.get_status()
+  S.check_phase(PHASES.header_body_log)
+  return P.read("status")
+end
+
+function response.get_headers(max_headers)
+  S.check_phase(PHASES.header_body_log)
+  check_max("max_headers", max_headers)
+  return S.headers_table(P.header_list("response"), max_headers)
+end
+
+function response.get_header(name)
+  S.check_phase(PHASES.header_body_log)
+  if type(name) ~= "string" then error("header name must be a string", 2) end
+  return first(P.header_values("response", name))
+end
+
+function response.get_source()
+  S.check_phase(PHASES.header_body_log)
+  return P.read("source")
+end
+
+function response.set_status(status)
+  S.check_phase(PHASES.rewrite_access_header)
+  check_status(status)
+  P.write("status", status)
+end
+
+local function set_response_header(operation, name, value)
+  if is_transfer_encoding(name) then
+    return P.log(ngx.WARN, "manually setting Transfer-Encoding. Ignored.")
+  end
+  P.change_header("response", operation, name, unpack(header_values(value)))
+end
+
+function response.set_header(name, value)
+  S.check_phase(PHASES.rewrite_access_header)
+  validate_header(name, value)
+  set_response_header("set", name, value)
+end
+
+function response.add_header(name, value)
+  S.check_phase(PHASES.rewrite_access_header)
+  validate_header(name, value)
+  set_response_header("add", name, value)
+end
+
+function response.clear_header(name)
+  S.check_phase(PHASES.rewrite_access_header)
+  if type(name) ~= "string" then error("header name must be a string", 2) end
+  P.change_header("response", "clear", name)
+end
+
+local function sorted_names(headers)
+  local names = {}
+  for name in pairs(headers) do names[#names + 1] = name end
+  sort(names)
+  return names
+end
+
+function response.set_headers(headers)
+  S.check_phase(PHASES.rewrite_access_header)
+  validate_headers(headers)
+  for _, name in ipairs(sorted_names(headers)) do
+    set_response_header("set", name, headers[name])
+  end
+end
+
+-- Kong buffers the chunks in the request context and hands the whole body
+-- over with the last one.
+function response.get_raw_body()
+  S.check_phase(PHASES.body_filter)
+  local slot = P.slot()
+  local chunk, eof = ngx.arg[1], ngx.arg[2]
+  local buffer = slot.body_buffer
+  if eof and not buffer then return chunk end
+  if chunk ~= "" then
+    buffer = buffer or {}
+    buffer[#buffer + 1] = chunk
+    slot.body_buffer = buffer
+  end
+  if eof then
+    local body = concat(buffer)
+    slot.body_buffer = nil
+    ngx.arg[1] = body
+    return body
+  end
+  ngx.arg[1] = ""
+  return nil
+end
+
+-- Before the last chunk the new body replaces the rest of the stream;
+-- on the last chunk it replaces that chunk.
+function response.set_raw_body(body)
+  S.check_phase(PHASES.body_filter)
+  if type(body) ~= "string" then error("body must be a string", 2) end
+  if not ngx.arg[2] then P.write("replacement_body", body) end
+  ngx.arg[1] = ngx.arg[2] and body or ""
+  P.slot().body_buffer = nil
+end
+
+local CONTENT_TYPE_JSON = "application/json; charset=utf-8"
+
+local function send(status, body, headers)
+  local has_content_type = false
+  for _, name in ipairs(sorted_names(headers or {})) do
+    local lowered = gsub(lower(name), "_", "-")
+    has_content_type = has_content_type or lowered == "content-type"
+    set_response_header("set", name, headers[name])
+  end
+  if type(body) == "table" then
+    local ok, json = pcall(cjson.encode, body)
+    if not ok then error(format("body encoding failed while flushing response: %s", json), 3) end
+    body = json
+    if not has_content_type then P.change_header("response", "set", "content-type", CONTENT_TYPE_JSON) end
+  end
+  if P.read("phase") == "header_filter" then
+    P.write("status", status)
+    if body ~= nil then P.write("replacement_body", body) end
+  else
+    P.exit(status, body)
+  end
+  return stop()
+end
+
+function response.exit(status, body, headers)
+  S.check_phase(PHASES.rewrite_access_header)
+  check_status(status)
+  if body ~= nil and type(body) ~= "string" and type(body) ~= "table" then
+    error("body must be a nil, string or table", 2)
+  end
+  if headers ~= nil and type(headers) ~= "table" then error("headers must be a nil or table", 2) end
+  if headers ~= nil then validate_headers(headers) end
+  return send(status, body, headers)
+end
+
+-- kong.response.error: Kong picks the format from Accept; kongish lets the
+-- proxy render its default body when no message is given and sends JSON otherwise.
+function response.error(status, message, headers)
+  S.check_phase(PHASES.rewrite_access_header)
+  if type(status) ~= "number" then error("code must be a number", 2) end
+  if status < 400 or status > 599 then error("code must be a number between 400 and 599", 2) end
+  if message ~= nil and type(message) ~= "string" then error("message must be a nil or string", 2) end
+  if headers ~= nil then validate_headers(headers) end
+  if message == nil then return send(status, nil, headers) end
+  return send(status, {message = message, request_id = P.read("request_id")}, headers)
+end
+
+-- kong.service ----------------------------------------------------------------------
+
+local service_request = {}
+local service_response = {}
+kong.service = {request = service_request, response = service_response}
+
+local function set_request_header(operation, name, value)
+  P.change_header("request", operation, name, unpack(header_values(value)))
+end
+
+function service_request.set_header(name, value)
+  S.check_phase(PHASES.access_rewrite_balancer)
+  validate_header(name, value)
+  set_request_header("set", name, value)
+end
+
+function service_request.add_header(name, value)
+  S.check_phase(PHASES.access_rewrite_balancer)
+  validate_header(name, value)
+  set_request_header("add", name, value)
+end
+
+function service_request.clear_header(name)
+  S.check_phase(PHASES.access_rewrite_balancer)
+  if type(name) ~= "string" then error("header name must be a string", 2) end
+  P.change_header("request", "clear", name)
+end
+
+function service_request.set_headers(headers)
+  S.check_phase(PHASES.access_rewrite_balancer)
+  validate_headers(headers)
+  for _, name in ipairs(sorted_names(headers)) do
+    set_request_header("set", name, headers[name])
+  end
+end
+
+function service_request.set_scheme(scheme)
+  S.check_phase(PHASES.access_rewrite_balancer)
+  if type(scheme) ~= "string" then error("scheme must be a string", 2) end
+  if scheme ~= "http" and scheme ~= "https" then error("invalid scheme: " .. scheme, 2) end
+  P.write("upstream_scheme", scheme)
+end
+
+function service_request.set_path(path)
+  S.check_phase(PHASES.access_and_rewrite)
+  if type(path) ~= "string" then error("path must be a string", 2) end
+  if sub(path, 1, 1) ~= "/" then error("path must start with /", 2) end
+  P.write("upstream_path", path)
+end
+
+function service_request.set_raw_query(query)
+  S.check_phase(PHASES.access_and_rewrite)
+  if type(query) ~= "string" then error("query must be a string", 2) end
+  P.write("query", query)
+end
+
+function service_request.set_query(args)
+  S.check_phase(PHASES.access_and_rewrite)
+  if type(args) ~= "table" then error("args must be a table", 2) end
+  P.write("query", S.encode_args(args))
+end
+
+local METHODS = {
+  GET = true, HEAD = true, PUT = true, POST = true, DELETE = true, OPTIONS = true, MKCOL = true,
+  COPY = true, MOVE = true, PROPFIND = true, PROPPATCH = true, LOCK = true, UNLOCK = true,
+  PATCH = true, TRACE = true, CONNECT = true,
+}
+
+function service_request.set_method(method)
+  S.check_phase(PHASES.access_and_rewrite)
+  if type(method) ~= "string" then error("method must be a string", 2) end
+  if not METHODS[method] then error("invalid method: " .. method, 2) end
+  P.write("method", method)
+end
+
+function service_request.set_raw_body(body)
+  S.check_phase(PHASES.access_and_rewrite)
+  if type(body) ~= "string" then error("body must be a string", 2) end
+  P.write("body", body)
+end
+
+function service_request.set_body(args, mimetype)
+  S.check_phase(PHASES.access_and_rewrite)
+  if type(args) ~= "table" then error("args must be a table", 2) end
+  if mimetype ~= nil and type(mimetype) ~= "string" then error("mime must be a string", 2) end
+  local content_type = mimetype or client_header("content-type")
+  if not content_type then
+    error("content type was neither explicitly given as an argument or received as a header", 2)
+  end
+  local mime = mime_type(content_type)
+  local body
+  if mime == "application/x-www-form-urlencoded" then
+    body = S.encode_args(args)
+  elseif mime == "application/json" then
+    local ok, json = pcall(cjson.encode, args)
+    if not ok then return nil, json end
+    body = json
+  else
+    return nil, "unsupported content type '" .. mime .. "'"
+  end
+  if mimetype then P.change_header("request", "set", "content-type", mimetype) end
+  P.write("body", body)
+  return true
+end
+
+function service_response.get_status()
+  S.check_phase(PHASES.header_body_log)
+  return P.read("service_status")
+end
+
+function service_response.get_headers(max_headers)
+  S.check_phase(PHASES.header_body_log)
+  check_max("max_headers", max_headers)
+  return S.headers_table(P.header_list("service"), max_headers)
+end
+
+function service_response.get_header(name)
+  S.check_phase(PHASES.header_body_log)
+  if type(name) ~= "string" then error("header name must be a string", 2) end
+  return first(P.header_values("service", name))
+end
+
+-- kong.client, kong.router, kong.ip, kong.node, kong.plugin --------------------------
+
+kong.client = {
+  get_ip = function() return P.read("remote_addr") end,
+  get_port = function() return P.read("remote_port") end,
+  get_forwarded_ip = function()
+    return trusted_client() and client_header("x-real-ip") or P.read("remote_addr")
+  end,
+  get_forwarded_port = function() return P.read("remote_port") end,
+  get_protocol = function() return P.read("scheme") end,
+  get_consumer = function() return nil end,
+  get_credential = function() return nil end,
+  get_consumer_groups = function() return nil end,
+}
+
+local function decoded(field)
+  local json = P.read(field)
+  return json and cjson.decode(json)
+end
+
+kong.router = {
+  get_route = function() return decoded("route_json") end,
+  get_service = function() return decoded("service_json") end,
+}
+
+kong.ip = {is_trusted = function(address) return P.is_trusted(address) end}
+
+kong.node = {
+  get_id = function() return info.node_id end,
+  get_hostname = function() return info.hostname end,
+}
+
+kong.plugin = {get_id = function() return P.plugin()[2] end}
+
+kong.nginx = {get_subsystem = function() return "http" end}
+
+kong.table = {
+  new = function() return {} end,
+  clear = function(t)
+    for key in pairs(t) do t[key] = nil end
+  end,
+}
+
+-- kong.log -------------------------------------------------------------------------
+
+local function concatenated(...)
+  local parts = {}
+  for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+  return concat(parts)
+end
+
+-- A Lua-literal rendering for kong.log.inspect, keys sorted.
+local function inspect(value, indent, seen)
+  local kind = type(value)
+  if kind == "string" then return format("%q", value) end
+  if kind ~= "table" then return tostring(value) end
+  if seen[value] then return "<cycle>" end
+  seen[value] = true
+  local keys = {}
+  for key in pairs(value) do keys[#keys + 1] = key end
+  sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  if #keys == 0 then
+    seen[value] = nil
+    return "{}"
+  end
+  local inner, lines = indent .. "  ", {}
+  for _, key in ipairs(keys) do
+    local label = type(key) == "string" and find(key, "^[%a_][%w_]*$") and key
+      or "[" .. inspect(key, inner, seen) .. "]"
+    lines[#lines + 1] = inner .. label .. " = " .. inspect(value[key], inner, seen)
+  end
+  seen[value] = nil
+  return "{\n" .. concat(lines, ",\n") .. "\n" .. indent .. "}"
+end
+
+local log = {}
+for name, level in pairs({debug = ngx.DEBUG, info = ngx.INFO, notice = ngx.NOTICE, warn = ngx.WARN,
+                          err = ngx.ERR, crit = ngx.CRIT, alert = ngx.ALERT, emerg = ngx.EMERG}) do
+  log[name] = function(...) P.log(level, concatenated(...)) end
+end
+
+function log.inspect(...)
+  local parts = {}
+  for i = 1, select("#", ...) do parts[i] = inspect((select(i, ...)), "", {}) end
+  P.log(ngx.NOTICE, concat(parts, " "))
+end
+
+kong.log = setmetatable(log, {__call = function(_, ...) return log.notice(...) end})
+
+-- kong.ctx ---------------------------------------------------------------------------
+
+kong.ctx = setmetatable({}, {
+  __index = function(_, name)
+    if name == "shared" then return request_slot("kong_shared") end
+    if name == "plugin" then
+      local plugins = request_slot("kong_plugin")
+      local key = P.plugin()[2]
+      local ctx = plugins[key]
+      if ctx == nil then
+        ctx = {}
+        plugins[key] = ctx
+      end
+      return ctx
+    end
+  end,
+})
+
+-- kong.cache: one Lua table per process, like a worker's L1 cache ---------------------
+
+local NIL = {}
+local entries = {}
+local cache = {}
+
+local function fresh(entry)
+  return entry and (entry.expires == nil or entry.expires > P.now())
+end
+
+function cache:get(key, opts, callback, ...)
+  if type(key) ~= "string" then error("key must be a string", 2) end
+  if callback ~= nil and type(callback) ~= "function" then error("callback must be a function", 2) end
+  local entry = entries[key]
+  if fresh(entry) then
+    if entry.value == NIL then return nil, nil, 1 end
+    return entry.value, nil, 1
+  end
+  if callback == nil then return nil end
+  local ok, value, err, ttl = pcall(callback, ...)
+  if not ok then return nil, "callback threw an error: " .. tostring(value) end
+  if err ~= nil then return nil, err end
+  opts = opts or {}
+  ttl = ttl or (value == nil and opts.neg_ttl or opts.ttl) or info.cache_ttl
+  entries[key] = {value = value == nil and NIL or value, expires = ttl > 0 and P.now() + ttl or nil}
+  return value, nil, 3
+end
+
+function cache:probe(key)
+  if type(key) ~= "string" then error("key must be a string", 2) end
+  local entry = entries[key]
+  if not fresh(entry) then return nil end
+  local ttl = entry.expires and entry.expires - P.now() or 0
+  return ttl, nil, entry.value ~= NIL and entry.value or nil
+end
+
+function cache:invalidate(key)
+  if type(key) ~= "string" then error("key must be a string", 2) end
+  entries[key] = nil
+  return true
+end
+cache.invalidate_local = cache.invalidate
+
+function cache:purge()
+  entries = {}
+  return true
+end
+
+kong.cache = cache
+
+-- kong.configuration: read-only ---------------------------------------------------------
+
+kong.configuration = setmetatable({}, {
+  __index = info.configuration,
+  __newindex = function() error("cannot write to configuration", 2) end,
+  __metatable = false,
+})
+
+return kong
