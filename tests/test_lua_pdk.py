@@ -382,6 +382,12 @@ class NgxContextTests(SynchronousTestCase):
         self.assertEqual(result, [b"hello", False])
         self.assertEqual((context.body_chunk, context.body_eof), (b"HELLO", True))
 
+    def test_arg_set_to_nil_empties_the_chunk(self) -> None:
+        context = self.pdk.context(phase="body_filter")
+        context.body_chunk = b"data"
+        self.pdk.result(self, "ngx.arg[1] = nil", context)
+        self.assertEqual(context.body_chunk, b"")
+
     def test_arg_is_nil_outside_body_filter(self) -> None:
         self.assertEqual(self.pdk.result(self, "return ngx.arg[1]", self.pdk.context()), [None])
 

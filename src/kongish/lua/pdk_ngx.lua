@@ -296,7 +296,7 @@ ngx.arg = setmetatable({}, {
     end
     if index == 1 then
       local out = {}
-      flatten(out, value, "arg", 1)
+      if value ~= nil then flatten(out, value, "arg", 1) end
       P.write("body_chunk", concat(out))
     elseif index == 2 then
       P.write("body_eof", value)

@@ -1,6 +1,7 @@
 -- ngx.re: match, find, gmatch, sub and gsub over the Python matcher
 -- (kongish.lua.pdk_regex), which returns {captures, spans, names}, nil on no
--- match, or an error string for a pattern that does not compile.
+-- match, an error string for a pattern that does not compile, or
+-- {raise = message} for unknown option letters.
 
 local P = ...
 
@@ -22,6 +23,7 @@ local function search(caller, subject, regex, options, position)
   end
   local result = P.re_search(subject, regex, options or "", position)
   if type(result) == "string" then return nil, result end
+  if result and result.raise then error(result.raise, 3) end
   return result
 end
 
@@ -41,7 +43,8 @@ end
 function re.match(subject, regex, options, ctx, res_table)
   subject = subject_string("match", subject)
   local result, err = search("match", subject, regex, options, ctx and ctx.pos or 1)
-  if not result then return nil, err end
+  if err then return nil, err end
+  if not result then return nil end
   if ctx then ctx.pos = match_end(result) + 1 end
   return captures_table(result, res_table)
 end
@@ -49,11 +52,12 @@ end
 function re.find(subject, regex, options, ctx, nth)
   subject = subject_string("find", subject)
   local result, err = search("find", subject, regex, options, ctx and ctx.pos or 1)
-  if not result then return nil, nil, err end
+  if err then return nil, nil, err end
+  if not result then return nil end
   if ctx then ctx.pos = match_end(result) + 1 end
   local spans = result[2]
   local group = (nth or 0) * 2 + 1
-  if group > #spans or not spans[group] then return nil, nil end
+  if group > #spans or not spans[group] then return nil end
   return spans[group], spans[group + 1]
 end
 

@@ -178,12 +178,15 @@ def lua_search(lua: LuaRuntime) -> Callable[..., object]:
 
     ``captures`` holds group 0 first; ``spans`` holds a 1-based inclusive
     (from, to) pair per group, as ngx.re.find returns them.  Unmatched
-    groups are ``false`` in both.  Bad options raise (a Lua error), a bad
-    pattern is returned as a message, as OpenResty does.
+    groups are ``false`` in both.  A bad pattern is returned as a message, as
+    OpenResty does; bad options come back as ``{raise = message}`` for the Lua
+    side to raise, as OpenResty raises them.
     """
     def lua_search_primitive(subject, pattern, options, start):
         try:
             found = search(subject, pattern, options or b"", int(start) - 1)
+        except RegexOptionError as error:
+            return lua.table_from({b"raise": str(error).encode("latin-1", "replace")})
         except re.error as error:
             return f'pcre_compile() failed: {error} in "{as_bytes(pattern).decode("latin-1")}"'.encode(
                 "latin-1", "replace")
