@@ -79,8 +79,9 @@ return await, stop, start
 class PDKHarness:
     """One LuaJIT runtime with the PDK installed, running chunks as a phase handler."""
 
-    def __init__(self, configuration: Mapping[str, Any] | None = None) -> None:
-        self.lua = luajit21.LuaRuntime(encoding=None, register_eval=False, register_builtins=False,
+    def __init__(self, configuration: Mapping[str, Any] | None = None,
+                 encoding: str | None = None) -> None:
+        self.lua = luajit21.LuaRuntime(encoding=encoding, register_eval=False, register_builtins=False,
                                        attribute_filter=_refuse_attributes)
         self.clock = Clock()
         self.current = CurrentRequest()
@@ -114,9 +115,9 @@ class PDKHarness:
             values = [results[i] for i in range(1, results[b"n"] + 1)]
             if not values[0]:
                 done.errback(luajit21.LuaError(values[1]))
-            elif status == b"dead":
+            elif status in (b"dead", "dead"):
                 done.callback(values[1:])
-            elif values[1] == b"stop":
+            elif values[1] in (b"stop", "stop"):
                 done.callback(["stopped"])
             else:
                 function, *args = values[2:]
@@ -222,6 +223,11 @@ class NgxHeaderTests(SynchronousTestCase):
         self.assertEqual(headers.getRawHeaders(b"x-multi"), [b"1", b"2"])
         self.pdk.result(self, "ngx.header.x_a = nil", self.context)
         self.assertFalse(headers.hasHeader(b"x-a"))
+
+    def test_invalid_header_names_are_lua_errors(self) -> None:
+        self.assertIn('invalid header name "X Y"', self.pdk.error(self, 'ngx.header["X Y"] = "v"', self.context))
+        self.assertIn('invalid header name "a',
+                      self.pdk.error(self, 'ngx.req.set_header("a\\n", "v")', self.context))
 
     def test_setting_headers_after_they_were_sent(self) -> None:
         self.assertIn("after sending out response headers",
@@ -427,3 +433,18 @@ class NgxContextTests(SynchronousTestCase):
         [event] = [e for e in events if e.get("log_namespace") == "kongish.lua"]
         self.assertEqual((event["text"], event["plugin"], event["log_level"].name),
                          ("a1nil", "pre-function", "error"))
+
+
+class TextEncodingRuntimeTests(SynchronousTestCase):
+    """A runtime that decodes Lua strings as UTF-8 still gets a working PDK for text."""
+
+    def test_text_round_trip(self) -> None:
+        pdk = PDKHarness(encoding="UTF-8")
+        context = pdk.context()
+        result = pdk.result(self, """
+            ngx.header["X-A"] = "ü"
+            ngx.say(ngx.var.host, " ", ngx.req.get_uri_args().x, " ", kong.request.get_path())
+            return ngx.header["x-a"], ngx.re.match("héllo", "h(.)", "u")[1]
+        """, context)
+        self.assertEqual(result, ["ü", "é"])
+        self.assertEqual(context.response.body, [b"example.com 1 /a/b\n"])

@@ -94,6 +94,11 @@ class KongResponseTests(SynchronousTestCase):
         self.assertEqual(response.headers.getRawHeaders(b"x-multi"), [b"a", b"b"])
         self.assertEqual(response.headers.getRawHeaders(b"empty"), [b" "])
 
+    def test_exit_without_body_sends_an_empty_body(self) -> None:
+        self.pdk.result(self, "kong.response.exit(418)", self.context)
+        self.assertEqual((self.context.response.status, b"".join(self.context.response.body)), (418, b""))
+        self.assertTrue(self.context.response.body, "an empty body must not be replaced by an error page")
+
     def test_exit_validation(self) -> None:
         for code, message in [("kong.response.exit('x')", "code must be a number"),
                               ("kong.response.exit(99)", "code must be a number between 100 and 599"),

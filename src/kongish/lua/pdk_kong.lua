@@ -232,7 +232,7 @@ local function set_response_header(operation, name, value)
   if is_transfer_encoding(name) then
     return P.log(ngx.WARN, "manually setting Transfer-Encoding. Ignored.")
   end
-  P.change_header("response", operation, name, unpack(header_values(value)))
+  S.change_header("response", operation, name, unpack(header_values(value)))
 end
 
 function response.set_header(name, value)
@@ -250,7 +250,7 @@ end
 function response.clear_header(name)
   S.check_phase(PHASES.rewrite_access_header)
   if type(name) ~= "string" then error("header name must be a string", 2) end
-  P.change_header("response", "clear", name)
+  S.change_header("response", "clear", name)
 end
 
 local function sorted_names(headers)
@@ -303,7 +303,10 @@ end
 
 local CONTENT_TYPE_JSON = "application/json; charset=utf-8"
 
-local function send(status, body, headers)
+-- ``empty_body`` is what an exit without a body sends: "" for kong.response.exit
+-- (Kong sends no body), nil for kong.response.error (the proxy renders Kong's
+-- default error message).
+local function send(status, body, headers, empty_body)
   local has_content_type = false
   for _, name in ipairs(sorted_names(headers or {})) do
     local lowered = gsub(lower(name), "_", "-")
@@ -314,12 +317,13 @@ local function send(status, body, headers)
     local ok, json = pcall(cjson.encode, body)
     if not ok then error(format("body encoding failed while flushing response: %s", json), 3) end
     body = json
-    if not has_content_type then P.change_header("response", "set", "content-type", CONTENT_TYPE_JSON) end
+    if not has_content_type then S.change_header("response", "set", "content-type", CONTENT_TYPE_JSON) end
   end
   if P.read("phase") == "header_filter" then
     P.write("status", status)
     if body ~= nil then P.write("replacement_body", body) end
   else
+    if body == nil then body = empty_body end
     P.exit(status, body)
   end
   return stop()
@@ -333,11 +337,11 @@ function response.exit(status, body, headers)
   end
   if headers ~= nil and type(headers) ~= "table" then error("headers must be a nil or table", 2) end
   if headers ~= nil then validate_headers(headers) end
-  return send(status, body, headers)
+  return send(status, body, headers, "")
 end
 
--- kong.response.error: Kong picks the format from Accept; kongish lets the
--- proxy render its default body when no message is given and sends JSON otherwise.
+-- kong.response.error: without a message the proxy renders Kong's default
+-- body in the format the client accepts; a given message is sent as JSON.
 function response.error(status, message, headers)
   S.check_phase(PHASES.rewrite_access_header)
   if type(status) ~= "number" then error("code must be a number", 2) end
@@ -355,7 +359,7 @@ local service_response = {}
 kong.service = {request = service_request, response = service_response}
 
 local function set_request_header(operation, name, value)
-  P.change_header("request", operation, name, unpack(header_values(value)))
+  S.change_header("request", operation, name, unpack(header_values(value)))
 end
 
 function service_request.set_header(name, value)
@@ -373,7 +377,7 @@ end
 function service_request.clear_header(name)
   S.check_phase(PHASES.access_rewrite_balancer)
   if type(name) ~= "string" then error("header name must be a string", 2) end
-  P.change_header("request", "clear", name)
+  S.change_header("request", "clear", name)
 end
 
 function service_request.set_headers(headers)
@@ -448,7 +452,7 @@ function service_request.set_body(args, mimetype)
   else
     return nil, "unsupported content type '" .. mime .. "'"
   end
-  if mimetype then P.change_header("request", "set", "content-type", mimetype) end
+  if mimetype then S.change_header("request", "set", "content-type", mimetype) end
   P.write("body", body)
   return true
 end

@@ -110,7 +110,7 @@ function ngx.redirect(uri, status)
     error("only ngx.HTTP_MOVED_TEMPORARILY, ngx.HTTP_MOVED_PERMANENTLY, ngx.HTTP_PERMANENT_REDIRECT, "
           .. "ngx.HTTP_SEE_OTHER, and ngx.HTTP_TEMPORARY_REDIRECT are allowed", 2)
   end
-  P.change_header("response", "set", "location", tostring(uri))
+  S.change_header("response", "set", "location", tostring(uri))
   P.exit(status)
   return stop()
 end
@@ -124,14 +124,14 @@ local function set_response_header(name, value)
   end
   name = gsub(tostring(name), "_", "-")
   if value == nil then
-    return P.change_header("response", "clear", name)
+    return S.change_header("response", "clear", name)
   end
   if type(value) == "table" then
     local values = {}
     for i, item in ipairs(value) do values[i] = tostring(item) end
-    return P.change_header("response", "set", name, unpack(values))
+    return S.change_header("response", "set", name, unpack(values))
   end
-  return P.change_header("response", "set", name, tostring(value))
+  return S.change_header("response", "set", name, tostring(value))
 end
 
 ngx.header = setmetatable({}, {
@@ -148,7 +148,7 @@ ngx.resp = {
   add_header = function(name, value)
     local values = type(value) == "table" and value or {value}
     for _, item in ipairs(values) do
-      P.change_header("response", "add", name, tostring(item))
+      S.change_header("response", "add", name, tostring(item))
     end
   end,
 }
@@ -192,13 +192,13 @@ function req.set_header(name, value)
   if type(name) ~= "string" then
     error(format("bad argument #1 to 'set_header' (string expected, got %s)", type(name)), 2)
   end
-  if value == nil then return P.change_header("request", "clear", name) end
+  if value == nil then return S.change_header("request", "clear", name) end
   if type(value) == "table" then
     local values = {}
     for i, item in ipairs(value) do values[i] = tostring(item) end
-    return P.change_header("request", "set", name, unpack(values))
+    return S.change_header("request", "set", name, unpack(values))
   end
-  P.change_header("request", "set", name, tostring(value))
+  S.change_header("request", "set", name, tostring(value))
 end
 
 function req.clear_header(name) return req.set_header(name, nil) end
@@ -258,7 +258,7 @@ local WRITABLE_VARIABLES = {
   args = function(value) P.write("query", value) end,
   upstream_uri = function(value) P.write("upstream_uri", value) end,
   upstream_scheme = function(value) P.write("upstream_scheme", value) end,
-  upstream_host = function(value) P.change_header("request", "set", "host", value) end,
+  upstream_host = function(value) S.change_header("request", "set", "host", value) end,
 }
 local READ_ONLY_VARIABLES = {
   uri = true, request_uri = true, host = true, scheme = true, remote_addr = true,

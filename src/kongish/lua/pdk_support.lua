@@ -159,6 +159,15 @@ function S.headers_table(flat, max_headers, raw)
   return raw and headers or setmetatable(headers, header_lookup)
 end
 
+-- Every header change goes through here: Twisted refuses names that are not
+-- HTTP tokens, so they become a clear Lua error instead.
+function S.change_header(target, operation, name, ...)
+  if type(name) ~= "string" or not find(name, "^[%w!#$%%&'*+%-.^_`|~]+$") then
+    error(format("invalid header name %q", tostring(name)), 0)
+  end
+  return P.change_header(target, operation, name, ...)
+end
+
 -- A single string for one header value, an array for several, nil for none.
 function S.header_value(values)
   if values == nil then return nil end
