@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import io
 from typing import Any, Mapping
 
 import attrs
@@ -21,7 +20,7 @@ from twisted.web.server import Request, Site
 
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk import install_pdk
-from kongish.proxy.context import RequestContext, UpstreamRequest, UpstreamResponse
+from kongish.proxy.context import RequestContext, UpstreamRequest
 
 
 def _refuse_attributes(obj: Any, name: Any, setting: bool) -> None:

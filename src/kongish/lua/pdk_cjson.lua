@@ -7,8 +7,8 @@
 local byte, char, find, format, gsub, sub =
   string.byte, string.char, string.find, string.format, string.gsub, string.sub
 local concat, floor, huge = table.concat, math.floor, math.huge
-local getmetatable, setmetatable, next, pairs, pcall, error, type, tonumber, tostring, select =
-  getmetatable, setmetatable, next, pairs, pcall, error, type, tonumber, tostring, select
+local getmetatable, setmetatable, pairs, pcall, error, type, tonumber, tostring, select =
+  getmetatable, setmetatable, pairs, pcall, error, type, tonumber, tostring, select
 local newproxy = newproxy
 
 -- cjson.null and cjson.empty_array are light userdata in OpenResty; a proxy
