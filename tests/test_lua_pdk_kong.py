@@ -230,6 +230,11 @@ class KongMiscTests(SynchronousTestCase):
         """, self.context)
         self.assertEqual(result, [b"val", b"val", b"val", 1, b"nil"])
 
+    def test_cache_get_returns_only_the_value(self) -> None:
+        self.pdk.result(self, 'kong.cache:get("foo", nil, function() return "val" end) '
+                              'ngx.say(kong.cache:get("foo")) ngx.exit(200)', self.context)
+        self.assertEqual(self.context.response.body, [b"val\n"])
+
     def test_cache_errors_ttl_and_invalidate(self) -> None:
         result = self.pdk.result(self, """
             local a, err_a = kong.cache:get("e1", nil, function() return nil, "boom" end)
@@ -237,7 +242,8 @@ class KongMiscTests(SynchronousTestCase):
             local c = kong.cache:get("t", {ttl = 10}, function() return 1 end)
             return a, err_a, b, err_b, c, kong.cache:probe("t")
         """, self.context)
-        self.assertEqual(result, [None, b"boom", None, b"callback threw an error: bad", 1, 10, None, 1])
+        self.assertEqual(result, [None, b"failed to get from node cache: boom", None,
+                                  b"failed to get from node cache: callback threw an error: bad", 1, 10, None, 1])
         self.pdk.clock.advance(11)
         self.assertEqual(self.pdk.result(self, 'return kong.cache:get("t")', self.context), [None])
         self.pdk.result(self, 'kong.cache:get("i", nil, function() return 5 end) kong.cache:invalidate("i")',

@@ -596,17 +596,17 @@ function cache:get(key, opts, callback, ...)
   if callback ~= nil and type(callback) ~= "function" then error("callback must be a function", 2) end
   local entry = entries[key]
   if fresh(entry) then
-    if entry.value == NIL then return nil, nil, 1 end
-    return entry.value, nil, 1
+    if entry.value == NIL then return nil end
+    return entry.value
   end
   if callback == nil then return nil end
   local ok, value, err, ttl = pcall(callback, ...)
-  if not ok then return nil, "callback threw an error: " .. tostring(value) end
-  if err ~= nil then return nil, err end
+  if not ok then return nil, "failed to get from node cache: callback threw an error: " .. tostring(value) end
+  if err ~= nil then return nil, "failed to get from node cache: " .. tostring(err) end
   opts = opts or {}
   ttl = ttl or (value == nil and opts.neg_ttl or opts.ttl) or info.cache_ttl
   entries[key] = {value = value == nil and NIL or value, expires = ttl > 0 and P.now() + ttl or nil}
-  return value, nil, 3
+  return value
 end
 
 function cache:probe(key)
