@@ -113,10 +113,10 @@ def lua_pretty(value: Any, space: str = "  ") -> str:
 def _error_entries(errors: dict[str, Any]) -> list[str]:
     """``field: message`` parts of Kong's summary, two levels deep like ``kong.db.errors``."""
     parts = list(errors.get("@entity", ()))
-    for name in sorted(k for k in errors if k != "@entity"):
+    for name in sorted((k for k in errors if k != "@entity"), key=str):
         value = errors[name]
         if isinstance(value, dict):
-            subs = sorted(value.items())
+            subs = sorted(value.items(), key=lambda item: str(item[0]))
         elif isinstance(value, list):
             subs = [(str(i + 1), v) for i, v in enumerate(value) if v is not None]
         else:
