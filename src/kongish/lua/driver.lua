@@ -1,0 +1,207 @@
+-- The Lua half of kongish's Lua engine (the Python half is engine.py).
+--
+-- Requests run in pooled worker coroutines that Python resumes. A worker
+-- yields a signal to Python: DONE or FAILED when its function has finished,
+-- AWAIT when the PDK waits for a Deferred, STOP when the PDK ends the phase
+-- (ngx.exit, kong.response.exit). The signals are Python objects, so Lua code
+-- cannot forge them.
+--
+-- The instruction budget is a count hook. LuaJIT keeps one hook for the whole
+-- VM, so Python arms it just before resuming a worker and clears it (with the
+-- raw C debug.sethook, running no Lua) just after.
+
+local AWAIT, STOP, DONE, FAILED, INSTRUCTIONS_EXCEEDED, TIME_EXCEEDED = ...
+
+local co_create, co_resume, co_running = coroutine.create, coroutine.resume, coroutine.running
+local co_status, co_yield = coroutine.status, coroutine.yield
+local sethook, traceback, clock = debug.sethook, debug.traceback, os.clock
+local error, rawequal, setmetatable, tostring, type, xpcall =
+  error, rawequal, setmetatable, tostring, type, xpcall
+
+-- Count hooks do not fire inside JIT-compiled traces, so the budget needs the interpreter.
+jit.off()
+jit.flush()
+
+-- No Lua code may reach Python through lupa's helper module, and nobody needs bytecode.
+python = nil
+package.loaded.python = nil
+string.dump = nil
+
+-- Budget ---------------------------------------------------------------------
+
+-- Instructions between two hook calls: small enough to notice a loop of slow C
+-- calls quickly, large enough that the hook costs little.
+local STEP = 1000
+
+local budget = {left = 0, deadline = 0, exceeded = nil}
+
+-- Once over budget, every instruction fails, so a pcall that catches the first
+-- error cannot keep the code running.
+local function fail_every_instruction()
+  error(budget.exceeded, 0)
+end
+
+local function exceed(message)
+  budget.exceeded = message
+  sethook(fail_every_instruction, "", 1)
+  error(message, 0)
+end
+
+local function count_instructions()
+  local left = budget.left - STEP
+  budget.left = left
+  if left <= 0 then
+    return exceed(INSTRUCTIONS_EXCEEDED)
+  end
+  if clock() > budget.deadline then
+    return exceed(TIME_EXCEEDED)
+  end
+end
+
+-- Called by Python before each resume; ``deadline`` is in os.clock() seconds.
+local function arm(instructions, deadline)
+  budget.left = instructions
+  budget.deadline = deadline
+  budget.exceeded = nil
+  sethook(count_instructions, "", instructions < STEP and instructions or STEP)
+end
+
+-- Called by Python after it has cleared the hook.
+local function settle()
+  return budget.left, budget.exceeded
+end
+
+-- A message handler runs inside the hook when the hook raised the error, where
+-- no hook fires: skip user handlers then, or they could loop forever unmetered.
+local function guarded_xpcall(fn, handler, ...)
+  if type(handler) ~= "function" then
+    return xpcall(fn, handler, ...)
+  end
+  return xpcall(fn, function(err)
+    if budget.exceeded then
+      return err
+    end
+    return handler(err)
+  end, ...)
+end
+
+-- Workers --------------------------------------------------------------------
+
+local workers = setmetatable({}, {__mode = "k"})
+
+-- LuaJIT calls no message handler for memory errors, hence the reset before each call.
+local failure_traceback
+
+local function describe_failure(err)
+  failure_traceback = traceback("", 2)
+  return tostring(err)
+end
+
+local function worker()
+  workers[co_running()] = true
+  local fn = co_yield()
+  while true do
+    failure_traceback = nil
+    local ok, err = xpcall(fn, describe_failure)
+    if ok then
+      fn = co_yield(DONE)
+    else
+      fn = co_yield(FAILED, err, failure_traceback)
+    end
+  end
+end
+
+-- What the PDK calls: the answer is (true, values...) or (false, message).
+local function answered(ok, ...)
+  if ok then
+    return ...
+  end
+  error((...), 0)
+end
+
+local function await(pyfunc, ...)
+  return answered(co_yield(AWAIT, pyfunc, ...))
+end
+
+local function stop()
+  return co_yield(STOP)
+end
+
+-- User coroutines: pass PDK signals through to the worker, so ngx.sleep and
+-- ngx.exit work inside coroutine.wrap too, and never let user code resume a
+-- worker (that would run another request's code in this one).
+local function forward(co, ok, signal, ...)
+  if ok and (rawequal(signal, AWAIT) or rawequal(signal, STOP)) and co_status(co) == "suspended" then
+    return forward(co, co_resume(co, co_yield(signal, ...)))
+  end
+  return ok, signal, ...
+end
+
+local function resume(co, ...)
+  if workers[co] then
+    return false, "cannot resume non-suspended coroutine"
+  end
+  return forward(co, co_resume(co, ...))
+end
+
+local function unwrapped(ok, ...)
+  if ok then
+    return ...
+  end
+  error((...), 0)
+end
+
+local function wrap(fn)
+  local co = co_create(fn)
+  return function(...)
+    return unwrapped(resume(co, ...))
+  end
+end
+
+local coroutine_api = {
+  create = co_create, resume = resume, running = co_running,
+  status = co_status, wrap = wrap, yield = co_yield,
+}
+
+-- Phases ---------------------------------------------------------------------
+
+-- Kong's pre-function handler: a chunk runs on its first call; if it returns a
+-- function, that function replaces it from then on (keeping its upvalues) and
+-- runs at once. A first call that exits early leaves the chunk in place.
+local function phase_runner(chunks)
+  local calls = {}
+  for i = 1, #chunks do
+    local chunk = chunks[i]
+    local first_run_started = false
+    calls[i] = function()
+      if first_run_started then
+        calls[i] = chunk
+        return chunk()
+      end
+      first_run_started = true
+      local result = chunk()
+      if type(result) == "function" then
+        chunk = result
+        calls[i] = chunk
+        return chunk()
+      end
+      calls[i] = chunk
+    end
+  end
+  return function()
+    for i = 1, #calls do
+      calls[i]()
+    end
+  end
+end
+
+return {
+  arm = arm,
+  settle = settle,
+  worker = worker,
+  await = await,
+  stop = stop,
+  xpcall = guarded_xpcall,
+  coroutine = coroutine_api,
+  phase_runner = phase_runner,
+}

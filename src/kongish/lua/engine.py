@@ -1,0 +1,308 @@
+"""kongish's LuaJIT engine: plugin code for every request runs in one Lua VM.
+
+Each ``run`` takes a worker coroutine from a pool and resumes it until the
+code finishes. When the PDK waits for something (``ngx.sleep``), the worker
+yields a Deferred-producing call to Python and the reactor goes on serving
+other requests; the worker resumes when the Deferred fires. Code that needs
+no waiting never allocates a Deferred.
+
+A runaway function costs only its own request: each run has an instruction
+and CPU-time budget, the VM a memory cap, and all of these end the run with a
+``LuaLimitError`` instead of blocking or killing the process. Lua code can
+never reach Python objects' attributes, and never sees lupa's ``python`` module.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from lupa import luajit21
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+
+from kongish.lua.current import CurrentRequest
+from kongish.lua.pdk import install_pdk
+from kongish.lua.sandbox import UNTRUSTED_LUA_OFF, environment_factory, run_lua_file
+from kongish.lua.settings import LuaSettings
+from kongish.proxy.context import RequestContext
+
+#: Idle workers kept for reuse; bursts beyond this make (and then drop) more.
+_IDLE_WORKERS = 64
+
+
+@attrs.frozen
+class _Signal:
+    """What a worker yields to Python; Lua code cannot make one."""
+
+    name: str
+
+
+_AWAIT = _Signal("await")
+_STOP = _Signal("stop")
+_DONE = _Signal("done")
+_FAILED = _Signal("failed")
+
+#: LuaJIT's message for a failed allocation (here: the VM's memory cap).
+_OUT_OF_MEMORY = "not enough memory"
+
+
+class LuaError(Exception):
+    """Lua code failed; ``traceback`` is Lua's stack traceback, for the error log."""
+
+    def __init__(self, message: str, traceback: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.traceback = traceback
+
+
+class LuaLimitError(LuaError):
+    """Lua code went over its instruction, CPU time or memory budget."""
+
+
+@attrs.frozen
+class LuaFunctions:
+    """One phase's compiled chunks, ready to ``run``.
+
+    ``problem`` says why they cannot run (``untrusted_lua = off``, code that
+    does not compile): like Kong, kongish reports it per request, as a 500.
+    """
+
+    runner: Any = None
+    problem: str | None = None
+
+
+def _refuse_attribute_access(obj: object, name: object, is_setting: bool) -> object:
+    raise AttributeError("Lua code has no access to attributes of Python objects")
+
+
+def _text(value: bytes | str | None) -> str:
+    """Text of a Lua string, for messages and logs (Lua strings may be any bytes)."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def _lua_source(source: str) -> bytes:
+    return source.encode("utf-8", "surrogatepass")
+
+
+def _answer(result: Any) -> tuple[Any, ...]:
+    """What an awaiting worker is resumed with: ``(true, values...)`` or ``(false, message)``."""
+    if isinstance(result, Failure):
+        return (False, result.getErrorMessage().encode("utf-8", "replace"))
+    if isinstance(result, tuple):
+        return (True, *result)
+    return (True, result)
+
+
+@attrs.define(eq=False)
+class LuaEngine:
+    """The process's Lua VM, with the PDK installed, running plugin code per request."""
+
+    settings: LuaSettings
+    reactor: IReactorTime
+    #: This node's id, for ``kong.node.get_id()``.
+    node_id: str | None = attrs.field(default=None, kw_only=True)
+    #: The request whose code is running; the PDK acts on it.
+    current: CurrentRequest = attrs.field(factory=CurrentRequest, init=False)
+    lua: luajit21.LuaRuntime = attrs.field(init=False)
+    #: The Lua functions the PDK yields through (see install_pdk).
+    await_fn: Any = attrs.field(init=False)
+    stop_fn: Any = attrs.field(init=False)
+    _arm: Any = attrs.field(init=False)
+    _settle: Any = attrs.field(init=False)
+    _worker: Any = attrs.field(init=False)
+    _phase_runner: Any = attrs.field(init=False)
+    _new_environment: Any = attrs.field(init=False, default=None)
+    _idle: list[Any] = attrs.field(init=False, factory=list)
+    # Raw C functions, safe to call while the budget hook fails every instruction.
+    _sethook: Any = attrs.field(init=False)
+    _load: Any = attrs.field(init=False)
+    _collect_garbage: Any = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        settings = self.settings
+        self.lua = lua = luajit21.LuaRuntime(
+            encoding=None, register_eval=False, register_builtins=False,
+            unpack_returned_tuples=True, attribute_filter=_refuse_attribute_access,
+            max_memory=settings.memory_limit)
+        self._sethook = lua.eval("debug.sethook")
+        self._load = lua.eval("load")
+        self._collect_garbage = lua.eval("collectgarbage")
+        driver = run_lua_file(
+            lua, "driver.lua", _AWAIT, _STOP, _DONE, _FAILED,
+            f"Lua code exceeded the limit of {settings.instruction_limit} instructions".encode(),
+            f"Lua code exceeded the limit of {settings.time_limit:g} seconds of CPU time".encode())
+        self._arm, self._settle = driver[b"arm"], driver[b"settle"]
+        self._worker, self._phase_runner = driver[b"worker"], driver[b"phase_runner"]
+        self.await_fn, self.stop_fn = driver[b"await"], driver[b"stop"]
+        install_pdk(lua, self.current, settings, self.await_fn, self.stop_fn,
+                    reactor=self.reactor, node_id=self.node_id)
+        if settings.untrusted_lua != "off":
+            self._new_environment = environment_factory(lua, settings, driver)
+
+    def memory_used(self) -> int:
+        """Bytes the Lua VM has allocated."""
+        return self.lua.get_memory_used()
+
+    def compile_check(self, source: str) -> str | None:
+        """LuaJIT's error for code that does not compile, else None; the code never runs.
+
+        As in Kong, the chunk name is the source itself, which LuaJIT shows as
+        ``[string "first line..."]``.
+        """
+        try:
+            compiled = self._load(_lua_source(source), None, b"t")
+        except luajit21.LuaError as error:
+            return str(error) or _OUT_OF_MEMORY
+        if isinstance(compiled, tuple):
+            return _text(compiled[1])
+        return None
+
+    def load(self, sources: Sequence[str]) -> LuaFunctions:
+        """Compile one phase's chunks, each with its own global environment."""
+        if self._new_environment is None:
+            return LuaFunctions(problem=UNTRUSTED_LUA_OFF)
+        chunks = []
+        for source in sources:
+            try:
+                compiled = self._load(_lua_source(source), None, b"t", self._new_environment())
+            except luajit21.LuaError as error:
+                return LuaFunctions(problem=str(error) or _OUT_OF_MEMORY)
+            if isinstance(compiled, tuple):
+                return LuaFunctions(problem=_text(compiled[1]))
+            chunks.append(compiled)
+        return LuaFunctions(runner=self._phase_runner(self.lua.table_from(chunks)))
+
+    def run(self, functions: LuaFunctions, context: RequestContext, plugin_name: str,
+            plugin_key: str) -> Deferred[None] | None:
+        """Run one phase's chunks for one request.
+
+        Returns None when the code finished without waiting, else a Deferred
+        firing when it has. Lua errors raise (or fail the Deferred with)
+        ``LuaError``; ``ngx.exit`` and friends end the run normally.
+        """
+        if functions.problem is not None:
+            raise LuaError(functions.problem)
+        run = _Run(self, context, plugin_name, plugin_key, self.settings.instruction_limit,
+                   self.settings.time_limit, self._take_worker())
+        return run.start(functions.runner)
+
+    def _take_worker(self) -> Any:
+        if self._idle:
+            return self._idle.pop()
+        worker = self._worker.coroutine()
+        worker.send(None)  # runs up to its first yield, where it waits for work
+        return worker
+
+    def _park(self, worker: Any) -> None:
+        if len(self._idle) < _IDLE_WORKERS:
+            self._idle.append(worker)
+
+    def _failure(self, message: str, traceback: str) -> LuaError:
+        if message == _OUT_OF_MEMORY:
+            self._collect_garbage(b"collect")
+            return LuaLimitError(
+                f"Lua code exceeded the memory limit of {self.settings.memory_limit} bytes")
+        return LuaError(message, traceback)
+
+
+@attrs.define(eq=False)
+class _Run:
+    """One ``LuaEngine.run``: its worker, its budget, and its Deferred once it waits."""
+
+    engine: LuaEngine
+    context: RequestContext
+    plugin_name: str
+    plugin_key: str
+    instructions_left: int
+    time_left: float
+    worker: Any
+    done: Deferred[None] | None = None
+    _answered_inline: bool = False
+    _inline_answer: tuple[Any, ...] | None = None
+
+    def start(self, runner: Any) -> Deferred[None] | None:
+        if self._drive((runner,)):
+            return None
+        self.done = Deferred()
+        return self.done
+
+    def _drive(self, values: tuple[Any, ...]) -> bool:
+        """Resume until the code finishes (True) or waits on an unfired Deferred (False)."""
+        while True:
+            signal = self._resume(values)
+            if signal is _DONE:
+                self.engine._park(self.worker)
+                return True
+            if signal is _STOP:
+                return True  # the worker stays suspended in user code; drop it
+            if type(signal) is tuple and signal[0] is _AWAIT:
+                answer = self._call(signal[1], signal[2:])
+                if answer is None:
+                    return False
+                values = answer
+                continue
+            raise LuaError("attempt to yield from outside a coroutine")
+
+    def _resume(self, values: tuple[Any, ...]) -> Any:
+        engine = self.engine
+        current = engine.current
+        current.context, current.plugin_name, current.plugin_key = (
+            self.context, self.plugin_name, self.plugin_key)
+        started = time.process_time()
+        engine._arm(self.instructions_left, started + self.time_left)
+        died: luajit21.LuaError | None = None
+        try:
+            signal = self.worker.send(values)
+        except luajit21.LuaError as error:
+            signal, died = None, error
+        finally:
+            engine._sethook()  # first, before any Lua runs
+            self.instructions_left, exceeded = engine._settle()
+            self.time_left -= time.process_time() - started
+            current.context = current.plugin_name = current.plugin_key = None
+        if exceeded is not None:
+            raise LuaLimitError(_text(exceeded))
+        if died is not None:
+            self.worker = None
+            if isinstance(died, luajit21.LuaMemoryError):
+                raise engine._failure(_OUT_OF_MEMORY, "")
+            raise engine._failure(str(died), "")
+        if type(signal) is tuple and signal[0] is _FAILED:
+            engine._park(self.worker)
+            raise engine._failure(_text(signal[1]), _text(signal[2]).strip())
+        return signal
+
+    def _call(self, pyfunc: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """Call what the PDK awaits; its answer, or None when that comes later."""
+        try:
+            result = pyfunc(*args)
+        except Exception:
+            return _answer(Failure())
+        if not isinstance(result, Deferred):
+            return _answer(result)
+        self._answered_inline = True
+        result.addBoth(self._answered)
+        self._answered_inline = False
+        answer, self._inline_answer = self._inline_answer, None
+        return answer
+
+    def _answered(self, result: Any) -> None:
+        answer = _answer(result)
+        if self._answered_inline:
+            self._inline_answer = answer
+            return
+        assert self.done is not None
+        try:
+            finished = self._drive(answer)
+        except Exception:
+            self.done.errback()
+            return
+        if finished:
+            self.done.callback(None)
