@@ -1,13 +1,14 @@
 """Properties of completion and inference over arbitrary JSON-like input."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.errors import SchemaViolation
-from kongish.schema import ENTITIES, PLUGINS, EntitySchema, complete, infer
+from kongish.schema import ENTITIES, PLUGINS, EntitySchema, complete, infer, schema_json
 from tests.test_schema_plugins import PLUGIN_TYPES, lookup
 
 UUID = "6f3f4ad9-b4e1-4a3a-8e2a-2d6a1f0b7c11"
@@ -126,3 +127,12 @@ class InferenceProperties(SynchronousTestCase):
         args = data.draw(st.one_of(st.dictionaries(keys, st.one_of(form_value(), JSON), max_size=6), JSON))
         once = infer(schema, args, plugins=lookup)
         self.assertEqual(infer(schema, once, plugins=lookup), once)
+
+
+class DescriptionTests(SynchronousTestCase):
+    def test_every_entity_schema_is_json_with_all_fields(self) -> None:
+        for schema in ENTITIES.values():
+            described = json.loads(json.dumps(schema_json(schema)))
+            self.assertEqual([next(iter(field)) for field in described["fields"]], list(schema.record.fields))
+        self.assertIn("entity_checks", schema_json(ENTITIES["services"]))
+        self.assertNotIn("entity_checks", schema_json(ENTITIES["plugins"]))

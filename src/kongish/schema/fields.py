@@ -75,6 +75,7 @@ class Field:
         return value
 
     def validate(self, value: Any) -> Any:
+        """``None`` when valid, else Kong's error for this value."""
         if value is None or value is MISSING:
             return REQUIRED if self.required else None
         if self.null_only:
@@ -334,12 +335,7 @@ class Record(Field):
 
     def errors(self, data: dict[str, Any], *, updating: bool = False) -> dict[str, Any]:
         """Every error of a filled record: field errors, then entity checks (Kong's ``validate``)."""
-        errors: dict[str, Any] = {}
-        for name, value in data.items():
-            field = self.fields.get(name)
-            error = "unknown field" if field is None else field.validate(value)
-            if error is not None:
-                errors[name] = error
+        errors = self.field_errors(data)
         for name, field in self.fields.items():
             if field.required and data.get(name) is None:
                 errors[name] = REQUIRED
@@ -347,9 +343,9 @@ class Record(Field):
             check.run(data, errors, updating=updating)
         return errors
 
-    def partial_errors(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Field errors of only the given keys (how Kong checks a foreign key's extra keys)."""
-        errors = {}
+    def field_errors(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Errors of the given keys only, without required fields or checks."""
+        errors: dict[str, Any] = {}
         for name, value in data.items():
             field = self.fields.get(name)
             error = "unknown field" if field is None else field.validate(value)
@@ -389,7 +385,7 @@ class Record(Field):
         return described
 
 
-ID = String(rules=(uuid(),))
+_ID = String(rules=(uuid(),))
 
 
 @attrs.frozen(eq=False)
@@ -412,12 +408,12 @@ class Foreign(Field):
         elif key is None:
             errors = {"id": REQUIRED}
         else:
-            error = ID.validate(key)
+            error = _ID.validate(key)
             errors = {"id": error} if error is not None else {}
         if not errors:
             return None
         if isinstance(value, dict) and self.target is not None:
-            return self.target.partial_errors(value) or errors
+            return self.target.field_errors(value) or errors
         return errors
 
     def infer_present(self, value: Any) -> Any:
