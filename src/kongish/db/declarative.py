@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from kongish.db.declarative_flatten import ENTITY_TYPES, flatten
+from kongish.db.declarative_flatten import ENTITY_TYPES, FOREIGN_KEYS, flatten
 from kongish.errors import InvalidDeclarative
 
 __all__ = ["parse_declarative", "flatten", "export_yaml", "configuration_hash"]
@@ -126,15 +126,15 @@ def export_yaml(entities: dict[str, list[dict[str, Any]]]) -> str:
     document: dict[str, Any] = {"_format_version": "3.0", "_transform": False}
     for entity_type in ENTITY_TYPES:
         if entities.get(entity_type):
-            document[entity_type] = [_with_bare_references(entity) for entity in entities[entity_type]]
+            document[entity_type] = [_with_bare_references(entity_type, entity)
+                                     for entity in entities[entity_type]]
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
-def _with_bare_references(entity: dict[str, Any]) -> dict[str, Any]:
-    return {
-        field: value["id"] if isinstance(value, dict) and set(value) == {"id"} else value
-        for field, value in entity.items()
-    }
+def _with_bare_references(entity_type: str, entity: dict[str, Any]) -> dict[str, Any]:
+    foreign = FOREIGN_KEYS[entity_type]
+    return {field: value["id"] if field in foreign and isinstance(value, dict) else value
+            for field, value in entity.items()}
 
 
 def configuration_hash(text: str) -> str:

@@ -26,32 +26,27 @@ from typing import Any
 
 import attrs
 
-from kongish.errors import InvalidDeclarative
+from kongish.errors import InvalidDeclarative, SchemaViolation
 from kongish.routing.normalize import RESERVED, normalize_path, wire_bytes, wire_text
+from kongish.schema import ENTITIES, Foreign, PluginLookup, complete
 
 #: The entity types kongish stores, parents first.
-ENTITY_TYPES = ("services", "routes", "consumers", "plugins")
+ENTITY_TYPES = tuple(ENTITIES)
 
 #: Foreign key fields of each entity type, and the type each one refers to.
 FOREIGN_KEYS: dict[str, dict[str, str]] = {
-    "services": {"client_certificate": "certificates"},
-    "routes": {"service": "services"},
-    "consumers": {},
-    "plugins": {"route": "routes", "service": "services", "consumer": "consumers"},
+    entity_type: {name: field.reference for name, field in schema.record.fields.items()
+                  if isinstance(field, Foreign)}
+    for entity_type, schema in ENTITIES.items()
 }
 
-#: Child lists an entity may contain, mapped to the foreign key they fill in on the child.
+#: Child lists an entity may contain, mapped to the foreign key they fill in on
+#: the child: as in Kong, every foreign key allows nesting under its target.
 NESTED: dict[str, dict[str, str]] = {
-    "services": {"routes": "service", "plugins": "service"},
-    "routes": {"plugins": "route"},
-    "consumers": {"plugins": "consumer"},
+    parent: {child: key for child in ENTITY_TYPES
+             for key, reference in FOREIGN_KEYS[child].items() if reference == parent}
+    for parent in ENTITY_TYPES
 }
-
-#: The unique field that names an entity in URLs and references (Kong's endpoint_key).
-ENDPOINT_KEYS = {"services": "name", "routes": "name", "consumers": "username", "plugins": "instance_name"}
-
-#: Unique fields other than the endpoint key, checked across the whole document.
-OTHER_UNIQUE_FIELDS: dict[str, tuple[str, ...]] = {"consumers": ("custom_id",)}
 
 #: Kong's plugin cache key, the source of plugins' deterministic ids.
 PLUGIN_CACHE_KEY = ("name", "route", "service", "consumer")
@@ -100,16 +95,22 @@ class _Errors:
         self.tree: dict[Any, Any] = {}
 
     def add(self, path: tuple[str | int, ...], value: Any) -> None:
-        node = self.tree
-        for step in path[:-1]:
-            node = node.setdefault(step, {})
-        node[path[-1]] = value
+        self._node(path[:-1])[path[-1]] = value
+
+    def merge(self, path: tuple[str | int, ...], fields: dict[str, Any]) -> None:
+        self._node(path).update(fields)
 
     def append(self, path: tuple[str | int, ...], message: str) -> None:
+        self._node(path[:-1]).setdefault(path[-1], []).append(message)
+
+    def _node(self, path: tuple[str | int, ...]) -> dict[Any, Any]:
         node = self.tree
-        for step in path[:-1]:
-            node = node.setdefault(step, {})
-        node.setdefault(path[-1], []).append(message)
+        for step in path:
+            child = node.setdefault(step, {})
+            if not isinstance(child, dict):
+                return {}  # an enclosing entity is already reported as a whole
+            node = child
+        return node
 
     def raise_any(self) -> None:
         if self.tree:
@@ -125,7 +126,8 @@ def _as_json(node: Any) -> Any:
     return {str(key): _as_json(value) for key, value in node.items()}
 
 
-def flatten(document: dict[str, Any], *, plugins: Any, now: int | None = None) -> dict[str, list[dict[str, Any]]]:
+def flatten(document: dict[str, Any], *, plugins: PluginLookup,
+            now: int | None = None) -> dict[str, list[dict[str, Any]]]:
     """Return entity type -> complete entities for a parsed declarative document.
 
     ``now`` is the ``created_at``/``updated_at`` of every entity of this load.
@@ -202,15 +204,16 @@ def _read_list(entity_type: str, value: Any, path: tuple[str | int, ...], parent
 
 
 def _read_entity(item: _Item, element: dict[str, Any], errors: _Errors, migrate_paths: bool) -> list[_Item]:
-    nested = NESTED.get(item.entity_type, {})
+    fields = ENTITIES[item.entity_type].record.fields
+    nested = NESTED[item.entity_type]
     children: dict[str, list[_Item]] = {}
     for key, value in element.items():
         if key in ("_comment", "_ignore"):
             _check_annotation(key, value, item.path + (key,), errors)
-        elif key in nested:
+        elif key in nested and key not in fields:  # route ``snis`` is a field, not SNI entities
             children[key] = list(_read_list(key, value, item.path + (key,), item, nested[key],
                                             errors, migrate_paths))
-        elif key in UNSUPPORTED_ENTITY_TYPES:
+        elif key in UNSUPPORTED_ENTITY_TYPES and key not in fields:
             errors.add(item.path + (key,), unsupported_message(key))
         elif key in FOREIGN_KEYS[item.entity_type] and value is not None and item.parent is not None:
             # A nested entity belongs to its parent only; one with two parents is top-level.
@@ -274,7 +277,7 @@ def _assign_id(item: _Item) -> None:
 def _id_key(item: _Item) -> str | None:
     if item.entity_type == "plugins":
         return _plugin_cache_key(item)
-    key = item.data.get(ENDPOINT_KEYS[item.entity_type])
+    key = item.data.get(ENTITIES[item.entity_type].endpoint_key)
     return key if isinstance(key, str) else None
 
 
@@ -312,7 +315,8 @@ def _resolve_references(items: list[_Item], errors: _Errors) -> None:
     by_key: dict[str, dict[str, _Item]] = {}
     by_id: dict[str, dict[str, _Item]] = {}
     for item in items:
-        _register(item, by_key.setdefault(item.entity_type, {}), by_id.setdefault(item.entity_type, {}), errors)
+        _register(item, by_key.setdefault(item.entity_type, {}),
+                  by_id.setdefault(item.entity_type, {}), errors)
     for item in items:
         if item.parent is not None:
             item.data[item.parent_key] = {"id": item.parent.data["id"]}
@@ -335,11 +339,12 @@ def _resolve_references(items: list[_Item], errors: _Errors) -> None:
 
 def _register(item: _Item, by_key: dict[str, _Item], by_id: dict[str, _Item], errors: _Errors) -> None:
     """Index an entity by endpoint key and id, reporting duplicates where Kong does."""
-    endpoint_key = ENDPOINT_KEYS[item.entity_type]
+    endpoint_key = ENTITIES[item.entity_type].endpoint_key
     key = item.data.get(endpoint_key)
     if isinstance(key, str):
         if key in by_key:
-            errors.add((item.entity_type, item.index), _uniqueness_message(item.entity_type, endpoint_key, key))
+            errors.add((item.entity_type, item.index),
+                       _uniqueness_message(item.entity_type, endpoint_key, key))
             return
         by_key[key] = item
     item_id = item.data["id"]
@@ -355,7 +360,7 @@ def _register(item: _Item, by_key: dict[str, _Item], by_id: dict[str, _Item], er
 
 def _error_key(item: _Item) -> str:
     """Kong reports reference errors under the entity's endpoint key, else its id."""
-    key = item.data.get(ENDPOINT_KEYS[item.entity_type])
+    key = item.data.get(ENTITIES[item.entity_type].endpoint_key)
     return key if isinstance(key, str) else str(item.data["id"])
 
 
@@ -366,26 +371,35 @@ def _lua_json(value: Any) -> str:
 
 # -- 4. validation ----------------------------------------------------------------------
 
-def _validate(items: list[_Item], errors: _Errors, plugins: Any, now: int) -> dict[str, list[dict[str, Any]]]:
+def _validate(items: list[_Item], errors: _Errors, plugins: PluginLookup,
+              now: int) -> dict[str, list[dict[str, Any]]]:
+    """Complete every entity with its schema; errors go where the entity was written."""
     entities: dict[str, list[dict[str, Any]]] = {entity_type: [] for entity_type in ENTITY_TYPES}
     for item in items:
-        data = dict(item.data)
-        data.setdefault("created_at", now)
-        data["updated_at"] = now
-        entities[item.entity_type].append(data)
+        data = {"created_at": now, **item.data, "updated_at": now}
+        try:
+            entity = complete(ENTITIES[item.entity_type], data, plugins=plugins)
+        except SchemaViolation as violation:
+            errors.merge(item.path, violation.fields)
+            continue
+        entities[item.entity_type].append(entity)
     return entities
 
 
 def _check_other_unique_fields(items: list[_Item]) -> None:
+    """Unique fields besides the endpoint key (consumer ``custom_id``), checked last as in Kong."""
     errors = _Errors()
-    for entity_type, fields in OTHER_UNIQUE_FIELDS.items():
-        for field in fields:
-            seen: set[Any] = set()
+    for entity_type, schema in ENTITIES.items():
+        for field in schema.unique:
+            if field == schema.endpoint_key:
+                continue
+            seen: set[str] = set()
             for item in items:
                 value = item.data.get(field)
                 if item.entity_type != entity_type or not isinstance(value, str):
                     continue
                 if value in seen:
-                    errors.add((entity_type, _error_key(item)), _uniqueness_message(entity_type, field, value))
+                    errors.add((entity_type, _error_key(item)),
+                               _uniqueness_message(entity_type, field, value))
                 seen.add(value)
     errors.raise_any()
