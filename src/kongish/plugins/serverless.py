@@ -1,0 +1,76 @@
+"""Kong's Serverless Functions: the pre-function and post-function plugins.
+
+Both run user Lua code per phase; they differ only in priority, so
+pre-function code runs first and post-function code last in every phase.
+Each plugin entity's code is compiled once when the entity is configured
+(a changed entity is configured afresh, which resets its upvalues).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
+
+from kongish import KONG_VERSION
+from kongish.lua.engine import LuaEngine, LuaFunctions
+from kongish.plugins.interface import IPlugin, IPluginHandlers
+from kongish.plugins.serverless_schema import serverless_check_entity, serverless_config_schema
+from kongish.proxy.context import PHASES, RequestContext
+
+
+@implementer(IPluginHandlers)
+@attrs.define(eq=False)
+class ServerlessHandlers:
+    """One entity's compiled code, by phase."""
+
+    engine: LuaEngine
+    plugin_name: str
+    #: The entity id, so kong.ctx.plugin is private to this instance.
+    plugin_key: str
+    functions: dict[str, LuaFunctions]
+
+    @property
+    def phases(self) -> frozenset[str]:
+        return frozenset(self.functions)
+
+    @classmethod
+    def compile(cls, engine: LuaEngine, plugin_name: str, entity: dict[str, Any]) -> ServerlessHandlers:
+        config = entity["config"]
+        sources = {phase: list(config.get(phase) or ()) for phase in PHASES}
+        # Kong 0.14-2.x's ``functions`` is access-phase code.
+        sources["access"][:0] = config.get("functions") or ()
+        return cls(engine, plugin_name, entity["id"],
+                   {phase: engine.load(code) for phase, code in sources.items() if code})
+
+    def run(self, phase: str, context: RequestContext) -> Deferred[None] | None:
+        return self.engine.run(self.functions[phase], context, self.plugin_name, self.plugin_key)
+
+    def close(self) -> None:
+        self.functions = {}
+
+
+@implementer(IPlugin)
+@attrs.define(eq=False)
+class ServerlessPlugin:
+    name: str
+    priority: int
+    engine: LuaEngine
+    version: str = KONG_VERSION
+    config_schema: Any = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.config_schema = serverless_config_schema(self.engine.compile_check, self.name)
+
+    def check_entity(self, entity: dict[str, Any]) -> dict[str, str]:
+        return serverless_check_entity(entity)
+
+    def configure(self, entity: dict[str, Any]) -> ServerlessHandlers:
+        return ServerlessHandlers.compile(self.engine, self.name, entity)
+
+
+def serverless_plugins(engine: LuaEngine) -> list[ServerlessPlugin]:
+    """pre-function (Kong's PRIORITY 1000000) and post-function (-1000)."""
+    return [ServerlessPlugin("pre-function", 1000000, engine),
+            ServerlessPlugin("post-function", -1000, engine)]
