@@ -77,6 +77,13 @@ def run(engine: LuaEngine, *sources: str, context: RequestContext | None = None)
     return engine.run(engine.load(sources), context or new_context(), "pre-function", "key")
 
 
+class SettingsTests(SynchronousTestCase):
+    def test_unknown_mode_and_empty_limits_are_refused(self) -> None:
+        for bad in ({"untrusted_lua": "yes"}, {"instruction_limit": 0}, {"time_limit": 0},
+                    {"memory_limit": -1}):
+            self.assertRaises(ValueError, LuaSettings, **bad)
+
+
 class CompileCheckTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.engine, self.probe, _ = make_engine()
@@ -352,7 +359,7 @@ class LimitTests(SynchronousTestCase):
     def test_slow_c_calls_hit_the_time_limit(self) -> None:
         engine, probe, _ = make_engine(time_limit=0.2)
         self.assertLimited(engine, 'local t={} while true do t[#t+1]=("x"):rep(1e6) end',
-                           "Lua code exceeded the limit of 0.2 seconds of CPU time")
+                           "Lua code exceeded the CPU time limit of 0.2s")
         self.assertServes(engine, probe)
 
     def test_memory_bomb_hits_the_memory_limit(self) -> None:

@@ -137,7 +137,7 @@ class LuaEngine:
         driver = run_lua_file(
             lua, "driver.lua", _AWAIT, _STOP, _DONE, _FAILED,
             f"Lua code exceeded the limit of {settings.instruction_limit} instructions".encode(),
-            f"Lua code exceeded the limit of {settings.time_limit:g} seconds of CPU time".encode())
+            f"Lua code exceeded the CPU time limit of {settings.time_limit:g}s".encode())
         self._arm, self._settle = driver[b"arm"], driver[b"settle"]
         self._worker, self._phase_runner = driver[b"worker"], driver[b"phase_runner"]
         self.await_fn, self.stop_fn = driver[b"await"], driver[b"stop"]
@@ -156,13 +156,7 @@ class LuaEngine:
         As in Kong, the chunk name is the source itself, which LuaJIT shows as
         ``[string "first line..."]``.
         """
-        try:
-            compiled = self._load(_lua_source(source), None, b"t")
-        except luajit21.LuaError as error:
-            return str(error) or _OUT_OF_MEMORY
-        if isinstance(compiled, tuple):
-            return _text(compiled[1])
-        return None
+        return self._compile(source)[1]
 
     def load(self, sources: Sequence[str]) -> LuaFunctions:
         """Compile one phase's chunks, each with its own global environment."""
@@ -170,14 +164,21 @@ class LuaEngine:
             return LuaFunctions(problem=UNTRUSTED_LUA_OFF)
         chunks = []
         for source in sources:
-            try:
-                compiled = self._load(_lua_source(source), None, b"t", self._new_environment())
-            except luajit21.LuaError as error:
-                return LuaFunctions(problem=str(error) or _OUT_OF_MEMORY)
-            if isinstance(compiled, tuple):
-                return LuaFunctions(problem=_text(compiled[1]))
-            chunks.append(compiled)
+            chunk, problem = self._compile(source, self._new_environment())
+            if problem is not None:
+                return LuaFunctions(problem=problem)
+            chunks.append(chunk)
         return LuaFunctions(runner=self._phase_runner(self.lua.table_from(chunks)))
+
+    def _compile(self, source: str, *environment: Any) -> tuple[Any, str | None]:
+        """(function, None), or (None, LuaJIT's message); text mode only, never bytecode."""
+        try:
+            compiled = self._load(_lua_source(source), None, b"t", *environment)
+        except luajit21.LuaError as error:
+            return None, str(error) or _OUT_OF_MEMORY
+        if isinstance(compiled, tuple):
+            return None, _text(compiled[1])
+        return compiled, None
 
     def run(self, functions: LuaFunctions, context: RequestContext, plugin_name: str,
             plugin_key: str) -> Deferred[None] | None:

@@ -25,12 +25,12 @@ class LuaSettings:
     #: Kong's ``untrusted_lua_sandbox_environment``: dotted global names exposed read-only.
     sandbox_environment: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     #: VM instructions one plugin's code may execute in one phase of one request.
-    instruction_limit: int = 10_000_000
+    instruction_limit: int = attrs.field(default=10_000_000, validator=attrs.validators.gt(0))
     #: CPU seconds one plugin's code may use in one phase of one request; this also
     #: bounds loops whose time goes to C functions (``("x"):rep(1e6)``), which the
     #: instruction count barely sees.
-    time_limit: float = 1.0
+    time_limit: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     #: Bytes the whole Lua VM may allocate.
-    memory_limit: int = 256 * 1024 * 1024
+    memory_limit: int = attrs.field(default=256 * 1024 * 1024, validator=attrs.validators.gt(0))
     #: The ``kong.configuration`` view, secrets already masked.
     configuration: Mapping[str, Any] = attrs.field(factory=dict, converter=MappingProxyType)
