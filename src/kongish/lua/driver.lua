@@ -6,7 +6,7 @@
 -- (ngx.exit, kong.response.exit). The signals are Python objects, so Lua code
 -- cannot forge them.
 --
--- The instruction budget is a count hook. LuaJIT keeps one hook for the whole
+-- The budget (instructions and CPU time) is a count hook. LuaJIT keeps one hook for the whole
 -- VM, so Python arms it just before resuming a worker and clears it (with the
 -- raw C debug.sethook, running no Lua) just after.
 
@@ -111,16 +111,17 @@ local function worker()
   end
 end
 
--- What the PDK calls: the answer is (true, values...) or (false, message).
-local function answered(ok, ...)
+-- (true, values...) gives the values; (false, err) raises err.
+local function values_or_error(ok, ...)
   if ok then
     return ...
   end
   error((...), 0)
 end
 
+-- What the PDK calls. Python resumes the worker with (true, values...) or (false, message).
 local function await(pyfunc, ...)
-  return answered(co_yield(AWAIT, pyfunc, ...))
+  return values_or_error(co_yield(AWAIT, pyfunc, ...))
 end
 
 local function stop()
@@ -144,17 +145,10 @@ local function resume(co, ...)
   return forward(co, co_resume(co, ...))
 end
 
-local function unwrapped(ok, ...)
-  if ok then
-    return ...
-  end
-  error((...), 0)
-end
-
 local function wrap(fn)
   local co = co_create(fn)
   return function(...)
-    return unwrapped(resume(co, ...))
+    return values_or_error(resume(co, ...))
   end
 end
 
