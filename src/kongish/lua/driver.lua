@@ -6,9 +6,9 @@
 -- (ngx.exit, kong.response.exit). The signals are Python objects, so Lua code
 -- cannot forge them.
 --
--- The budget (instructions and CPU time) is a count hook. LuaJIT keeps one hook for the whole
--- VM, so Python arms it just before resuming a worker and clears it (with the
--- raw C debug.sethook, running no Lua) just after.
+-- The budget (instructions and CPU time) is a count hook. LuaJIT keeps one
+-- hook for the whole VM, so Python arms it just before resuming a worker and
+-- clears it (with the raw C debug.sethook, running no Lua) just after.
 
 local AWAIT, STOP, DONE, FAILED, INSTRUCTIONS_EXCEEDED, TIME_EXCEEDED = ...
 
