@@ -11,13 +11,14 @@ from twisted.web.static import Data
 
 from kongish.app import admin_resource, build_node, proxy_resource
 from kongish.config import Settings
+from kongish.proxy.upstream import UpstreamClient
 
 
 async def main() -> None:
     node = await build_node(Settings.load(environ={}, overrides={"database": "off"}), reactor)
     root = Resource()
     root.putChild(b"", Data(b"my application\n", "text/plain"))
-    root.putChild(b"gateway", proxy_resource(node, reactor))
+    root.putChild(b"gateway", proxy_resource(node, UpstreamClient(reactor)))
     root.putChild(b"admin", admin_resource(node))
     reactor.listenTCP(8080, Site(root), interface="127.0.0.1")
 

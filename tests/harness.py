@@ -7,8 +7,10 @@ from typing import Any
 import attrs
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.web.client import HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -16,6 +18,8 @@ from kongish.app import KongishService
 from kongish.config import Settings
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
+#: Test clients open a connection per request, so no socket outlives a test.
+POOL = HTTPConnectionPool(reactor, persistent=False)
 
 
 class EchoUpstream(Resource):
@@ -47,7 +51,8 @@ class EchoUpstream(Resource):
         if parts[0] == "status" and len(parts) > 1:
             request.setResponseCode(int(parts[1]))
         if parts[0] == "delay":
-            reactor.callLater(float(parts[1]), self._finish, request, seen)
+            later = reactor.callLater(float(parts[1]), self._finish, request, seen)
+            request.notifyFinish().addErrback(lambda _: later.cancel())
             return NOT_DONE_YET
         if parts[0] == "stream":
             for index in range(int(parts[1])):
@@ -79,6 +84,17 @@ async def start_upstream(case) -> Upstream:
     return Upstream(resource, port)
 
 
+class _Raw(Protocol):
+    def __init__(self, received: Deferred) -> None:
+        self.received, self.data = received, b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason) -> None:
+        self.received.callback(self.data)
+
+
 @attrs.define
 class Gateway:
     service: KongishService
@@ -96,17 +112,26 @@ class Gateway:
 
     async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, Any]:
         """An Admin API call: (status, decoded JSON body or None, response headers)."""
-        response = await treq.request(method, (self.admin + path).encode(), **kwargs)
+        response = await treq.request(method, (self.admin + path).encode(), pool=POOL, **kwargs)
         body = await response.content()
         return response.code, (json.loads(body) if body.strip() else None), response.headers
 
     async def get(self, path: str, **kwargs: Any) -> tuple[int, bytes, Any]:
         """A proxied call: (status, raw body, response headers)."""
-        response = await treq.get((self.proxy + path).encode(), **kwargs)
+        response = await treq.get((self.proxy + path).encode(), pool=POOL, **kwargs)
         return response.code, await response.content(), response.headers
 
+    async def raw(self, request: bytes) -> bytes:
+        """Send raw bytes to the proxy and return everything it answers (HTTP/1.0, so it closes)."""
+        received = Deferred()
+        protocol = _Raw(received)
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", self.service.ports[0].getHost().port).connect(
+            Factory.forProtocol(lambda: protocol))
+        protocol.transport.write(request)
+        return await received
+
     async def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, bytes, Any]:
-        response = await treq.request(method, (self.proxy + path).encode(), **kwargs)
+        response = await treq.request(method, (self.proxy + path).encode(), pool=POOL, **kwargs)
         return response.code, await response.content(), response.headers
 
 

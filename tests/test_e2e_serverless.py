@@ -8,7 +8,7 @@ import treq
 from twisted.internet.defer import gatherResults
 from twisted.trial.unittest import TestCase
 
-from tests.harness import deferred, start_gateway, start_upstream
+from tests.harness import POOL, deferred, start_gateway, start_upstream
 
 
 class ServerlessTests(TestCase):
@@ -176,7 +176,7 @@ class ServerlessTests(TestCase):
         host = await self._route(gateway, ("pre-function", {"access": ["ngx.sleep(0.5) ngx.say('slept') ngx.exit(200)"]}))
         started = time.monotonic()
         results = await gatherResults([
-            treq.get((gateway.proxy + "/").encode(), headers={"Host": host}).addCallback(treq.content)
+            treq.get((gateway.proxy + "/").encode(), headers={"Host": host}, pool=POOL).addCallback(treq.content)
             for _ in range(20)])
         elapsed = time.monotonic() - started
         self.assertEqual(results, [b"slept\n"] * 20)
@@ -224,9 +224,15 @@ class DeclarativeTests(TestCase):
     async def test_post_config_does_not_run_code(self) -> None:
         gateway = await start_gateway(self, database="off")
         config = {"_format_version": "3.0",
-                  "plugins": [{"name": "pre-function", "config": {"access": ["kong.response.exit(418)"]}}]}
+                  "plugins": [{"name": "pre-function", "config": {
+                      "access": ["kong.response.exit(418)"], "rewrite": ["ngx.ctx.hit = true"]}}]}
         status, body, _ = await gateway.call("POST", "/config", json=config)
         self.assertEqual(status, 201, body)
+        self.assertEqual(len(body["plugins"]), 1)
+        # a global plugin's access phase runs only for routed requests; rewrite runs before routing
+        self.assertEqual((await gateway.get("/anything"))[0], 404)
+        config["plugins"][0]["config"]["rewrite"] = ["kong.response.exit(418)"]
+        status, body, _ = await gateway.call("POST", "/config", json=config)
         self.assertEqual((await gateway.get("/anything"))[0], 418)
         status, body, _ = await gateway.call("POST", "/services", json={"url": "http://x.test"})
         self.assertEqual((status, body["code"]), (405, 12))

@@ -13,7 +13,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.harness import deferred
+from tests.harness import POOL, deferred
 from tests.test_e2e_seed import SEED_CODE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,7 +52,7 @@ class TwistTests(TestCase):
     async def _ready(self, protocol: _Collect, admin: int) -> None:
         for _ in range(100):
             try:
-                response = await treq.get(f"http://127.0.0.1:{admin}/status".encode())
+                response = await treq.get(f"http://127.0.0.1:{admin}/status".encode(), pool=POOL)
                 await response.content()
                 if response.code == 200:
                     return
@@ -77,14 +77,14 @@ class TwistTests(TestCase):
                            ("/services/plugin-testing/routes", {"paths[]": "/test"}),
                            ("/services/plugin-testing/plugins",
                             {"name": "pre-function", "config.functions[]": SEED_CODE})]:
-            response = await treq.post((base + path).encode(), data=data)
+            response = await treq.post((base + path).encode(), data=data, pool=POOL)
             self.assertEqual(response.code, 201, await response.text())
-        response = await treq.get(f"http://127.0.0.1:{proxy}/test?name=Kong".encode())
+        response = await treq.get(f"http://127.0.0.1:{proxy}/test?name=Kong".encode(), pool=POOL)
         self.assertEqual((response.code, await response.content()), (200, b"Hello Kong!\n"))
         await self._stop(process)
 
         process = self._spawn(prefix, proxy, admin)
         await self._ready(process, admin)
-        response = await treq.get(f"http://127.0.0.1:{proxy}/test?name=again".encode())
+        response = await treq.get(f"http://127.0.0.1:{proxy}/test?name=again".encode(), pool=POOL)
         self.assertEqual((response.code, await response.content()), (200, b"Hello again!\n"))
         await self._stop(process)

@@ -3,18 +3,19 @@
 The public entry points for embedding kongish in another Twisted application:
 
 - ``await build_node(settings, reactor)`` opens the store and returns a ready ``Node``;
-- ``proxy_resource(node, reactor)`` and ``admin_resource(node)`` are ``IResource``
+- ``proxy_resource(node, UpstreamClient(reactor))`` and ``admin_resource(node)`` are ``IResource``
   providers to mount in any ``twisted.web`` site;
 - ``KongishService(settings)`` is an ``IService`` that does all of it and listens
   on ``proxy_listen`` and ``admin_listen`` (what ``twist kongish`` runs).
 """
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import attrs
 from twisted.application.service import MultiService
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -43,16 +44,18 @@ def lua_settings(settings: Settings) -> LuaSettings:
         sandbox_environment=settings.untrusted_lua_sandbox_environment,
         instruction_limit=settings.lua_instruction_limit,
         memory_limit=settings.lua_memory_limit,
+        time_limit=settings.lua_time_limit,
         configuration=settings.public_view(),
     )
 
 
 async def build_node(settings: Settings, reactor: Any) -> Node:
     """Open the configured store, load the configuration and return a node ready to proxy."""
-    engine = LuaEngine(lua_settings(settings), reactor)
+    node_id = str(uuid.uuid4())
+    engine = LuaEngine(lua_settings(settings), reactor, node_id=node_id)
     registry = PluginRegistry.build(settings.plugins, serverless_plugins(engine))
     if settings.database == "off":
-        node = Node(settings, Database(None, registry.lookup, reactor), registry, reactor, engine)
+        node = Node(settings, Database(None, registry.lookup, reactor), registry, reactor, engine, node_id)
         text = settings.declarative_config_string
         filename = None
         if settings.declarative_config is not None:
@@ -68,11 +71,12 @@ async def build_node(settings: Settings, reactor: Any) -> Node:
     storage = await SQLiteStorage.open(settings.sqlite_path, reactor)
     database = Database(storage, registry.lookup, reactor)
     await database.load()
-    return Node(settings, database, registry, reactor, engine)
+    return Node(settings, database, registry, reactor, engine, node_id)
 
 
-def proxy_resource(node: Node, reactor: Any) -> IResource:
-    return ProxyResource(node, UpstreamClient(reactor))
+def proxy_resource(node: Node, client: UpstreamClient) -> IResource:
+    """The proxy; ``client`` (``UpstreamClient(reactor)``) owns the upstream connection pool."""
+    return ProxyResource(node, client)
 
 
 def admin_resource(node: Node) -> IResource:
@@ -86,6 +90,7 @@ class KongishService(MultiService):
     settings: Settings
     reactor: Any = attrs.field(default=None)
     node: Node | None = attrs.field(default=None, init=False)
+    client: UpstreamClient | None = attrs.field(default=None, init=False)
     ports: list[IListeningPort] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -102,7 +107,8 @@ class KongishService(MultiService):
 
     async def _start(self) -> None:
         self.node = await build_node(self.settings, self.reactor)
-        listeners = [(self.settings.proxy_listen, proxy_resource(self.node, self.reactor), "proxy"),
+        self.client = UpstreamClient(self.reactor)
+        listeners = [(self.settings.proxy_listen, proxy_resource(self.node, self.client), "proxy"),
                      (self.settings.admin_listen, admin_resource(self.node), "admin")]
         for descriptions, resource, role in listeners:
             for description in descriptions:
@@ -121,9 +127,13 @@ class KongishService(MultiService):
         for port in self.ports:
             await port.stopListening()
         self.ports.clear()
+        if self.client is not None:
+            await self.client.pool.closeCachedConnections()
         if self.node is not None and self.node.database.storage is not None:
             await self.node.database.storage.close()
 
-    def stopService(self):
+    def stopService(self) -> Deferred:
+        if not self.running:
+            return succeed(None)
         MultiService.stopService(self)
         return ensureDeferred(self._stop())

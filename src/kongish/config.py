@@ -28,6 +28,7 @@ DEFAULTS: dict[str, str] = {
     "untrusted_lua_sandbox_requires": "",
     "untrusted_lua_sandbox_environment": "",
     "lua_instruction_limit": "10000000",
+    "lua_time_limit": "1",
     "lua_memory_limit": "256m",
     "headers": "server_tokens, latency_tokens, x-kong-request-id",
     "error_default_type": "text/plain",
@@ -119,6 +120,11 @@ class Settings:
             parse_size(self.raw[name])
         if not self.raw["lua_instruction_limit"].isdigit() or self.lua_instruction_limit < 1000:
             raise ConfigError("lua_instruction_limit: expected an integer of at least 1000")
+        try:
+            if self.lua_time_limit <= 0:
+                raise ValueError
+        except ValueError:
+            raise ConfigError("lua_time_limit: expected a positive number of seconds") from None
 
     def _choice(self, name: str, allowed: tuple[str, ...]) -> None:
         if self.raw[name] not in allowed:
@@ -176,6 +182,10 @@ class Settings:
     @property
     def lua_instruction_limit(self) -> int:
         return int(self.raw["lua_instruction_limit"])
+
+    @property
+    def lua_time_limit(self) -> float:
+        return float(self.raw["lua_time_limit"])
 
     @property
     def lua_memory_limit(self) -> int:

@@ -13,10 +13,11 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
     b"trailer", b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection", b"proxy",
 })
-#: Recomputed by kongish for each upstream request.
+#: Recomputed by kongish for each upstream request (the body's length by the HTTP client).
 _RECOMPUTED = frozenset({
     b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
     b"x-forwarded-path", b"x-forwarded-prefix", b"x-real-ip", b"via", b"x-kong-request-id",
+    b"content-length",
 })
 
 

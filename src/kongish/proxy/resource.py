@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -163,7 +164,7 @@ class ProxyFlow:
                                   [str(int((self.proxied_at - context.started_at) * 1000)).encode()])
         await self._phase("header_filter")
         filtering = any("body_filter" in c.handlers.phases for c in self.plugins)
-        if not filtering and response.length is not None and out.replacement_body is None:
+        if not filtering and isinstance(response.length, int) and out.replacement_body is None:
             out.headers.setRawHeaders(b"content-length", [str(response.length).encode()])
         self._start_response()
         relay = _Relay(self, filtering)
@@ -234,7 +235,7 @@ class ProxyFlow:
 
     def _start_response(self) -> None:
         request, response = self.request, self.context.response
-        request.setResponseCode(response.status or 200)
+        request.setResponseCode(response.status or 200, _reason(response.status or 200))
         request.responseHeaders = response.headers
         request.responseHeaders.setRawHeaders(b"x-kong-request-id", [self.context.request_id.encode()])
 
@@ -331,6 +332,13 @@ def _scheme(request: Request) -> str:
 def _needs_https(route: dict[str, Any], scheme: str) -> bool:
     protocols = route.get("protocols") or ()
     return scheme != "https" and "https" in protocols and "http" not in protocols
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b"Unknown Status"
 
 
 def _text(value: bytes | None) -> str | None:

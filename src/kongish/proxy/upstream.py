@@ -1,13 +1,20 @@
-"""Calling the upstream service with treq: Kong's timeouts, retries and failure classes."""
+"""Calling the upstream service: Kong's timeouts, retries and failure classes.
+
+Requests go through ``twisted.web.client.Agent`` on a persistent pool. treq's
+``HTTPClient`` is not used here on purpose: it always adds a cookie jar
+(cookies of one client would leak into another's requests) and gzip decoding
+(the client would get a decoded body), and a proxy must pass both through.
+"""
 from __future__ import annotations
 
+from io import BytesIO
 from typing import Any, BinaryIO
 
 import attrs
-import treq
 from twisted.internet import error as net_errors
 from twisted.internet.defer import CancelledError
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, ResponseNeverReceived
+from twisted.web.client import (
+    Agent, FileBodyProducer, HTTPConnectionPool, ResponseFailed, ResponseNeverReceived)
 from twisted.web.iweb import IResponse
 
 from kongish.proxy.context import UpstreamRequest
@@ -70,18 +77,24 @@ class UpstreamClient:
     async def _attempt(self, upstream: UpstreamRequest, service: dict[str, Any],
                        client_body: BinaryIO) -> IResponse:
         agent = Agent(self.reactor, connectTimeout=service["connect_timeout"] / 1000, pool=self.pool)
-        client = treq.client.HTTPClient(agent)
         url = f"{upstream.scheme}://{_url_host(upstream.host)}:{upstream.port}{upstream.path}"
         if upstream.query is not None:
             url += "?" + upstream.query
         if upstream.body is not None:
-            data: Any = upstream.body
+            producer = FileBodyProducer(BytesIO(upstream.body))
         else:
             client_body.seek(0)
-            data = client_body if _has_content(client_body) else None
-        timeout = (service["connect_timeout"] + service["write_timeout"] + service["read_timeout"]) / 1000
-        return await client.request(upstream.method, url.encode("utf-8"), headers=upstream.headers,
-                                    data=data, allow_redirects=False, unbuffered=True, timeout=timeout)
+            producer = FileBodyProducer(client_body) if _has_content(client_body) else None
+        pending = agent.request(upstream.method.encode("ascii"), url.encode("utf-8", "surrogateescape"),
+                                upstream.headers, producer)
+        # The timeout bounds the wait for the response head; on a pooled
+        # connection that is the read timeout, and connecting has its own bound.
+        timer = self.reactor.callLater(service["read_timeout"] / 1000, pending.cancel)
+        try:
+            return await pending
+        finally:
+            if timer.active():
+                timer.cancel()
 
 
 def _url_host(host: str) -> str:
