@@ -83,6 +83,10 @@ def admin_resource(node: Node) -> IResource:
     return AdminResource(node)
 
 
+def _no_access_log(request: object) -> None:
+    """Replaces ``Site.log`` when the access log is off."""
+
+
 @attrs.define(eq=False)
 class KongishService(MultiService):
     """Runs one kongish node: proxy and Admin API listeners over a shared node."""
@@ -114,6 +118,8 @@ class KongishService(MultiService):
             for description in descriptions:
                 site = Site(resource)
                 site.displayTracebacks = False
+                if not self.settings.access_log(role):
+                    site.log = _no_access_log
                 port = await serverFromString(self.reactor, description).listen(site)
                 self.ports.append(port)
                 log.info("kongish {role} listening on {address}", role=role, address=port.getHost())

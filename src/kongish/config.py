@@ -23,6 +23,8 @@ DEFAULTS: dict[str, str] = {
     "declarative_config": "NONE",
     "declarative_config_string": "NONE",
     "log_level": "notice",
+    "proxy_access_log": "on",
+    "admin_access_log": "on",
     "plugins": "bundled",
     "untrusted_lua": "sandbox",
     "untrusted_lua_sandbox_requires": "",
@@ -116,6 +118,8 @@ class Settings:
                 parse_listen(self.raw[name])
             except ListenError as error:
                 raise ConfigError(f"{name}: {error}") from None
+        for name in ("proxy_access_log", "admin_access_log"):
+            self._choice(name, ("on", "off"))
         for name in ("lua_memory_limit", "nginx_admin_client_max_body_size"):
             parse_size(self.raw[name])
         if not self.raw["lua_instruction_limit"].isdigit() or self.lua_instruction_limit < 1000:
@@ -162,6 +166,10 @@ class Settings:
     @property
     def plugins(self) -> tuple[str, ...]:
         return _list(self.raw["plugins"])
+
+    def access_log(self, role: str) -> bool:
+        """Whether ``role`` ("proxy" or "admin") writes an access log line per request."""
+        return self.raw[f"{role}_access_log"] == "on"
 
     @property
     def log_level(self) -> str:

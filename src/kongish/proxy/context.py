@@ -8,6 +8,7 @@ of it), and the proxy acts on those.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -27,13 +28,26 @@ class UpstreamRequest:
     path: str
     #: Raw query string without the ``?``; ``None`` means no query at all.
     query: str | None
-    #: Headers to send upstream (Host and X-Forwarded-* already filled in by the proxy).
-    headers: Headers
+    #: Headers to send upstream (Host and X-Forwarded-* filled in by the proxy); read
+    #: through the ``headers`` property, which builds them on first use.
+    _headers: Headers | None = attrs.field(default=None, alias="headers")
     #: Replacement body; ``None`` means send the client's body unchanged.
     body: bytes | None = None
     scheme: str = "http"
     host: str = ""
     port: int = 80
+    #: Builds the headers when first needed: a request a plugin ends in access never pays for them.
+    build_headers: Callable[[], Headers] = attrs.field(default=Headers, repr=False)
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = self.build_headers()
+        return self._headers
+
+    @headers.setter
+    def headers(self, headers: Headers) -> None:
+        self._headers = headers
 
 
 @attrs.define

@@ -8,8 +8,8 @@ including kongish's own errors and plugin short-circuits.
 """
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +74,7 @@ class ProxyFlow:
     proxied_at: float | None = None
 
     def __attrs_post_init__(self) -> None:
-        self.context = RequestContext(self.request, request_id=uuid.uuid4().hex)
+        self.context = RequestContext(self.request, request_id=os.urandom(16).hex())
 
     async def run(self) -> None:
         node, request, context = self.node, self.request, self.context
@@ -137,13 +137,13 @@ class ProxyFlow:
         client = request.getClientAddress()
         return UpstreamRequest(
             method=request.method.decode("latin-1"), path=match.upstream_path, query=match.upstream_query,
-            headers=upstream_headers(
+            scheme="https" if scheme == "https" else "http",
+            host=service.get("host") or "", port=service.get("port") or 80,
+            build_headers=lambda: upstream_headers(
                 request.requestHeaders, host_header=match.upstream_host,
                 client_ip=getattr(client, "host", ""), scheme=_scheme(request),
                 port=request.getHost().port, raw_path=raw_path,
-                stripped_prefix=match.stripped_prefix, request_id=self.context.request_id),
-            scheme="https" if scheme == "https" else "http",
-            host=service.get("host") or "", port=service.get("port") or 80)
+                stripped_prefix=match.stripped_prefix, request_id=self.context.request_id))
 
     async def _proxy(self, service: dict[str, Any]) -> None:
         context = self.context
