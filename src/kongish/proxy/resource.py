@@ -84,15 +84,16 @@ class ProxyFlow:
             if context.response.exited:
                 return await self._respond_from_plugins()
             host = request.getHeader(b"host")
+            scheme = _scheme(request)
             match = node.router.match(
                 request.method.decode("latin-1"), mounted_target(request),
                 host.decode("latin-1") if host is not None else None,
-                _header_map(request.requestHeaders), request.getHost().port, _scheme(request))
+                _header_map(request.requestHeaders), request.getHost().port, scheme)
             if match is None:
                 return await self._kong_error(404, "no Route matched with those values")
             context.route, context.service = match.route, match.service
             context.uri_captures = match.uri_captures
-            if _needs_https(match.route, _scheme(request)):
+            if _needs_https(match.route, scheme):
                 return await self._kong_error(426, "Please use HTTPS protocol", {
                     "Connection": "Upgrade", "Upgrade": "TLS/1.2, HTTP/1.1"})
             self.plugins = node.plugin_map.for_request(
