@@ -9,9 +9,13 @@ import attrs
 Handler = Callable[..., Awaitable[tuple[int, Any]]]
 
 
+def _is_parameter(segment: str) -> bool:
+    return segment.startswith("{") and segment.endswith("}")
+
+
 @attrs.frozen
 class Endpoint:
-    """One path template, e.g. ``/services/{service}/routes``, and its handlers by method."""
+    """One path template in Kong's notation (``/services/{services}/routes``) and its handlers."""
 
     template: str
     methods: Mapping[str, Handler]
@@ -20,17 +24,29 @@ class Endpoint:
     def segments(self) -> tuple[str, ...]:
         return tuple(s for s in self.template.split("/") if s)
 
+    @property
+    def allowed(self) -> list[str]:
+        """The methods an OPTIONS answer lists: HEAD wherever GET is, and OPTIONS itself."""
+        methods = set(self.methods) | {"OPTIONS"}
+        if "GET" in methods:
+            methods.add("HEAD")
+        return sorted(methods)
+
     def match(self, segments: Sequence[str]) -> dict[str, str] | None:
         pattern = self.segments
         if len(pattern) != len(segments):
             return None
         params: dict[str, str] = {}
         for expected, actual in zip(pattern, segments):
-            if expected.startswith("{"):
+            if _is_parameter(expected):
                 params[expected[1:-1]] = actual
             elif expected != actual:
                 return None
         return params
+
+    def precedence(self) -> tuple[int, ...]:
+        """Sorts literal segments before parameters, leftmost first (``/plugins/enabled`` wins)."""
+        return tuple(int(_is_parameter(s)) for s in self.segments)
 
 
 @attrs.frozen
@@ -40,15 +56,12 @@ class EndpointTable:
     endpoints: tuple[Endpoint, ...]
 
     def find(self, segments: Sequence[str]) -> tuple[Endpoint, dict[str, str]] | None:
-        candidates = []
-        for endpoint in self.endpoints:
-            params = endpoint.match(segments)
-            if params is not None:
-                candidates.append((len(params), endpoint, params))
-        if not candidates:
+        matches = [(endpoint, params) for endpoint in self.endpoints
+                   if (params := endpoint.match(segments)) is not None]
+        if not matches:
             return None
-        _, endpoint, params = min(candidates, key=lambda c: c[0])
-        return endpoint, params
+        return min(matches, key=lambda match: match[0].precedence())
 
     def templates(self) -> list[str]:
-        return sorted(e.template for e in self.endpoints)
+        """Every template, sorted segment by segment the way Kong's ``/endpoints`` sorts them."""
+        return sorted({e.template for e in self.endpoints}, key=lambda t: t.replace("/", "\x00"))

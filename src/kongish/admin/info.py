@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import os
-import resource
 import socket
 from typing import Any
 
 from kongish import KONG_VERSION
 from kongish.admin.call import AdminCall
 from kongish.admin.dispatch import Endpoint
-from kongish.schema import ENTITIES, schema_json
+from kongish.admin.entities import entity_input
+from kongish.schema import ENTITIES, complete, schema_json
+from kongish.schema.lua import tonumber
 
 _LUA_VERSION = "LuaJIT 2.1"
 
@@ -34,18 +35,40 @@ async def root(call: AdminCall) -> tuple[int, Any]:
     }
 
 
-def _mebibytes(size: int) -> str:
-    return f"{size / 1024 / 1024:.2f} MiB"
+#: The most digits C's printf (and so Lua's string.format) accepts as a precision.
+_MAX_SCALE = 99
+
+
+def bytes_to_str(size: int, unit: str, scale: float) -> str:
+    """Kong's ``utils.bytes_to_str``: ``b`` gives the plain count, ``k``/``m``/``g`` a scaled one."""
+    lowered = unit.lower()
+    if lowered in ("", "b"):
+        return "%d" % size
+    if scale < 0:
+        raise ValueError("scale must be equal or greater than 0")
+    if scale > _MAX_SCALE:
+        raise ValueError(f"scale must be at most {_MAX_SCALE}")
+    scale = int(scale)
+    for letter, name, power in (("k", "KiB", 10), ("m", "MiB", 20), ("g", "GiB", 30)):
+        if lowered == letter:
+            return f"{size / 2 ** power:.{scale}f} {name}"
+    raise ValueError(f"invalid unit '{unit}' (expected 'k/K', 'm/M', or 'g/G')")
 
 
 async def status(call: AdminCall) -> tuple[int, Any]:
     node = call.node
-    max_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    unit = call.query.get("unit", "m")
+    scale = tonumber(call.query.get("scale", ""))
+    if scale is None or scale != scale:  # Kong ignores a scale that is not a number
+        scale = 2
+    try:
+        allocated = bytes_to_str(node.lua_memory_used(), unit, scale)
+    except ValueError as error:
+        return 400, {"message": str(error)}
     body: dict[str, Any] = {
         "memory": {
-            "workers_lua_vms": [{"pid": os.getpid(), "http_allocated_gc": _mebibytes(node.lua_memory_used())}],
+            "workers_lua_vms": [{"pid": os.getpid(), "http_allocated_gc": allocated}],
             "lua_shared_dicts": {},
-            "process_max_rss": _mebibytes(max_rss_kib * 1024),
         },
         "server": node.counters.as_json(),
     }
@@ -74,6 +97,15 @@ async def plugin_schema(call: AdminCall) -> tuple[int, Any]:
     return 200, schema_json(plugin)
 
 
+async def validate_entity(call: AdminCall) -> tuple[int, Any]:
+    """Validate a body against an entity schema, without touching the database."""
+    name = call.params.get("db_entity_name", "plugins")
+    if name not in ENTITIES:
+        return 404, {"message": f"No entity named '{name}'"}
+    complete(ENTITIES[name], entity_input(call, name), plugins=call.plugins)
+    return 200, {"message": "schema validation successful"}
+
+
 def info_endpoints() -> list[Endpoint]:
     return [
         Endpoint("/", {"GET": root}),
@@ -81,6 +113,8 @@ def info_endpoints() -> list[Endpoint]:
         Endpoint("/plugins/enabled", {"GET": enabled_plugins}),
         Endpoint("/schemas/{name}", {"GET": entity_schema}),
         Endpoint("/schemas/plugins/{name}", {"GET": plugin_schema}),
+        Endpoint("/schemas/{db_entity_name}/validate", {"POST": validate_entity}),
+        Endpoint("/schemas/plugins/validate", {"POST": validate_entity}),
     ]
 
 

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import unquote
 
 import attrs
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
@@ -17,7 +19,7 @@ from kongish.admin.declarative import config_endpoints
 from kongish.admin.dispatch import Endpoint, EndpointTable
 from kongish.admin.entities import entity_endpoints
 from kongish.admin.info import info_endpoints
-from kongish.admin.respond import send
+from kongish.admin.respond import AdminHeaders, send
 
 log = Logger()
 _UNEXPECTED = {"message": "An unexpected error occurred"}
@@ -39,6 +41,8 @@ class AdminResource:
 
     node: object
     table: EndpointTable = attrs.Factory(admin_endpoint_table)
+    headers: AdminHeaders = attrs.Factory(lambda self: AdminHeaders.from_settings(self.node.settings),
+                                          takes_self=True)
     isLeaf = True
 
     def getChildWithDefault(self, name: bytes, request: Request) -> "AdminResource":
@@ -49,25 +53,24 @@ class AdminResource:
 
     def render(self, request: Request) -> object:
         started = time.monotonic()
-        segments = [s.decode("utf-8", "replace") for s in request.postpath if s]
+        segments = [unquote(s.decode("utf-8", "replace")) for s in request.postpath if s]
         found = self.table.find(segments)
         method = request.method.decode("ascii", "replace")
         if found is None:
-            send(request, 404, {"message": "Not found"})
+            self._answer(request, started, 404, {"message": "Not found"})
             return NOT_DONE_YET
         endpoint, params = found
-        allowed = set(endpoint.methods) | {"OPTIONS"} | ({"HEAD"} if "GET" in endpoint.methods else set())
         if method == "OPTIONS":
-            methods = ", ".join(sorted(allowed)).encode()
+            methods = ", ".join(endpoint.allowed).encode()
             request.setHeader(b"allow", methods)
             request.setHeader(b"access-control-allow-methods", methods)
             request.setHeader(b"access-control-allow-headers",
                               request.getHeader(b"access-control-request-headers") or b"Content-Type")
-            send(request, 204)
+            self._answer(request, started, 204, None)
             return NOT_DONE_YET
         handler = endpoint.methods.get("GET" if method == "HEAD" else method)
         if handler is None:
-            send(request, 405, {"message": "Method not allowed"})
+            self._answer(request, started, 405, {"message": "Method not allowed"})
             return NOT_DONE_YET
         call = AdminCall(request, self.node, params)
         ensureDeferred(handler(call)).addCallbacks(
@@ -75,15 +78,15 @@ class AdminResource:
             lambda failure: self._fail(request, started, failure))
         return NOT_DONE_YET
 
-    def _answer(self, request: Request, started: float, status: int, body: object) -> None:
-        latency = int((time.monotonic() - started) * 1000)
-        request.setHeader(b"x-kong-admin-latency", str(latency).encode())
-        send(request, status, body)
+    def _answer(self, request: Request, started: float, status: int, body: object,
+                raw: bytes | None = None) -> None:
+        self.headers.apply(request, latency_ms=int((time.monotonic() - started) * 1000))
+        send(request, status, body, raw=raw)
 
-    def _fail(self, request: Request, started: float, failure) -> None:
+    def _fail(self, request: Request, started: float, failure: Failure) -> None:
         error = failure.value
         if isinstance(error, BodyRejected):
-            send(request, error.status, raw=error.body)
+            self._answer(request, started, error.status, None, raw=error.body)
         elif isinstance(error, errors.KongError):
             self._answer(request, started, error.status, error.body())
         else:

@@ -4,11 +4,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 from twisted.web.server import Request
 
 from kongish import KONG_VERSION
+from kongish.config import Settings
 
 JSON_TYPE = b"application/json; charset=utf-8"
+SERVER_TOKEN = f"kong/{KONG_VERSION}".encode()
 
 
 def encode_json(value: Any) -> bytes:
@@ -16,12 +19,30 @@ def encode_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def common_headers(request: Request) -> None:
-    """Headers every Admin API answer carries (CORS and server token)."""
-    origin = request.getHeader(b"origin")
-    request.setHeader(b"access-control-allow-origin", origin or b"*")
-    request.setHeader(b"access-control-allow-credentials", b"true")
-    request.setHeader(b"server", f"kong/{KONG_VERSION}".encode())
+@attrs.frozen
+class AdminHeaders:
+    """The ``Server`` and ``X-Kong-Admin-Latency`` headers, as kong.conf's ``headers`` enables them."""
+
+    server: bool = True
+    latency: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "AdminHeaders":
+        enabled = settings.headers
+        return cls(server=bool(enabled & {"server_tokens", "server"}),
+                   latency=bool(enabled & {"latency_tokens", "x-kong-admin-latency"}))
+
+    def apply(self, request: Request, latency_ms: int) -> None:
+        """Set the headers every Admin API answer carries, CORS included."""
+        origin = request.getHeader(b"origin")
+        request.setHeader(b"access-control-allow-origin", origin or b"*")
+        request.setHeader(b"access-control-allow-credentials", b"true")
+        if self.server:
+            request.setHeader(b"server", SERVER_TOKEN)
+        else:
+            request.responseHeaders.removeHeader(b"server")
+        if self.latency:
+            request.setHeader(b"x-kong-admin-latency", str(latency_ms).encode())
 
 
 def send(request: Request, status: int, body: Any = None, *, raw: bytes | None = None) -> None:
@@ -29,9 +50,8 @@ def send(request: Request, status: int, body: Any = None, *, raw: bytes | None =
     if request.finished or request._disconnected:
         return
     request.setResponseCode(status)
-    common_headers(request)
     payload = raw if raw is not None else (b"" if body is None else encode_json(body))
-    if status == 204:
+    if status in (204, 304):
         payload = b""
     elif payload or raw is not None:
         request.setHeader(b"content-type", JSON_TYPE)

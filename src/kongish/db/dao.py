@@ -131,12 +131,18 @@ class Database:
         await self._write("remove", entity_type, self._delete, key)
 
     async def _write(self, verb: str, entity_type: str, plan: Callable[..., Any], *args: Any) -> Any:
-        if self.storage is None:
-            raise errors.OperationUnsupported(verb, entity_type)
+        """Validate with ``plan``, then apply its changes; a DB-less node refuses here, as Kong does.
+
+        Kong validates input before its DB-less strategy refuses the write, so a
+        bad body still gets its 400, and deleting a missing entity is still a 204.
+        """
         await self._lock.acquire()
         try:
             changes, result = plan(entity_type, *args)
             if changes:
+                if self.storage is None:
+                    raise errors.OperationUnsupported(verb, entity_type)
+                self._check_constraints(changes)
                 await self.storage.write(changes)
                 for change in changes:
                     table = self.tables[change.entity_type]
@@ -152,63 +158,58 @@ class Database:
     def _now(self) -> int:
         return int(self.clock.seconds())
 
-    def _insert(self, entity_type: str, data: dict[str, Any]) -> tuple[list[Change], dict[str, Any]]:
+    def _complete(self, entity_type: str, data: dict[str, Any],
+                  partial_base: dict[str, Any] | None = None) -> dict[str, Any]:
         data = self._resolve_foreign(entity_type, data)
-        entity = complete(ENTITIES[entity_type], data, plugins=self.plugins)
+        return complete(ENTITIES[entity_type], data, plugins=self.plugins, partial_base=partial_base)
+
+    def _insert(self, entity_type: str, data: dict[str, Any]) -> tuple[list[Change], dict[str, Any]]:
+        entity = self._complete(entity_type, data)
         entity["id"] = entity.get("id") or str(uuid.uuid4())
         if entity["id"] in self.tables[entity_type]:
             raise errors.PrimaryKeyViolation(entity["id"])
         entity["created_at"] = entity["updated_at"] = self._now()
-        self._check_references(entity_type, entity)
         return [Change(entity_type, entity["id"], entity)], entity
 
     def _update(self, entity_type: str, key: str, data: dict[str, Any]) -> tuple[list[Change], dict[str, Any]]:
         existing = self.find(entity_type, key)
         if existing is None:
             raise errors.NotFound()
-        data = self._resolve_foreign(entity_type, data)
-        entity = complete(ENTITIES[entity_type], data, plugins=self.plugins, partial_base=existing)
+        entity = self._complete(entity_type, data, partial_base=existing)
         entity.update(id=existing["id"], created_at=existing["created_at"], updated_at=self._now())
-        self._check_references(entity_type, entity)
         return [Change(entity_type, entity["id"], entity)], entity
 
     def _upsert(self, entity_type: str, key: str, data: dict[str, Any]) -> tuple[list[Change], dict[str, Any]]:
         existing = self.find(entity_type, key)
-        data = dict(self._resolve_foreign(entity_type, data))
+        data = dict(data)
         if is_uuid(key):
             data["id"] = str(uuid.UUID(key))
         else:
             data[ENTITIES[entity_type].endpoint_key] = key
             if existing is not None:
                 data["id"] = existing["id"]
-        entity = complete(ENTITIES[entity_type], data, plugins=self.plugins)
+        entity = self._complete(entity_type, data)
         entity["id"] = entity.get("id") or str(uuid.uuid4())
-        entity["created_at"] = existing["created_at"] if existing else self._now()
+        replaced = self.tables[entity_type].get(entity["id"])
+        entity["created_at"] = replaced["created_at"] if replaced else self._now()
         entity["updated_at"] = self._now()
-        self._check_references(entity_type, entity)
         return [Change(entity_type, entity["id"], entity)], entity
 
     def _delete(self, entity_type: str, key: str) -> tuple[list[Change], None]:
         existing = self.find(entity_type, key)
         if existing is None:
             return [], None
-        for child_type in _RESTRICTS.get(entity_type, ()):
-            if any(self._references(child, existing["id"]) for child in self.tables[child_type].values()):
-                raise errors.ReferencedBy(entity_type, child_type)
         changes = [Change(child_type, child["id"], None)
                    for child_type in _CASCADES.get(entity_type, ())
                    for child in self.tables[child_type].values()
-                   if self._references(child, existing["id"])]
+                   if _references(child, existing["id"])]
         changes.append(Change(entity_type, existing["id"], None))
         return changes, None
 
-    @staticmethod
-    def _references(child: dict[str, Any], parent_id: str) -> bool:
-        return any(isinstance(value, dict) and value.get("id") == parent_id
-                   for value in child.values())
-
     def _resolve_foreign(self, entity_type: str, data: dict[str, Any]) -> dict[str, Any]:
         """Turn ``{"name": ...}`` style references into ``{"id": ...}``, as Kong does."""
+        if not isinstance(data, dict):
+            return data
         resolved = dict(data)
         for field, parent_type in ENTITIES[entity_type].foreign.items():
             reference = data.get(field)
@@ -223,20 +224,53 @@ class Database:
             resolved[field] = {"id": parent["id"]}
         return resolved
 
-    def _check_references(self, entity_type: str, entity: dict[str, Any]) -> None:
+    # constraints: what Kong's database enforces, checked against the state after ``changes``
+
+    def _check_constraints(self, changes: list[Change]) -> None:
+        deleted = {(c.entity_type, c.entity_id) for c in changes if c.entity is None}
+        for change in changes:
+            if change.entity is None:
+                self._check_unreferenced(change.entity_type, change.entity_id, deleted)
+            else:
+                self._check_entity(change.entity_type, change.entity)
+
+    def _check_unreferenced(self, entity_type: str, entity_id: str, deleted: set[tuple[str, str]]) -> None:
+        for child_type in _RESTRICTS.get(entity_type, ()):
+            if any(_references(child, entity_id) and (child_type, child["id"]) not in deleted
+                   for child in self.tables[child_type].values()):
+                raise errors.ReferencedBy(entity_type, child_type)
+
+    def _check_entity(self, entity_type: str, entity: dict[str, Any]) -> None:
         schema = ENTITIES[entity_type]
         for field, parent_type in schema.foreign.items():
             reference = entity.get(field)
             if reference is not None and reference["id"] not in self.tables[parent_type]:
-                raise errors.ForeignKeyViolation(reference, parent_type)
-        table = self.tables[entity_type]
+                raise errors.ForeignKeyViolation(reference, parent_type, field)
+        others = [other for other in self.tables[entity_type].values() if other["id"] != entity["id"]]
         for field in schema.unique:
             value = entity.get(field)
-            if value is not None and any(other[field] == value and other["id"] != entity["id"]
-                                         for other in table.values()):
+            if value is not None and any(other.get(field) == value for other in others):
                 raise errors.UniqueViolation({field: value})
         if entity_type == "plugins":
             key = {field: entity.get(field) for field in _PLUGIN_UNIQUE}
-            if any(other["id"] != entity["id"] and all(other.get(f) == key[f] for f in _PLUGIN_UNIQUE)
-                   for other in table.values()):
+            if any(all(other.get(f) == key[f] for f in _PLUGIN_UNIQUE) for other in others):
                 raise errors.UniqueViolation(key)
+            self._check_plugin_protocols(entity)
+
+    def _check_plugin_protocols(self, plugin: dict[str, Any]) -> None:
+        """Kong's rule: a plugin must share a protocol with its route (or a route of its service)."""
+        protocols = set(plugin.get("protocols") or ())
+        if plugin.get("route") is not None:
+            route = self.tables["routes"][plugin["route"]["id"]]
+            if not protocols & set(route["protocols"]):
+                raise errors.SchemaViolation({"protocols": "must match the associated route's protocols"})
+        elif plugin.get("service") is not None:
+            routes = [route for route in self.tables["routes"].values()
+                      if _references(route, plugin["service"]["id"])]
+            if routes and not any(protocols & set(route["protocols"]) for route in routes):
+                raise errors.SchemaViolation({"protocols": "must match the protocols of at least "
+                                                           "one route pointing to this Plugin's service"})
+
+
+def _references(child: dict[str, Any], parent_id: str) -> bool:
+    return any(isinstance(value, dict) and value.get("id") == parent_id for value in child.values())
