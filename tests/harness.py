@@ -1,18 +1,23 @@
 """End-to-end wiring for tests: a real upstream server and a real kongish node on loopback."""
 from __future__ import annotations
 
+import gzip
 import json
+import socket
 from typing import Any
 
 import attrs
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import deferLater
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
+from zope.interface import implementer
 
 from kongish.app import KongishService
 from kongish.config import Settings
@@ -22,11 +27,26 @@ LOOPBACK = "tcp:0:interface=127.0.0.1"
 POOL = HTTPConnectionPool(reactor, persistent=False)
 
 
+#: 64 KiB of every byte value, the unit of the large bodies the upstream sends.
+BLOCK = bytes(range(256)) * 256
+
+
 class EchoUpstream(Resource):
     """Answers every request with a JSON description of what it received.
 
-    ``/status/<code>`` answers with that status; ``/delay/<seconds>`` waits first;
-    ``/stream/<n>`` sends n chunks.
+    The first path segment picks another behaviour:
+
+    - ``/status/<code>``: that status; ``/delay/<seconds>``: waits first;
+    - ``/stream/<n>``: n chunks (chunked transfer encoding);
+    - ``/headers``: repeated headers, cookies and its own ``Server``;
+    - ``/gzip``: a gzip-encoded body; ``/mirror``: the request body back, as is;
+    - ``/bytes/<n>``: n bytes of ``BLOCK`` with a Content-Length;
+    - ``/drip/<n>/<seconds>``: n chunks, one every ``seconds``;
+    - ``/stall/<n>``: n bytes, then nothing, never finishing;
+    - ``/produce/<n>``: n bytes of ``BLOCK`` written only while the connection
+      takes them (``production`` records how far it got and whether it is paused).
+
+    ``lost`` collects the paths of requests whose connection closed before they finished.
     """
 
     isLeaf = True
@@ -34,42 +54,149 @@ class EchoUpstream(Resource):
     def __init__(self) -> None:
         super().__init__()
         self.received: list[dict[str, Any]] = []
+        self.lost: list[str] = []
+        self.production: dict[str, Any] = {}
 
     def render(self, request):
+        body = request.content.read()
         seen = {
             "method": request.method.decode(),
             "uri": request.uri.decode("latin-1"),
             "path": request.path.decode("latin-1"),
             "headers": {k.decode().lower(): [v.decode("latin-1") for v in vs]
                         for k, vs in request.requestHeaders.getAllRawHeaders()},
-            "body": request.content.read().decode("latin-1"),
+            "body": body.decode("latin-1"),
         }
         self.received.append(seen)
-        parts = request.path.decode().strip("/").split("/")
+        path = request.path.decode()
+        request.notifyFinish().addErrback(lambda _: self.lost.append(path))
+        parts = path.strip("/").split("/")
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"x-upstream", b"echo")
         if parts[0] == "status" and len(parts) > 1:
             request.setResponseCode(int(parts[1]))
-        if parts[0] == "delay":
-            later = reactor.callLater(float(parts[1]), self._finish, request, seen)
-            request.notifyFinish().addErrback(lambda _: later.cancel())
-            return NOT_DONE_YET
-        if parts[0] == "stream":
-            for index in range(int(parts[1])):
-                request.write(f"chunk{index};".encode())
-            request.finish()
-            return NOT_DONE_YET
+        behaviour = getattr(self, "path_" + parts[0], None)
+        if behaviour is not None:
+            return behaviour(request, body, *parts[1:])
         return json.dumps(seen).encode()
 
-    def _finish(self, request, seen) -> None:
+    def path_delay(self, request, body, seconds):
+        later = reactor.callLater(float(seconds), self._finish, request, json.dumps(self.received[-1]).encode())
+        request.notifyFinish().addErrback(lambda _: later.cancel())
+        return NOT_DONE_YET
+
+    def path_stream(self, request, body, count):
+        for index in range(int(count)):
+            request.write(f"chunk{index};".encode())
+        request.finish()
+        return NOT_DONE_YET
+
+    def path_headers(self, request, body):
+        request.responseHeaders.setRawHeaders(b"set-cookie", [b"a=1; Path=/", b"b=2; HttpOnly"])
+        request.responseHeaders.setRawHeaders(b"x-multi", [b"one", b"two"])
+        request.responseHeaders.setRawHeaders(b"server", [b"echo-server/1.0"])
+        request.responseHeaders.setRawHeaders(b"via", [b"1.1 upstream-cache"])
+        request.responseHeaders.setRawHeaders(b"keep-alive", [b"timeout=5"])
+        request.responseHeaders.setRawHeaders(b"proxy-authenticate", [b"Basic"])
+        return b"headers"
+
+    def path_gzip(self, request, body):
+        request.setHeader(b"content-encoding", b"gzip")
+        return gzip.compress(b"compressed payload " * 100, mtime=0)
+
+    def path_mirror(self, request, body):
+        request.setHeader(b"content-type", b"application/octet-stream")
+        return body
+
+    def path_bytes(self, request, body, size):
+        request.setHeader(b"content-type", b"application/octet-stream")
+        return _blocks(int(size))
+
+    def path_drip(self, request, body, count, seconds):
+        def drip(left: int) -> None:
+            if request._disconnected:
+                return
+            if not left:
+                request.finish()
+                return
+            request.write(b"drop;")
+            calls.append(reactor.callLater(float(seconds), drip, left - 1))
+        calls: list[Any] = []
+        request.notifyFinish().addErrback(lambda _: [c.cancel() for c in calls if c.active()])
+        drip(int(count))
+        return NOT_DONE_YET
+
+    def path_stall(self, request, body, size):
+        request.write(_blocks(int(size)))
+        return NOT_DONE_YET
+
+    def path_produce(self, request, body, size):
+        request.channel.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        request.setHeader(b"content-type", b"application/octet-stream")
+        request.registerProducer(_BlockProducer(request, int(size), self.production), True)
+        return NOT_DONE_YET
+
+    def _finish(self, request, data: bytes) -> None:
         if not request.finished and not request._disconnected:
-            request.write(json.dumps(seen).encode())
+            request.write(data)
             request.finish()
+
+
+def _blocks(size: int) -> bytes:
+    return (BLOCK * (size // len(BLOCK) + 1))[:size]
+
+
+@implementer(IPushProducer)
+class _BlockProducer:
+    """Writes ``BLOCK``s while the transport takes them: a well-behaved streaming upstream."""
+
+    def __init__(self, request, size: int, stats: dict[str, Any]) -> None:
+        self.request, self.size, self.stats = request, size, stats
+        stats.update(sent=0, paused=False, pauses=0)
+        reactor.callLater(0, self.resumeProducing)
+
+    def pauseProducing(self) -> None:
+        self.stats["paused"] = True
+        self.stats["pauses"] += 1
+
+    def resumeProducing(self) -> None:
+        self.stats["paused"] = False
+        request, stats = self.request, self.stats
+        while not stats["paused"] and not request._disconnected and stats["sent"] < self.size:
+            chunk = BLOCK[:self.size - stats["sent"]]
+            stats["sent"] += len(chunk)
+            request.write(chunk)
+        if stats["sent"] >= self.size and not request.finished and not request._disconnected:
+            request.unregisterProducer()
+            request.finish()
+
+    def stopProducing(self) -> None:
+        self.stats["paused"] = True
+
+
+class _Reset(Protocol):
+    def connectionMade(self) -> None:
+        self.transport.abortConnection()
+
+
+class FlakySite(Site):
+    """Resets the first ``resets`` connections, then serves; counts the connections."""
+
+    def __init__(self, resource: Resource, resets: int) -> None:
+        super().__init__(resource)
+        self.resets, self.connections = resets, 0
+
+    def buildProtocol(self, addr):
+        self.connections += 1
+        if self.connections <= self.resets:
+            return _Reset()
+        return super().buildProtocol(addr)
 
 
 @attrs.define
 class Upstream:
     resource: EchoUpstream
+    site: FlakySite
     port: Any
 
     @property
@@ -77,22 +204,74 @@ class Upstream:
         return f"http://127.0.0.1:{self.port.getHost().port}"
 
 
-async def start_upstream(case) -> Upstream:
+async def start_upstream(case, resets: int = 0) -> Upstream:
+    """An ``EchoUpstream`` on loopback that resets its first ``resets`` connections."""
     resource = EchoUpstream()
-    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(resource))
+    site = FlakySite(resource, resets)
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
     case.addCleanup(port.stopListening)
-    return Upstream(resource, port)
+    return Upstream(resource, site, port)
 
 
-class _Raw(Protocol):
-    def __init__(self, received: Deferred) -> None:
-        self.received, self.data = received, b""
+class _Deaf(Protocol):
+    """Accepts a connection and never reads from it."""
+
+    def connectionMade(self) -> None:
+        self.transport.pauseProducing()
+        self.factory.open.append(self.transport)
+
+    def connectionLost(self, reason) -> None:
+        self.factory.open.remove(self.transport)
+        self.factory.closed += 1
+
+
+@attrs.define
+class DeafUpstream:
+    """An upstream that takes connections but reads nothing: requests stall while being written."""
+
+    factory: Factory
+    port: Any
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port.getHost().port}"
+
+
+async def start_deaf_upstream(case) -> DeafUpstream:
+    factory = Factory.forProtocol(_Deaf)
+    factory.open, factory.closed = [], 0
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+    case.addCleanup(port.stopListening)
+    case.addCleanup(lambda: [transport.abortConnection() for transport in list(factory.open)])
+    return DeafUpstream(factory, port)
+
+
+class RawClient(Protocol):
+    """A hand-driven client connection: write bytes, pause reading, wait for bytes, close."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.closed: Deferred[bytes] = Deferred()
+        self._waiting: list[tuple[bytes, Deferred[None]]] = []
 
     def dataReceived(self, data: bytes) -> None:
         self.data += data
+        for marker, waiting in list(self._waiting):
+            if marker in self.data:
+                self._waiting.remove((marker, waiting))
+                waiting.callback(None)
 
     def connectionLost(self, reason) -> None:
-        self.received.callback(self.data)
+        self.closed.callback(bytes(self.data))
+
+    def received(self, marker: bytes) -> Deferred[None]:
+        """Fires once ``marker`` has arrived."""
+        waiting: Deferred[None] = Deferred()
+        if marker in self.data:
+            waiting.callback(None)
+        else:
+            self._waiting.append((marker, waiting))
+        return waiting
 
 
 @attrs.define
@@ -116,19 +295,37 @@ class Gateway:
         body = await response.content()
         return response.code, (json.loads(body) if body.strip() else None), response.headers
 
+    async def expose(self, url: str, path: str = "/p", route: dict[str, Any] | None = None,
+                     plugins: tuple[dict[str, Any], ...] = (), **service: Any) -> None:
+        """A service at ``url`` (``retries`` 0 unless given), a route at ``path``, plugins on the route."""
+        name = "svc" + path.replace("/", "-")
+        status, body, _ = await self.call("POST", "/services", json={
+            "name": name, "url": url, "retries": 0, **service})
+        assert status == 201, body
+        status, body, _ = await self.call("POST", f"/services/{name}/routes", json={
+            "name": name, "paths": [path], **(route or {})})
+        assert status == 201, body
+        for plugin in plugins:
+            status, body, _ = await self.call("POST", f"/routes/{name}/plugins", json=plugin)
+            assert status == 201, body
+
     async def get(self, path: str, **kwargs: Any) -> tuple[int, bytes, Any]:
         """A proxied call: (status, raw body, response headers)."""
         response = await treq.get((self.proxy + path).encode(), pool=POOL, **kwargs)
         return response.code, await response.content(), response.headers
 
+    async def connect(self) -> RawClient:
+        """A raw connection to the proxy, closed at the end of the test."""
+        client = RawClient()
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", self.service.ports[0].getHost().port).connect(
+            Factory.forProtocol(lambda: client))
+        return client
+
     async def raw(self, request: bytes) -> bytes:
         """Send raw bytes to the proxy and return everything it answers (HTTP/1.0, so it closes)."""
-        received = Deferred()
-        protocol = _Raw(received)
-        await TCP4ClientEndpoint(reactor, "127.0.0.1", self.service.ports[0].getHost().port).connect(
-            Factory.forProtocol(lambda: protocol))
-        protocol.transport.write(request)
-        return await received
+        client = await self.connect()
+        client.transport.write(request)
+        return await client.closed
 
     async def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, bytes, Any]:
         response = await treq.request(method, (self.proxy + path).encode(), pool=POOL, **kwargs)
@@ -144,6 +341,15 @@ async def start_gateway(case, prefix: str | None = None, **settings: str) -> Gat
     case.addCleanup(service.stopService)
     await service.ready
     return Gateway(service)
+
+
+async def eventually(check, seconds: float = 5.0) -> None:
+    """Wait until ``check()`` is true, polling the reactor; fail after ``seconds``."""
+    for _ in range(int(seconds / 0.01)):
+        if check():
+            return
+        await deferLater(reactor, 0.01)
+    raise AssertionError(f"still false after {seconds}s: {check}")
 
 
 def deferred(coroutine_function):

@@ -7,6 +7,8 @@ from kongish import KONG_VERSION
 
 VIA_TOKEN = f"1.1 kong/{KONG_VERSION}"
 SERVER_TOKEN = f"kong/{KONG_VERSION}".encode()
+#: nginx's ``$host`` when the request has no Host header: Kong's ``server_name``.
+_SERVER_NAME = b"kong"
 
 #: Never forwarded in either direction (RFC 9110 section 7.6.1 plus Kong's Proxy* names).
 HOP_BY_HOP = frozenset({
@@ -21,16 +23,17 @@ _RECOMPUTED = frozenset({
 })
 
 
-def _connection_tokens(headers: Headers) -> frozenset[bytes]:
+def _tokens(headers: Headers, name: bytes) -> frozenset[bytes]:
+    """The comma-separated tokens of all ``name`` headers, lower-cased."""
     tokens = set()
-    for value in headers.getRawHeaders(b"connection", []):
+    for value in headers.getRawHeaders(name, []):
         tokens.update(token.strip().lower() for token in value.split(b","))
     return frozenset(tokens)
 
 
 def copy_end_to_end(source: Headers, skip: frozenset[bytes] = frozenset()) -> Headers:
     """The headers of ``source`` minus hop-by-hop ones and those in ``skip``."""
-    dropped = HOP_BY_HOP | _connection_tokens(source) | skip
+    dropped = HOP_BY_HOP | _tokens(source, b"connection") | skip
     copied = Headers()
     for name, values in source.getAllRawHeaders():
         if name.lower() not in dropped:
@@ -43,30 +46,39 @@ def _appended(existing: list[bytes] | None, value: bytes) -> bytes:
 
 
 def upstream_headers(incoming: Headers, *, host_header: str, client_ip: str, scheme: str,
-                     port: int, raw_path: str, stripped_prefix: str | None, request_id: str) -> Headers:
+                     port: int, raw_path: str, stripped_prefix: str | None, request_id: str,
+                     http_version: str = "1.1") -> Headers:
     """Headers to send upstream, per Kong's proxy rules (X-Forwarded-*, X-Real-IP, Via)."""
     headers = copy_end_to_end(incoming, _RECOMPUTED)
-    host = (incoming.getRawHeaders(b"host") or [b""])[0].decode("latin-1")
-    forwarded_host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    host = (incoming.getRawHeaders(b"host") or [_SERVER_NAME])[0]
+    forwarded_host = host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
+    client = client_ip.encode()
     headers.setRawHeaders(b"host", [host_header.encode("latin-1")])
-    headers.setRawHeaders(b"x-forwarded-for", [_appended(incoming.getRawHeaders(b"x-forwarded-for"),
-                                                         client_ip.encode())])
+    headers.setRawHeaders(b"connection", [b"keep-alive"])
+    if b"trailers" in _tokens(incoming, b"te"):
+        headers.setRawHeaders(b"te", [b"trailers"])
+    headers.setRawHeaders(b"x-forwarded-for", [_appended(incoming.getRawHeaders(b"x-forwarded-for"), client)])
     headers.setRawHeaders(b"x-forwarded-proto", [scheme.encode()])
-    headers.setRawHeaders(b"x-forwarded-host", [forwarded_host.lower().encode("latin-1")])
+    headers.setRawHeaders(b"x-forwarded-host", [forwarded_host.lower()])
     headers.setRawHeaders(b"x-forwarded-port", [str(port).encode()])
     headers.setRawHeaders(b"x-forwarded-path", [raw_path.encode("latin-1")])
-    if stripped_prefix:
+    if stripped_prefix and stripped_prefix != "/":
         headers.setRawHeaders(b"x-forwarded-prefix", [stripped_prefix.encode("latin-1")])
-    headers.setRawHeaders(b"x-real-ip", [client_ip.encode()])
-    headers.setRawHeaders(b"via", [_appended(incoming.getRawHeaders(b"via"), VIA_TOKEN.encode())])
+    headers.setRawHeaders(b"x-real-ip", [client])
+    via = f"{http_version} kong/{KONG_VERSION}".encode()
+    headers.setRawHeaders(b"via", [_appended(incoming.getRawHeaders(b"via"), via)])
     if request_id:
         headers.setRawHeaders(b"x-kong-request-id", [request_id.encode()])
     return headers
 
 
 def downstream_headers(upstream: Headers) -> Headers:
-    """The upstream response's headers as kongish passes them on (Via and Server per Kong 3.8+)."""
-    headers = copy_end_to_end(upstream, frozenset({b"content-length"}))
+    """The upstream response's headers as kongish passes them on (Via and Server per Kong 3.8+).
+
+    Twisted's client keeps the framing headers out of ``upstream``, except a
+    HEAD response's Content-Length, which is passed on as it describes the entity.
+    """
+    headers = copy_end_to_end(upstream)
     headers.setRawHeaders(b"via", [_appended(upstream.getRawHeaders(b"via"), VIA_TOKEN.encode())])
     if not headers.hasHeader(b"server"):
         headers.setRawHeaders(b"server", [SERVER_TOKEN])

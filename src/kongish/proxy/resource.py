@@ -14,26 +14,30 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.protocol import Protocol
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IResponse
 from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from kongish.plugins.pipeline import ConfiguredPlugin, run_phase
 from kongish.proxy import error_pages
-from kongish.proxy.context import RequestContext, UpstreamRequest, UpstreamResponse
+from kongish.proxy.context import DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse
 from kongish.proxy.headers import SERVER_TOKEN, downstream_headers, upstream_headers
+from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.upstream import UpstreamClient, UpstreamFailure
 
 if TYPE_CHECKING:
     from kongish.node import Node
 
 log = Logger()
+
+#: nginx's status for a request whose client closed the connection before the answer.
+_CLIENT_CLOSED = 499
+#: Statuses whose responses never have a body, whatever their Content-Length says.
+_NO_BODY = frozenset({204, 304})
 
 
 class _Ended(Exception):
@@ -72,6 +76,8 @@ class ProxyFlow:
     context: RequestContext = attrs.field(init=False)
     plugins: tuple[ConfiguredPlugin, ...] = ()
     proxied_at: float | None = None
+    _sending: Deferred | None = None
+    _relay: BodyRelay | None = None
 
     def __attrs_post_init__(self) -> None:
         self.context = RequestContext(self.request, request_id=os.urandom(16).hex())
@@ -108,6 +114,8 @@ class ProxyFlow:
         except _Ended:
             return None
         except Exception:
+            if self.request.startedWriting:
+                raise  # too late for an error page: crashed() closes the connection
             self._plugin_error(Failure())
             await self._respond_from_plugins()
 
@@ -144,17 +152,26 @@ class ProxyFlow:
                 request.requestHeaders, host_header=match.upstream_host,
                 client_ip=getattr(client, "host", ""), scheme=_scheme(request),
                 port=request.getHost().port, raw_path=raw_path,
-                stripped_prefix=match.stripped_prefix, request_id=self.context.request_id))
+                stripped_prefix=match.stripped_prefix, request_id=self.context.request_id,
+                http_version=request.clientproto.decode("latin-1").partition("/")[2]))
 
     async def _proxy(self, service: dict[str, Any]) -> None:
-        context = self.context
+        context, request = self.context, self.request
         self.proxied_at = time.time()
+        self._sending = ensureDeferred(self.client.send(context.upstream, service, request.content))
+        request.notifyFinish().addErrback(self._client_lost)
         try:
-            response = await self.client.send(context.upstream, service, self.request.content)
+            response = await self._sending
         except UpstreamFailure as failure:
             await self._kong_error(failure.status, failure.message,
                                    renderer=failure.renderer, proxied=True)
             return
+        except CancelledError:
+            context.response.status = _CLIENT_CLOSED
+            await self._finish(complete=False)
+            return
+        finally:
+            self._sending = None
         upstream_latency = int((time.time() - self.proxied_at) * 1000)
         context.upstream_response = UpstreamResponse(response.code, response.headers)
         out = context.response
@@ -163,15 +180,31 @@ class ProxyFlow:
         out.headers.setRawHeaders(b"x-kong-upstream-latency", [str(upstream_latency).encode()])
         out.headers.setRawHeaders(b"x-kong-proxy-latency",
                                   [str(int((self.proxied_at - context.started_at) * 1000)).encode()])
-        await self._phase("header_filter")
-        filtering = any("body_filter" in c.handlers.phases for c in self.plugins)
-        if not filtering and isinstance(response.length, int) and out.replacement_body is None:
+        try:
+            await self._phase("header_filter")
+        except Exception:
+            discard_body(response)
+            raise
+        filtering = out.replacement_body is not None or any(
+            "body_filter" in c.handlers.phases for c in self.plugins)
+        if filtering:
+            out.headers.removeHeader(b"content-length")
+        elif (isinstance(response.length, int) and request.method != b"HEAD"
+              and response.code not in _NO_BODY):
             out.headers.setRawHeaders(b"content-length", [str(response.length).encode()])
         self._start_response()
-        relay = _Relay(self, filtering)
-        response.deliverBody(relay)
-        await relay.done
-        await self._finish()
+        self._relay = BodyRelay(request, self._filter_chunk if filtering else None,
+                                service["read_timeout"] / 1000, self.node.reactor, context.request_id)
+        response.deliverBody(self._relay)
+        complete = await self._relay.done
+        await self._finish(complete)
+
+    def _client_lost(self, reason: Failure) -> None:
+        """The client closed its connection: stop the upstream work done on its behalf."""
+        if self._sending is not None:
+            self._sending.cancel()
+        elif self._relay is not None:
+            self._relay.client_lost()
 
     # answers kongish or a plugin produced
 
@@ -226,17 +259,25 @@ class ProxyFlow:
         raise _Ended()
 
     async def _filter(self, chunk: bytes, eof: bool) -> bytes:
-        """Run body_filter on one chunk; returns the chunk as the plugins left it."""
-        if self.context.response.replacement_body is not None:
-            chunk = self.context.response.replacement_body if eof else b""
+        filtered = self._filter_chunk(chunk, eof)
+        return await filtered if isinstance(filtered, Deferred) else filtered
+
+    def _filter_chunk(self, chunk: bytes, eof: bool) -> bytes | Deferred[bytes]:
+        """Run body_filter on one chunk: the chunk as the plugins left it, now or later."""
         context = self.context
+        if context.response.replacement_body is not None:
+            chunk = context.response.replacement_body if eof else b""
         context.body_chunk, context.body_eof = chunk, eof
-        await self._phase("body_filter")
-        return context.body_chunk
+        pending = run_phase("body_filter", self.plugins, context)
+        if pending is None:
+            return context.body_chunk
+        return pending.addCallback(lambda _: context.body_chunk)
 
     def _start_response(self) -> None:
         request, response = self.request, self.context.response
         request.setResponseCode(response.status or 200, _reason(response.status or 200))
+        if not response.headers.hasHeader(b"date"):  # twisted.web set one for this request
+            response.headers.setRawHeaders(b"date", request.responseHeaders.getRawHeaders(b"date", []))
         request.responseHeaders = response.headers
         request.responseHeaders.setRawHeaders(b"x-kong-request-id", [self.context.request_id.encode()])
 
@@ -244,8 +285,9 @@ class ProxyFlow:
         if data and not self.request._disconnected and not self.request.finished:
             self.request.write(data)
 
-    async def _finish(self) -> None:
-        if not self.request._disconnected and not self.request.finished:
+    async def _finish(self, complete: bool = True) -> None:
+        """End the response (unless it was cut off) and run the log phase."""
+        if complete and not self.request._disconnected and not self.request.finished:
             self.request.finish()
         try:
             await self._phase("log")
@@ -254,63 +296,25 @@ class ProxyFlow:
                         request_id=self.context.request_id)
 
     def crashed(self, failure: Failure) -> None:
-        """Last resort: something outside the phases failed; answer 500 if nothing was sent."""
+        """Last resort when the flow itself failed: Kong's 500 if nothing was sent, else close."""
         if isinstance(failure.value, _Ended):
             return
         log.failure("proxy request {request_id} failed", failure, request_id=self.context.request_id)
         request = self.request
-        if not request.startedWriting and not request.finished and not request._disconnected:
-            request.setResponseCode(500)
-            request.setHeader(b"content-type", b"application/json; charset=utf-8")
-            request.write(error_pages.render("application/json", error_pages.default_message(500),
-                                             self.context.request_id))
-            request.finish()
-
-
-class _Relay(Protocol):
-    """Streams the upstream body to the client, through body_filter when plugins have one.
-
-    The upstream transport is registered as the client's producer, so a slow
-    client pauses the upstream read instead of buffering the body in memory.
-    """
-
-    def __init__(self, flow: ProxyFlow, filtering: bool) -> None:
-        self.flow = flow
-        self.filtering = filtering
-        self.done: Deferred = Deferred()
-        self.pending: Deferred | None = None
-
-    def connectionMade(self) -> None:
-        request = self.flow.request
-        if not request._disconnected and not request.finished:
-            request.registerProducer(self.transport, True)
-
-    def dataReceived(self, data: bytes) -> None:
-        if not self.filtering:
-            self.flow._write(data)
+        if request._disconnected or request.finished:
             return
-        self.transport.pauseProducing()
-        self.pending = ensureDeferred(self.flow._filter(data, eof=False))
-        self.pending.addCallback(self._filtered)
-
-    def _filtered(self, chunk: bytes) -> None:
-        self.flow._write(chunk)
-        self.pending = None
-        self.transport.resumeProducing()
-
-    def connectionLost(self, reason: Failure) -> None:
-        request = self.flow.request
-        if not request._disconnected and not request.finished:
-            request.unregisterProducer()
-        if self.filtering:
-            waiting = self.pending if self.pending is not None else Deferred()
-            if self.pending is None:
-                waiting.callback(None)
-            waiting.addCallback(lambda _: ensureDeferred(self.flow._filter(b"", eof=True)))
-            waiting.addCallback(self.flow._write)
-            waiting.chainDeferred(self.done)
-        else:
-            self.done.callback(None)
+        if request.startedWriting:
+            request.loseConnection()
+            return
+        self.context.response = DownstreamResponse(source="error")
+        self._set_kong_error(500, error_pages.default_message(500))
+        headers = self.context.response.headers
+        body = self.context.response.body[0]
+        headers.setRawHeaders(b"server", [SERVER_TOKEN])
+        headers.setRawHeaders(b"content-length", [str(len(body)).encode()])
+        self._start_response()
+        request.write(body)
+        request.finish()
 
 
 def mounted_target(request: Request) -> bytes:

@@ -4,24 +4,33 @@ Requests go through ``twisted.web.client.Agent`` on a persistent pool. treq's
 ``HTTPClient`` is not used here on purpose: it always adds a cookie jar
 (cookies of one client would leak into another's requests) and gzip decoding
 (the client would get a decoded body), and a proxy must pass both through.
+
+Kong's timeouts are per phase, as nginx's are: ``connect_timeout`` bounds
+connecting, ``write_timeout`` each wait for the upstream to take more of the
+request, ``read_timeout`` each wait for the upstream to send something (the
+response head here; the body's chunks in ``kongish.proxy.relay``).
 """
 from __future__ import annotations
 
-from io import BytesIO
+from collections.abc import Hashable
 from typing import Any, BinaryIO
 
 import attrs
 from twisted.internet import error as net_errors
-from twisted.internet.defer import CancelledError
-from twisted.web.client import (
-    Agent, FileBodyProducer, HTTPConnectionPool, ResponseFailed, ResponseNeverReceived)
-from twisted.web.iweb import IResponse
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IStreamClientEndpoint
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.iweb import IBodyProducer, IResponse
+from twisted.web._newclient import RequestNotSent
+from zope.interface import implementer
 
 from kongish.proxy.context import UpstreamRequest
+from kongish.routing.upstream_path import escape_path
 
+#: Methods nginx may send again after a failed try (its ``non_idempotent`` list is the rest).
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
-_TIMEOUTS = (net_errors.TimeoutError, CancelledError, net_errors.ConnectingCancelledError)
-_NOT_SENT = (net_errors.ConnectError, *_TIMEOUTS)
+#: How much of the request body is handed to the upstream connection at a time.
+_CHUNK = 65536
 
 
 class UpstreamFailure(Exception):
@@ -35,15 +44,31 @@ class UpstreamFailure(Exception):
         self.renderer = renderer
 
 
+class UpstreamTimeout(Exception):
+    """A write or read timeout of one try fired."""
+
+
 def classify(failure_value: BaseException) -> UpstreamFailure:
-    """Kong's status for a failed upstream attempt."""
+    """Kong's answer for the last failed try."""
     if isinstance(failure_value, net_errors.DNSLookupError):
         return UpstreamFailure(503, "name resolution failed", "A")
-    if isinstance(failure_value, _TIMEOUTS) or (
-            isinstance(failure_value, (ResponseFailed, ResponseNeverReceived))
-            and any(r.check(*_TIMEOUTS) for r in failure_value.reasons)):
+    if isinstance(failure_value, (UpstreamTimeout, net_errors.TimeoutError)):
         return UpstreamFailure(504, "The upstream server is timing out", "B")
     return UpstreamFailure(502, "An invalid response was received from the upstream server", "B")
+
+
+@attrs.frozen
+class Timeouts:
+    """A service's timeouts, in seconds."""
+
+    connect: float
+    write: float
+    read: float
+
+    @classmethod
+    def of(cls, service: dict[str, Any]) -> Timeouts:
+        return cls(service["connect_timeout"] / 1000, service["write_timeout"] / 1000,
+                   service["read_timeout"] / 1000)
 
 
 @attrs.define(eq=False)
@@ -60,49 +85,164 @@ class UpstreamClient:
 
     async def send(self, upstream: UpstreamRequest, service: dict[str, Any],
                    client_body: BinaryIO) -> IResponse:
-        """Try up to ``retries + 1`` times; raise UpstreamFailure when every try failed."""
+        """Try up to ``retries + 1`` times; raise UpstreamFailure when every try failed.
+
+        Connection errors and timeouts are retried (nginx's ``error timeout``),
+        except for a non-idempotent request that already reached an upstream.
+        Cancelling the returned coroutine (the client went away) ends the try
+        in progress and raises ``CancelledError``.
+        """
+        timeouts = Timeouts.of(service)
+        body = upstream.body if upstream.body is not None else client_body
         attempts = 1 + int(service.get("retries") or 0)
         last: BaseException | None = None
         for _ in range(attempts):
+            attempt = _Attempt(self.reactor, self.pool, timeouts)
             try:
-                return await self._attempt(upstream, service, client_body)
+                return await attempt.run(upstream, body)
             except net_errors.DNSLookupError as failure:
                 raise classify(failure) from None
-            except Exception as failure:  # each attempt's failure decides whether to retry
+            except CancelledError:
+                raise
+            except Exception as failure:  # each try's failure decides whether to retry
                 last = failure
-                if not (isinstance(failure, _NOT_SENT) or upstream.method in _IDEMPOTENT):
+                if attempt.sent and upstream.method not in _IDEMPOTENT:
                     break
         raise classify(last) from None
 
-    async def _attempt(self, upstream: UpstreamRequest, service: dict[str, Any],
-                       client_body: BinaryIO) -> IResponse:
-        agent = Agent(self.reactor, connectTimeout=service["connect_timeout"] / 1000, pool=self.pool)
-        url = f"{upstream.scheme}://{_url_host(upstream.host)}:{upstream.port}{upstream.path}"
+
+@attrs.define(eq=False)
+class _Attempt:
+    """One try: an Agent request with Kong's write and read timeouts armed around it.
+
+    It stands in for the pool towards ``Agent`` (which only calls
+    ``getConnection`` and reads ``persistent``) to learn when the connection
+    is up: from then on the request counts as sent, and the timeouts apply.
+    """
+
+    reactor: Any
+    pool: HTTPConnectionPool
+    timeouts: Timeouts
+    sent: bool = False
+    timed_out: bool = False
+    _pending: Deferred[IResponse] | None = None
+    _timer: IDelayedCall | None = None
+
+    @property
+    def persistent(self) -> bool:
+        return self.pool.persistent
+
+    def getConnection(self, key: Hashable, endpoint: IStreamClientEndpoint) -> Deferred[Any]:
+        return self.pool.getConnection(key, endpoint).addCallback(self._connected)
+
+    async def run(self, upstream: UpstreamRequest, body: bytes | BinaryIO) -> IResponse:
+        agent = Agent(self.reactor, connectTimeout=self.timeouts.connect, pool=self)
+        url = f"{upstream.scheme}://{_url_host(upstream.host)}:{upstream.port}{escape_path(upstream.path)}"
         if upstream.query is not None:
             url += "?" + upstream.query
-        if upstream.body is not None:
-            producer = FileBodyProducer(BytesIO(upstream.body))
-        else:
-            client_body.seek(0)
-            producer = FileBodyProducer(client_body) if _has_content(client_body) else None
-        pending = agent.request(upstream.method.encode("ascii"), url.encode("utf-8", "surrogateescape"),
-                                upstream.headers, producer)
-        # The timeout bounds the wait for the response head; on a pooled
-        # connection that is the read timeout, and connecting has its own bound.
-        timer = self.reactor.callLater(service["read_timeout"] / 1000, pending.cancel)
+        self._pending = agent.request(upstream.method.encode("ascii"), url.encode("utf-8", "surrogateescape"),
+                                      upstream.headers, _BodyProducer.of(body, self))
         try:
-            return await pending
+            return await self._pending
+        except RequestNotSent:
+            self.sent = False
+            raise
+        except Exception:
+            if self.timed_out:
+                raise UpstreamTimeout() from None
+            raise
         finally:
-            if timer.active():
-                timer.cancel()
+            self.disarm()
+
+    def _connected(self, connection: Any) -> Any:
+        self.sent = True
+        self.arm(self.timeouts.read)
+        return connection
+
+    def arm(self, seconds: float) -> None:
+        """(Re)start the one timer of this try."""
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(seconds)
+        else:
+            self._timer = self.reactor.callLater(seconds, self._expired)
+
+    def disarm(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+
+    def _expired(self) -> None:
+        self.timed_out = True
+        if self._pending is not None:
+            self._pending.cancel()
+
+
+@implementer(IBodyProducer)
+@attrs.define(eq=False)
+class _BodyProducer:
+    """Writes the request body as fast as the upstream takes it.
+
+    While the connection's buffer is full (the producer is paused), the
+    try's timer runs with ``write_timeout``; once the whole body is out it
+    runs with ``read_timeout``. The source file is left open: a retry and
+    the log phase read it again.
+    """
+
+    source: BinaryIO | None
+    data: bytes
+    length: int
+    attempt: _Attempt
+    _consumer: IConsumer | None = None
+    _done: Deferred[None] | None = None
+    _offset: int = 0
+    _paused: bool = False
+
+    @classmethod
+    def of(cls, body: bytes | BinaryIO, attempt: _Attempt) -> _BodyProducer | None:
+        if isinstance(body, bytes):
+            return cls(None, body, len(body), attempt) if body else None
+        length = body.seek(0, 2)
+        body.seek(0)
+        return cls(body, b"", length, attempt) if length else None
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        self._consumer, self._done = consumer, Deferred(self._cancelled)
+        if self.source is not None:
+            self.source.seek(0)
+        self._write_more()
+        return self._done
+
+    def _write_more(self) -> None:
+        while not self._paused and self._done is not None and not self._done.called:
+            if self._offset >= self.length:
+                self.attempt.arm(self.attempt.timeouts.read)
+                self._done.callback(None)
+                return
+            if self.source is not None:
+                chunk = self.source.read(_CHUNK)
+            else:
+                chunk = self.data[self._offset:self._offset + _CHUNK]
+            if not chunk:  # the client's body file is shorter than it was
+                self._done.errback(ValueError("request body ended early"))
+                return
+            self._offset += len(chunk)
+            self._consumer.write(chunk)
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self.attempt.arm(self.attempt.timeouts.write)
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self.attempt.arm(self.attempt.timeouts.read)
+        self._write_more()
+
+    def stopProducing(self) -> None:
+        self._paused = True
+
+    def _cancelled(self, done: Deferred[None]) -> None:
+        self._paused = True
 
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
-
-def _has_content(body: BinaryIO) -> bool:
-    position = body.tell()
-    has = bool(body.read(1))
-    body.seek(position)
-    return has

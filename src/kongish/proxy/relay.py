@@ -1,0 +1,202 @@
+"""Streaming an upstream response body to the client.
+
+The relay is the client request's producer: a client that reads slowly
+pauses the upstream connection, so kongish holds about a socket buffer of
+the body, never all of it. A body_filter that waits (``ngx.sleep``) pauses
+it too. ``read_timeout`` bounds each wait for the upstream's next chunk, as
+nginx's does. Once the response head is out, a failure (timeout, upstream
+reset, body_filter error, client gone) can only end the client connection:
+the relay closes both sides and reports the body as cut.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import PotentialDataLoss, ResponseDone
+from twisted.web.server import Request
+from zope.interface import implementer
+
+log = Logger()
+
+#: body_filter for one chunk (``eof`` on the last call): the chunk to send, now or later.
+BodyFilter = Callable[[bytes, bool], "bytes | Deferred[bytes]"]
+
+
+@implementer(IPushProducer)
+class BodyRelay(Protocol):
+    """Delivers one upstream body to ``request``; ``done`` fires True when it was complete."""
+
+    def __init__(self, request: Request, body_filter: BodyFilter | None, read_timeout: float,
+                 reactor: Any, request_id: str) -> None:
+        self.request = request
+        self.body_filter = body_filter
+        self.read_timeout = read_timeout
+        self.reactor = reactor
+        self.request_id = request_id
+        self.done: Deferred[bool] = Deferred()
+        self._timer: IDelayedCall | None = None
+        self._client_paused = False
+        self._filtering = False
+        self._upstream_paused = False
+        self._upstream_ended = False
+        self._cut = False
+        self._queue: deque[tuple[bytes, bool]] = deque()
+
+    # the upstream side (IProtocol)
+
+    def connectionMade(self) -> None:
+        if self._client_gone():
+            self._cut = True
+            self.transport.stopProducing()
+            return
+        self.request.registerProducer(self, True)
+        self._timer = self.reactor.callLater(self.read_timeout, self._timed_out)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._cut:
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self.read_timeout)
+        if self.body_filter is None:
+            self.request.write(data)
+            return
+        self._queue.append((data, False))
+        self._filter_queued()
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self._upstream_ended = True
+        self._stop_timer()
+        if not self._client_gone():
+            self.request.unregisterProducer()
+        if self._cut:
+            self._end(False)
+        elif not reason.check(ResponseDone, PotentialDataLoss):
+            log.warn("upstream connection failed while sending the response body "
+                     "(request {request_id}): {reason}", request_id=self.request_id,
+                     reason=reason.getErrorMessage())
+            self._cut_off()
+        elif self.body_filter is None:
+            self._end(True)
+        else:
+            self._queue.append((b"", True))
+            self._filter_queued()
+
+    # the client side (IPushProducer)
+
+    def pauseProducing(self) -> None:
+        self._client_paused = True
+        self._flow_control()
+
+    def resumeProducing(self) -> None:
+        self._client_paused = False
+        self._flow_control()
+
+    def stopProducing(self) -> None:
+        """The client connection is closing."""
+        self._cut_off()
+
+    def client_lost(self) -> None:
+        """The client disconnected."""
+        self._cut_off()
+
+    # body_filter
+
+    def _filter_queued(self) -> None:
+        while self._queue and not self._filtering and not self._cut:
+            data, eof = self._queue.popleft()
+            try:
+                result = self.body_filter(data, eof)
+            except Exception:
+                self._filter_failed(Failure())
+                return
+            if isinstance(result, Deferred):
+                self._filtering = True
+                self._flow_control()
+                result.addCallbacks(self._filtered, self._filter_failed, callbackArgs=(eof,))
+                return
+            self._emit(result, eof)
+
+    def _filtered(self, chunk: bytes, eof: bool) -> None:
+        self._filtering = False
+        if self._cut:
+            if self._upstream_ended:
+                self._end(False)
+            return
+        self._emit(chunk, eof)
+        self._flow_control()
+        self._filter_queued()
+
+    def _emit(self, chunk: bytes, eof: bool) -> None:
+        if chunk and not self._client_gone():
+            self.request.write(chunk)
+        if eof:
+            self._end(True)
+
+    def _filter_failed(self, failure: Failure) -> None:
+        self._filtering = False
+        log.failure("unexpected error in phase body_filter (request {request_id})", failure,
+                    request_id=self.request_id)
+        self._cut_off()
+
+    # ending
+
+    def _timed_out(self) -> None:
+        log.warn("upstream timed out while reading the response body (request {request_id})",
+                 request_id=self.request_id)
+        self._cut_off()
+
+    def _cut_off(self) -> None:
+        """Close both connections; ``done`` fires False once the upstream one is gone."""
+        if self._cut or self.done.called:
+            return
+        self._cut = True
+        self._queue.clear()
+        self._stop_timer()
+        self.request.loseConnection()
+        if self._upstream_ended:
+            self._end(False)
+        else:
+            self.transport.stopProducing()
+
+    def _end(self, complete: bool) -> None:
+        if not self.done.called and not self._filtering:
+            self.done.callback(complete)
+
+    # helpers
+
+    def _flow_control(self) -> None:
+        """Pause the upstream while the client or a filter cannot take more, and only then."""
+        wanted = self._client_paused or self._filtering
+        if self._upstream_ended or self._cut or wanted == self._upstream_paused:
+            return
+        self._upstream_paused = wanted
+        if wanted:
+            self.transport.pauseProducing()
+            self._stop_timer()
+        else:
+            self.transport.resumeProducing()
+            self._timer = self.reactor.callLater(self.read_timeout, self._timed_out)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+
+    def _client_gone(self) -> bool:
+        return self.request._disconnected or self.request.finished
+
+
+class _Discard(Protocol):
+    def connectionMade(self) -> None:
+        self.transport.stopProducing()
+
+
+def discard_body(response: Any) -> None:
+    """Close the connection of an upstream response whose body will not be sent."""
+    response.deliverBody(_Discard())
