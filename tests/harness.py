@@ -97,7 +97,6 @@ class EchoUpstream(Resource):
         request.responseHeaders.setRawHeaders(b"server", [b"echo-server/1.0"])
         request.responseHeaders.setRawHeaders(b"via", [b"1.1 upstream-cache"])
         request.responseHeaders.setRawHeaders(b"keep-alive", [b"timeout=5"])
-        request.responseHeaders.setRawHeaders(b"proxy-authenticate", [b"Basic"])
         return b"headers"
 
     def path_gzip(self, request, body):
@@ -110,7 +109,7 @@ class EchoUpstream(Resource):
 
     def path_bytes(self, request, body, size):
         request.setHeader(b"content-type", b"application/octet-stream")
-        return _blocks(int(size))
+        return blocks(int(size))
 
     def path_drip(self, request, body, count, seconds):
         def drip(left: int) -> None:
@@ -127,12 +126,13 @@ class EchoUpstream(Resource):
         return NOT_DONE_YET
 
     def path_stall(self, request, body, size):
-        request.write(_blocks(int(size)))
+        request.write(blocks(int(size)))
         return NOT_DONE_YET
 
     def path_produce(self, request, body, size):
         request.channel.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
         request.setHeader(b"content-type", b"application/octet-stream")
+        request.setHeader(b"content-length", str(size).encode())
         request.registerProducer(_BlockProducer(request, int(size), self.production), True)
         return NOT_DONE_YET
 
@@ -142,7 +142,7 @@ class EchoUpstream(Resource):
             request.finish()
 
 
-def _blocks(size: int) -> bytes:
+def blocks(size: int) -> bytes:
     return (BLOCK * (size // len(BLOCK) + 1))[:size]
 
 

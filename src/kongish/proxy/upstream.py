@@ -147,9 +147,11 @@ class _Attempt:
         except RequestNotSent:
             self.sent = False
             raise
-        except Exception:
+        except Exception as failure:
             if self.timed_out:
                 raise UpstreamTimeout() from None
+            if _cancelled(failure):  # by the caller: the client went away
+                raise CancelledError() from None
             raise
         finally:
             self.disarm()
@@ -241,6 +243,13 @@ class _BodyProducer:
 
     def _cancelled(self, done: Deferred[None]) -> None:
         self._paused = True
+
+
+def _cancelled(failure: BaseException) -> bool:
+    """Whether ``failure`` is how Agent reports a cancelled request, in any of its states."""
+    if isinstance(failure, (CancelledError, net_errors.ConnectingCancelledError)):
+        return True
+    return any(reason.check(CancelledError) for reason in getattr(failure, "reasons", ()))
 
 
 def _url_host(host: str) -> str:
