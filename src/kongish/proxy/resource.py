@@ -18,6 +18,7 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IResponse
 from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
@@ -172,6 +173,24 @@ class ProxyFlow:
             return
         finally:
             self._sending = None
+        try:
+            filtering = await self._take_response(response)
+        except Exception:
+            discard_body(response)
+            raise
+        self._start_response()
+        self._relay = BodyRelay(request, self._filter_chunk if filtering else None,
+                                service["read_timeout"] / 1000, self.node.reactor, context.request_id)
+        response.deliverBody(self._relay)
+        complete = await self._relay.done
+        await self._finish(complete)
+
+    async def _take_response(self, response: IResponse) -> bool:
+        """Build the downstream head from the upstream's and run header_filter.
+
+        Returns whether the body goes through body_filter.
+        """
+        context, request = self.context, self.request
         upstream_latency = int((time.time() - self.proxied_at) * 1000)
         context.upstream_response = UpstreamResponse(response.code, response.headers)
         out = context.response
@@ -180,11 +199,7 @@ class ProxyFlow:
         out.headers.setRawHeaders(b"x-kong-upstream-latency", [str(upstream_latency).encode()])
         out.headers.setRawHeaders(b"x-kong-proxy-latency",
                                   [str(int((self.proxied_at - context.started_at) * 1000)).encode()])
-        try:
-            await self._phase("header_filter")
-        except Exception:
-            discard_body(response)
-            raise
+        await self._phase("header_filter")
         filtering = out.replacement_body is not None or any(
             "body_filter" in c.handlers.phases for c in self.plugins)
         if filtering:
@@ -192,12 +207,7 @@ class ProxyFlow:
         elif (isinstance(response.length, int) and request.method != b"HEAD"
               and response.code not in _NO_BODY):
             out.headers.setRawHeaders(b"content-length", [str(response.length).encode()])
-        self._start_response()
-        self._relay = BodyRelay(request, self._filter_chunk if filtering else None,
-                                service["read_timeout"] / 1000, self.node.reactor, context.request_id)
-        response.deliverBody(self._relay)
-        complete = await self._relay.done
-        await self._finish(complete)
+        return filtering
 
     def _client_lost(self, reason: Failure) -> None:
         """The client closed its connection: stop the upstream work done on its behalf."""

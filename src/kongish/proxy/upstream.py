@@ -140,8 +140,12 @@ class _Attempt:
         url = f"{upstream.scheme}://{_url_host(upstream.host)}:{upstream.port}{escape_path(upstream.path)}"
         if upstream.query is not None:
             url += "?" + upstream.query
+        headers = upstream.headers
+        if headers.hasHeader(b"content-length"):  # Agent writes the body's own
+            headers = headers.copy()
+            headers.removeHeader(b"content-length")
         self._pending = agent.request(upstream.method.encode("ascii"), url.encode("utf-8", "surrogateescape"),
-                                      upstream.headers, _BodyProducer.of(body, self))
+                                      headers, _BodyProducer.of(body, self))
         try:
             return await self._pending
         except RequestNotSent:
