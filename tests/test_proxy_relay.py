@@ -1,0 +1,123 @@
+"""BodyRelay against a fake client request and upstream transport, on a fake clock."""
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import ResponseDone, ResponseFailed
+
+from kongish.proxy.relay import BodyRelay
+
+
+@attrs.define
+class FakeRequest:
+    written: list[bytes] = attrs.Factory(list)
+    producer: Any = None
+    closed: bool = False
+    _disconnected: bool = False
+    finished: bool = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def loseConnection(self) -> None:
+        self.closed = True
+
+
+@attrs.define
+class FakeUpstream:
+    paused: bool = False
+    stopped: bool = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+
+
+class RelayTests(SynchronousTestCase):
+    def _relay(self, body_filter=None) -> BodyRelay:
+        self.clock, self.request, self.upstream = Clock(), FakeRequest(), FakeUpstream()
+        relay = BodyRelay(self.request, body_filter, 1.0, self.clock, "id")
+        relay.makeConnection(self.upstream)
+        self.outcome: list[bool] = []
+        relay.done.addCallback(self.outcome.append)
+        return relay
+
+    def test_a_waiting_filter_pauses_the_upstream_and_keeps_the_order(self) -> None:
+        pending: list[tuple[Deferred, bytes, bool]] = []
+
+        def body_filter(chunk: bytes, eof: bool) -> Deferred:
+            waiting: Deferred = Deferred()
+            pending.append((waiting, chunk, eof))
+            return waiting
+        relay = self._relay(body_filter)
+        relay.dataReceived(b"a")
+        relay.dataReceived(b"b")
+        self.assertTrue(self.upstream.paused)
+        self.assertEqual([chunk for _, chunk, _ in pending], [b"a"])
+        relay.connectionLost(Failure(ResponseDone()))
+        while pending:
+            waiting, chunk, eof = pending.pop(0)
+            waiting.callback(chunk.upper() + (b"|" if eof else b""))
+        self.assertEqual(self.request.written, [b"A", b"B", b"|"])
+        self.assertEqual(self.outcome, [True])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_quiet_upstream_is_cut_after_read_timeout(self) -> None:
+        relay = self._relay()
+        relay.dataReceived(b"x")
+        self.clock.advance(0.9)
+        relay.dataReceived(b"y")
+        self.clock.advance(0.9)
+        self.assertFalse(self.request.closed)
+        self.clock.advance(0.1)
+        self.assertTrue(self.request.closed)
+        self.assertTrue(self.upstream.stopped)
+        self.assertEqual(self.outcome, [])
+        relay.connectionLost(Failure(ResponseFailed([Failure(Exception("closed"))])))
+        self.assertEqual(self.outcome, [False])
+        self.assertEqual(self.request.written, [b"x", b"y"])
+
+    def test_a_paused_client_stops_the_clock(self) -> None:
+        relay = self._relay()
+        self.request.producer.pauseProducing()
+        self.assertTrue(self.upstream.paused)
+        self.clock.advance(10)
+        self.assertFalse(self.request.closed)
+        self.request.producer.resumeProducing()
+        self.assertFalse(self.upstream.paused)
+        self.clock.advance(1)
+        self.assertTrue(self.request.closed)
+        relay.connectionLost(Failure(ResponseFailed([])))
+
+    def test_an_upstream_failure_mid_body_cuts_the_client(self) -> None:
+        relay = self._relay()
+        relay.dataReceived(b"x")
+        relay.connectionLost(Failure(ResponseFailed([Failure(ConnectionResetError())])))
+        self.assertTrue(self.request.closed)
+        self.assertEqual(self.outcome, [False])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_filter_error_cuts_both_sides(self) -> None:
+        relay = self._relay(lambda chunk, eof: 1 / 0)
+        relay.dataReceived(b"x")
+        self.assertTrue(self.request.closed)
+        self.assertTrue(self.upstream.stopped)
+        relay.connectionLost(Failure(ResponseFailed([])))
+        self.assertEqual(self.outcome, [False])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
