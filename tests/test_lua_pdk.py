@@ -30,6 +30,7 @@ def _refuse_attributes(obj: Any, name: Any, setting: bool) -> None:
 @attrs.define
 class FakeLuaSettings:
     configuration: Mapping[str, Any] = attrs.Factory(dict)
+    memory_limit: int = 1024 * 1024
 
 
 class _CapturedRequest(Request):
@@ -59,10 +60,12 @@ def parse_request(raw: bytes, secure: bool = False) -> Request:
     return request
 
 
-#: The coroutine driver: yields ("await", f, args...) or ("stop",) to Python.
+#: The coroutine driver: yields ("await", f, args...) or ("stop",) to Python;
+#: going over a limit is a plain error.
 _DRIVER = b"""
 local await = function(f, ...) return coroutine.yield("await", f, ...) end
 local stop = function() return coroutine.yield("stop") end
+local exceed = function(message) error(message, 0) end
 local function pack(...) return {n = select("#", ...), ...} end
 local function start(fn)
   local co = coroutine.create(fn)
@@ -71,7 +74,7 @@ local function start(fn)
     return coroutine.status(co), results
   end
 end
-return await, stop, start
+return await, stop, exceed, start
 """
 
 
@@ -84,9 +87,9 @@ class PDKHarness:
                                        attribute_filter=_refuse_attributes)
         self.clock = Clock()
         self.current = CurrentRequest()
-        await_fn, stop_fn, self._start = self.lua.execute(_DRIVER)
+        await_fn, stop_fn, exceed_fn, self._start = self.lua.execute(_DRIVER)
         install_pdk(self.lua, self.current, FakeLuaSettings(configuration or {}),
-                    await_fn, stop_fn, reactor=self.clock, node_id="node-1")
+                    await_fn, stop_fn, exceed_fn, reactor=self.clock, node_id="node-1")
 
     def context(self, raw: bytes = b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: Example.com\r\n\r\n",
                 upstream: bool = True, phase: str = "access", secure: bool = False) -> RequestContext:

@@ -8,6 +8,8 @@ whose Lua code is running.
 """
 from __future__ import annotations
 
+import math
+
 import attrs
 
 from kongish.proxy.context import RequestContext
@@ -20,6 +22,9 @@ class CurrentRequest:
     plugin_name: str | None = None
     #: A per-plugin-entity key, so kong.ctx.plugin is private to one plugin instance.
     plugin_key: str | None = None
+    #: ``time.process_time()`` at which the running code's CPU budget ends, for
+    #: PDK work done in Python, which the Lua budget hook cannot interrupt.
+    deadline: float = math.inf
 
     def require(self) -> RequestContext:
         """The running request's context; PDK calls outside a request are a Lua error."""

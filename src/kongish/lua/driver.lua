@@ -9,14 +9,19 @@
 -- The budget (instructions and CPU time) is a count hook. LuaJIT keeps one
 -- hook for the whole VM, so Python arms it just before resuming a worker and
 -- clears it (with the raw C debug.sethook, running no Lua) just after.
+--
+-- LuaJIT has no limit of its own on C calls that call back into Lua (nested
+-- coroutine.resume, string.gsub and table.sort with Lua callbacks): enough of
+-- them overflow the C stack and kill the process. The guarded versions here
+-- count them per run and stop at Lua 5.1's limit with its "C stack overflow".
 
 local AWAIT, STOP, DONE, FAILED, INSTRUCTIONS_EXCEEDED, TIME_EXCEEDED = ...
 
 local co_create, co_resume, co_running = coroutine.create, coroutine.resume, coroutine.running
 local co_status, co_yield = coroutine.status, coroutine.yield
 local sethook, traceback, clock = debug.sethook, debug.traceback, os.clock
-local error, rawequal, setmetatable, tostring, type, xpcall =
-  error, rawequal, setmetatable, tostring, type, xpcall
+local error, pcall, rawequal, select, setmetatable, tostring, type, xpcall =
+  error, pcall, rawequal, select, setmetatable, tostring, type, xpcall
 
 -- Count hooks do not fire inside JIT-compiled traces, so the budget needs the interpreter.
 jit.off()
@@ -33,7 +38,10 @@ string.dump = nil
 -- calls quickly, large enough that the hook costs little.
 local STEP = 1000
 
-local budget = {left = 0, deadline = 0, exceeded = nil}
+-- Lua 5.1's LUAI_MAXCCALLS; a few hundred gsub callbacks deep overflow an 8 MiB C stack.
+local MAX_NESTING = 200
+
+local budget = {left = 0, deadline = 0, exceeded = nil, nesting = 0}
 
 -- Once over budget, every instruction fails, so a pcall that catches the first
 -- error cannot keep the code running.
@@ -41,6 +49,7 @@ local function fail_every_instruction()
   error(budget.exceeded, 0)
 end
 
+-- Ends the run: also for the PDK, when code goes over a limit kept in Python.
 local function exceed(message)
   budget.exceeded = message
   sethook(fail_every_instruction, "", 1)
@@ -58,17 +67,49 @@ local function count_instructions()
   end
 end
 
--- Called by Python before each resume; ``deadline`` is in os.clock() seconds.
-local function arm(instructions, deadline)
+-- Called by Python before each resume; ``deadline`` is in os.clock() seconds,
+-- ``nesting`` the run's guarded C calls still on its stack.
+local function arm(instructions, deadline, nesting)
   budget.left = instructions
   budget.deadline = deadline
   budget.exceeded = nil
+  budget.nesting = nesting
   sethook(count_instructions, "", instructions < STEP and instructions or STEP)
 end
 
 -- Called by Python after it has cleared the hook.
 local function settle()
-  return budget.left, budget.exceeded
+  return budget.left, budget.exceeded, budget.nesting
+end
+
+-- C stack guard -----------------------------------------------------------------
+
+local function nest()
+  local nesting = budget.nesting
+  if nesting >= MAX_NESTING then
+    error("C stack overflow", 3)
+  end
+  budget.nesting = nesting + 1
+end
+
+local function unnest(ok, ...)
+  budget.nesting = budget.nesting - 1
+  if ok then
+    return ...
+  end
+  error((...), 0)
+end
+
+-- ``c_function`` with its C-stack nesting counted whenever argument
+-- ``position`` is a Lua function it will call back.
+local function guard_callbacks(c_function, position)
+  return function(...)
+    if type((select(position, ...))) ~= "function" then
+      return c_function(...)
+    end
+    nest()
+    return unnest(pcall(c_function, ...))
+  end
 end
 
 -- A message handler runs inside the hook when the hook raised the error, where
@@ -142,7 +183,11 @@ local function resume(co, ...)
   if workers[co] then
     return false, "cannot resume non-suspended coroutine"
   end
-  return forward(co, co_resume(co, ...))
+  if budget.nesting >= MAX_NESTING then
+    return false, "C stack overflow"
+  end
+  budget.nesting = budget.nesting + 1
+  return unnest(true, forward(co, co_resume(co, ...)))
 end
 
 local function wrap(fn)
@@ -151,11 +196,6 @@ local function wrap(fn)
     return values_or_error(resume(co, ...))
   end
 end
-
-local coroutine_api = {
-  create = co_create, resume = resume, running = co_running,
-  status = co_status, wrap = wrap, yield = co_yield,
-}
 
 -- Phases ---------------------------------------------------------------------
 
@@ -192,10 +232,12 @@ end
 return {
   arm = arm,
   settle = settle,
+  exceed = exceed,
   worker = worker,
   await = await,
   stop = stop,
   xpcall = guarded_xpcall,
-  coroutine = coroutine_api,
+  coroutine = {resume = resume, wrap = wrap},
+  guard_callbacks = guard_callbacks,
   phase_runner = phase_runner,
 }

@@ -7,9 +7,20 @@ other requests; the worker resumes when the Deferred fires. Code that needs
 no waiting never allocates a Deferred.
 
 A runaway function costs only its own request: each run has an instruction
-and CPU-time budget, the VM a memory cap, and all of these end the run with a
-``LuaLimitError`` instead of blocking or killing the process. Lua code can
-never reach Python objects' attributes, and never sees lupa's ``python`` module.
+and CPU-time budget, the VM a memory cap, each request an output cap (body and
+headers live in Python), C calls back into Lua are nested at most 200 deep
+(LuaJIT would overflow the C stack), and all of these end the run with a
+``LuaLimitError`` or ``LuaError`` instead of blocking or killing the process.
+Lua code can never reach Python objects' attributes, and never sees lupa's
+``python`` module.
+
+What the budget cannot bound: the hook only runs between Lua instructions,
+every 1000 of them, so one C call is never interrupted. LuaJIT's pattern
+matching (``string.find``/``match``/``gmatch``/``gsub``) and plain ``find``
+can take time polynomial in the subject's length (``s:find(".-.-x")``);
+loops of C calls on strings near the memory cap overshoot the CPU limit by up
+to 1000 such calls. ``untrusted_lua = on`` is Kong's trusted mode: ``debug``,
+``io``, ``os``, ``ffi`` and ``package.loadlib`` give such code the process.
 """
 from __future__ import annotations
 
@@ -141,7 +152,7 @@ class LuaEngine:
         self._arm, self._settle = driver[b"arm"], driver[b"settle"]
         self._worker, self._phase_runner = driver[b"worker"], driver[b"phase_runner"]
         self.await_fn, self.stop_fn = driver[b"await"], driver[b"stop"]
-        install_pdk(lua, self.current, settings, self.await_fn, self.stop_fn,
+        install_pdk(lua, self.current, settings, self.await_fn, self.stop_fn, driver[b"exceed"],
                     reactor=self.reactor, node_id=self.node_id)
         if settings.untrusted_lua != "off":
             self._new_environment = environment_factory(lua, settings, driver)
@@ -224,6 +235,8 @@ class _Run:
     instructions_left: int
     time_left: float
     worker: Any
+    #: Guarded C calls (nested resumes, gsub callbacks) on the worker's stack.
+    nesting: int = 0
     done: Deferred[None] | None = None
     _answered_inline: bool = False
     _inline_answer: tuple[Any, ...] | None = None
@@ -257,7 +270,8 @@ class _Run:
         current.context, current.plugin_name, current.plugin_key = (
             self.context, self.plugin_name, self.plugin_key)
         started = time.process_time()
-        engine._arm(self.instructions_left, started + self.time_left)
+        current.deadline = started + self.time_left
+        engine._arm(self.instructions_left, current.deadline, self.nesting)
         died: luajit21.LuaError | None = None
         try:
             signal = self.worker.send(values)
@@ -265,7 +279,7 @@ class _Run:
             signal, died = None, error
         finally:
             engine._sethook()  # first, before any Lua runs
-            self.instructions_left, exceeded = engine._settle()
+            self.instructions_left, exceeded, self.nesting = engine._settle()
             self.time_left -= time.process_time() - started
             current.context = current.plugin_name = current.plugin_key = None
         if exceeded is not None:

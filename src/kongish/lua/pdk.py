@@ -62,19 +62,22 @@ def _run(lua: LuaRuntime, filename: str, *args: Any) -> Any:
 
 
 def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: "LuaSettings",
-                await_fn: Any, stop_fn: Any, *, reactor: IReactorTime,
+                await_fn: Any, stop_fn: Any, exceed_fn: Any, *, reactor: IReactorTime,
                 node_id: str | None = None) -> None:
     """Set the globals ``ngx`` and ``kong`` and offer cjson to the sandbox's ``require``.
 
     ``await_fn(pyfunc, ...)`` (Lua) yields to the engine until the Deferred
     ``pyfunc(...)`` returns has fired; ``stop_fn()`` (Lua) ends the running
-    phase handler.  The cjson modules go into the global table
+    phase handler; ``exceed_fn(message)`` (Lua) ends the running code as over
+    its budget.  The cjson modules go into the global table
     ``__kongish_modules`` (``cjson`` and ``cjson.safe``).
     """
     configuration = settings.configuration
     request = RequestPrimitives(lua, current, reactor,
-                                TrustedNetworks.parse(configuration.get("trusted_ips")))
-    primitives = lua.table_from({**request.exports(), **_CODECS, b"re_search": lua_search(lua)})
+                                TrustedNetworks.parse(configuration.get("trusted_ips")),
+                                output_limit=settings.memory_limit)
+    primitives = lua.table_from({**request.exports(), **_CODECS,
+                                 b"re_search": lua_search(lua, current)})
     cjson, cjson_safe = _run(lua, "pdk_cjson.lua")()
     info = lua.table_from({
         b"pid": os.getpid(),
@@ -86,7 +89,8 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: "LuaSettings
         b"cache_ttl": float(configuration.get("db_cache_ttl") or 0),
         b"configuration": cjson[b"decode"](_configuration_json(configuration)),
     })
-    support = _run(lua, "pdk_support.lua", primitives)
+    support = _run(lua, "pdk_support.lua", primitives, exceed_fn, settings.memory_limit,
+                   f"Lua code exceeded the output limit of {settings.memory_limit} bytes".encode())
     ngx_re = _run(lua, "pdk_ngx_re.lua", primitives)
     ngx = _run(lua, "pdk_ngx.lua", primitives, support, cjson, ngx_re, await_fn, stop_fn, info)
     kong = _run(lua, "pdk_kong.lua", primitives, support, ngx, cjson, stop_fn, info)

@@ -13,12 +13,20 @@ import hashlib
 import hmac
 import zlib
 
+from lupa.luajit21 import lua_type
+
 
 def as_bytes(value: bytes | str) -> bytes:
-    """The bytes of a Lua string, whichever way lupa converted it."""
+    """The bytes of a Lua string, whichever way lupa converted it.
+
+    Anything else is refused before Python touches it: reading an attribute
+    of a Lua table would run the table's Lua metamethods from Python.
+    """
     if isinstance(value, bytes):
         return value
-    return value.encode("utf-8", "surrogateescape")
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    raise TypeError(f"string expected, got {lua_type(value) or type(value).__name__}")
 
 
 def md5_hex(data: bytes | str) -> bytes:

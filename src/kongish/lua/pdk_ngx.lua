@@ -75,7 +75,7 @@ local function output(caller, newline, ...)
   local out = {}
   for i = 1, select("#", ...) do flatten(out, (select(i, ...)), caller, i) end
   if newline then out[#out + 1] = "\n" end
-  P.emit(concat(out))
+  S.emit(concat(out))
   return 1
 end
 
@@ -323,7 +323,13 @@ function ngx.localtime() return os_date("%Y-%m-%d %H:%M:%S", ngx.time()) end
 function ngx.utctime() return os_date("!%Y-%m-%d %H:%M:%S", ngx.time()) end
 function ngx.http_time(seconds) return os_date("!%a, %d %b %Y %H:%M:%S GMT", seconds) end
 function ngx.cookie_time(seconds) return os_date("!%a, %d-%b-%y %H:%M:%S GMT", seconds) end
-ngx.parse_http_time = P.parse_http_time
+
+function ngx.parse_http_time(value)
+  if type(value) ~= "string" then
+    error(format("bad argument #1 to 'parse_http_time' (string expected, got %s)", type(value)), 2)
+  end
+  return P.parse_http_time(value)
+end
 
 function ngx.sleep(seconds)
   if type(seconds) ~= "number" or seconds < 0 then

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from typing import Callable
 
 import attrs
 from lupa.luajit21 import LuaRuntime
 
+from kongish.lua.cpu_alarm import CpuTimeExceeded, with_cpu_limit
+from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk_codec import as_bytes
 
 _OPTION_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
@@ -36,6 +39,8 @@ _ESCAPES = {
     "\\R": "(?:\\r\\n|\\n|\\r)", "\\e": "\\x1b",
 }
 _CLASS_ESCAPES = {"\\h": " \\t", "\\e": "\\x1b"}
+#: OpenResty's error when PCRE gives up (PCRE_ERROR_MATCHLIMIT).
+_PCRE_MATCH_LIMIT = b"pcre_exec() failed: -8"
 
 
 class RegexOptionError(ValueError):
@@ -173,18 +178,24 @@ def search(subject: bytes | str, pattern: bytes | str, options: bytes | str,
     return Match(groups, spans, names)
 
 
-def lua_search(lua: LuaRuntime) -> Callable[..., object]:
+def lua_search(lua: LuaRuntime, current: CurrentRequest) -> Callable[..., object]:
     """``search`` shaped for Lua: a table {captures, spans, names}, nil, or an error string.
 
     ``captures`` holds group 0 first; ``spans`` holds a 1-based inclusive
     (from, to) pair per group, as ngx.re.find returns them.  Unmatched
     groups are ``false`` in both.  A bad pattern is returned as a message, as
     OpenResty does; bad options come back as ``{raise = message}`` for the Lua
-    side to raise, as OpenResty raises them.
+    side to raise, as OpenResty raises them.  A match may use what is left of
+    the running code's CPU budget; past that it fails as PCRE fails at its
+    match limit (and the budget hook ends the run at its next check).
     """
     def lua_search_primitive(subject, pattern, options, start):
         try:
-            found = search(subject, pattern, options or b"", int(start) - 1)
+            found = with_cpu_limit(
+                current.deadline - time.process_time(),
+                lambda: search(subject, pattern, options or b"", int(start) - 1))
+        except CpuTimeExceeded:
+            return _PCRE_MATCH_LIMIT
         except RegexOptionError as error:
             return lua.table_from({b"raise": str(error).encode("latin-1", "replace")})
         except re.error as error:

@@ -38,6 +38,11 @@ _LOG_LEVELS = {0: LogLevel.critical, 1: LogLevel.critical, 2: LogLevel.critical,
                3: LogLevel.critical, 4: LogLevel.error, 5: LogLevel.warn,
                6: LogLevel.info, 7: LogLevel.info, 8: LogLevel.debug}
 
+#: nginx writes at most this many bytes of one error log message (NGX_MAX_ERROR_STR).
+_MAX_LOG_MESSAGE = 2048
+#: Where a request's context counts the output its Lua code handed over.
+_OUTPUT_SLOT = "lua_output_bytes"
+
 Reader = Callable[[RequestContext], Any]
 Writer = Callable[[RequestContext, Any], None]
 _READERS: dict[str, Reader] = {}
@@ -377,6 +382,9 @@ class RequestPrimitives:
     current: CurrentRequest
     reactor: IReactorTime
     trusted: TrustedNetworks
+    #: Bytes of body output and header values Lua code may hand over per request:
+    #: Python keeps them, outside the Lua VM's memory cap.
+    output_limit: int = attrs.field(kw_only=True)
 
     def exports(self) -> dict[bytes, Callable[..., Any]]:
         return {
@@ -431,24 +439,46 @@ class RequestPrimitives:
         values = headers.getRawHeaders(_header_name(name)) if headers else None
         return None if not values else self.lua.table_from(values)
 
-    def change_header(self, target: Any, operation: Any, name: Any, *values: Any) -> None:
-        """``set`` (replace), ``add`` (append) or ``clear`` one header of ``target``."""
-        headers = _WRITABLE_HEADERS[_text(target)](self.current.require())
+    def change_header(self, target: Any, operation: Any, name: Any, *values: Any) -> bool:
+        """``set`` (replace), ``add`` (append) or ``clear`` one header of ``target``.
+
+        True (and no change) when the values would go over the output limit.
+        """
+        context = self.current.require()
+        headers = _WRITABLE_HEADERS[_text(target)](context)
         key, operation = _header_name(name), _text(operation)
         encoded = [as_bytes(value) for value in values]
+        if self._over_output_limit(context, sum(map(len, encoded))):
+            return True
         if operation == "add":
             encoded = (headers.getRawHeaders(key) or []) + encoded
         if operation == "clear" or not encoded:
             headers.removeHeader(key)
         else:
             headers.setRawHeaders(key, encoded)
+        return False
 
-    def emit(self, data: Any) -> None:
-        """``ngx.say``/``ngx.print``: body output; the status defaults to 200."""
-        response = self.current.require().response
-        if response.status is None:
-            response.status = 200
-        response.body.append(as_bytes(data))
+    def emit(self, data: Any) -> bool:
+        """``ngx.say``/``ngx.print``: body output; the status defaults to 200.
+
+        True (and no output) when the data would go over the output limit.
+        """
+        context = self.current.require()
+        data = as_bytes(data)
+        if self._over_output_limit(context, len(data)):
+            return True
+        if context.response.status is None:
+            context.response.status = 200
+        context.response.body.append(data)
+        return False
+
+    def _over_output_limit(self, context: RequestContext, size: int) -> bool:
+        """Count ``size`` more bytes of the request's output, unless that goes over the limit."""
+        used = context.slots.get(_OUTPUT_SLOT, 0) + size
+        if used > self.output_limit:
+            return True
+        context.slots[_OUTPUT_SLOT] = used
+        return False
 
     def exit(self, status: Any, body: Any = None) -> None:
         self.current.require().exit(int(status), None if body is None else as_bytes(body))
@@ -469,7 +499,8 @@ class RequestPrimitives:
     def log(self, level: Any, message: Any) -> None:
         context = self.current.context
         log.emit(_LOG_LEVELS.get(int(level), LogLevel.info), "[{plugin}] {text}",
-                 plugin=self.current.plugin_name or "lua", text=_text(message),
+                 plugin=self.current.plugin_name or "lua",
+                 text=_text(as_bytes(message)[:_MAX_LOG_MESSAGE]),
                  request_id=context.request_id if context else None)
 
     def sleep(self, seconds: Any) -> Any:

@@ -2,13 +2,13 @@
 -- codecs, header tables and Kong's phase checks.  Pure Lua, so byte strings
 -- never leave the VM.
 
-local P = ...
+local P, exceed, OUTPUT_LIMIT, OUTPUT_EXCEEDED = ...
 
 local byte, char, find, format, gsub, lower, sub =
   string.byte, string.char, string.find, string.format, string.gsub, string.lower, string.sub
 local concat, sort = table.concat, table.sort
-local error, ipairs, pairs, setmetatable, tonumber, tostring, type =
-  error, ipairs, pairs, setmetatable, tonumber, tostring, type
+local error, ipairs, pairs, select, setmetatable, tonumber, tostring, type =
+  error, ipairs, pairs, select, setmetatable, tonumber, tostring, type
 
 local S = {}
 
@@ -159,13 +159,44 @@ function S.headers_table(flat, max_headers, raw)
   return raw and headers or setmetatable(headers, header_lookup)
 end
 
+-- Body output and header values are kept in Python, outside the VM's memory
+-- cap, so each request may hand over OUTPUT_LIMIT bytes of them: P.emit and
+-- P.change_header answer true past that, and going over ends the run like any
+-- exceeded budget. Data bigger than the whole limit never crosses at all.
+local function check_output(size)
+  if size > OUTPUT_LIMIT then
+    return exceed(OUTPUT_EXCEEDED)
+  end
+end
+
+local function check_refusal(refused)
+  if refused then
+    return exceed(OUTPUT_EXCEEDED)
+  end
+end
+
+function S.emit(data)
+  check_output(#data)
+  return check_refusal(P.emit(data))
+end
+
+local function total_size(...)
+  local size = 0
+  for i = 1, select("#", ...) do
+    local value = select(i, ...)
+    if type(value) == "string" then size = size + #value end
+  end
+  return size
+end
+
 -- Every header change goes through here: Twisted refuses names that are not
 -- HTTP tokens, so they become a clear Lua error instead.
 function S.change_header(target, operation, name, ...)
   if type(name) ~= "string" or not find(name, "^[%w!#$%%&'*+%-.^_`|~]+$") then
     error(format("invalid header name %q", tostring(name)), 0)
   end
-  return P.change_header(target, operation, name, ...)
+  check_output(total_size(...))
+  return check_refusal(P.change_header(target, operation, name, ...))
 end
 
 -- A single string for one header value, an array for several, nil for none.

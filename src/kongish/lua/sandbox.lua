@@ -9,12 +9,31 @@
 --            proxies), kong, ngx, a require limited to
 --            untrusted_lua_sandbox_requires, and read-only views of the
 --            globals named in untrusted_lua_sandbox_environment.
+--
+-- Plugin code reaches some real library functions in every mode (string
+-- methods through the string metatable, anything through _G when on), so
+-- kongish's versions replace them in the real libraries. This runs after
+-- the PDK has taken its own references to the originals.
 
 local mode, requires, exposed, driver = ...
 
 local G = _G
 local error, format, ipairs, pairs, pcall, require, setmetatable, tostring, type =
   error, string.format, ipairs, pairs, pcall, require, setmetatable, tostring, type
+
+-- C functions that call Lua callbacks nest on the C stack; the driver counts them.
+string.gsub = driver.guard_callbacks(string.gsub, 3)
+table.sort = driver.guard_callbacks(table.sort, 2)
+-- ngx.exit and ngx.sleep work inside user coroutines, which cannot resume a worker.
+coroutine.resume, coroutine.wrap = driver.coroutine.resume, driver.coroutine.wrap
+-- An xpcall message handler cannot outrun the budget.
+xpcall = driver.xpcall
+
+-- OpenResty's print: ngx.log at NOTICE level, to the error log, never stdout.
+local log, NOTICE = G.ngx.log, G.ngx.NOTICE
+function print(...)
+  return log(NOTICE, ...)
+end
 
 -- The PDK's Lua modules (cjson) are found by require like any installed module.
 for name, module in pairs(__kongish_modules) do
@@ -24,11 +43,7 @@ end
 if mode == "on" then
   local ENVIRONMENT = {__index = G}
   return function()
-    return setmetatable({
-      kong = G.kong, ngx = G.ngx,
-      -- kongish's versions, so ngx.exit and ngx.sleep work inside user coroutines
-      coroutine = driver.coroutine, xpcall = driver.xpcall,
-    }, ENVIRONMENT)
+    return setmetatable({kong = G.kong, ngx = G.ngx}, ENVIRONMENT)
   end
 end
 
@@ -68,11 +83,9 @@ local function optional_module(name)
   return ok and module or nil
 end
 
--- Where the safe names come from: the real globals, except kongish's guarded
--- coroutine and xpcall and LuaJIT's table extras (modules of their own).
+-- Where the safe names come from: the real globals, except LuaJIT's table
+-- extras (modules of their own).
 local SOURCE = setmetatable({
-  coroutine = driver.coroutine,
-  xpcall = driver.xpcall,
   table = setmetatable({
     new = optional_module("table.new"),
     clear = optional_module("table.clear"),
