@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
@@ -29,6 +31,7 @@ from kongish.proxy.context import DownstreamResponse, RequestContext, UpstreamRe
 from kongish.proxy.headers import SERVER_TOKEN, downstream_headers, upstream_headers
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.upstream import UpstreamClient, UpstreamFailure
+from kongish.routing.router import Match
 
 if TYPE_CHECKING:
     from kongish.node import Node
@@ -77,6 +80,7 @@ class ProxyFlow:
     context: RequestContext = attrs.field(init=False)
     plugins: tuple[ConfiguredPlugin, ...] = ()
     proxied_at: float | None = None
+    match: Match | None = None
     _sending: Deferred | None = None
     _relay: BodyRelay | None = None
 
@@ -87,7 +91,8 @@ class ProxyFlow:
         node, request, context = self.node, self.request, self.context
         self.plugins = node.plugin_map.for_request(None, None)
         try:
-            await self._phase("rewrite", stop_on_exit=True)
+            if (pending := self._phase("rewrite", stop_on_exit=True)) is not None:
+                await pending
             if context.response.exited:
                 return await self._respond_from_plugins()
             host = request.getHeader(b"host")
@@ -95,7 +100,7 @@ class ProxyFlow:
             match = node.router.match(
                 request.method.decode("latin-1"), mounted_target(request),
                 host.decode("latin-1") if host is not None else None,
-                _header_map(request.requestHeaders), request.getHost().port, scheme)
+                _HeaderView(request.requestHeaders), request.getHost().port, scheme)
             if match is None:
                 return await self._kong_error(404, "no Route matched with those values")
             context.route, context.service = match.route, match.service
@@ -106,7 +111,8 @@ class ProxyFlow:
             self.plugins = node.plugin_map.for_request(
                 match.route["id"], match.service["id"] if match.service else None)
             context.upstream = self._upstream_request(match)
-            await self._phase("access", stop_on_exit=True)
+            if (pending := self._phase("access", stop_on_exit=True)) is not None:
+                await pending
             if context.response.exited:
                 return await self._respond_from_plugins()
             if match.service is None:
@@ -122,10 +128,9 @@ class ProxyFlow:
 
     # phases
 
-    async def _phase(self, phase: str, stop_on_exit: bool = False) -> None:
-        pending = run_phase(phase, self.plugins, self.context, stop_on_exit=stop_on_exit)
-        if pending is not None:
-            await pending
+    def _phase(self, phase: str, stop_on_exit: bool = False) -> Deferred | None:
+        """Run one phase; a Deferred only when a plugin waits (callers await it then)."""
+        return run_phase(phase, self.plugins, self.context, stop_on_exit=stop_on_exit)
 
     def _plugin_error(self, failure: Failure) -> None:
         log.failure("unexpected error in phase {phase} (request {request_id})", failure,
@@ -139,22 +144,27 @@ class ProxyFlow:
 
     # upstream
 
-    def _upstream_request(self, match: Any) -> UpstreamRequest:
+    def _upstream_request(self, match: Match) -> UpstreamRequest:
         request = self.request
         service = match.service or {}
-        scheme = service.get("protocol") or "http"
-        raw_path = mounted_target(request).split(b"?", 1)[0].decode("latin-1")
-        client = request.getClientAddress()
+        self.match = match
         return UpstreamRequest(
             method=request.method.decode("latin-1"), path=match.upstream_path, query=match.upstream_query,
-            scheme="https" if scheme == "https" else "http",
+            scheme="https" if service.get("protocol") == "https" else "http",
             host=service.get("host") or "", port=service.get("port") or 80,
-            build_headers=lambda: upstream_headers(
-                request.requestHeaders, host_header=match.upstream_host,
-                client_ip=getattr(client, "host", ""), scheme=_scheme(request),
-                port=request.getHost().port, raw_path=raw_path,
-                stripped_prefix=match.stripped_prefix, request_id=self.context.request_id,
-                http_version=request.clientproto.decode("latin-1").partition("/")[2]))
+            build_headers=self._upstream_headers)
+
+    def _upstream_headers(self) -> Headers:
+        """Built on first use: a request a plugin ends in access never pays for them."""
+        request, match = self.request, self.match
+        client = request.getClientAddress()
+        return upstream_headers(
+            request.requestHeaders, host_header=match.upstream_host,
+            client_ip=getattr(client, "host", ""), scheme=_scheme(request),
+            port=request.getHost().port,
+            raw_path=mounted_target(request).split(b"?", 1)[0].decode("latin-1"),
+            stripped_prefix=match.stripped_prefix, request_id=self.context.request_id,
+            http_version=request.clientproto.decode("latin-1").partition("/")[2])
 
     async def _proxy(self, service: dict[str, Any]) -> None:
         context, request = self.context, self.request
@@ -199,7 +209,8 @@ class ProxyFlow:
         out.headers.setRawHeaders(b"x-kong-upstream-latency", [str(upstream_latency).encode()])
         out.headers.setRawHeaders(b"x-kong-proxy-latency",
                                   [str(int((self.proxied_at - context.started_at) * 1000)).encode()])
-        await self._phase("header_filter")
+        if (pending := self._phase("header_filter")) is not None:
+            await pending
         filtering = out.replacement_body is not None or any(
             "body_filter" in c.handlers.phases for c in self.plugins)
         if filtering:
@@ -257,8 +268,11 @@ class ProxyFlow:
         if not response.headers.hasHeader(b"content-type") and response.body:
             response.headers.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
         try:
-            await self._phase("header_filter")
-            body = await self._filter(b"".join(response.body), eof=True)
+            if (pending := self._phase("header_filter")) is not None:
+                await pending
+            body = self._filter_chunk(b"".join(response.body), eof=True)
+            if isinstance(body, Deferred):
+                body = await body
         except Exception:
             self._plugin_error(Failure())
             body = b"".join(response.body)
@@ -267,10 +281,6 @@ class ProxyFlow:
         self._write(body)
         await self._finish()
         raise _Ended()
-
-    async def _filter(self, chunk: bytes, eof: bool) -> bytes:
-        filtered = self._filter_chunk(chunk, eof)
-        return await filtered if isinstance(filtered, Deferred) else filtered
 
     def _filter_chunk(self, chunk: bytes, eof: bool) -> bytes | Deferred[bytes]:
         """Run body_filter on one chunk: the chunk as the plugins left it, now or later."""
@@ -300,7 +310,8 @@ class ProxyFlow:
         if complete and not self.request._disconnected and not self.request.finished:
             self.request.finish()
         try:
-            await self._phase("log")
+            if (pending := self._phase("log")) is not None:
+                await pending
         except Exception:
             log.failure("unexpected error in phase log (request {request_id})",
                         request_id=self.context.request_id)
@@ -335,13 +346,35 @@ def mounted_target(request: Request) -> bytes:
     return rest if rest.startswith(b"/") else b"/" + rest
 
 
-def _header_map(headers: Headers) -> dict[str, list[str]]:
-    return {name.decode("latin-1").lower(): [v.decode("latin-1") for v in values]
-            for name, values in headers.getAllRawHeaders()}
+class _HeaderView(Mapping[str, list[str]]):
+    """Request headers as the router reads them, decoded only if a route looks at them."""
+
+    __slots__ = ("_raw", "_decoded")
+
+    def __init__(self, raw: Headers) -> None:
+        self._raw = raw
+        self._decoded: dict[str, list[str]] | None = None
+
+    def _headers(self) -> dict[str, list[str]]:
+        if self._decoded is None:
+            self._decoded = {name.decode("latin-1").lower(): [v.decode("latin-1") for v in values]
+                             for name, values in self._raw.getAllRawHeaders()}
+        return self._decoded
+
+    def __getitem__(self, name: str) -> list[str]:
+        return self._headers()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._headers())
+
+    def __len__(self) -> int:
+        return len(self._headers())
 
 
 def _scheme(request: Request) -> str:
-    return "https" if request.isSecure() else "http"
+    # What Request.isSecure answers, without its slower adaptation to ISSLTransport.
+    secure = ISSLTransport.providedBy(getattr(request.channel, "transport", None))
+    return "https" if secure else "http"
 
 
 def _needs_https(route: dict[str, Any], scheme: str) -> bool:
@@ -349,11 +382,11 @@ def _needs_https(route: dict[str, Any], scheme: str) -> bool:
     return scheme != "https" and "https" in protocols and "http" not in protocols
 
 
+_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+
 def _reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b"Unknown Status"
+    return _REASONS.get(status, b"Unknown Status")
 
 
 def _text(value: bytes | None) -> str | None:
