@@ -29,16 +29,6 @@ local function client_header(name)
   return values and values[1]
 end
 
-local function request_slot(name)
-  local slot = P.slot()
-  local value = slot[name]
-  if value == nil then
-    value = {}
-    slot[name] = value
-  end
-  return value
-end
-
 local function check_max(name, value)
   if value == nil then return end
   if type(value) ~= "number" then error(name .. " must be a number", 3) end
@@ -91,6 +81,44 @@ end
 local function is_transfer_encoding(name)
   local lowered = lower(name)
   return lowered == "transfer-encoding" or lowered == "transfer_encoding"
+end
+
+local function sorted_names(headers)
+  local names = {}
+  for name in pairs(headers) do names[#names + 1] = name end
+  sort(names)
+  return names
+end
+
+-- kong.response and kong.service.request change headers alike: set_header,
+-- add_header, clear_header and set_headers of ``target``'s headers, allowed in
+-- ``phases``, with ``change(operation, name, value)`` doing a set or an add.
+local function add_header_setters(api, target, phases, change)
+  function api.set_header(name, value)
+    S.check_phase(phases)
+    validate_header(name, value)
+    change("set", name, value)
+  end
+
+  function api.add_header(name, value)
+    S.check_phase(phases)
+    validate_header(name, value)
+    change("add", name, value)
+  end
+
+  function api.clear_header(name)
+    S.check_phase(phases)
+    if type(name) ~= "string" then error("header name must be a string", 2) end
+    S.change_header(target, "clear", name)
+  end
+
+  function api.set_headers(headers)
+    S.check_phase(phases)
+    validate_headers(headers)
+    for _, name in ipairs(sorted_names(headers)) do
+      change("set", name, headers[name])
+    end
+  end
 end
 
 -- kong.request ---------------------------------------------------------------------
@@ -200,22 +228,28 @@ local function check_status(status)
   if status < 100 or status > 599 then error("code must be a number between 100 and 599", 3) end
 end
 
-function response.get_status()
-  S.check_phase(PHASES.header_body_log)
-  return P.read("status")
+-- kong.response and kong.service.response read a response alike: its status
+-- (the P.read field ``status``) and the headers of P's ``headers`` source.
+local function add_response_getters(api, status, headers)
+  function api.get_status()
+    S.check_phase(PHASES.header_body_log)
+    return P.read(status)
+  end
+
+  function api.get_headers(max_headers)
+    S.check_phase(PHASES.header_body_log)
+    check_max("max_headers", max_headers)
+    return S.headers_table(P.header_list(headers), max_headers)
+  end
+
+  function api.get_header(name)
+    S.check_phase(PHASES.header_body_log)
+    if type(name) ~= "string" then error("header name must be a string", 2) end
+    return first(P.header_values(headers, name))
+  end
 end
 
-function response.get_headers(max_headers)
-  S.check_phase(PHASES.header_body_log)
-  check_max("max_headers", max_headers)
-  return S.headers_table(P.header_list("response"), max_headers)
-end
-
-function response.get_header(name)
-  S.check_phase(PHASES.header_body_log)
-  if type(name) ~= "string" then error("header name must be a string", 2) end
-  return first(P.header_values("response", name))
-end
+add_response_getters(response, "status", "response")
 
 function response.get_source()
   S.check_phase(PHASES.header_body_log)
@@ -235,38 +269,7 @@ local function set_response_header(operation, name, value)
   S.change_header("response", operation, name, unpack(header_values(value)))
 end
 
-function response.set_header(name, value)
-  S.check_phase(PHASES.rewrite_access_header)
-  validate_header(name, value)
-  set_response_header("set", name, value)
-end
-
-function response.add_header(name, value)
-  S.check_phase(PHASES.rewrite_access_header)
-  validate_header(name, value)
-  set_response_header("add", name, value)
-end
-
-function response.clear_header(name)
-  S.check_phase(PHASES.rewrite_access_header)
-  if type(name) ~= "string" then error("header name must be a string", 2) end
-  S.change_header("response", "clear", name)
-end
-
-local function sorted_names(headers)
-  local names = {}
-  for name in pairs(headers) do names[#names + 1] = name end
-  sort(names)
-  return names
-end
-
-function response.set_headers(headers)
-  S.check_phase(PHASES.rewrite_access_header)
-  validate_headers(headers)
-  for _, name in ipairs(sorted_names(headers)) do
-    set_response_header("set", name, headers[name])
-  end
-end
+add_header_setters(response, "response", PHASES.rewrite_access_header, set_response_header)
 
 -- Kong buffers the chunks in the request context and hands the whole body
 -- over with the last one.
@@ -358,35 +361,10 @@ local service_request = {}
 local service_response = {}
 kong.service = {request = service_request, response = service_response}
 
-local function set_request_header(operation, name, value)
-  S.change_header("request", operation, name, unpack(header_values(value)))
-end
-
-function service_request.set_header(name, value)
-  S.check_phase(PHASES.access_rewrite_balancer)
-  validate_header(name, value)
-  set_request_header("set", name, value)
-end
-
-function service_request.add_header(name, value)
-  S.check_phase(PHASES.access_rewrite_balancer)
-  validate_header(name, value)
-  set_request_header("add", name, value)
-end
-
-function service_request.clear_header(name)
-  S.check_phase(PHASES.access_rewrite_balancer)
-  if type(name) ~= "string" then error("header name must be a string", 2) end
-  S.change_header("request", "clear", name)
-end
-
-function service_request.set_headers(headers)
-  S.check_phase(PHASES.access_rewrite_balancer)
-  validate_headers(headers)
-  for _, name in ipairs(sorted_names(headers)) do
-    set_request_header("set", name, headers[name])
-  end
-end
+add_header_setters(service_request, "request", PHASES.access_rewrite_balancer,
+                   function(operation, name, value)
+                     S.change_header("request", operation, name, unpack(header_values(value)))
+                   end)
 
 function service_request.set_scheme(scheme)
   S.check_phase(PHASES.access_rewrite_balancer)
@@ -457,22 +435,7 @@ function service_request.set_body(args, mimetype)
   return true
 end
 
-function service_response.get_status()
-  S.check_phase(PHASES.header_body_log)
-  return P.read("service_status")
-end
-
-function service_response.get_headers(max_headers)
-  S.check_phase(PHASES.header_body_log)
-  check_max("max_headers", max_headers)
-  return S.headers_table(P.header_list("service"), max_headers)
-end
-
-function service_response.get_header(name)
-  S.check_phase(PHASES.header_body_log)
-  if type(name) ~= "string" then error("header name must be a string", 2) end
-  return first(P.header_values("service", name))
-end
+add_response_getters(service_response, "service_status", "service")
 
 -- kong.client, kong.router, kong.ip, kong.node, kong.plugin --------------------------
 
@@ -567,9 +530,9 @@ kong.log = setmetatable(log, {__call = function(_, ...) return log.notice(...) e
 
 kong.ctx = setmetatable({}, {
   __index = function(_, name)
-    if name == "shared" then return request_slot("kong_shared") end
+    if name == "shared" then return S.request_slot("kong_shared") end
     if name == "plugin" then
-      local plugins = request_slot("kong_plugin")
+      local plugins = S.request_slot("kong_plugin")
       local key = P.plugin()[2]
       local ctx = plugins[key]
       if ctx == nil then

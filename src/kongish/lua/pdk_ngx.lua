@@ -42,16 +42,6 @@ for name, number in pairs(METHODS) do
   METHOD_NAMES[number] = name
 end
 
-local function request_slot(name)
-  local slot = P.slot()
-  local value = slot[name]
-  if value == nil then
-    value = {}
-    slot[name] = value
-  end
-  return value
-end
-
 -- Output ---------------------------------------------------------------------
 
 local function flatten(out, value, caller, position)
@@ -118,20 +108,21 @@ end
 -- Response headers: ngx.header.X_Foo = "v", ngx.header["X-Foo"], ngx.header.content_type.
 local SENT_PHASES = {body_filter = true, log = true}
 
+-- ngx.header.X = value and ngx.req.set_header: nil clears, an array sets several values.
+local function replace_header(target, name, value)
+  if value == nil then
+    return S.change_header(target, "clear", name)
+  end
+  local values = {}
+  for i, item in ipairs(type(value) == "table" and value or {value}) do values[i] = tostring(item) end
+  return S.change_header(target, "set", name, unpack(values))
+end
+
 local function set_response_header(name, value)
   if SENT_PHASES[P.read("phase")] then
     error("attempt to set ngx.header.HEADER after sending out response headers", 3)
   end
-  name = gsub(tostring(name), "_", "-")
-  if value == nil then
-    return S.change_header("response", "clear", name)
-  end
-  if type(value) == "table" then
-    local values = {}
-    for i, item in ipairs(value) do values[i] = tostring(item) end
-    return S.change_header("response", "set", name, unpack(values))
-  end
-  return S.change_header("response", "set", name, tostring(value))
+  return replace_header("response", gsub(tostring(name), "_", "-"), value)
 end
 
 ngx.header = setmetatable({}, {
@@ -192,13 +183,7 @@ function req.set_header(name, value)
   if type(name) ~= "string" then
     error(format("bad argument #1 to 'set_header' (string expected, got %s)", type(name)), 2)
   end
-  if value == nil then return S.change_header("request", "clear", name) end
-  if type(value) == "table" then
-    local values = {}
-    for i, item in ipairs(value) do values[i] = tostring(item) end
-    return S.change_header("request", "set", name, unpack(values))
-  end
-  S.change_header("request", "set", name, tostring(value))
+  return replace_header("request", name, value)
 end
 
 function req.clear_header(name) return req.set_header(name, nil) end
@@ -389,7 +374,7 @@ function ngx.get_phase() return P.read("phase") end
 -- ngx.status, ngx.ctx and ngx.headers_sent read and write the running request.
 local ngx_fields = {
   status = function() return P.read("status") end,
-  ctx = function() return request_slot("ngx_ctx") end,
+  ctx = function() return S.request_slot("ngx_ctx") end,
   headers_sent = function() return SENT_PHASES[P.read("phase")] == true end,
 }
 

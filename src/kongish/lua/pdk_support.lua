@@ -12,6 +12,29 @@ local error, ipairs, pairs, select, setmetatable, tonumber, tostring, type =
 
 local S = {}
 
+-- A table in this request's Lua state (ngx.ctx, kong.ctx.*), made on first use.
+function S.request_slot(name)
+  local slot = P.slot()
+  local value = slot[name]
+  if value == nil then
+    value = {}
+    slot[name] = value
+  end
+  return value
+end
+
+-- Query arguments and headers: a repeated key collects its values in an array.
+local function add_value(values, key, value)
+  local existing = values[key]
+  if existing == nil then
+    values[key] = value
+  elseif type(existing) == "table" then
+    existing[#existing + 1] = value
+  else
+    values[key] = {existing, value}
+  end
+end
+
 local function percent(c)
   return format("%%%02X", byte(c))
 end
@@ -94,14 +117,7 @@ function S.decode_args(query, max_args)
       end
       if key ~= "" then
         count = count + 1
-        local existing = args[key]
-        if existing == nil then
-          args[key] = value
-        elseif type(existing) == "table" then
-          existing[#existing + 1] = value
-        else
-          args[key] = {existing, value}
-        end
+        add_value(args, key, value)
       end
     end
   end
@@ -145,16 +161,8 @@ function S.headers_table(flat, max_headers, raw)
       return raw and headers or setmetatable(headers, header_lookup), "truncated"
     end
     count = count + 1
-    local name, value = flat[i], flat[i + 1]
-    if not raw then name = lower(name) end
-    local existing = headers[name]
-    if existing == nil then
-      headers[name] = value
-    elseif type(existing) == "table" then
-      existing[#existing + 1] = value
-    else
-      headers[name] = {existing, value}
-    end
+    local name = flat[i]
+    add_value(headers, raw and name or lower(name), flat[i + 1])
   end
   return raw and headers or setmetatable(headers, header_lookup)
 end
