@@ -95,6 +95,7 @@ class RetryTests(TestCase):
         request_id = headers.getRawHeaders(b"x-kong-request-id")[0].decode()
         self.assertEqual(body, _INVALID + f"\nrequest_id: {request_id}\n".encode())
         self.assertTrue(headers.hasHeader(b"x-kong-upstream-latency"))
+        self.assertTrue(headers.hasHeader(b"x-kong-proxy-latency"))
         status, body, headers = await gateway.get("/p", headers={"Accept": "*/*"})
         self.assertEqual(status, 502)
         self.assertEqual(upstream.site.connections, 6)

@@ -248,9 +248,12 @@ class ProxyFlow:
                           renderer: str = "A", proxied: bool = False) -> None:
         self._set_kong_error(status, message, headers, renderer)
         self.context.response.source = "error"
-        if proxied:
-            latency = int((time.time() - (self.proxied_at or time.time())) * 1000)
-            self.context.response.headers.setRawHeaders(b"x-kong-upstream-latency", [str(latency).encode()])
+        if proxied:  # Kong's gateway errors count as proxied: both latencies
+            headers, proxied_at = self.context.response.headers, self.proxied_at
+            headers.setRawHeaders(b"x-kong-upstream-latency",
+                                  [str(int((time.time() - proxied_at) * 1000)).encode()])
+            headers.setRawHeaders(b"x-kong-proxy-latency",
+                                  [str(int((proxied_at - self.context.started_at) * 1000)).encode()])
         await self._respond_from_plugins()
         raise _Ended()
 
