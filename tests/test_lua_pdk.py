@@ -89,7 +89,10 @@ class PDKHarness:
         self.current = CurrentRequest()
         await_fn, stop_fn, exceed_fn, self._start = self.lua.execute(_DRIVER)
         install_pdk(self.lua, self.current, FakeLuaSettings(configuration or {}),
-                    await_fn, stop_fn, exceed_fn, reactor=self.clock, node_id="node-1")
+                    await_fn, stop_fn, exceed_fn, self._phase, reactor=self.clock, node_id="node-1")
+
+    def _phase(self) -> bytes:
+        return self.current.require().phase.encode()
 
     def context(self, raw: bytes = b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: Example.com\r\n\r\n",
                 upstream: bool = True, phase: str = "access", secure: bool = False) -> RequestContext:

@@ -67,14 +67,22 @@ local function count_instructions()
   end
 end
 
+-- The phase of the request being served, for the PDK without a call to Python.
+local running_phase
+
 -- Called by Python before each resume; ``deadline`` is in os.clock() seconds,
 -- ``nesting`` the run's guarded C calls still on its stack.
-local function arm(instructions, deadline, nesting)
+local function arm(instructions, deadline, nesting, phase)
   budget.left = instructions
   budget.deadline = deadline
   budget.exceeded = nil
   budget.nesting = nesting
+  running_phase = phase
   sethook(count_instructions, "", instructions < STEP and instructions or STEP)
+end
+
+local function phase()
+  return running_phase
 end
 
 -- Called by Python after it has cleared the hook.
@@ -144,6 +152,9 @@ local function worker()
   while true do
     failure_traceback = nil
     local ok, err = xpcall(fn, describe_failure)
+    -- Over budget, this call fails and the error leaves the worker; else the
+    -- run is over and Python need not clear the hook.
+    sethook()
     if ok then
       fn = co_yield(DONE)
     else
@@ -233,6 +244,7 @@ return {
   arm = arm,
   settle = settle,
   exceed = exceed,
+  phase = phase,
   worker = worker,
   await = await,
   stop = stop,

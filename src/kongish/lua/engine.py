@@ -153,7 +153,7 @@ class LuaEngine:
         self._worker, self._phase_runner = driver[b"worker"], driver[b"phase_runner"]
         self.await_fn, self.stop_fn = driver[b"await"], driver[b"stop"]
         install_pdk(lua, self.current, settings, self.await_fn, self.stop_fn, driver[b"exceed"],
-                    reactor=self.reactor, node_id=self.node_id)
+                    driver[b"phase"], reactor=self.reactor, node_id=self.node_id)
         if settings.untrusted_lua != "off":
             self._new_environment = environment_factory(lua, settings, driver)
 
@@ -271,16 +271,21 @@ class _Run:
             self.context, self.plugin_name, self.plugin_key)
         started = time.process_time()
         current.deadline = started + self.time_left
-        engine._arm(self.instructions_left, current.deadline, self.nesting)
+        engine._arm(self.instructions_left, current.deadline, self.nesting,
+                    self.context.phase.encode())
+        signal: Any = None
         died: luajit21.LuaError | None = None
+        exceeded = None
         try:
             signal = self.worker.send(values)
         except luajit21.LuaError as error:
-            signal, died = None, error
+            died = error
         finally:
-            engine._sethook()  # first, before any Lua runs
-            self.instructions_left, exceeded, self.nesting = engine._settle()
-            self.time_left -= time.process_time() - started
+            # A worker whose function has finished cleared the hook itself.
+            if not (signal is _DONE or type(signal) is tuple and signal[0] is _FAILED):
+                engine._sethook()  # first, before any Lua runs
+                self.instructions_left, exceeded, self.nesting = engine._settle()
+                self.time_left -= time.process_time() - started
             current.context = current.plugin_name = current.plugin_key = None
         if exceeded is not None:
             raise LuaLimitError(_text(exceeded))

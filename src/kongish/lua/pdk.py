@@ -62,21 +62,21 @@ def _run(lua: LuaRuntime, filename: str, *args: Any) -> Any:
 
 
 def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: "LuaSettings",
-                await_fn: Any, stop_fn: Any, exceed_fn: Any, *, reactor: IReactorTime,
-                node_id: str | None = None) -> None:
+                await_fn: Any, stop_fn: Any, exceed_fn: Any, phase_fn: Any, *,
+                reactor: IReactorTime, node_id: str | None = None) -> None:
     """Set the globals ``ngx`` and ``kong`` and offer cjson to the sandbox's ``require``.
 
     ``await_fn(pyfunc, ...)`` (Lua) yields to the engine until the Deferred
     ``pyfunc(...)`` returns has fired; ``stop_fn()`` (Lua) ends the running
     phase handler; ``exceed_fn(message)`` (Lua) ends the running code as over
-    its budget.  The cjson modules go into the global table
+    its budget; ``phase_fn()`` answers the running request's phase.  The cjson modules go into the global table
     ``__kongish_modules`` (``cjson`` and ``cjson.safe``).
     """
     configuration = settings.configuration
     request = RequestPrimitives(lua, current, reactor,
                                 TrustedNetworks.parse(configuration.get("trusted_ips")),
                                 output_limit=settings.memory_limit)
-    primitives = lua.table_from({**request.exports(), **_CODECS,
+    primitives = lua.table_from({**request.exports(), **_CODECS, b"phase": phase_fn,
                                  b"re_search": lua_search(lua, current)})
     cjson, cjson_safe = _run(lua, "pdk_cjson.lua")()
     info = lua.table_from({

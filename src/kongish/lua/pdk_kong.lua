@@ -322,7 +322,7 @@ local function send(status, body, headers, empty_body)
     body = json
     if not has_content_type then S.change_header("response", "set", "content-type", CONTENT_TYPE_JSON) end
   end
-  if P.read("phase") == "header_filter" then
+  if P.phase() == "header_filter" then
     P.write("status", status)
     if body ~= nil then P.write("replacement_body", body) end
   else

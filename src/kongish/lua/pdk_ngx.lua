@@ -83,7 +83,7 @@ function ngx.exit(status)
   if type(status) ~= "number" then
     error(format("bad argument #1 to 'exit' (number expected, got %s)", type(status)), 2)
   end
-  if EXITING_PHASES[P.read("phase")] then
+  if EXITING_PHASES[P.phase()] then
     if status >= 200 then
       P.exit(status)
     elseif status == ngx.ERROR then
@@ -119,7 +119,7 @@ local function replace_header(target, name, value)
 end
 
 local function set_response_header(name, value)
-  if SENT_PHASES[P.read("phase")] then
+  if SENT_PHASES[P.phase()] then
     error("attempt to set ngx.header.HEADER after sending out response headers", 3)
   end
   return replace_header("response", gsub(tostring(name), "_", "-"), value)
@@ -271,12 +271,12 @@ ngx.var = setmetatable({}, {
 -- body_filter's ngx.arg[1] (the chunk) and ngx.arg[2] (eof).
 ngx.arg = setmetatable({}, {
   __index = function(_, index)
-    if P.read("phase") ~= "body_filter" then return nil end
+    if P.phase() ~= "body_filter" then return nil end
     if index == 1 then return P.read("body_chunk") end
     if index == 2 then return P.read("body_eof") end
   end,
   __newindex = function(_, index, value)
-    if P.read("phase") ~= "body_filter" then
+    if P.phase() ~= "body_filter" then
       error("API disabled in the current context", 2)
     end
     if index == 1 then
@@ -369,13 +369,13 @@ ngx.config = {
   prefix = function() return info.prefix end,
   nginx_configure = function() return "" end,
 }
-function ngx.get_phase() return P.read("phase") end
+function ngx.get_phase() return P.phase() end
 
 -- ngx.status, ngx.ctx and ngx.headers_sent read and write the running request.
 local ngx_fields = {
   status = function() return P.read("status") end,
   ctx = function() return S.request_slot("ngx_ctx") end,
-  headers_sent = function() return SENT_PHASES[P.read("phase")] == true end,
+  headers_sent = function() return SENT_PHASES[P.phase()] == true end,
 }
 
 return setmetatable(ngx, {
@@ -385,7 +385,7 @@ return setmetatable(ngx, {
   end,
   __newindex = function(_, name, value)
     if name == "status" then
-      if SENT_PHASES[P.read("phase")] then
+      if SENT_PHASES[P.phase()] then
         P.log(ngx.ERR, "attempt to set ngx.status after sending out response headers")
         return
       end

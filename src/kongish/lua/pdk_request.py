@@ -45,21 +45,22 @@ _OUTPUT_SLOT = "lua_output_bytes"
 
 Reader = Callable[[RequestContext], Any]
 Writer = Callable[[RequestContext, Any], None]
-_READERS: dict[str, Reader] = {}
-_WRITERS: dict[str, Writer] = {}
+#: By name, as text and as the bytes Lua hands over (no decoding per call).
+_READERS: dict[str | bytes, Reader] = {}
+_WRITERS: dict[str | bytes, Writer] = {}
 
 
 def _reader(*names: str) -> Callable[[Reader], Reader]:
     def register(function: Reader) -> Reader:
         for name in names:
-            _READERS[name] = function
+            _READERS[name] = _READERS[name.encode()] = function
         return function
     return register
 
 
 def _writer(name: str) -> Callable[[Writer], Writer]:
     def register(function: Writer) -> Writer:
-        _WRITERS[name] = function
+        _WRITERS[name] = _WRITERS[name.encode()] = function
         return function
     return register
 
@@ -396,10 +397,10 @@ class RequestPrimitives:
         }
 
     def read(self, field: Any) -> Any:
-        return _lua_value(_READERS[_text(field)](self.current.require()))
+        return _lua_value(_READERS[field](self.current.require()))
 
     def write(self, field: Any, value: Any) -> None:
-        _WRITERS[_text(field)](self.current.require(), value)
+        _WRITERS[field](self.current.require(), value)
 
     def var(self, name: Any) -> Any:
         """``ngx.var.NAME``: nginx variables Kong users read; unknown names are nil."""

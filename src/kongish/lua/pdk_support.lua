@@ -56,7 +56,9 @@ end
 
 function S.unescape_uri(value)
   if value == nil then return "" end
-  return (gsub(gsub(tostring(value), "+", " "), "%%(%x%x)", from_hex))
+  value = tostring(value)
+  if not find(value, "[%%+]") then return value end
+  return (gsub(gsub(value, "+", " "), "%%(%x%x)", from_hex))
 end
 
 local function query_value(value)
@@ -232,7 +234,7 @@ function S.phases(...)
 end
 
 function S.check_phase(allowed)
-  local phase = P.read("phase")
+  local phase = P.phase()
   if not allowed.set[phase] then
     error(format("function cannot be called in %s phase (only in: %s)",
                  PHASE_BITS[phase] and phase or "'unknown phase'", allowed.names), 3)
@@ -245,7 +247,7 @@ local NGINX_CONTEXTS = {
 }
 
 function S.check_request_phase()
-  local context = NGINX_CONTEXTS[P.read("phase")]
+  local context = NGINX_CONTEXTS[P.phase()]
   if context then
     error("API disabled in the context of " .. context, 3)
   end
