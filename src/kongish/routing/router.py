@@ -54,11 +54,34 @@ def _service_for(
     return services.get(reference["id"]) if reference else None
 
 
+#: Routing decisions remembered per router snapshot; past this many, start afresh.
+DECISION_CACHE_SIZE = 10_000
+
+
+@attrs.frozen
+class _Decision:
+    """Everything about a match that depends only on the cache key, not on the query."""
+
+    route: dict[str, Any]
+    service: dict[str, Any] | None
+    upstream_path: str
+    upstream_host: str
+    stripped_prefix: str | None
+    uri_captures: dict[str, Any]
+
+
 @attrs.frozen
 class Router:
-    """An immutable snapshot of the routing table; rebuild it when routes change."""
+    """An immutable snapshot of the routing table; rebuild it when routes change.
+
+    Decisions are remembered by (method, path, Host, port, scheme, SNI) unless
+    some route reads request headers, so repeated requests skip normalising,
+    selecting and building the upstream path.
+    """
 
     _index: RouteIndex
+    _remember: bool = True
+    _decisions: dict[tuple[Any, ...], _Decision | None] = attrs.field(factory=dict, eq=False)
 
     @classmethod
     def build(
@@ -82,7 +105,7 @@ class Router:
                     route_id=route.get("id"),
                     error=str(error),
                 )
-        return cls(RouteIndex.build(entries))
+        return cls(RouteIndex.build(entries), remember=not any(e.headers for e in entries))
 
     def _select(self, request: RouteRequest) -> tuple[RouteEntry, PathMatch] | None:
         """Test candidates that could beat the best so far; the highest priority wins."""
@@ -113,6 +136,31 @@ class Router:
         if not target.startswith(b"/"):
             return None
         raw_path, question_mark, query = wire_text(target).partition("?")
+        key = (method, raw_path, host, port, scheme, sni)
+        try:
+            decision = self._decisions[key] if self._remember else self._decide(
+                method, raw_path, host, headers, port, scheme, sni)
+        except KeyError:
+            decision = self._decide(method, raw_path, host, headers, port, scheme, sni)
+            if len(self._decisions) >= DECISION_CACHE_SIZE:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        if decision is None:
+            return None
+        return Match(
+            route=decision.route,
+            service=decision.service,
+            upstream_path=decision.upstream_path,
+            upstream_query=query if question_mark else None,
+            upstream_host=decision.upstream_host,
+            stripped_prefix=decision.stripped_prefix,
+            # A copy: callers may hand it to plugins, which must not alter the router.
+            uri_captures={name: part.copy() for name, part in decision.uri_captures.items()},
+        )
+
+    def _decide(self, method: str, raw_path: str, host: str | None,
+                headers: Mapping[str, list[str]], port: int, scheme: str,
+                sni: str | None) -> _Decision | None:
         request = RouteRequest(
             method=method,
             path=normalize_path(raw_path),
@@ -136,13 +184,11 @@ class Router:
             route.get("path_handling") or "v0",
         )
         stripped = path_match.prefix if strip_path and path_match.prefix != "/" else None
-        return Match(
+        return _Decision(
             route=route,
             service=service,
             upstream_path=escape_path(upstream_path),
-            upstream_query=query if question_mark else None,
             upstream_host=upstream_host(route, service, host),
             stripped_prefix=stripped,
-            # A copy: callers may hand it to plugins, which must not alter the router.
-            uri_captures=dict(path_match.captures),
+            uri_captures=path_match.captures,
         )
