@@ -88,3 +88,29 @@ class TwistTests(TestCase):
         response = await treq.get(f"http://127.0.0.1:{proxy}/test?name=again".encode(), pool=POOL)
         self.assertEqual((response.code, await response.content()), (200, b"Hello again!\n"))
         await self._stop(process)
+
+
+class LogLevelTests(TestCase):
+    """``log_level`` sets twist's level unless ``--log-level`` was given."""
+
+    def _twist(self, *arguments: str):
+        from twisted.application.twist._options import TwistOptions
+        from twisted.plugins.kongish_plugin import serviceMaker
+
+        conf = self.mktemp()
+        with open(conf, "w") as file:
+            file.write(f"log_level = error\nprefix = {self.mktemp()}\n")
+        options = TwistOptions()
+        options.parseOptions([*arguments, "kongish", "--config", conf])
+        serviceMaker.makeService(options.subOptions)
+        return options["logLevel"]
+
+    def test_configured_level_applies(self) -> None:
+        from twisted.logger import LogLevel
+
+        self.assertEqual(self._twist(), LogLevel.error)
+
+    def test_command_line_level_wins(self) -> None:
+        from twisted.logger import LogLevel
+
+        self.assertEqual(self._twist("--log-level", "debug"), LogLevel.debug)

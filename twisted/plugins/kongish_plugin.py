@@ -1,8 +1,16 @@
 """``twist kongish``: run a kongish node."""
 from twisted.application.service import IServiceMaker
+from twisted.logger import LogLevel
 from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface import implementer
+
+#: Kong's log levels as Twisted's; Kong's ``notice`` is Twisted's ``info``.
+LOG_LEVELS = {
+    "debug": LogLevel.debug, "info": LogLevel.info, "notice": LogLevel.info,
+    "warn": LogLevel.warn, "error": LogLevel.error,
+    "crit": LogLevel.critical, "alert": LogLevel.critical, "emerg": LogLevel.critical,
+}
 
 
 class Options(usage.Options):
@@ -25,6 +33,10 @@ class KongishServiceMaker:
 
         settings = Settings.load(options["config"], overrides={
             "proxy_listen": options["proxy-listen"], "admin_listen": options["admin-listen"]})
+        twist = getattr(options, "parent", None)
+        if twist is not None and twist.get("logLevel") == getattr(twist, "defaultLogLevel", None):
+            # log_level applies unless twist's own --log-level chose another level.
+            twist["logLevel"] = LOG_LEVELS[settings.log_level]
         return KongishService(settings)
 
 
