@@ -10,7 +10,7 @@ Three timings of the same Lua code, in this same run:
 
 Prints µs per run for each and the ratios engine/execute and engine/call.
 With ``--profile`` it also prints cProfile's view of the engine runs.
-Usage: python benchmarks/lua_run.py [--runs 20000] [--profile]
+Usage (from the repository root): PYTHONPATH=src:. python benchmarks/lua_run.py [--runs 20000] [--profile]
 """
 from __future__ import annotations
 
