@@ -35,7 +35,8 @@ def admin_endpoint_table() -> EndpointTable:
 
 
 @implementer(IResource)
-@attrs.define(eq=False)
+# No slots: twisted.web's Resource.putChild sets a ``server`` attribute on the child.
+@attrs.define(eq=False, slots=False)
 class AdminResource:
     """Serves the Admin API of one node; mount it anywhere in a twisted.web site."""
 

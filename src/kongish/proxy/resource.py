@@ -49,7 +49,8 @@ class _Ended(Exception):
 
 
 @implementer(IResource)
-@attrs.define(eq=False)
+# No slots: twisted.web's Resource.putChild sets a ``server`` attribute on the child.
+@attrs.define(eq=False, slots=False)
 class ProxyResource:
     """Serves proxied traffic for one node; mount it as a twisted.web site's root."""
 

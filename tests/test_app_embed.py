@@ -1,0 +1,57 @@
+"""Embedding kongish: its resources mounted with ``putChild`` in another twisted.web site."""
+from __future__ import annotations
+
+import json
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.trial.unittest import TestCase
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Site
+from twisted.web.static import Data
+from zope.interface.verify import verifyObject
+
+from kongish.app import admin_resource, build_node, proxy_resource
+from kongish.config import Settings
+from kongish.proxy.upstream import UpstreamClient
+from tests.harness import POOL, deferred
+from tests.test_e2e_seed import SEED_CODE
+
+
+class EmbedTests(TestCase):
+    async def _site(self) -> str:
+        """A site with its own page at /, the proxy under /gateway and the Admin API under /admin."""
+        node = await build_node(Settings.load(environ={}, overrides={"database": "off"}), reactor)
+        client = UpstreamClient(reactor)
+        self.addCleanup(client.pool.closeCachedConnections)
+        gateway, admin = proxy_resource(node, client), admin_resource(node)
+        self.assertTrue(verifyObject(IResource, gateway))
+        self.assertTrue(verifyObject(IResource, admin))
+        root = Resource()
+        root.putChild(b"", Data(b"my application\n", "text/plain"))
+        root.putChild(b"gateway", gateway)
+        root.putChild(b"admin", admin)
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(root))
+        self.addCleanup(port.stopListening)
+        return f"http://127.0.0.1:{port.getHost().port}"
+
+    async def _get(self, url: str) -> tuple[int, bytes]:
+        response = await treq.get(url.encode(), pool=POOL)
+        return response.code, await response.content()
+
+    @deferred
+    async def test_mounted_with_put_child(self) -> None:
+        base = await self._site()
+        self.assertEqual(await self._get(base + "/"), (200, b"my application\n"))
+        config = {"_format_version": "3.0", "services": [{
+            "name": "plugin-testing", "url": "http://dead.end.com",
+            "routes": [{"paths": ["/test"]}],
+            "plugins": [{"name": "pre-function", "config": {"access": [SEED_CODE]}}]}]}
+        response = await treq.post((base + "/admin/config").encode(), json={"config": json.dumps(config)},
+                                   pool=POOL)
+        self.assertEqual(response.code, 201, await response.content())
+        self.assertEqual(await self._get(base + "/gateway/test?name=Kong"), (200, b"Hello Kong!\n"))
+        status, body = await self._get(base + "/admin/status")
+        self.assertEqual(status, 200)
+        self.assertIn("configuration_hash", json.loads(body))
