@@ -130,6 +130,7 @@ class KongishService(MultiService):
             self.reactor.stop()
 
     async def _stop(self) -> None:
+        await self.ready  # a start in progress finishes first, so that its ports and store get closed
         for port in self.ports:
             await port.stopListening()
         self.ports.clear()
