@@ -1,12 +1,38 @@
 """The proxy end to end: real kongish, real upstream, real sockets on loopback."""
 from __future__ import annotations
 
+import datetime
 import json
 import socket
 
-from twisted.trial.unittest import TestCase
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from OpenSSL import crypto
 
-from tests.harness import deferred, start_gateway, start_upstream
+from twisted.internet import reactor
+from twisted.internet.endpoints import SSL4ServerEndpoint
+from twisted.internet.ssl import CertificateOptions
+from twisted.trial.unittest import TestCase
+from twisted.web.server import Site
+
+from tests.harness import EchoUpstream, deferred, start_gateway, start_upstream
+
+
+def self_signed_localhost() -> CertificateOptions:
+    """Server TLS options with a fresh self-signed certificate for DNS name localhost."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256()))
+    return CertificateOptions(privateKey=crypto.PKey.from_cryptography_key(key),
+                              certificate=crypto.X509.from_cryptography(certificate))
 
 
 def closed_port() -> int:
@@ -126,3 +152,38 @@ class ProxyTests(TestCase):
         await gateway.call("DELETE", "/services/echo/routes/" + (
             await gateway.call("GET", "/services/echo/routes"))[1]["data"][0]["id"])
         self.assertEqual((await gateway.get("/later"))[0], 404)
+
+
+class TLSUpstreamTests(TestCase):
+    """https services: Kong checks upstream certificates only when ``tls_verify`` is true."""
+
+    async def _gateway(self, **service):
+        options = self_signed_localhost()
+        self.server_names: list[bytes | None] = []
+        options.getContext().set_tlsext_servername_callback(
+            lambda connection: self.server_names.append(connection.get_servername()))
+        upstream = EchoUpstream()
+        port = await SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1").listen(Site(upstream))
+        self.addCleanup(port.stopListening)
+        gateway = await start_gateway(self)
+        status, body, _ = await gateway.call("POST", "/services", json={
+            "name": "secure", "url": f"https://localhost:{port.getHost().port}", "retries": 0, **service})
+        self.assertEqual(status, 201, body)
+        status, body, _ = await gateway.call("POST", "/services/secure/routes", json={"paths": ["/s"]})
+        self.assertEqual(status, 201, body)
+        return gateway
+
+    @deferred
+    async def test_self_signed_upstream_by_default_with_sni(self) -> None:
+        gateway = await self._gateway()
+        status, body, _ = await gateway.get("/s/x")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["path"], "/x")
+        self.assertEqual(self.server_names, [b"localhost"])
+
+    @deferred
+    async def test_tls_verify_refuses_an_untrusted_certificate(self) -> None:
+        gateway = await self._gateway(tls_verify=True)
+        status, body, _ = await gateway.get("/s/x", headers={"Accept": "application/json"})
+        self.assertEqual(status, 502)
+        self.assertEqual(json.loads(body)["message"], "An invalid response was received from the upstream server")

@@ -25,6 +25,7 @@ from twisted.web._newclient import RequestNotSent
 from zope.interface import implementer
 
 from kongish.proxy.context import UpstreamRequest
+from kongish.proxy.tls import UpstreamTLSPolicy
 from kongish.routing.upstream_path import escape_path
 
 #: Methods nginx may send again after a failed try (its ``non_idempotent`` list is the rest).
@@ -77,6 +78,8 @@ class UpstreamClient:
 
     reactor: Any
     pool: HTTPConnectionPool = attrs.field(default=None)
+    _tls: dict[bool, UpstreamTLSPolicy] = attrs.field(
+        init=False, factory=lambda: {verify: UpstreamTLSPolicy(verify) for verify in (False, True)})
 
     def __attrs_post_init__(self) -> None:
         if self.pool is None:
@@ -97,7 +100,7 @@ class UpstreamClient:
         attempts = 1 + int(service.get("retries") or 0)
         last: BaseException | None = None
         for _ in range(attempts):
-            attempt = _Attempt(self.reactor, self.pool, timeouts)
+            attempt = _Attempt(self.reactor, self.pool, timeouts, self._tls[service.get("tls_verify") is True])
             try:
                 return await attempt.run(upstream, body)
             except net_errors.DNSLookupError as failure:
@@ -123,6 +126,7 @@ class _Attempt:
     reactor: Any
     pool: HTTPConnectionPool
     timeouts: Timeouts
+    tls: UpstreamTLSPolicy
     sent: bool = False
     timed_out: bool = False
     _pending: Deferred[IResponse] | None = None
@@ -133,10 +137,11 @@ class _Attempt:
         return self.pool.persistent
 
     def getConnection(self, key: Hashable, endpoint: IStreamClientEndpoint) -> Deferred[Any]:
-        return self.pool.getConnection(key, endpoint).addCallback(self._connected)
+        # Verified and unverified TLS connections to one address are never shared.
+        return self.pool.getConnection((key, self.tls.verify), endpoint).addCallback(self._connected)
 
     async def run(self, upstream: UpstreamRequest, body: bytes | BinaryIO) -> IResponse:
-        agent = Agent(self.reactor, connectTimeout=self.timeouts.connect, pool=self)
+        agent = Agent(self.reactor, contextFactory=self.tls, connectTimeout=self.timeouts.connect, pool=self)
         url = f"{upstream.scheme}://{_url_host(upstream.host)}:{upstream.port}{escape_path(upstream.path)}"
         if upstream.query is not None:
             url += "?" + upstream.query
