@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from kongish.listen import ListenError, parse_listen
+from kongish.lua.pdk_request import TrustedNetworks
 
 #: Every setting kongish reads, with its default (as text, the way kong.conf writes it).
 DEFAULTS: dict[str, str] = {
@@ -122,6 +123,11 @@ class Settings:
             self._choice(name, ("on", "off"))
         for name in ("lua_memory_limit", "nginx_admin_client_max_body_size"):
             parse_size(self.raw[name])
+        if _optional(self.raw.get("trusted_ips", "NONE")) is not None:
+            try:
+                TrustedNetworks.parse(self.raw["trusted_ips"])
+            except ValueError as error:
+                raise ConfigError(f"trusted_ips: {error}") from None
         if not self.raw["lua_instruction_limit"].isdigit() or self.lua_instruction_limit < 1000:
             raise ConfigError("lua_instruction_limit: expected an integer of at least 1000")
         try:
