@@ -30,6 +30,7 @@ from kongish.proxy import error_pages
 from kongish.proxy.context import DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse
 from kongish.proxy.headers import SERVER_TOKEN, downstream_headers, upstream_headers
 from kongish.proxy.relay import BodyRelay, discard_body
+from kongish.proxy.target import origin_form
 from kongish.proxy.upstream import UpstreamClient, UpstreamFailure
 from kongish.routing.router import Match
 
@@ -66,6 +67,10 @@ class ProxyResource:
 
     def render(self, request: Request) -> object:
         self.node.counters.total_requests += 1
+        if not request.uri.startswith(b"/") and (absolute := origin_form(request.uri)) is not None:
+            host, request.uri = absolute
+            request.path = request.uri.split(b"?", 1)[0]
+            request.requestHeaders.setRawHeaders(b"host", [host])
         flow = ProxyFlow(self.node, self.client, request)
         ensureDeferred(flow.run()).addErrback(flow.crashed)
         return NOT_DONE_YET
