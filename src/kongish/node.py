@@ -52,8 +52,7 @@ class Node:
     plugin_map: PluginMap = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.router = Router.build([], {})
-        self.plugin_map = PluginMap(())
+        self.plugin_map = PluginMap(())  # the "previous" map for the first rebuild
         self.database.listeners.append(self.rebuild)
         self.rebuild()
 

@@ -72,13 +72,10 @@ class Database:
     async def load(self) -> None:
         """Fill memory from storage (at start)."""
         assert self.storage is not None
-        loaded = await self.storage.load()
-        for entity_type, entities in loaded.items():
-            self.tables[entity_type] = {entity["id"]: entity for entity in entities}
-        self._changed()
+        self.replace_all(await self.storage.load())
 
     def replace_all(self, entities: Mapping[str, Iterable[dict[str, Any]]]) -> None:
-        """Swap in a whole validated declarative configuration at once."""
+        """Swap in a whole configuration at once (stored or declarative)."""
         self.tables = {name: {} for name in ENTITIES}
         for entity_type, items in entities.items():
             self.tables[entity_type] = {entity["id"]: entity for entity in items}
