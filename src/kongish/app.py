@@ -32,6 +32,7 @@ from kongish.node import Node
 from kongish.plugins.registry import PluginRegistry
 from kongish.plugins.serverless import serverless_plugins
 from kongish.proxy.resource import ProxyResource
+from kongish.proxy.server import ProxyServerFactory
 from kongish.proxy.upstream import UpstreamClient
 
 log = Logger()
@@ -116,7 +117,7 @@ class KongishService(MultiService):
                      (self.settings.admin_listen, admin_resource(self.node), "admin")]
         for descriptions, resource, role in listeners:
             for description in descriptions:
-                site = Site(resource)
+                site = ProxyServerFactory(resource) if role == "proxy" else Site(resource)
                 site.displayTracebacks = False
                 if not self.settings.access_log(role):
                     site.log = _no_access_log

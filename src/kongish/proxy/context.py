@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from random import getrandbits
 from typing import Any
 
 import attrs
@@ -17,6 +18,11 @@ from twisted.web.iweb import IRequest
 
 #: Phases in the order they run for one request.
 PHASES = ("rewrite", "access", "header_filter", "body_filter", "log")
+
+
+def new_request_id() -> str:
+    """32 hex digits, like nginx's ``$request_id``: unique, not secret, so no system call."""
+    return "%032x" % getrandbits(128)
 
 
 @attrs.define

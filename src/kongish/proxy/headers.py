@@ -1,6 +1,10 @@
 """Kong's header rules for the upstream request and the downstream response."""
 from __future__ import annotations
 
+import time
+from functools import lru_cache
+
+from twisted.web.http import datetimeToString
 from twisted.web.http_headers import Headers
 
 from kongish import KONG_VERSION
@@ -83,3 +87,13 @@ def downstream_headers(upstream: Headers) -> Headers:
     if not headers.hasHeader(b"server"):
         headers.setRawHeaders(b"server", [SERVER_TOKEN])
     return headers
+
+
+def http_date() -> bytes:
+    """The Date header's value now; computed once a second, as nginx does."""
+    return _date_of(int(time.time()))
+
+
+@lru_cache(maxsize=2)
+def _date_of(second: int) -> bytes:
+    return datetimeToString(second)

@@ -8,7 +8,6 @@ including kongish's own errors and plugin short-circuits.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator, Mapping
 from http import HTTPStatus
@@ -27,8 +26,9 @@ from zope.interface import implementer
 
 from kongish.plugins.pipeline import ConfiguredPlugin, run_phase
 from kongish.proxy import error_pages
-from kongish.proxy.context import DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse
-from kongish.proxy.headers import SERVER_TOKEN, downstream_headers, upstream_headers
+from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
+                                   new_request_id)
+from kongish.proxy.headers import SERVER_TOKEN, downstream_headers, http_date, upstream_headers
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.target import origin_form
 from kongish.proxy.upstream import UpstreamClient, UpstreamFailure
@@ -91,7 +91,7 @@ class ProxyFlow:
     _relay: BodyRelay | None = None
 
     def __attrs_post_init__(self) -> None:
-        self.context = RequestContext(self.request, request_id=os.urandom(16).hex())
+        self.context = RequestContext(self.request, request_id=new_request_id())
 
     async def run(self) -> None:
         node, request, context = self.node, self.request, self.context
@@ -305,8 +305,8 @@ class ProxyFlow:
     def _start_response(self) -> None:
         request, response = self.request, self.context.response
         request.setResponseCode(response.status or 200, _reason(response.status or 200))
-        if not response.headers.hasHeader(b"date"):  # twisted.web set one for this request
-            response.headers.setRawHeaders(b"date", request.responseHeaders.getRawHeaders(b"date", []))
+        if not response.headers.hasHeader(b"date"):
+            response.headers.setRawHeaders(b"date", [http_date()])
         request.responseHeaders = response.headers
         request.responseHeaders.setRawHeaders(b"x-kong-request-id", [self.context.request_id.encode()])
 

@@ -1,0 +1,216 @@
+"""One client request on kongish's own proxy listener, and the response to it.
+
+The proxy flow reads and answers requests through the attributes and methods
+listed in ``IProxiedRequest``, which ``twisted.web.server.Request`` has too, so
+the same flow serves a ``ProxyResource`` mounted in any twisted.web site.
+``DownstreamRequest`` is the lean version for ``ProxyConnection``: it does no
+resource traversal, no session or argument parsing and no default headers,
+which together cost twisted.web more per request than all of kongish's own work.
+"""
+from __future__ import annotations
+
+from typing import IO, TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress, ISSLTransport
+from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
+from zope.interface import Attribute, Interface, implementer
+
+if TYPE_CHECKING:
+    from kongish.proxy.server import ProxyConnection
+
+#: Statuses that never carry a body (RFC 9110 section 6.4.1).
+_NO_BODY = frozenset({204, 304})
+
+
+class IProxiedRequest(Interface):
+    """What the proxy flow and the Lua PDK use of a client request (twisted.web's names)."""
+
+    method = Attribute("Request method, bytes.")
+    uri = Attribute("Request target as received, bytes.")
+    path = Attribute("The target without its query, bytes.")
+    clientproto = Attribute("b'HTTP/1.1' or b'HTTP/1.0'.")
+    prepath = Attribute("Path segments above the mount point (empty at a site's root).")
+    requestHeaders = Attribute("Request headers, a twisted.web Headers.")
+    responseHeaders = Attribute("Response headers, a Headers; may be replaced before the first write.")
+    content = Attribute("The request body, a readable binary file positioned at its start.")
+    channel = Attribute("The connection; its ``transport`` tells whether TLS is in use.")
+    code = Attribute("Response status.")
+    startedWriting = Attribute("Whether the response head was sent.")
+    finished = Attribute("Whether finish() was called.")
+    _disconnected = Attribute("Whether the client connection was lost.")
+
+    def getHeader(name: bytes) -> bytes | None:
+        """The last value of a request header."""
+
+    def getHost() -> IAddress:
+        """The local address the request arrived on."""
+
+    def getClientAddress() -> IAddress:
+        """The client's address."""
+
+    def isSecure() -> bool:
+        """Whether the request came over TLS."""
+
+    def getRequestHostname() -> bytes:
+        """The Host header without its port, else the local host."""
+
+    def setResponseCode(code: int, message: bytes | None = None) -> None:
+        """Set the response status and reason phrase."""
+
+    def write(data: bytes) -> None:
+        """Send body data; the first call sends the head."""
+
+    def finish() -> None:
+        """End the response."""
+
+    def notifyFinish() -> Deferred[None]:
+        """Fires when the response ended, fails when the connection was lost first."""
+
+    def loseConnection() -> None:
+        """Close the client connection (after what was written)."""
+
+    def registerProducer(producer: Any, streaming: bool) -> None:
+        """Let the client connection pause ``producer`` when it cannot take more."""
+
+    def unregisterProducer() -> None:
+        """Undo registerProducer."""
+
+
+@implementer(IProxiedRequest)
+class DownstreamRequest:
+    """A parsed request and its response, written straight to the connection."""
+
+    __slots__ = ("channel", "method", "uri", "path", "clientproto", "prepath", "requestHeaders",
+                 "responseHeaders", "content", "code", "code_message", "sentLength",
+                 "startedWriting", "finished", "_disconnected", "persistent", "_chunked",
+                 "_body_allowed", "_waiters")
+
+    def __init__(self, channel: ProxyConnection, method: bytes, uri: bytes, clientproto: bytes,
+                 headers: Headers, content: IO[bytes], persistent: bool) -> None:
+        self.channel = channel
+        self.method = method
+        self.uri = uri
+        self.path = uri.partition(b"?")[0]
+        self.clientproto = clientproto
+        self.prepath: list[bytes] = []
+        self.requestHeaders = headers
+        self.responseHeaders = Headers()
+        self.content = content
+        self.code, self.code_message = 200, b"OK"
+        self.sentLength = 0
+        self.startedWriting = self.finished = self._disconnected = False
+        #: Whether the connection stays open for another request after this one.
+        self.persistent = persistent
+        self._chunked = False
+        self._body_allowed = True
+        self._waiters: list[Deferred[None]] = []
+
+    # the request
+
+    def getHeader(self, name: bytes) -> bytes | None:
+        values = self.requestHeaders.getRawHeaders(name)
+        return values[-1] if values else None
+
+    def getHost(self) -> IAddress:
+        return self.channel.transport.getHost()
+
+    def getClientAddress(self) -> IAddress:
+        return self.channel.transport.getPeer()
+
+    def isSecure(self) -> bool:
+        return ISSLTransport.providedBy(self.channel.transport)
+
+    def getRequestHostname(self) -> bytes:
+        host = self.getHeader(b"host")
+        if host is None:
+            return self.getHost().host.encode("ascii")
+        return host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
+
+    # the response
+
+    def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+        self.code = code
+        self.code_message = message or b""
+
+    def write(self, data: bytes) -> None:
+        if self.finished:
+            raise RuntimeError("write after finish")
+        if self._disconnected:
+            return
+        if not self.startedWriting:
+            self.startedWriting = True
+            self._write_head()
+        if not data or not self._body_allowed:
+            return
+        self.sentLength += len(data)
+        if self._chunked:
+            self.channel.transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
+        else:
+            self.channel.transport.write(data)
+
+    def _write_head(self) -> None:
+        """Status line and headers, with the framing the body needs."""
+        headers = self.responseHeaders
+        self._body_allowed = self._may_have_body()
+        if self._body_allowed and not headers.hasHeader(b"content-length"):
+            if self.clientproto == b"HTTP/1.1":
+                self._chunked = True
+                headers.setRawHeaders(b"transfer-encoding", [b"chunked"])
+            else:  # an HTTP/1.0 body without a length ends when the connection does
+                self.persistent = False
+        if not headers.hasHeader(b"connection"):
+            if not self.persistent:
+                headers.setRawHeaders(b"connection", [b"close"])
+            elif self.clientproto == b"HTTP/1.0":
+                headers.setRawHeaders(b"connection", [b"keep-alive"])
+        lines = [b"%s %d %s\r\n" % (self.clientproto, self.code, self.code_message)]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(b"\r\n")
+        self.channel.transport.writeSequence(lines)
+
+    def finish(self) -> None:
+        if self.finished:
+            raise RuntimeError("finish called twice")
+        if self._disconnected:
+            raise RuntimeError("finish after the connection was lost; use notifyFinish")
+        if not self.startedWriting:
+            if self._may_have_body() and not self.responseHeaders.hasHeader(b"content-length"):
+                self.responseHeaders.setRawHeaders(b"content-length", [b"0"])
+            self.write(b"")
+        if self._chunked:
+            self.channel.transport.write(b"0\r\n\r\n")
+        self.finished = True
+        self.content.close()
+        self.channel.request_done(self)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def _may_have_body(self) -> bool:
+        return self.method != b"HEAD" and self.code not in _NO_BODY and not 100 <= self.code < 200
+
+    def notifyFinish(self) -> Deferred[None]:
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+    def connection_lost(self, reason: Failure) -> None:
+        """The client went away before the response ended."""
+        self._disconnected = True
+        self.content.close()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.errback(reason)
+
+    def loseConnection(self) -> None:
+        self.channel.transport.loseConnection()
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.channel.transport.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self.channel.transport.unregisterProducer()

@@ -1,0 +1,214 @@
+"""kongish's own HTTP/1.1 server for the proxy listener.
+
+Requests are parsed by httptools (llhttp, the parser of Node.js), which
+rejects what request smuggling relies on (conflicting Content-Length and
+Transfer-Encoding, bad chunk sizes, bare CR or LF in the head). Bad requests
+get nginx's answers in Kong's error format, as Kong's clients see them:
+400 ``Bad request``, 414 ``URI too long`` and 400 ``Request header or
+cookie too large`` with nginx's default limits.
+
+A connection serves its requests one at a time, in order: pipelined requests
+wait, parsed, until the one before them has been answered, and the connection
+stops reading while any wait. Bodies are read completely before the request
+is handed on, as twisted.web does. The factory is a twisted.web
+``HTTPFactory``, so the access log and idle timeout work as for any site.
+"""
+from __future__ import annotations
+
+import io
+import tempfile
+from collections import deque
+from typing import IO, Any
+
+import httptools
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPFactory
+from twisted.web.http_headers import Headers
+
+from kongish.proxy import error_pages
+from kongish.proxy.context import new_request_id
+from kongish.proxy.headers import SERVER_TOKEN, http_date
+from kongish.proxy.downstream import DownstreamRequest
+
+log = Logger()
+
+#: nginx's ``large_client_header_buffers 4 8k``: one line, and the whole head.
+MAX_LINE = 8192
+MAX_HEAD = 4 * 8192
+#: Head bytes buffered before a line completes (the parser keeps partial lines).
+_HEAD_BUFFER = 4 * MAX_HEAD
+#: twisted.web's choice: bodies up to this size stay in memory, larger ones go to a file.
+_MEMORY_BODY = 100_000
+
+
+class _Refused(Exception):
+    """A request kongish answers itself with an error, then closes the connection."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class ProxyConnection(Protocol, TimeoutMixin):
+    """One client connection to the proxy."""
+
+    factory: ProxyServerFactory
+    timeOut: float | None = None
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+        self._in_head = True
+        #: Bytes received since the last complete request, while in a head.
+        self._unparsed = 0
+        self._body: IO[bytes] | None = None
+        self._waiting: deque[DownstreamRequest] = deque()
+        self._active: DownstreamRequest | None = None
+        self._closing = False
+
+    def connectionMade(self) -> None:
+        self.setTimeout(self.timeOut)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.resetTimeout()
+        try:
+            self._parser.feed_data(data)
+            if self._in_head:
+                self._unparsed += len(data)
+                if self._head_size > MAX_HEAD or self._unparsed > _HEAD_BUFFER:
+                    raise _Refused(494)
+        except _Refused as refused:
+            self._refuse(refused.status)
+        except httptools.HttpParserUpgrade:
+            # kongish does not switch protocols: the request is served as is, and the
+            # connection closes after it, since what follows is not HTTP/1.1.
+            self._closing = True
+            if self._active is not None:
+                self._active.persistent = False
+        except httptools.HttpParserError as error:
+            if isinstance(error.__context__, _Refused):
+                self._refuse(error.__context__.status)
+            else:
+                self._refuse(400)
+
+    # parser callbacks
+
+    def on_message_begin(self) -> None:
+        self._url, self._headers, self._head_size, self._in_head = b"", [], 0, True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > MAX_LINE:
+            raise _Refused(414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        size = len(name) + len(value) + 4
+        if size > MAX_LINE:
+            raise _Refused(494)
+        self._head_size += size
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        fields = {name.lower(): value for name, value in self._headers}
+        length = fields.get(b"content-length")
+        if b"transfer-encoding" in fields or length is not None and int(length) >= _MEMORY_BODY:
+            self._body = tempfile.TemporaryFile()
+        else:
+            self._body = io.BytesIO()
+        if fields.get(b"expect", b"").lower() == b"100-continue" and self._parser.get_http_version() == "1.1":
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        assert self._body is not None
+        self._body.write(body)
+
+    def on_message_complete(self) -> None:
+        parser, body = self._parser, self._body
+        assert body is not None
+        body.seek(0)
+        headers = Headers()
+        for name, value in self._headers:
+            headers.addRawHeader(name, value)
+        request = DownstreamRequest(
+            self, parser.get_method(), self._url, b"HTTP/" + parser.get_http_version().encode(),
+            headers, body, parser.should_keep_alive())
+        self._body = None
+        self._in_head, self._unparsed = True, 0
+        if self._active is None:
+            self._start(request)
+        else:
+            self._waiting.append(request)
+            self.transport.pauseProducing()
+
+    # requests
+
+    def _start(self, request: DownstreamRequest) -> None:
+        self._active = request
+        try:
+            self.factory.resource.render(request)
+        except Exception:
+            log.failure("proxy request failed before it started")
+            self.transport.abortConnection()
+
+    def request_done(self, request: DownstreamRequest) -> None:
+        """The active request's response ended: close, or go on with the next request."""
+        self._active = None
+        self.factory.log(request)
+        if not request.persistent or self._closing:
+            self._closing = True
+            self.transport.loseConnection()
+            return
+        if self._waiting:
+            self._start(self._waiting.popleft())
+            if not self._waiting:
+                self.transport.resumeProducing()
+
+    def _refuse(self, status: int) -> None:
+        """Answer a request that cannot be parsed, after those before it, then close."""
+        self._closing = True
+        if self._active is not None:
+            self._active.persistent = False
+            return
+        body = error_pages.render("text/plain", error_pages.default_message(status), new_request_id())
+        self.transport.writeSequence([
+            b"HTTP/1.1 %d %s\r\n" % (400 if status == 494 else status, _REASONS[status]),
+            b"Server: %s\r\nDate: %s\r\n" % (SERVER_TOKEN, http_date()),
+            b"Content-Type: text/plain; charset=utf-8\r\n",
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body), body])
+        self.transport.loseConnection()
+
+    def timeoutConnection(self) -> None:
+        """Idle too long; a request in progress is bounded by its service's timeouts instead."""
+        if self._active is not None:
+            self.setTimeout(self.timeOut)
+        else:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self.setTimeout(None)
+        for request in [self._active, *self._waiting]:
+            if request is not None:
+                request.connection_lost(reason)
+        self._active = None
+        self._waiting.clear()
+
+
+_REASONS = {400: b"Bad Request", 414: b"Request-URI Too Large", 494: b"Bad Request"}
+
+
+class ProxyServerFactory(HTTPFactory):
+    """Serves ``resource`` (a ``ProxyResource``) over kongish's own HTTP/1.1 connections."""
+
+    protocol = ProxyConnection
+
+    def __init__(self, resource: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.resource = resource
