@@ -241,6 +241,17 @@ class AwaitTests(SynchronousTestCase):
                                               (quick, ("end",)), (sleeper, ("end",))])
         self.assertIsNone(self.engine.current.context)
 
+    def test_more_waiting_runs_than_idle_workers(self) -> None:
+        functions = self.engine.load(["count = (count or 0) + 1 local mine = count "
+                                      "ngx.sleep(1) if mine % 2 == 0 then ngx.exit(mine) end ngx.say(mine)"])
+        for _ in range(2):
+            waiting = [self.engine.run(functions, new_context(), "pre-function", "key")
+                       for _ in range(100)]
+            self.clock.advance(1)
+            for done in waiting:
+                self.successResultOf(done)
+        self.assertEqual(self.probe.said(), [(n,) if n % 2 else ("exit", n) for n in range(1, 201)])
+
     def test_current_names_the_running_plugin(self) -> None:
         seen = []
         self.engine.lua.globals()[b"ngx"][b"who"] = lambda: seen.append(
@@ -340,6 +351,28 @@ class LimitTests(SynchronousTestCase):
                                    "function() while true do end end) end", message)
         self.assertLimited(engine, "coroutine.wrap(function() while true do end end)()", message)
         self.assertServes(engine, probe)
+
+    def test_no_hook_is_left_after_any_ending(self) -> None:
+        engine, probe, clock = make_engine(instruction_limit=200_000)
+        gethook = engine.lua.eval("debug.gethook")
+        for source in ["ngx.say('done')", "error('failed')", "ngx.exit(200)", "ngx.sleep(1)",
+                       "pcall(function() while true do end end)", "coroutine.yield()"]:
+            try:
+                run(engine, source)
+            except LuaError:
+                pass
+            self.assertEqual(gethook(), (None, b"", 0), source)
+        clock.advance(1)
+        self.assertEqual(gethook(), (None, b"", 0))
+
+    def test_a_run_over_budget_leaves_waiting_runs_alone(self) -> None:
+        engine, probe, clock = make_engine(instruction_limit=200_000)
+        waiting = run(engine, "local s = 0 ngx.sleep(1) for i = 1, 10000 do s = s + i end ngx.say(s)")
+        self.assertLimited(engine, "while true do end",
+                           "Lua code exceeded the limit of 200000 instructions")
+        clock.advance(1)
+        self.successResultOf(waiting)
+        self.assertEqual(probe.said(), [(50005000,)])
 
     def test_the_budget_is_per_run(self) -> None:
         engine, probe, _ = make_engine(instruction_limit=300_000)

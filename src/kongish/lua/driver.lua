@@ -1,14 +1,17 @@
 -- The Lua half of kongish's Lua engine (the Python half is engine.py).
 --
--- Requests run in pooled worker coroutines that Python resumes. A worker
--- yields a signal to Python: DONE or FAILED when its function has finished,
--- AWAIT when the PDK waits for a Deferred, STOP when the PDK ends the phase
--- (ngx.exit, kong.response.exit). The signals are Python objects, so Lua code
--- cannot forge them.
+-- Requests run in pooled worker coroutines. Python drives a run with
+-- ``step``, one call per resume: it arms the budget, resumes the worker,
+-- clears the hook and answers what the worker yielded. A worker yields DONE
+-- or FAILED when its function has finished, AWAIT when the PDK waits for a
+-- Deferred, STOP when the PDK ends the phase (ngx.exit, kong.response.exit).
+-- The signals are Python objects, so Lua code cannot forge them.
 --
 -- The budget (instructions and CPU time) is a count hook. LuaJIT keeps one
--- hook for the whole VM, so Python arms it just before resuming a worker and
--- clears it (with the raw C debug.sethook, running no Lua) just after.
+-- hook for the whole VM, so ``step`` arms it just before resuming a worker
+-- and clears it just after. Over budget, the hook fails every instruction,
+-- ``step``'s own too: the error then reaches Python, which clears the hook
+-- with the raw C debug.sethook (running no Lua) and then asks why.
 --
 -- LuaJIT has no limit of its own on C calls that call back into Lua (nested
 -- coroutine.resume, string.gsub and table.sort with Lua callbacks): enough of
@@ -17,8 +20,8 @@
 
 local AWAIT, STOP, DONE, FAILED, INSTRUCTIONS_EXCEEDED, TIME_EXCEEDED = ...
 
-local co_create, co_resume, co_running = coroutine.create, coroutine.resume, coroutine.running
-local co_status, co_yield = coroutine.status, coroutine.yield
+local co_create, co_resume, co_status, co_yield =
+  coroutine.create, coroutine.resume, coroutine.status, coroutine.yield
 local sethook, traceback, clock = debug.sethook, debug.traceback, os.clock
 local error, pcall, rawequal, select, setmetatable, tostring, type, xpcall =
   error, pcall, rawequal, select, setmetatable, tostring, type, xpcall
@@ -70,8 +73,8 @@ end
 -- The phase of the request being served, for the PDK without a call to Python.
 local running_phase
 
--- Called by Python before each resume; ``deadline`` is in os.clock() seconds,
--- ``nesting`` the run's guarded C calls still on its stack.
+-- Before each resume; ``deadline`` is in os.clock() seconds, ``nesting`` the
+-- run's guarded C calls still on its stack.
 local function arm(instructions, deadline, nesting, phase)
   budget.left = instructions
   budget.deadline = deadline
@@ -85,9 +88,9 @@ local function phase()
   return running_phase
 end
 
--- Called by Python after it has cleared the hook.
-local function settle()
-  return budget.left, budget.exceeded, budget.nesting
+-- Why the last ``step`` failed, if over a limit: for Python, after it has cleared the hook.
+local function limit_exceeded()
+  return budget.exceeded
 end
 
 -- C stack guard -----------------------------------------------------------------
@@ -136,7 +139,11 @@ end
 
 -- Workers --------------------------------------------------------------------
 
+-- Idle workers kept for reuse; bursts beyond this make (and then drop) more.
+local IDLE_WORKERS = 64
+
 local workers = setmetatable({}, {__mode = "k"})
+local idle, idle_count = {}, 0
 
 -- LuaJIT calls no message handler for memory errors, hence the reset before each call.
 local failure_traceback
@@ -146,21 +153,61 @@ local function describe_failure(err)
   return tostring(err)
 end
 
-local function worker()
-  workers[co_running()] = true
-  local fn = co_yield()
+-- Runs one function per resume; over budget, the error leaves the worker.
+local function worker(fn)
   while true do
     failure_traceback = nil
     local ok, err = xpcall(fn, describe_failure)
-    -- Over budget, this call fails and the error leaves the worker; else the
-    -- run is over and Python need not clear the hook.
-    sethook()
     if ok then
       fn = co_yield(DONE)
     else
       fn = co_yield(FAILED, err, failure_traceback)
     end
   end
+end
+
+local function take_worker()
+  if idle_count == 0 then
+    local co = co_create(worker)
+    workers[co] = true
+    return co
+  end
+  local co = idle[idle_count]
+  idle[idle_count] = nil
+  idle_count = idle_count - 1
+  return co
+end
+
+local function park(co)
+  if idle_count < IDLE_WORKERS then
+    idle_count = idle_count + 1
+    idle[idle_count] = co
+  end
+end
+
+-- What ``step`` answers, once the hook is off. A waiting worker goes to
+-- Python with what is left of the run's budget; a finished one goes back to
+-- the pool; a stopped one (suspended in user code) or a dead one is dropped.
+local function answer(co, ok, signal, ...)
+  sethook()
+  if not ok then
+    return FAILED, tostring(signal), ""
+  end
+  if rawequal(signal, AWAIT) then
+    return AWAIT, co, budget.left, budget.nesting, ...
+  end
+  if rawequal(signal, DONE) or rawequal(signal, FAILED) then
+    park(co)
+  end
+  return signal, ...
+end
+
+-- One resume, in one call from Python: ``co`` is a waiting worker (nil takes
+-- an idle one), ``...`` its function to run or the answer it waits for.
+local function step(co, instructions, deadline, nesting, phase, ...)
+  arm(instructions, deadline, nesting, phase)
+  co = co or take_worker()
+  return answer(co, co_resume(co, ...))
 end
 
 -- (true, values...) gives the values; (false, err) raises err.
@@ -241,11 +288,10 @@ local function phase_runner(chunks)
 end
 
 return {
-  arm = arm,
-  settle = settle,
+  step = step,
+  limit_exceeded = limit_exceeded,
   exceed = exceed,
   phase = phase,
-  worker = worker,
   await = await,
   stop = stop,
   xpcall = guarded_xpcall,

@@ -1,7 +1,8 @@
 """kongish's LuaJIT engine: plugin code for every request runs in one Lua VM.
 
-Each ``run`` takes a worker coroutine from a pool and resumes it until the
-code finishes. When the PDK waits for something (``ngx.sleep``), the worker
+Each ``run`` resumes a worker coroutine from a pool (kept in Lua) until the
+code finishes; each resume is one call into Lua, which also arms and clears
+the budget. When the PDK waits for something (``ngx.sleep``), the worker
 yields a Deferred-producing call to Python and the reactor goes on serving
 other requests; the worker resumes when the Deferred fires. Code that needs
 no waiting never allocates a Deferred.
@@ -39,10 +40,6 @@ from kongish.lua.pdk import install_pdk
 from kongish.lua.sandbox import UNTRUSTED_LUA_OFF, environment_factory, run_lua_file
 from kongish.lua.settings import LuaSettings
 from kongish.proxy.context import RequestContext
-
-#: Idle workers kept for reuse; bursts beyond this make (and then drop) more.
-_IDLE_WORKERS = 64
-
 
 @attrs.frozen
 class _Signal:
@@ -111,6 +108,27 @@ def _answer(result: Any) -> tuple[Any, ...]:
     return (True, result)
 
 
+@attrs.frozen
+class _Budget:
+    """What is left of one run's budget between two resumes, and its waiting worker."""
+
+    instructions: int
+    seconds: float
+    #: Guarded C calls (nested resumes, gsub callbacks) on the worker's stack.
+    nesting: int = 0
+    #: None before the first resume, which takes an idle worker.
+    worker: Any = None
+
+
+@attrs.frozen
+class _Awaited:
+    """What a worker waits for, ``pyfunc(*args)``, and its run's budget meanwhile."""
+
+    pyfunc: Any
+    args: tuple[Any, ...]
+    budget: _Budget
+
+
 @attrs.define(eq=False)
 class LuaEngine:
     """The process's Lua VM, with the PDK installed, running plugin code per request."""
@@ -125,12 +143,12 @@ class LuaEngine:
     #: The Lua functions the PDK yields through (see install_pdk).
     await_fn: Any = attrs.field(init=False)
     stop_fn: Any = attrs.field(init=False)
-    _arm: Any = attrs.field(init=False)
-    _settle: Any = attrs.field(init=False)
-    _worker: Any = attrs.field(init=False)
+    #: What every run starts with.
+    _full_budget: _Budget = attrs.field(init=False)
+    _step: Any = attrs.field(init=False)
+    _limit_exceeded: Any = attrs.field(init=False)
     _phase_runner: Any = attrs.field(init=False)
     _new_environment: Any = attrs.field(init=False, default=None)
-    _idle: list[Any] = attrs.field(init=False, factory=list)
     # Raw C functions, safe to call while the budget hook fails every instruction.
     _sethook: Any = attrs.field(init=False)
     _load: Any = attrs.field(init=False)
@@ -138,6 +156,7 @@ class LuaEngine:
 
     def __attrs_post_init__(self) -> None:
         settings = self.settings
+        self._full_budget = _Budget(settings.instruction_limit, settings.time_limit)
         self.lua = lua = luajit21.LuaRuntime(
             encoding=None, register_eval=False, register_builtins=False,
             unpack_returned_tuples=True, attribute_filter=_refuse_attribute_access,
@@ -149,8 +168,8 @@ class LuaEngine:
             lua, "driver.lua", _AWAIT, _STOP, _DONE, _FAILED,
             f"Lua code exceeded the limit of {settings.instruction_limit} instructions".encode(),
             f"Lua code exceeded the CPU time limit of {settings.time_limit:g}s".encode())
-        self._arm, self._settle = driver[b"arm"], driver[b"settle"]
-        self._worker, self._phase_runner = driver[b"worker"], driver[b"phase_runner"]
+        self._step, self._limit_exceeded = driver[b"step"], driver[b"limit_exceeded"]
+        self._phase_runner = driver[b"phase_runner"]
         self.await_fn, self.stop_fn = driver[b"await"], driver[b"stop"]
         install_pdk(lua, self.current, settings, self.await_fn, self.stop_fn, driver[b"exceed"],
                     driver[b"phase"], reactor=self.reactor, node_id=self.node_id)
@@ -201,20 +220,46 @@ class LuaEngine:
         """
         if functions.problem is not None:
             raise LuaError(functions.problem)
-        run = _Run(self, context, plugin_name, plugin_key, self.settings.instruction_limit,
-                   self.settings.time_limit, self._take_worker())
-        return run.start(functions.runner)
+        awaited = self._resume(context, plugin_name, plugin_key, self._full_budget,
+                               (functions.runner,))
+        if awaited is None:
+            return None
+        return _Run(self, context, plugin_name, plugin_key, awaited).start()
 
-    def _take_worker(self) -> Any:
-        if self._idle:
-            return self._idle.pop()
-        worker = self._worker.coroutine()
-        worker.send(None)  # runs up to its first yield, where it waits for work
-        return worker
+    def _resume(self, context: RequestContext, plugin_name: str, plugin_key: str,
+                budget: _Budget, values: tuple[Any, ...]) -> _Awaited | None:
+        """One resume of a run's worker: None once its code has finished, else what it awaits."""
+        current = self.current
+        current.context, current.plugin_name, current.plugin_key = (
+            context, plugin_name, plugin_key)
+        current.deadline = deadline = time.process_time() + budget.seconds
+        try:
+            result = self._step(budget.worker, budget.instructions, deadline, budget.nesting,
+                                context.phase.encode(), *values)
+        except luajit21.LuaError as error:
+            raise self._step_failure(error) from None
+        finally:
+            current.context = current.plugin_name = current.plugin_key = None
+        signal = result[0] if type(result) is tuple else result
+        if signal is _DONE or signal is _STOP:
+            return None
+        if signal is _AWAIT:
+            _, worker, instructions, nesting, pyfunc = result[:5]
+            return _Awaited(pyfunc, result[5:], _Budget(
+                instructions, deadline - time.process_time(), nesting, worker))
+        if signal is _FAILED:
+            raise self._failure(_text(result[1]), _text(result[2]).strip())
+        raise LuaError("attempt to yield from outside a coroutine")
 
-    def _park(self, worker: Any) -> None:
-        if len(self._idle) < _IDLE_WORKERS:
-            self._idle.append(worker)
+    def _step_failure(self, error: luajit21.LuaError) -> LuaError:
+        """Why a ``step`` call raised: over a limit, or a worker that died."""
+        self._sethook()  # first, before any Lua runs: over budget, every instruction fails
+        exceeded = self._limit_exceeded()
+        if exceeded is not None:
+            return LuaLimitError(_text(exceeded))
+        if isinstance(error, luajit21.LuaMemoryError):
+            return self._failure(_OUT_OF_MEMORY, "")
+        return self._failure(str(error), "")
 
     def _failure(self, message: str, traceback: str) -> LuaError:
         if message == _OUT_OF_MEMORY:
@@ -226,78 +271,40 @@ class LuaEngine:
 
 @attrs.define(eq=False)
 class _Run:
-    """One ``LuaEngine.run``: its worker, its budget, and its Deferred once it waits."""
+    """A ``LuaEngine.run`` whose worker awaits something, with its Deferred once it waits."""
 
     engine: LuaEngine
     context: RequestContext
     plugin_name: str
     plugin_key: str
-    instructions_left: int
-    time_left: float
-    worker: Any
-    #: Guarded C calls (nested resumes, gsub callbacks) on the worker's stack.
-    nesting: int = 0
+    awaited: _Awaited
     done: Deferred[None] | None = None
     _answered_inline: bool = False
     _inline_answer: tuple[Any, ...] | None = None
 
-    def start(self, runner: Any) -> Deferred[None] | None:
-        if self._drive((runner,)):
+    def start(self) -> Deferred[None] | None:
+        if self._drive():
             return None
         self.done = Deferred()
         return self.done
 
-    def _drive(self, values: tuple[Any, ...]) -> bool:
-        """Resume until the code finishes (True) or waits on an unfired Deferred (False)."""
+    def _drive(self) -> bool:
+        """Answer and resume until the code finishes (True) or waits for a Deferred (False)."""
         while True:
-            signal = self._resume(values)
-            if signal is _DONE:
-                self.engine._park(self.worker)
+            answer = self._call(self.awaited.pyfunc, self.awaited.args)
+            if answer is None:
+                return False
+            if self._resume(answer):
                 return True
-            if signal is _STOP:
-                return True  # the worker stays suspended in user code; drop it
-            if type(signal) is tuple and signal[0] is _AWAIT:
-                answer = self._call(signal[1], signal[2:])
-                if answer is None:
-                    return False
-                values = answer
-                continue
-            raise LuaError("attempt to yield from outside a coroutine")
 
-    def _resume(self, values: tuple[Any, ...]) -> Any:
-        engine = self.engine
-        current = engine.current
-        current.context, current.plugin_name, current.plugin_key = (
-            self.context, self.plugin_name, self.plugin_key)
-        started = time.process_time()
-        current.deadline = started + self.time_left
-        engine._arm(self.instructions_left, current.deadline, self.nesting,
-                    self.context.phase.encode())
-        signal: Any = None
-        died: luajit21.LuaError | None = None
-        exceeded = None
-        try:
-            signal = self.worker.send(values)
-        except luajit21.LuaError as error:
-            died = error
-        finally:
-            # A worker whose function has finished cleared the hook itself.
-            if not (signal is _DONE or type(signal) is tuple and signal[0] is _FAILED):
-                engine._sethook()  # first, before any Lua runs
-                self.instructions_left, exceeded, self.nesting = engine._settle()
-                self.time_left -= time.process_time() - started
-            current.context = current.plugin_name = current.plugin_key = None
-        if exceeded is not None:
-            raise LuaLimitError(_text(exceeded))
-        if died is not None:
-            self.worker = None
-            if isinstance(died, luajit21.LuaMemoryError):
-                raise engine._failure(_OUT_OF_MEMORY, "")
-            raise engine._failure(str(died), "")
-        if type(signal) is tuple and signal[0] is _FAILED:
-            engine._park(self.worker)
-            raise engine._failure(_text(signal[1]), _text(signal[2]).strip())
-        return signal
+    def _resume(self, answer: tuple[Any, ...]) -> bool:
+        """Resume the worker with ``answer``; True once its code has finished."""
+        awaited = self.engine._resume(self.context, self.plugin_name, self.plugin_key,
+                                      self.awaited.budget, answer)
+        if awaited is None:
+            return True
+        self.awaited = awaited
+        return False
 
     def _call(self, pyfunc: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """Call what the PDK awaits; its answer, or None when that comes later."""
@@ -320,7 +327,7 @@ class _Run:
             return
         assert self.done is not None
         try:
-            finished = self._drive(answer)
+            finished = self._resume(answer) or self._drive()
         except Exception:
             self.done.errback()
             return
