@@ -11,7 +11,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from kongish.plugins.interface import IPlugin, IPluginHandlers
-from kongish.plugins.pipeline import PluginMap, build_plugin_map, run_phase
+from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry, UnknownPlugin
 from kongish.proxy.context import RequestContext
 
@@ -81,16 +81,16 @@ class PipelineTests(SynchronousTestCase):
             entity("g", "first"), entity("s", "first", service="S"), entity("rs", "first", "R", "S"),
             entity("gl", "last"), entity("r", "last", route="R"),
         ], self.plugins.get)
-        chosen = [c.entity["id"] for c in plugin_map.for_request("R", "S")]
+        chosen = [c.entity["id"] for c in plugin_map.for_request("R", "S").plugins]
         self.assertEqual(chosen, ["rs", "r"])
-        self.assertEqual([c.entity["id"] for c in plugin_map.for_request("R2", "S")], ["s", "gl"])
-        self.assertEqual([c.entity["id"] for c in plugin_map.for_request(None, None)], ["g", "gl"])
+        self.assertEqual([c.entity["id"] for c in plugin_map.for_request("R2", "S").plugins], ["s", "gl"])
+        self.assertEqual([c.entity["id"] for c in plugin_map.for_request(None, None).plugins], ["g", "gl"])
 
     def test_disabled_unknown_and_consumer_scoped_instances_do_not_apply(self) -> None:
         disabled = dict(entity("d", "first"), enabled=False)
         consumer = dict(entity("c", "last"), consumer={"id": "C"})
         plugin_map = build_plugin_map([disabled, consumer, entity("u", "unknown")], self.plugins.get)
-        self.assertEqual(plugin_map.for_request(None, None), ())
+        self.assertEqual(plugin_map.for_request(None, None).plugins, ())
 
     def test_unchanged_entities_keep_their_handlers_and_stale_ones_close(self) -> None:
         kept, dropped = entity("k", "first"), entity("d", "last")
@@ -103,7 +103,7 @@ class PipelineTests(SynchronousTestCase):
         plugin_map = build_plugin_map([entity("a", "first"), entity("b", "last")], self.plugins.get)
         waiting = Deferred()
         self.first.made[0].waits = waiting
-        result = run_phase("access", plugin_map.for_request(None, None), self.context)
+        result = plugin_map.for_request(None, None).run("access", self.context)
         self.assertEqual(self.journal, ["access:first@a"])
         waiting.callback(None)
         self.assertIsNone(self.successResultOf(result))
@@ -112,9 +112,9 @@ class PipelineTests(SynchronousTestCase):
     def test_exit_skips_later_access_handlers_but_not_log(self) -> None:
         plugin_map = build_plugin_map([entity("a", "first", exit=True), entity("b", "last")],
                                       self.plugins.get)
-        plugins = plugin_map.for_request(None, None)
-        self.assertIsNone(run_phase("access", plugins, self.context, stop_on_exit=True))
-        run_phase("log", plugins, self.context)
+        chain = plugin_map.for_request(None, None)
+        self.assertIsNone(chain.run("access", self.context, stop_on_exit=True))
+        chain.run("log", self.context)
         self.assertEqual(self.journal, ["access:first@a", "log:first@a", "log:last@b"])
         self.assertEqual(self.context.response.status, 418)
 
@@ -122,12 +122,19 @@ class PipelineTests(SynchronousTestCase):
         plugin_map = build_plugin_map([entity("a", "first")], self.plugins.get)
         failing = Deferred()
         self.first.made[0].waits = failing
-        result = run_phase("access", plugin_map.for_request(None, None), self.context)
+        result = plugin_map.for_request(None, None).run("access", self.context)
         failing.errback(ValueError("boom"))
         self.failureResultOf(result, ValueError)
 
     def test_empty_map(self) -> None:
-        self.assertEqual(PluginMap(()).for_request("R", "S"), ())
+        self.assertEqual(PluginMap(()).for_request("R", "S").plugins, ())
+
+    def test_phases_without_handlers_run_nothing(self) -> None:
+        plugin_map = build_plugin_map([entity("a", "first"), entity("b", "last")], self.plugins.get)
+        chain = plugin_map.for_request(None, None)
+        self.assertEqual((chain.handles("access"), chain.handles("body_filter")), (True, False))
+        self.assertIsNone(chain.run("header_filter", self.context))
+        self.assertEqual((self.journal, self.context.phase), ([], "header_filter"))
 
 
 class RegistryTests(SynchronousTestCase):

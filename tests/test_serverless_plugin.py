@@ -12,7 +12,7 @@ from kongish.lua.engine import LuaEngine, LuaError
 from kongish.lua.sandbox import UNTRUSTED_LUA_OFF
 from kongish.lua.settings import LuaSettings
 from kongish.plugins.interface import IPlugin, IPluginHandlers
-from kongish.plugins.pipeline import build_plugin_map, run_phase
+from kongish.plugins.pipeline import build_plugin_map
 from kongish.plugins.serverless import ServerlessPlugin, serverless_plugins
 from kongish.proxy.context import RequestContext
 from tests.test_lua_engine import new_context
@@ -100,7 +100,7 @@ class ServerlessPluginTests(SynchronousTestCase):
             entity("pre-function", "id-1", access=["kong.ctx.shared.seen = 'pre'"]),
         ], plugins.get)
         context = new_context()
-        self.assertIsNone(run_phase("access", plugin_map.for_request(None, None), context,
+        self.assertIsNone(plugin_map.for_request(None, None).run("access", context,
                                     stop_on_exit=True))
         self.assertEqual(context.response.body, [b"pre,post"])
 

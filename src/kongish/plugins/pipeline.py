@@ -14,7 +14,7 @@ import attrs
 from twisted.internet.defer import Deferred
 
 from kongish.plugins.interface import IPlugin, IPluginHandlers
-from kongish.proxy.context import RequestContext
+from kongish.proxy.context import PHASES, RequestContext
 
 
 @attrs.frozen
@@ -47,20 +47,19 @@ class PluginMap:
     configured: Sequence[ConfiguredPlugin]
     _names: list[str] = attrs.field(init=False)
     _index: dict[tuple[str, str | None, str | None], ConfiguredPlugin] = attrs.field(init=False)
-    _resolved: dict[tuple[str | None, str | None], tuple[ConfiguredPlugin, ...]] = attrs.field(
-        init=False, factory=dict)
+    _resolved: dict[tuple[str | None, str | None], PluginChain] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self._names = sorted({c.plugin.name for c in self.configured})
         self._index = {(c.plugin.name, *c.scope): c for c in self.configured
                        if c.entity.get("consumer") is None}
 
-    def for_request(self, route_id: str | None, service_id: str | None) -> tuple[ConfiguredPlugin, ...]:
+    def for_request(self, route_id: str | None, service_id: str | None) -> PluginChain:
         """The plugins for a request matched to this route and service (None: not routed)."""
         key = (route_id, service_id)
         found = self._resolved.get(key)
         if found is None:
-            found = self._resolved[key] = self._resolve(route_id, service_id)
+            found = self._resolved[key] = PluginChain.of(self._resolve(route_id, service_id))
         return found
 
     def _resolve(self, route_id: str | None, service_id: str | None) -> tuple[ConfiguredPlugin, ...]:
@@ -102,22 +101,42 @@ def build_plugin_map(entities: Iterable[dict[str, Any]], lookup: Callable[[str],
     return PluginMap(configured)
 
 
-def run_phase(phase: str, plugins: Sequence[ConfiguredPlugin], context: RequestContext,
-              *, stop_on_exit: bool = False) -> Deferred | None:
-    """Run ``phase`` of each plugin in order, waiting on any Deferred a handler returns.
+@attrs.frozen
+class PluginChain:
+    """The plugins that apply to one request, in priority order, and each phase's share of them.
 
-    With ``stop_on_exit`` (access, rewrite), a plugin that ends the request
-    skips the remaining handlers of the phase.
+    Phases no plugin handles cost a request nothing beyond a lookup.
     """
-    context.phase = phase
+
+    plugins: tuple[ConfiguredPlugin, ...]
+    by_phase: dict[str, tuple[ConfiguredPlugin, ...]]
+
+    @classmethod
+    def of(cls, plugins: tuple[ConfiguredPlugin, ...]) -> PluginChain:
+        return cls(plugins, {phase: tuple(c for c in plugins if phase in c.handlers.phases)
+                             for phase in PHASES})
+
+    def handles(self, phase: str) -> bool:
+        return bool(self.by_phase[phase])
+
+    def run(self, phase: str, context: RequestContext, *, stop_on_exit: bool = False) -> Deferred | None:
+        """Run ``phase`` of each plugin in order, waiting on any Deferred a handler returns.
+
+        With ``stop_on_exit`` (access, rewrite), a plugin that ends the request
+        skips the remaining handlers of the phase.
+        """
+        context.phase = phase
+        handlers = self.by_phase[phase]
+        return _run_handlers(phase, handlers, context, stop_on_exit) if handlers else None
+
+
+def _run_handlers(phase: str, plugins: Sequence[ConfiguredPlugin], context: RequestContext,
+                  stop_on_exit: bool) -> Deferred | None:
     for index, configured in enumerate(plugins):
         if stop_on_exit and context.response.exited:
             return None
-        if phase not in configured.handlers.phases:
-            continue
         result = configured.handlers.run(phase, context)
         if isinstance(result, Deferred):
             rest = plugins[index + 1:]
-            return result.addCallback(
-                lambda _: run_phase(phase, rest, context, stop_on_exit=stop_on_exit))
+            return result.addCallback(lambda _: _run_handlers(phase, rest, context, stop_on_exit))
     return None

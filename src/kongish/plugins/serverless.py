@@ -30,10 +30,10 @@ class ServerlessHandlers:
     #: The entity id, so kong.ctx.plugin is private to this instance.
     plugin_key: str
     functions: dict[str, LuaFunctions]
+    phases: frozenset[str] = attrs.field(init=False)
 
-    @property
-    def phases(self) -> frozenset[str]:
-        return frozenset(self.functions)
+    def __attrs_post_init__(self) -> None:
+        self.phases = frozenset(self.functions)
 
     @classmethod
     def compile(cls, engine: LuaEngine, plugin_name: str, entity: dict[str, Any]) -> ServerlessHandlers:
@@ -45,10 +45,13 @@ class ServerlessHandlers:
                    {phase: engine.load(code) for phase, code in sources.items() if code})
 
     def run(self, phase: str, context: RequestContext) -> Deferred[None] | None:
-        return self.engine.run(self.functions[phase], context, self.plugin_name, self.plugin_key)
+        functions = self.functions.get(phase)
+        if functions is None:  # closed: the entity changed while this request was in flight
+            return None
+        return self.engine.run(functions, context, self.plugin_name, self.plugin_key)
 
     def close(self) -> None:
-        self.functions = {}
+        self.functions, self.phases = {}, frozenset()
 
 
 @implementer(IPlugin)

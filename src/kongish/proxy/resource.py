@@ -24,8 +24,9 @@ from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
-from kongish.plugins.pipeline import ConfiguredPlugin, run_phase
+from kongish.plugins.pipeline import PluginChain
 from kongish.proxy import error_pages
+from kongish.proxy.drive import drive
 from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
                                    new_request_id)
 from kongish.proxy.headers import SERVER_TOKEN, downstream_headers, http_date, upstream_headers
@@ -43,10 +44,6 @@ log = Logger()
 _CLIENT_CLOSED = 499
 #: Statuses whose responses never have a body, whatever their Content-Length says.
 _NO_BODY = frozenset({204, 304})
-
-
-class _Ended(Exception):
-    """The response was already produced; nothing more to do in the request flow."""
 
 
 @implementer(IResource)
@@ -72,7 +69,7 @@ class ProxyResource:
             request.path = request.uri.split(b"?", 1)[0]
             request.requestHeaders.setRawHeaders(b"host", [host])
         flow = ProxyFlow(self.node, self.client, request)
-        ensureDeferred(flow.run()).addErrback(flow.crashed)
+        drive(flow.run(), flow.crashed)
         return NOT_DONE_YET
 
 
@@ -84,7 +81,7 @@ class ProxyFlow:
     client: UpstreamClient
     request: Request
     context: RequestContext = attrs.field(init=False)
-    plugins: tuple[ConfiguredPlugin, ...] = ()
+    chain: PluginChain = attrs.field(init=False)
     proxied_at: float | None = None
     match: Match | None = None
     _sending: Deferred | None = None
@@ -95,7 +92,7 @@ class ProxyFlow:
 
     async def run(self) -> None:
         node, request, context = self.node, self.request, self.context
-        self.plugins = node.plugin_map.for_request(None, None)
+        self.chain = node.plugin_map.for_request(None, None)
         try:
             if (pending := self._phase("rewrite", stop_on_exit=True)) is not None:
                 await pending
@@ -114,7 +111,7 @@ class ProxyFlow:
             if _needs_https(match.route, scheme):
                 return await self._kong_error(426, "Please use HTTPS protocol", {
                     "Connection": "Upgrade", "Upgrade": "TLS/1.2, HTTP/1.1"})
-            self.plugins = node.plugin_map.for_request(
+            self.chain = node.plugin_map.for_request(
                 match.route["id"], match.service["id"] if match.service else None)
             context.upstream = self._upstream_request(match)
             if (pending := self._phase("access", stop_on_exit=True)) is not None:
@@ -124,8 +121,6 @@ class ProxyFlow:
             if match.service is None:
                 return await self._kong_error(503, "no Service found with those values")
             await self._proxy(match.service)
-        except _Ended:
-            return None
         except Exception:
             if self.request.startedWriting:
                 raise  # too late for an error page: crashed() closes the connection
@@ -136,7 +131,7 @@ class ProxyFlow:
 
     def _phase(self, phase: str, stop_on_exit: bool = False) -> Deferred | None:
         """Run one phase; a Deferred only when a plugin waits (callers await it then)."""
-        return run_phase(phase, self.plugins, self.context, stop_on_exit=stop_on_exit)
+        return self.chain.run(phase, self.context, stop_on_exit=stop_on_exit)
 
     def _plugin_error(self, failure: Failure) -> None:
         log.failure("unexpected error in phase {phase} (request {request_id})", failure,
@@ -217,8 +212,7 @@ class ProxyFlow:
                                   [str(int((self.proxied_at - context.started_at) * 1000)).encode()])
         if (pending := self._phase("header_filter")) is not None:
             await pending
-        filtering = out.replacement_body is not None or any(
-            "body_filter" in c.handlers.phases for c in self.plugins)
+        filtering = out.replacement_body is not None or self.chain.handles("body_filter")
         if filtering:
             out.headers.removeHeader(b"content-length")
         elif (isinstance(response.length, int) and request.method != b"HEAD"
@@ -261,7 +255,6 @@ class ProxyFlow:
             headers.setRawHeaders(b"x-kong-proxy-latency",
                                   [str(int((proxied_at - self.context.started_at) * 1000)).encode()])
         await self._respond_from_plugins()
-        raise _Ended()
 
     async def _respond_from_plugins(self) -> None:
         """Send a response that kongish or a plugin built, through the response phases."""
@@ -289,7 +282,6 @@ class ProxyFlow:
         self._start_response()
         self._write(body)
         await self._finish()
-        raise _Ended()
 
     def _filter_chunk(self, chunk: bytes, eof: bool) -> bytes | Deferred[bytes]:
         """Run body_filter on one chunk: the chunk as the plugins left it, now or later."""
@@ -297,7 +289,7 @@ class ProxyFlow:
         if context.response.replacement_body is not None:
             chunk = context.response.replacement_body if eof else b""
         context.body_chunk, context.body_eof = chunk, eof
-        pending = run_phase("body_filter", self.plugins, context)
+        pending = self.chain.run("body_filter", context)
         if pending is None:
             return context.body_chunk
         return pending.addCallback(lambda _: context.body_chunk)
@@ -327,8 +319,6 @@ class ProxyFlow:
 
     def crashed(self, failure: Failure) -> None:
         """Last resort when the flow itself failed: Kong's 500 if nothing was sent, else close."""
-        if isinstance(failure.value, _Ended):
-            return
         log.failure("proxy request {request_id} failed", failure, request_id=self.context.request_id)
         request = self.request
         if request._disconnected or request.finished:
