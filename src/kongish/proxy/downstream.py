@@ -153,6 +153,7 @@ class DownstreamRequest:
     def _write_head(self) -> None:
         """Status line and headers, with the framing the body needs."""
         headers = self.responseHeaders
+        headers.removeHeader(b"transfer-encoding")  # framing is this connection's, never a plugin's
         self._body_allowed = self._may_have_body()
         if self._body_allowed and not headers.hasHeader(b"content-length"):
             if self.clientproto == b"HTTP/1.1":

@@ -38,10 +38,12 @@ log = Logger()
 #: nginx's ``large_client_header_buffers 4 8k``: one line, and the whole head.
 MAX_LINE = 8192
 MAX_HEAD = 4 * 8192
-#: Head bytes buffered before a line completes (the parser keeps partial lines).
-_HEAD_BUFFER = 4 * MAX_HEAD
+#: Raw head bytes received before the head completes: the request line and the head,
+#: counted while the parser still holds a partial line (an endless header line).
+_HEAD_BUFFER = MAX_LINE + MAX_HEAD
 #: twisted.web's choice: bodies up to this size stay in memory, larger ones go to a file.
 _MEMORY_BODY = 100_000
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class _Refused(Exception):
@@ -50,6 +52,10 @@ class _Refused(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(status)
         self.status = status
+
+
+class _Ignored(Exception):
+    """Bytes after the request that ends the connection, which nginx ignores too."""
 
 
 class ProxyConnection(Protocol, TimeoutMixin):
@@ -64,36 +70,44 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
         self._in_head = True
-        #: Bytes received since the last complete request, while in a head.
+        #: Bytes of the current head received in chunks that completed no request.
         self._unparsed = 0
+        self._ended_a_request = False
         self._body: IO[bytes] | None = None
         self._waiting: deque[DownstreamRequest] = deque()
         self._active: DownstreamRequest | None = None
-        self._closing = False
+        self._advancing = False
+        self._paused = False
+        #: A 100 Continue owed to the request being read, once those before it are answered.
+        self._continue_owed = False
+        #: Whether more requests may follow; not after a non-persistent or malformed one.
+        self._reading = True
+        #: The error answer owed to a malformed request, after those before it.
+        self._refusal: int | None = None
+        self._closed = False
 
     def connectionMade(self) -> None:
         self.setTimeout(self.timeOut)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._closing:
+        if not self._reading:
             return
         self.resetTimeout()
+        self._ended_a_request = False
         try:
             self._parser.feed_data(data)
-            if self._in_head:
+            if self._in_head and not self._ended_a_request:  # all of ``data`` belongs to this head
                 self._unparsed += len(data)
-                if self._head_size > MAX_HEAD or self._unparsed > _HEAD_BUFFER:
+                if self._unparsed > _HEAD_BUFFER:
                     raise _Refused(494)
         except _Refused as refused:
             self._refuse(refused.status)
         except httptools.HttpParserUpgrade:
-            # kongish does not switch protocols: the request is served as is, and the
-            # connection closes after it, since what follows is not HTTP/1.1.
-            self._closing = True
-            if self._active is not None:
-                self._active.persistent = False
+            pass  # kongish does not switch protocols; that request closes the connection
         except httptools.HttpParserError as error:
-            if isinstance(error.__context__, _Refused):
+            if not self._reading:
+                pass  # bytes after a request that ends the connection are ignored, as nginx does
+            elif isinstance(error.__context__, _Refused):
                 self._refuse(error.__context__.status)
             else:
                 self._refuse(400)
@@ -101,6 +115,8 @@ class ProxyConnection(Protocol, TimeoutMixin):
     # parser callbacks
 
     def on_message_begin(self) -> None:
+        if not self._reading:  # the request before ended the connection; stop parsing
+            raise _Ignored()
         self._url, self._headers, self._head_size, self._in_head = b"", [], 0, True
 
     def on_url(self, url: bytes) -> None:
@@ -110,21 +126,26 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name) + len(value) + 4
-        if size > MAX_LINE:
-            raise _Refused(494)
         self._head_size += size
+        if size > MAX_LINE or self._head_size > MAX_HEAD:
+            raise _Refused(494)
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         fields = {name.lower(): value for name, value in self._headers}
         length = fields.get(b"content-length")
-        if b"transfer-encoding" in fields or length is not None and int(length) >= _MEMORY_BODY:
+        if b"transfer-encoding" in fields:  # length unknown: memory first, so small bodies take no file
+            self._body = tempfile.SpooledTemporaryFile(_MEMORY_BODY)
+        elif length is not None and int(length) >= _MEMORY_BODY:
             self._body = tempfile.TemporaryFile()
         else:
             self._body = io.BytesIO()
         if fields.get(b"expect", b"").lower() == b"100-continue" and self._parser.get_http_version() == "1.1":
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if self._active is None:
+                self.transport.write(_CONTINUE)
+            else:  # not in the middle of the response before it
+                self._continue_owed = True
 
     def on_body(self, body: bytes) -> None:
         assert self._body is not None
@@ -137,18 +158,47 @@ class ProxyConnection(Protocol, TimeoutMixin):
         headers = Headers()
         for name, value in self._headers:
             headers.addRawHeader(name, value)
+        persistent = parser.should_keep_alive() and not parser.should_upgrade()
         request = DownstreamRequest(
             self, parser.get_method(), self._url, b"HTTP/" + parser.get_http_version().encode(),
-            headers, body, parser.should_keep_alive())
+            headers, body, persistent)
         self._body = None
-        self._in_head, self._unparsed = True, 0
-        if self._active is None:
-            self._start(request)
-        else:
-            self._waiting.append(request)
+        self._in_head, self._unparsed, self._ended_a_request = True, 0, True
+        self._continue_owed = False  # the body came without it
+        self._reading = self._reading and persistent
+        self._waiting.append(request)
+        self._advance()
+        if self._waiting and not self._paused:
+            self._paused = True
             self.transport.pauseProducing()
 
     # requests
+
+    def _advance(self) -> None:
+        """Start waiting requests in order, then owe the client nothing more when idle.
+
+        A loop rather than recursion: a response may end within ``render``, and a
+        client may pipeline thousands of requests in one read.
+        """
+        if self._advancing:
+            return
+        self._advancing = True
+        try:
+            while self._active is None and self._waiting and not self._closed:
+                self._start(self._waiting.popleft())
+        finally:
+            self._advancing = False
+        if self._closed:
+            return
+        if self._active is None and self._refusal is not None:
+            self._send_refusal(self._refusal)
+            return
+        if self._active is None and self._continue_owed:
+            self._continue_owed = False
+            self.transport.write(_CONTINUE)
+        if self._paused and not self._waiting:
+            self._paused = False
+            self.transport.resumeProducing()
 
     def _start(self, request: DownstreamRequest) -> None:
         self._active = request
@@ -156,33 +206,36 @@ class ProxyConnection(Protocol, TimeoutMixin):
             self.factory.resource.render(request)
         except Exception:
             log.failure("proxy request failed before it started")
+            self._reading, self._closed = False, True
             self.transport.abortConnection()
 
     def request_done(self, request: DownstreamRequest) -> None:
         """The active request's response ended: close, or go on with the next request."""
         self._active = None
         self.factory.log(request)
-        if not request.persistent or self._closing:
-            self._closing = True
-            self.transport.loseConnection()
-            return
-        if self._waiting:
-            self._start(self._waiting.popleft())
-            if not self._waiting:
-                self.transport.resumeProducing()
+        if request.persistent:
+            self._advance()
+        else:
+            self._close()
 
     def _refuse(self, status: int) -> None:
         """Answer a request that cannot be parsed, after those before it, then close."""
-        self._closing = True
-        if self._active is not None:
-            self._active.persistent = False
-            return
+        self._reading = False
+        self._refusal = status
+        self._advance()
+
+    def _send_refusal(self, status: int) -> None:
         body = error_pages.render("text/plain", error_pages.default_message(status), new_request_id())
         self.transport.writeSequence([
             b"HTTP/1.1 %d %s\r\n" % (400 if status == 494 else status, _REASONS[status]),
             b"Server: %s\r\nDate: %s\r\n" % (SERVER_TOKEN, http_date()),
             b"Content-Type: text/plain; charset=utf-8\r\n",
             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body), body])
+        self._close()
+
+    def _close(self) -> None:
+        """Close after what was written; nothing more is read or answered."""
+        self._reading, self._closed = False, True
         self.transport.loseConnection()
 
     def timeoutConnection(self) -> None:
@@ -190,10 +243,14 @@ class ProxyConnection(Protocol, TimeoutMixin):
         if self._active is not None:
             self.setTimeout(self.timeOut)
         else:
-            self.transport.loseConnection()
+            self._close()
 
     def connectionLost(self, reason: Failure = None) -> None:
         self.setTimeout(None)
+        self._reading, self._closed = False, True
+        if self._body is not None:
+            self._body.close()
+            self._body = None
         for request in [self._active, *self._waiting]:
             if request is not None:
                 request.connection_lost(reason)
