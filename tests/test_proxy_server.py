@@ -494,6 +494,21 @@ class InterfaceTests(SynchronousTestCase):
         self.assertEqual((request.getRequestHostname(), request.getClientAddress().port, request.isSecure()),
                          (b"x.test", 40000, False))
 
+    def test_headers_read_before_and_after_they_are_built(self) -> None:
+        client = connect(Recorder(answer=None))
+        client.send(get(b"/", b"X-Twice: one", b"x-twice: two"))
+        request = client.resource.requests[0]
+        self.assertEqual((request.getHeader(b"X-TWICE"), request.getHeader(b"missing")), (b"two", None))
+        request.requestHeaders.setRawHeaders(b"host", [b"changed.test"])
+        self.assertEqual(request.getHeader(b"host"), b"changed.test")
+        self.assertEqual(request.requestHeaders.getRawHeaders(b"x-twice"), [b"one", b"two"])
+
+    def test_local_address_is_asked_once_per_connection(self) -> None:
+        client = connect(Recorder())
+        client.transport.getHost = lambda: self.fail("getHost is a system call on TCP")
+        client.send(get(), get())
+        self.assertEqual([r.getHost().port for r in client.resource.requests], [8000, 8000])
+
     def test_twisted_web_request_meets_the_same_contract(self) -> None:
         resource = _SiteResource()
         channel = Site(resource).buildProtocol(None)

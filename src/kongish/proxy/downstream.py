@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import IO, TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, ISSLTransport
+from twisted.internet.interfaces import IAddress
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from zope.interface import Attribute, Interface, implementer
@@ -82,20 +82,21 @@ class IProxiedRequest(Interface):
 class DownstreamRequest:
     """A parsed request and its response, written straight to the connection."""
 
-    __slots__ = ("channel", "method", "uri", "path", "clientproto", "prepath", "requestHeaders",
-                 "responseHeaders", "content", "code", "code_message", "sentLength",
+    __slots__ = ("channel", "method", "uri", "path", "clientproto", "prepath", "_raw_headers",
+                 "_headers", "responseHeaders", "content", "code", "code_message", "sentLength",
                  "startedWriting", "finished", "_disconnected", "persistent", "_chunked",
                  "_body_allowed", "_waiters")
 
     def __init__(self, channel: ProxyConnection, method: bytes, uri: bytes, clientproto: bytes,
-                 headers: Headers, content: IO[bytes], persistent: bool) -> None:
+                 raw_headers: list[tuple[bytes, bytes]], content: IO[bytes], persistent: bool) -> None:
         self.channel = channel
         self.method = method
         self.uri = uri
         self.path = uri.partition(b"?")[0]
         self.clientproto = clientproto
         self.prepath: list[bytes] = []
-        self.requestHeaders = headers
+        self._raw_headers = raw_headers
+        self._headers: Headers | None = None
         self.responseHeaders = Headers()
         self.content = content
         self.code, self.code_message = 200, b"OK"
@@ -109,18 +110,33 @@ class DownstreamRequest:
 
     # the request
 
+    @property
+    def requestHeaders(self) -> Headers:
+        """Built on first use: a request answered from a few headers never pays for it."""
+        if self._headers is None:
+            self._headers = Headers()
+            for name, value in self._raw_headers:
+                self._headers.addRawHeader(name, value)
+        return self._headers
+
     def getHeader(self, name: bytes) -> bytes | None:
-        values = self.requestHeaders.getRawHeaders(name)
-        return values[-1] if values else None
+        if self._headers is not None:
+            values = self._headers.getRawHeaders(name)
+            return values[-1] if values else None
+        name = name.lower()
+        for raw_name, value in reversed(self._raw_headers):
+            if raw_name.lower() == name:
+                return value
+        return None
 
     def getHost(self) -> IAddress:
-        return self.channel.transport.getHost()
+        return self.channel.host
 
     def getClientAddress(self) -> IAddress:
         return self.channel.transport.getPeer()
 
     def isSecure(self) -> bool:
-        return ISSLTransport.providedBy(self.channel.transport)
+        return self.channel.secure
 
     def getRequestHostname(self) -> bytes:
         host = self.getHeader(b"host")
@@ -139,18 +155,17 @@ class DownstreamRequest:
             raise RuntimeError("write after finish")
         if self._disconnected:
             return
+        out = []
         if not self.startedWriting:
             self.startedWriting = True
-            self._write_head()
-        if not data or not self._body_allowed:
-            return
-        self.sentLength += len(data)
-        if self._chunked:
-            self.channel.transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
-        else:
-            self.channel.transport.write(data)
+            out = self._head()
+        if data and self._body_allowed:
+            self.sentLength += len(data)
+            out += (b"%x\r\n" % len(data), data, b"\r\n") if self._chunked else (data,)
+        if out:  # the head and the first data in one write
+            self.channel.transport.writeSequence(out)
 
-    def _write_head(self) -> None:
+    def _head(self) -> list[bytes]:
         """Status line and headers, with the framing the body needs."""
         headers = self.responseHeaders
         headers.removeHeader(b"transfer-encoding")  # framing is this connection's, never a plugin's
@@ -171,7 +186,7 @@ class DownstreamRequest:
             for value in values:
                 lines.append(b"%s: %s\r\n" % (name, value))
         lines.append(b"\r\n")
-        self.channel.transport.writeSequence(lines)
+        return lines
 
     def finish(self) -> None:
         if self.finished:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
-from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
@@ -26,6 +25,7 @@ from zope.interface import implementer
 
 from kongish.plugins.pipeline import PluginChain
 from kongish.proxy import error_pages
+from kongish.proxy.downstream import IProxiedRequest
 from kongish.proxy.drive import drive
 from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
                                    new_request_id)
@@ -103,7 +103,7 @@ class ProxyFlow:
             match = node.router.match(
                 request.method.decode("latin-1"), mounted_target(request),
                 host.decode("latin-1") if host is not None else None,
-                _HeaderView(request.requestHeaders), request.getHost().port, scheme)
+                _HeaderView(request), request.getHost().port, scheme)
             if match is None:
                 return await self._kong_error(404, "no Route matched with those values")
             context.route, context.service = match.route, match.service
@@ -348,16 +348,16 @@ def mounted_target(request: Request) -> bytes:
 class _HeaderView(Mapping[str, list[str]]):
     """Request headers as the router reads them, decoded only if a route looks at them."""
 
-    __slots__ = ("_raw", "_decoded")
+    __slots__ = ("_request", "_decoded")
 
-    def __init__(self, raw: Headers) -> None:
-        self._raw = raw
+    def __init__(self, request: IProxiedRequest) -> None:
+        self._request = request
         self._decoded: dict[str, list[str]] | None = None
 
     def _headers(self) -> dict[str, list[str]]:
         if self._decoded is None:
             self._decoded = {name.decode("latin-1").lower(): [v.decode("latin-1") for v in values]
-                             for name, values in self._raw.getAllRawHeaders()}
+                             for name, values in self._request.requestHeaders.getAllRawHeaders()}
         return self._decoded
 
     def __getitem__(self, name: str) -> list[str]:
@@ -370,10 +370,8 @@ class _HeaderView(Mapping[str, list[str]]):
         return len(self._headers())
 
 
-def _scheme(request: Request) -> str:
-    # What Request.isSecure answers, without its slower adaptation to ISSLTransport.
-    secure = ISSLTransport.providedBy(getattr(request.channel, "transport", None))
-    return "https" if secure else "http"
+def _scheme(request: IProxiedRequest) -> str:
+    return "https" if request.isSecure() else "http"
 
 
 def _needs_https(route: dict[str, Any], scheme: str) -> bool:

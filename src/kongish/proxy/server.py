@@ -23,10 +23,10 @@ from typing import IO, Any
 import httptools
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPFactory
-from twisted.web.http_headers import Headers
 
 from kongish.proxy import error_pages
 from kongish.proxy.context import new_request_id
@@ -87,6 +87,9 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._closed = False
 
     def connectionMade(self) -> None:
+        #: Asked once: each getHost() of a TCP transport is a system call.
+        self.host = self.transport.getHost()
+        self.secure = ISSLTransport.providedBy(self.transport)
         self.setTimeout(self.timeOut)
 
     def dataReceived(self, data: bytes) -> None:
@@ -155,13 +158,10 @@ class ProxyConnection(Protocol, TimeoutMixin):
         parser, body = self._parser, self._body
         assert body is not None
         body.seek(0)
-        headers = Headers()
-        for name, value in self._headers:
-            headers.addRawHeader(name, value)
         persistent = parser.should_keep_alive() and not parser.should_upgrade()
         request = DownstreamRequest(
             self, parser.get_method(), self._url, b"HTTP/" + parser.get_http_version().encode(),
-            headers, body, persistent)
+            self._headers, body, persistent)
         self._body = None
         self._in_head, self._unparsed, self._ended_a_request = True, 0, True
         self._continue_owed = False  # the body came without it
