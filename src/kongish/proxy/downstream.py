@@ -166,25 +166,31 @@ class DownstreamRequest:
             self.channel.transport.writeSequence(out)
 
     def _head(self) -> list[bytes]:
-        """Status line and headers, with the framing the body needs."""
-        headers = self.responseHeaders
-        headers.removeHeader(b"transfer-encoding")  # framing is this connection's, never a plugin's
+        """Status line and headers, with the framing the body needs.
+
+        Framing is this connection's: a Transfer-Encoding set by a plugin is dropped.
+        """
         self._body_allowed = self._may_have_body()
-        if self._body_allowed and not headers.hasHeader(b"content-length"):
-            if self.clientproto == b"HTTP/1.1":
-                self._chunked = True
-                headers.setRawHeaders(b"transfer-encoding", [b"chunked"])
-            else:  # an HTTP/1.0 body without a length ends when the connection does
-                self.persistent = False
-        if not headers.hasHeader(b"connection"):
-            if not self.persistent:
-                headers.setRawHeaders(b"connection", [b"close"])
-            elif self.clientproto == b"HTTP/1.0":
-                headers.setRawHeaders(b"connection", [b"keep-alive"])
         lines = [b"%s %d %s\r\n" % (self.clientproto, self.code, self.code_message)]
-        for name, values in headers.getAllRawHeaders():
+        has_length = has_connection = False
+        for name, values in self.responseHeaders.getAllRawHeaders():  # canonical names
+            if name == b"Transfer-Encoding":
+                continue
+            has_length = has_length or name == b"Content-Length"
+            has_connection = has_connection or name == b"Connection"
             for value in values:
                 lines.append(b"%s: %s\r\n" % (name, value))
+        if self._body_allowed and not has_length:
+            if self.clientproto == b"HTTP/1.1":
+                self._chunked = True
+                lines.append(b"Transfer-Encoding: chunked\r\n")
+            else:  # an HTTP/1.0 body without a length ends when the connection does
+                self.persistent = False
+        if not has_connection:
+            if not self.persistent:
+                lines.append(b"Connection: close\r\n")
+            elif self.clientproto == b"HTTP/1.0":
+                lines.append(b"Connection: keep-alive\r\n")
         lines.append(b"\r\n")
         return lines
 
