@@ -20,6 +20,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface.verify import verifyObject
 
 from kongish.proxy.downstream import DownstreamRequest, IProxiedRequest
+from kongish.proxy.headers import http_date
 from kongish.proxy.server import MAX_HEAD, MAX_LINE, ProxyConnection, ProxyServerFactory
 from tests.harness import RawClient, deferred, start_gateway, start_upstream
 
@@ -256,6 +257,20 @@ class FramingTests(SynchronousTestCase):
         [response] = client.responses()
         self.assertEqual((response.headers[b"content-length"], response.body, response.complete),
                          ([b"0"], b"", True))
+
+    def test_date_is_added_unless_the_response_has_one(self) -> None:
+        def dated(request: DownstreamRequest) -> None:
+            request.responseHeaders.setRawHeaders(b"date", [b"Tue, 01 Jan 2030 00:00:00 GMT"])
+            hello(request)
+
+        client = connect(Recorder(hello))
+        client.send(get())
+        [response] = client.responses()
+        self.assertEqual(response.headers[b"date"], [http_date()])
+        client = connect(Recorder(dated))
+        client.send(get())
+        [response] = client.responses()
+        self.assertEqual(response.headers[b"date"], [b"Tue, 01 Jan 2030 00:00:00 GMT"])
 
     def test_write_after_finish_is_an_error(self) -> None:
         client = connect(Recorder())

@@ -17,6 +17,8 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from zope.interface import Attribute, Interface, implementer
 
+from kongish.proxy.headers import http_date
+
 if TYPE_CHECKING:
     from kongish.proxy.server import ProxyConnection
 
@@ -169,15 +171,17 @@ class DownstreamRequest:
         """Status line and headers, with the framing the body needs.
 
         Framing is this connection's: a Transfer-Encoding set by a plugin is dropped.
+        A response without a Date gets one now, as nginx dates what it sends.
         """
         self._body_allowed = self._may_have_body()
         lines = [b"%s %d %s\r\n" % (self.clientproto, self.code, self.code_message)]
-        has_length = has_connection = False
+        has_length = has_connection = has_date = False
         for name, values in self.responseHeaders.getAllRawHeaders():  # canonical names
             if name == b"Transfer-Encoding":
                 continue
             has_length = has_length or name == b"Content-Length"
             has_connection = has_connection or name == b"Connection"
+            has_date = has_date or name == b"Date"
             for value in values:
                 lines.append(b"%s: %s\r\n" % (name, value))
         if self._body_allowed and not has_length:
@@ -186,6 +190,8 @@ class DownstreamRequest:
                 lines.append(b"Transfer-Encoding: chunked\r\n")
             else:  # an HTTP/1.0 body without a length ends when the connection does
                 self.persistent = False
+        if not has_date:
+            lines.append(b"Date: %s\r\n" % http_date())
         if not has_connection:
             if not self.persistent:
                 lines.append(b"Connection: close\r\n")

@@ -29,7 +29,7 @@ from kongish.proxy.downstream import IProxiedRequest
 from kongish.proxy.drive import drive
 from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
                                    new_request_id)
-from kongish.proxy.headers import SERVER_TOKEN, downstream_headers, http_date, upstream_headers
+from kongish.proxy.headers import SERVER_TOKEN, downstream_headers, upstream_headers
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.target import origin_form
 from kongish.proxy.upstream import UpstreamClient, UpstreamFailure
@@ -288,6 +288,8 @@ class ProxyFlow:
         context = self.context
         if context.response.replacement_body is not None:
             chunk = context.response.replacement_body if eof else b""
+        elif not self.chain.handles("body_filter"):
+            return chunk
         context.body_chunk, context.body_eof = chunk, eof
         pending = self.chain.run("body_filter", context)
         if pending is None:
@@ -297,8 +299,8 @@ class ProxyFlow:
     def _start_response(self) -> None:
         request, response = self.request, self.context.response
         request.setResponseCode(response.status or 200, _reason(response.status or 200))
-        if not response.headers.hasHeader(b"date"):
-            response.headers.setRawHeaders(b"date", [http_date()])
+        if (date := request.responseHeaders.getRawHeaders(b"date")) and not response.headers.hasHeader(b"date"):
+            response.headers.setRawHeaders(b"date", date)  # twisted.web dated this request at its start
         request.responseHeaders = response.headers
         request.responseHeaders.setRawHeaders(b"x-kong-request-id", [self.context.request_id.encode()])
 
