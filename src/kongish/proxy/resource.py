@@ -273,7 +273,7 @@ class ProxyFlow:
             if (pending := self._phase("header_filter")) is not None:
                 await pending
             body = self._filter_chunk(b"".join(response.body), eof=True)
-            if isinstance(body, Deferred):
+            if type(body) is not bytes:  # a Deferred
                 body = await body
         except Exception:
             self._plugin_error(Failure())

@@ -117,12 +117,9 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     # parser callbacks
 
-    def on_message_begin(self) -> None:
+    def on_url(self, url: bytes) -> None:
         if not self._reading:  # the request before ended the connection; stop parsing
             raise _Ignored()
-        self._url, self._headers, self._head_size, self._in_head = b"", [], 0, True
-
-    def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > MAX_LINE:
             raise _Refused(414)
@@ -163,6 +160,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
             self, parser.get_method(), self._url, b"HTTP/" + parser.get_http_version().encode(),
             self._headers, body, persistent)
         self._body = None
+        self._url, self._headers, self._head_size = b"", [], 0
         self._in_head, self._unparsed, self._ended_a_request = True, 0, True
         self._continue_owed = False  # the body came without it
         self._reading = self._reading and persistent
