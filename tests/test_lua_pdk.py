@@ -264,6 +264,23 @@ class NgxRequestTests(SynchronousTestCase):
         self.pdk.result(self, 'ngx.req.set_uri_args({b = "x y", a = {1, 2}})', self.context)
         self.assertEqual(self.context.upstream.query, "a=1&a=2&b=x%20y")
 
+    def test_planned_upstream_is_made_only_when_asked_for(self) -> None:
+        context = self.pdk.context(b"GET /p?a=1 HTTP/1.1\r\nHost: h\r\n\r\n", upstream=False)
+        made: list[UpstreamRequest] = []
+
+        def plan() -> UpstreamRequest:
+            made.append(UpstreamRequest(method="GET", path="/p", query="a=1"))
+            return made[-1]
+
+        context.plan_upstream = plan
+        self.assertEqual(self.pdk.result(self, "return ngx.req.get_uri_args().a", context), [b"1"])
+        self.assertEqual((made, context.upstream_if_made()), ([], None))
+        self.pdk.result(self, 'ngx.req.set_uri_args("a=2")', context)
+        self.assertEqual(len(made), 1)
+        self.assertIs(context.upstream, made[0])
+        self.assertEqual((made[0].query, self.pdk.result(self, "return ngx.req.get_uri_args().a", context)),
+                         ("a=2", [b"2"]))
+
     def test_var_args_nil_clears_the_upstream_query(self) -> None:
         self.pdk.result(self, "ngx.var.args = nil", self.context)
         self.assertIsNone(self.context.upstream.query)

@@ -177,7 +177,9 @@ def _set_method(context: RequestContext, method: Any) -> None:
 
 @_reader("query")
 def _query(context: RequestContext) -> bytes | str | None:
-    return context.upstream.query if context.upstream else _client_query(context)
+    # Until something asks for the upstream request, its query is the client's.
+    upstream = context.upstream_if_made()
+    return upstream.query if upstream is not None else _client_query(context)
 
 
 @_writer("query")

@@ -92,7 +92,12 @@ class RequestContext:
     #: Matched route and its service, as Admin API dicts (``None`` before routing).
     route: dict[str, Any] | None = None
     service: dict[str, Any] | None = None
-    upstream: UpstreamRequest | None = None
+    #: The request to proxy, once routed; read through ``upstream``, which makes it
+    #: with ``plan_upstream`` on first use.
+    _upstream: UpstreamRequest | None = attrs.field(default=None, alias="upstream")
+    #: Set by the proxy once routed: a request a plugin ends without looking at what
+    #: would be proxied never pays for building it.
+    plan_upstream: Callable[[], UpstreamRequest] | None = None
     response: DownstreamResponse = attrs.Factory(DownstreamResponse)
     upstream_response: UpstreamResponse | None = None
     #: Regex captures of the matched route path: ``{"unnamed": [...], "named": {...}}``.
@@ -108,6 +113,20 @@ class RequestContext:
     #: Free slots for components that keep per-request state (the Lua engine keeps
     #: its ``ngx.ctx``/``kong.ctx`` tables here), keyed by the component's name.
     slots: dict[str, Any] = attrs.Factory(dict)
+
+    @property
+    def upstream(self) -> UpstreamRequest | None:
+        if self._upstream is None and self.plan_upstream is not None:
+            self._upstream = self.plan_upstream()
+        return self._upstream
+
+    @upstream.setter
+    def upstream(self, upstream: UpstreamRequest | None) -> None:
+        self._upstream = upstream
+
+    def upstream_if_made(self) -> UpstreamRequest | None:
+        """The upstream request if anything has asked for it yet (and so may have changed it)."""
+        return self._upstream
 
     def exit(self, status: int, body: bytes | None = None,
              headers: dict[str, str] | None = None) -> None:

@@ -113,7 +113,7 @@ class ProxyFlow:
                     "Connection": "Upgrade", "Upgrade": "TLS/1.2, HTTP/1.1"})
             self.chain = node.plugin_map.for_request(
                 match.route["id"], match.service["id"] if match.service else None)
-            context.upstream = self._upstream_request(match)
+            self.match, context.plan_upstream = match, self._upstream_request
             if (pending := self._phase("access", stop_on_exit=True)) is not None:
                 await pending
             if context.response.exited:
@@ -145,10 +145,9 @@ class ProxyFlow:
 
     # upstream
 
-    def _upstream_request(self, match: Match) -> UpstreamRequest:
-        request = self.request
+    def _upstream_request(self) -> UpstreamRequest:
+        request, match = self.request, self.match
         service = match.service or {}
-        self.match = match
         return UpstreamRequest(
             method=request.method.decode("latin-1"), path=match.upstream_path, query=match.upstream_query,
             scheme="https" if service.get("protocol") == "https" else "http",
