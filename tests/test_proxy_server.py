@@ -490,6 +490,15 @@ class TimeoutTests(SynchronousTestCase):
         self.assertTrue(client.transport.disconnecting)
         self.assertEqual(client.resource.requests, [])
 
+    def test_data_keeps_a_connection_from_being_idle(self) -> None:
+        client = connect(Recorder(), timeout=10)
+        client.clock.advance(6)
+        client.send(b"GET / HTTP/1.1\r\n")
+        client.clock.advance(9)
+        self.assertFalse(client.transport.disconnecting)
+        client.clock.advance(1)
+        self.assertTrue(client.transport.disconnecting)
+
     def test_request_in_progress_is_not_idle(self) -> None:
         client = connect(Recorder(answer=None), timeout=10)
         client.send(get())

@@ -85,7 +85,7 @@ class DownstreamRequest:
     """A parsed request and its response, written straight to the connection."""
 
     __slots__ = ("channel", "method", "uri", "path", "clientproto", "prepath", "_raw_headers",
-                 "_headers", "responseHeaders", "content", "code", "code_message", "sentLength",
+                 "_headers", "_response_headers", "content", "code", "code_message", "sentLength",
                  "startedWriting", "finished", "_disconnected", "persistent", "_chunked",
                  "_body_allowed", "_waiters")
 
@@ -99,7 +99,7 @@ class DownstreamRequest:
         self.prepath: list[bytes] = []
         self._raw_headers = raw_headers
         self._headers: Headers | None = None
-        self.responseHeaders = Headers()
+        self._response_headers: Headers | None = None
         self.content = content
         self.code, self.code_message = 200, b"OK"
         self.sentLength = 0
@@ -120,6 +120,17 @@ class DownstreamRequest:
             for name, value in self._raw_headers:
                 self._headers.addRawHeader(name, value)
         return self._headers
+
+    @property
+    def responseHeaders(self) -> Headers:
+        """Made on first use: the proxy flow replaces it with its own."""
+        if self._response_headers is None:
+            self._response_headers = Headers()
+        return self._response_headers
+
+    @responseHeaders.setter
+    def responseHeaders(self, headers: Headers) -> None:
+        self._response_headers = headers
 
     def getHeader(self, name: bytes) -> bytes | None:
         if self._headers is not None:

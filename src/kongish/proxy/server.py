@@ -90,12 +90,16 @@ class ProxyConnection(Protocol, TimeoutMixin):
         #: Asked once: each getHost() of a TCP transport is a system call.
         self.host = self.transport.getHost()
         self.secure = ISSLTransport.providedBy(self.transport)
+        self._now = self.factory.reactor.seconds
+        self._last_read = self._now()
         self.setTimeout(self.timeOut)
 
     def dataReceived(self, data: bytes) -> None:
         if not self._reading:
             return
-        self.resetTimeout()
+        # Noted rather than rescheduling the idle timer on every read: timeoutConnection
+        # re-arms it for what is left.
+        self._last_read = self._now()
         self._ended_a_request = False
         try:
             self._parser.feed_data(data)
@@ -238,8 +242,12 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     def timeoutConnection(self) -> None:
         """Idle too long; a request in progress is bounded by its service's timeouts instead."""
+        assert self.timeOut is not None
+        idle = self._now() - self._last_read
         if self._active is not None:
             self.setTimeout(self.timeOut)
+        elif idle < self.timeOut:
+            self.setTimeout(self.timeOut - idle)
         else:
             self._close()
 
