@@ -85,9 +85,9 @@ function ngx.exit(status)
   end
   if EXITING_PHASES[P.phase()] then
     if status >= 200 then
-      P.exit(status)
+      return stop(status)
     elseif status == ngx.ERROR then
-      P.exit(500)
+      return stop(500)
     end
   end
   return stop()
@@ -101,8 +101,7 @@ function ngx.redirect(uri, status)
           .. "ngx.HTTP_SEE_OTHER, and ngx.HTTP_TEMPORARY_REDIRECT are allowed", 2)
   end
   S.change_header("response", "set", "location", tostring(uri))
-  P.exit(status)
-  return stop()
+  return stop(status)
 end
 
 -- Response headers: ngx.header.X_Foo = "v", ngx.header["X-Foo"], ngx.header.content_type.
