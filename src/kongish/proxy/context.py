@@ -22,7 +22,7 @@ PHASES = ("rewrite", "access", "header_filter", "body_filter", "log")
 
 def new_request_id() -> str:
     """32 hex digits, like nginx's ``$request_id``: unique, not secret, so no system call."""
-    return "%032x" % getrandbits(128)
+    return getrandbits(128).to_bytes(16, "big").hex()
 
 
 @attrs.define
