@@ -377,6 +377,12 @@ class RefusalTests(SynchronousTestCase):
                      b"GET /\x00 HTTP/1.1\r\n\r\n", b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"):
             self.assertEqual(self._refused(data), (b"HTTP/1.1 400 Bad Request", b"Bad request"), data)
 
+    def test_versions_other_than_1_0_and_1_1_are_refused(self) -> None:
+        for version in (b"2.0", b"0.9"):
+            self.assertEqual(self._refused(get(version=version)),
+                             (b"HTTP/1.1 505 HTTP Version Not Supported",
+                              b"The upstream server responded with 505"), version)
+
     def test_smuggling_shapes_are_refused(self) -> None:
         for framing in (b"Content-Length: 5\r\nTransfer-Encoding: chunked",
                         b"Transfer-Encoding: chunked\r\nContent-Length: 5",

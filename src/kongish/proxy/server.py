@@ -137,6 +137,8 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._parser.get_http_version() not in _VERSIONS:  # nginx: HTTP/2.0 in text is 505
+            raise _Refused(505)
         fields = {name.lower(): value for name, value in self._headers}
         length = fields.get(b"content-length")
         if b"transfer-encoding" in fields:  # length unknown: memory first, so small bodies take no file
@@ -264,7 +266,9 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._waiting.clear()
 
 
-_REASONS = {400: b"Bad Request", 414: b"Request-URI Too Large", 494: b"Bad Request"}
+_REASONS = {400: b"Bad Request", 414: b"Request-URI Too Large", 494: b"Bad Request",
+            505: b"HTTP Version Not Supported"}
+_VERSIONS = frozenset({"1.0", "1.1"})
 
 
 class ProxyServerFactory(HTTPFactory):
