@@ -20,7 +20,6 @@ from twisted.web.server import Request, Site
 
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk import install_pdk
-from kongish.lua.pdk_request import end_request
 from kongish.proxy.context import RequestContext, UpstreamRequest
 
 
@@ -65,7 +64,7 @@ def parse_request(raw: bytes, secure: bool = False) -> Request:
 #: going over a limit is a plain error.
 _DRIVER = b"""
 local await = function(f, ...) return coroutine.yield("await", f, ...) end
-local stop = function(...) return coroutine.yield("stop", ...) end
+local stop = function() return coroutine.yield("stop") end
 local exceed = function(message) error(message, 0) end
 local function pack(...) return {n = select("#", ...), ...} end
 local function start(fn)
@@ -124,8 +123,6 @@ class PDKHarness:
             elif status in (b"dead", "dead"):
                 done.callback(values[1:])
             elif values[1] in (b"stop", "stop"):
-                if len(values) > 2:  # the status (and body) that end the request
-                    end_request(context, *values[2:])
                 done.callback(["stopped"])
             else:
                 function, *args = values[2:]

@@ -223,10 +223,8 @@ local function await(pyfunc, ...)
   return values_or_error(co_yield(AWAIT, pyfunc, ...))
 end
 
--- Ends the running handler. With a status (and a body) it also ends the request,
--- which Python applies when the signal arrives: no call back into Python for it.
-local function stop(...)
-  return co_yield(STOP, ...)
+local function stop()
+  return co_yield(STOP)
 end
 
 -- User coroutines: pass PDK signals through to the worker, so ngx.sleep and

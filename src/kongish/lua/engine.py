@@ -37,7 +37,6 @@ from twisted.python.failure import Failure
 
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk import install_pdk
-from kongish.lua.pdk_request import end_request
 from kongish.lua.sandbox import UNTRUSTED_LUA_OFF, environment_factory, run_lua_file
 from kongish.lua.settings import LuaSettings
 from kongish.proxy.context import RequestContext
@@ -242,11 +241,7 @@ class LuaEngine:
         finally:
             current.context = current.plugin_name = current.plugin_key = None
         signal = result[0] if type(result) is tuple else result
-        if signal is _DONE:
-            return None
-        if signal is _STOP:
-            if type(result) is tuple:  # with the status (and body) that end the request
-                end_request(context, *result[1:])
+        if signal is _DONE or signal is _STOP:
             return None
         if signal is _AWAIT:
             _, worker, instructions, nesting, pyfunc = result[:5]

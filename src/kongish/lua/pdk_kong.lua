@@ -327,7 +327,7 @@ local function send(status, body, headers, empty_body)
     if body ~= nil then P.write("replacement_body", body) end
   else
     if body == nil then body = empty_body end
-    return stop(status, body)
+    P.exit(status, body)
   end
   return stop()
 end

@@ -85,9 +85,9 @@ function ngx.exit(status)
   end
   if EXITING_PHASES[P.phase()] then
     if status >= 200 then
-      return stop(status)
+      P.exit(status)
     elseif status == ngx.ERROR then
-      return stop(500)
+      P.exit(500)
     end
   end
   return stop()
@@ -101,7 +101,8 @@ function ngx.redirect(uri, status)
           .. "ngx.HTTP_SEE_OTHER, and ngx.HTTP_TEMPORARY_REDIRECT are allowed", 2)
   end
   S.change_header("response", "set", "location", tostring(uri))
-  return stop(status)
+  P.exit(status)
+  return stop()
 end
 
 -- Response headers: ngx.header.X_Foo = "v", ngx.header["X-Foo"], ngx.header.content_type.

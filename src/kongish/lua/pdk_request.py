@@ -393,7 +393,7 @@ class RequestPrimitives:
         return {
             b"read": self.read, b"write": self.write, b"var": self.var,
             b"header_list": self.header_list, b"header_values": self.header_values,
-            b"change_header": self.change_header, b"emit": self.emit,
+            b"change_header": self.change_header, b"emit": self.emit, b"exit": self.exit,
             b"slot": self.slot, b"log": self.log, b"sleep": self.sleep, b"now": self.now,
             b"is_trusted": self.is_trusted, b"plugin": self.plugin,
         }
@@ -483,6 +483,9 @@ class RequestPrimitives:
         context.slots[_OUTPUT_SLOT] = used
         return False
 
+    def exit(self, status: Any, body: Any = None) -> None:
+        self.current.require().exit(int(status), None if body is None else as_bytes(body))
+
     def slot(self) -> Any:
         """This request's Lua state (ngx.ctx, kong.ctx.*), kept in ``context.slots``."""
         slots = self.current.require().slots
@@ -552,8 +555,3 @@ _VARIABLE_READERS: dict[str, Reader] = {
     else str(context.upstream_response.status),
     "status": lambda context: str(context.response.status or 0),
 }
-
-
-def end_request(context: RequestContext, status: Any, body: Any = None) -> None:
-    """What a stop signal with a status means (ngx.exit, kong.response.exit): the request ends."""
-    context.exit(int(status), None if body is None else as_bytes(body))
