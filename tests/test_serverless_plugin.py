@@ -78,6 +78,15 @@ class ServerlessPluginTests(SynchronousTestCase):
         handlers = self.post.configure(entity("post-function", access=["ngx.status = 503 ngx.exit(ngx.status)"]))
         self.assertEqual(access(handlers).response.status, 503)
 
+    def test_exit_that_cannot_yield_still_ends_the_request(self) -> None:
+        # Inside a C callback the stop cannot yield, and pcall catches that error: the
+        # exit must already be recorded, as OpenResty records it before yielding.
+        for code in ["pcall(table.sort, {3, 2, 1}, function(a, b) ngx.exit(403) end)",
+                     "pcall(string.gsub, 'a', 'a', function() return kong.response.exit(401, 'no') end)"]:
+            context = access(self.pre.configure(entity("pre-function", access=[code])))
+            self.assertTrue(context.response.exited, code)
+            self.assertIn(context.response.status, (401, 403), code)
+
     def test_runtime_error_is_raised_for_the_pipeline(self) -> None:
         handlers = self.pre.configure(entity(
             "pre-function", access=['error("this should stop the request with a 500")']))
