@@ -64,3 +64,14 @@ class DriveTests(SynchronousTestCase):
         self.assertEqual(len(self.failures), 1)
         waiting.callback(None)
         self.assertEqual([f.value.args[0] for f in self.failures], ["now", "later"])
+
+    def test_awaiting_something_other_than_a_deferred_is_a_failure(self) -> None:
+        class NotADeferred:
+            def __await__(self):
+                yield "not a Deferred"
+
+        async def flow() -> None:
+            await NotADeferred()
+
+        drive(flow(), self.failures.append)
+        self.assertEqual([type(f.value) for f in self.failures], [AttributeError])

@@ -27,12 +27,11 @@ def _step(coroutine: Coroutine[Deferred[Any], Any, None], result: Any, on_failur
             awaited = result.throwExceptionIntoGenerator(coroutine)
         else:
             awaited = coroutine.send(result)
+        awaited.addBoth(_resume, coroutine, on_failure)
     except StopIteration:
         return
     except BaseException:
         on_failure(Failure())
-        return
-    awaited.addBoth(_resume, coroutine, on_failure)
 
 
 def _resume(result: Any, coroutine: Coroutine[Deferred[Any], Any, None], on_failure: OnFailure) -> None:

@@ -23,7 +23,7 @@ from typing import IO, Any
 import httptools
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPFactory
@@ -44,6 +44,8 @@ _HEAD_BUFFER = MAX_LINE + MAX_HEAD
 #: twisted.web's choice: bodies up to this size stay in memory, larger ones go to a file.
 _MEMORY_BODY = 100_000
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: twisted.web's wait, after closing an idle connection, before aborting it.
+_ABORT_AFTER = 15
 
 
 class _Refused(Exception):
@@ -70,10 +72,18 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
         self._in_head = True
-        #: Bytes of the current head received in chunks that completed no request.
-        self._unparsed = 0
         self._ended_a_request = False
         self._body: IO[bytes] | None = None
+        #: The body length the head declared (None: none or chunked), and whether chunked.
+        self._length: int | None = None
+        self._chunked = False
+        #: Whether the parser delivered body bytes or ended a chunk during this read, and the
+        #: bytes read since it last did: chunk extensions and trailers are bounded like a head.
+        self._progress = False
+        self._stalled = 0
+        #: An Upgrade request whose body the parser leaves to us, and how much of it is missing.
+        self._upgrading: DownstreamRequest | None = None
+        self._upgrade_left = 0
         self._waiting: deque[DownstreamRequest] = deque()
         self._active: DownstreamRequest | None = None
         self._advancing = False
@@ -85,6 +95,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
         #: The error answer owed to a malformed request, after those before it.
         self._refusal: int | None = None
         self._closed = False
+        self._abort: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         #: Asked once: each getHost() of a TCP transport is a system call.
@@ -95,22 +106,30 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self.setTimeout(self.timeOut)
 
     def dataReceived(self, data: bytes) -> None:
-        if not self._reading:
-            return
         # Noted rather than rescheduling the idle timer on every read: timeoutConnection
         # re-arms it for what is left.
         self._last_read = self._now()
-        self._ended_a_request = False
+        if self._upgrading is not None:
+            self._read_upgrade_body(data)
+            return
+        if not self._reading:
+            return
+        self._ended_a_request = self._progress = False
         try:
             self._parser.feed_data(data)
-            if self._in_head and not self._ended_a_request:  # all of ``data`` belongs to this head
-                self._unparsed += len(data)
-                if self._unparsed > _HEAD_BUFFER:
+            if self._ended_a_request or self._progress:
+                self._stalled = 0
+            else:  # all of ``data`` belongs to one head, chunk header or trailer section
+                self._stalled += len(data)
+                if self._stalled > _HEAD_BUFFER:
                     raise _Refused(494)
         except _Refused as refused:
             self._refuse(refused.status)
-        except httptools.HttpParserUpgrade:
-            pass  # kongish does not switch protocols; that request closes the connection
+        except httptools.HttpParserUpgrade as upgrade:
+            # kongish does not switch protocols: the request is served as is and the
+            # connection closes after it; what follows its head is its body, if any.
+            if self._upgrading is not None:
+                self._read_upgrade_body(data[upgrade.args[0]:])
         except httptools.HttpParserError as error:
             if not self._reading:
                 pass  # bytes after a request that ends the connection are ignored, as nginx does
@@ -133,7 +152,8 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._head_size += size
         if size > MAX_LINE or self._head_size > MAX_HEAD:
             raise _Refused(494)
-        self._headers.append((name, value))
+        if self._in_head:  # trailers of a chunked body are dropped, as nginx and twisted.web do
+            self._headers.append((name, value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -141,9 +161,11 @@ class ProxyConnection(Protocol, TimeoutMixin):
             raise _Refused(505)
         fields = {name.lower(): value for name, value in self._headers}
         length = fields.get(b"content-length")
-        if b"transfer-encoding" in fields:  # length unknown: memory first, so small bodies take no file
+        self._chunked = b"transfer-encoding" in fields
+        self._length = int(length) if length is not None and not self._chunked else None
+        if self._chunked:  # length unknown: memory first, so small bodies take no file
             self._body = tempfile.SpooledTemporaryFile(_MEMORY_BODY)
-        elif length is not None and int(length) >= _MEMORY_BODY:
+        elif self._length is not None and self._length >= _MEMORY_BODY:
             self._body = tempfile.TemporaryFile()
         else:
             self._body = io.BytesIO()
@@ -155,26 +177,51 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     def on_body(self, body: bytes) -> None:
         assert self._body is not None
+        self._progress = True
         self._body.write(body)
+
+    def on_chunk_complete(self) -> None:
+        self._progress = True
 
     def on_message_complete(self) -> None:
         parser, body = self._parser, self._body
         assert body is not None
-        body.seek(0)
-        persistent = parser.should_keep_alive() and not parser.should_upgrade()
+        upgrade = parser.should_upgrade()
+        if upgrade and self._chunked:  # a body the parser leaves unread, with no length to read it by
+            raise _Refused(400)
+        persistent = parser.should_keep_alive() and not upgrade
         request = DownstreamRequest(
             self, parser.get_method(), self._url, b"HTTP/" + parser.get_http_version().encode(),
             self._headers, body, persistent)
         self._body = None
         self._url, self._headers, self._head_size = b"", [], 0
-        self._in_head, self._unparsed, self._ended_a_request = True, 0, True
+        self._in_head, self._stalled, self._ended_a_request = True, 0, True
         self._continue_owed = False  # the body came without it
         self._reading = self._reading and persistent
+        if upgrade and self._length:
+            # The parser stops at an Upgrade head; nginx ignores the Upgrade and reads the body.
+            self._upgrading, self._upgrade_left = request, self._length
+            return
+        body.seek(0)
         self._waiting.append(request)
         self._advance()
         if self._waiting and not self._paused:
             self._paused = True
             self.transport.pauseProducing()
+
+    def _read_upgrade_body(self, data: bytes) -> None:
+        """The body of an Upgrade request, which the parser does not read; then serve it."""
+        request = self._upgrading
+        assert request is not None
+        taken = data[:self._upgrade_left]
+        request.content.write(taken)
+        self._upgrade_left -= len(taken)
+        if self._upgrade_left:
+            return
+        self._upgrading = None
+        request.content.seek(0)
+        self._waiting.append(request)
+        self._advance()
 
     # requests
 
@@ -216,6 +263,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
     def request_done(self, request: DownstreamRequest) -> None:
         """The active request's response ended: close, or go on with the next request."""
         self._active = None
+        self._last_read = self._now()  # idle from the end of the answer, not from the request
         self.factory.log(request)
         if request.persistent:
             self._advance()
@@ -252,17 +300,21 @@ class ProxyConnection(Protocol, TimeoutMixin):
             self.setTimeout(self.timeOut - idle)
         else:
             self._close()
+            # A client that stops reading would keep the connection open for ever.
+            self._abort = self.callLater(_ABORT_AFTER, self.transport.abortConnection)
 
     def connectionLost(self, reason: Failure = None) -> None:
         self.setTimeout(None)
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
         self._reading, self._closed = False, True
         if self._body is not None:
             self._body.close()
             self._body = None
-        for request in [self._active, *self._waiting]:
+        for request in [self._active, self._upgrading, *self._waiting]:
             if request is not None:
                 request.connection_lost(reason)
-        self._active = None
+        self._active = self._upgrading = None
         self._waiting.clear()
 
 
