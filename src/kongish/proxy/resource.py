@@ -300,8 +300,8 @@ class ProxyFlow:
         request.setResponseCode(response.status or 200, _reason(response.status or 200))
         if (date := request.responseHeaders.getRawHeaders(b"date")) and not response.headers.hasHeader(b"date"):
             response.headers.setRawHeaders(b"date", date)  # twisted.web dated this request at its start
+        response.headers.setRawHeaders(b"x-kong-request-id", [self.context.request_id.encode()])
         request.responseHeaders = response.headers
-        request.responseHeaders.setRawHeaders(b"x-kong-request-id", [self.context.request_id.encode()])
 
     def _write(self, data: bytes) -> None:
         if data and not self.request._disconnected and not self.request.finished:
