@@ -159,7 +159,9 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._in_head = False
         if self._parser.get_http_version() not in _VERSIONS:  # nginx: HTTP/2.0 in text is 505
             raise _Refused(505)
-        fields = {name.lower(): value for name, value in self._headers}
+        # Only framing and Expect matter here; most requests have neither.
+        fields = {lowered: value for name, value in self._headers
+                  if (lowered := name.lower()) in _FRAMING_FIELDS}
         length = fields.get(b"content-length")
         self._chunked = b"transfer-encoding" in fields
         self._length = int(length) if length is not None and not self._chunked else None
@@ -321,6 +323,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
 _REASONS = {400: b"Bad Request", 414: b"Request-URI Too Large", 494: b"Bad Request",
             505: b"HTTP Version Not Supported"}
 _VERSIONS = frozenset({"1.0", "1.1"})
+_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
 
 
 class ProxyServerFactory(HTTPFactory):
