@@ -30,10 +30,10 @@ class ServerlessHandlers:
     #: The entity id, so kong.ctx.plugin is private to this instance.
     plugin_key: str
     functions: dict[str, LuaFunctions]
-    phases: frozenset[str] = attrs.field(init=False)
 
-    def __attrs_post_init__(self) -> None:
-        self.phases = frozenset(self.functions)
+    @property
+    def phases(self) -> frozenset[str]:
+        return frozenset(self.functions)
 
     @classmethod
     def compile(cls, engine: LuaEngine, plugin_name: str, entity: dict[str, Any]) -> ServerlessHandlers:
@@ -51,7 +51,7 @@ class ServerlessHandlers:
         return self.engine.run(functions, context, self.plugin_name, self.plugin_key)
 
     def close(self) -> None:
-        self.functions, self.phases = {}, frozenset()
+        self.functions = {}
 
 
 @implementer(IPlugin)
