@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from zope.interface import Attribute, Interface, implementer
 
-from kongish.proxy.headers import http_date
+from kongish.proxy.headers import host_without_port, http_date
 
 if TYPE_CHECKING:
     from kongish.proxy.server import ProxyConnection
@@ -155,7 +155,7 @@ class DownstreamRequest:
         host = self.getHeader(b"host")
         if host is None:
             return self.getHost().host.encode("ascii")
-        return host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
+        return host_without_port(host)
 
     # the response
 

@@ -49,13 +49,18 @@ def _appended(existing: list[bytes] | None, value: bytes) -> bytes:
     return b", ".join([*(existing or []), value])
 
 
+def host_without_port(host: bytes) -> bytes:
+    """A Host header's host part (an IPv6 literal keeps its brackets)."""
+    return host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
+
+
 def upstream_headers(incoming: Headers, *, host_header: str, client_ip: str, scheme: str,
                      port: int, raw_path: str, stripped_prefix: str | None, request_id: str,
                      http_version: str = "1.1") -> Headers:
     """Headers to send upstream, per Kong's proxy rules (X-Forwarded-*, X-Real-IP, Via)."""
     headers = copy_end_to_end(incoming, _RECOMPUTED)
     host = (incoming.getRawHeaders(b"host") or [_SERVER_NAME])[0]
-    forwarded_host = host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
+    forwarded_host = host_without_port(host)
     client = client_ip.encode()
     headers.setRawHeaders(b"host", [host_header.encode("latin-1")])
     headers.setRawHeaders(b"connection", [b"keep-alive"])
