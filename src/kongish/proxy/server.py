@@ -77,6 +77,8 @@ class ProxyConnection(Protocol, TimeoutMixin):
         #: The body length the head declared (None: none or chunked), and whether chunked.
         self._length: int | None = None
         self._chunked = False
+        #: The version the head named, as its answer's status line will.
+        self._clientproto = b"HTTP/1.1"
         #: Whether the parser delivered body bytes or ended a chunk during this read, and the
         #: bytes read since it last did: chunk extensions and trailers are bounded like a head.
         self._progress = False
@@ -157,8 +159,10 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        if self._parser.get_http_version() not in _VERSIONS:  # nginx: HTTP/2.0 in text is 505
+        clientproto = _CLIENTPROTOS.get(self._parser.get_http_version())
+        if clientproto is None:  # nginx: HTTP/2.0 in text is 505
             raise _Refused(505)
+        self._clientproto = clientproto
         # Only framing and Expect matter here; most requests have neither.
         fields = {lowered: value for name, value in self._headers
                   if (lowered := name.lower()) in _FRAMING_FIELDS}
@@ -171,7 +175,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
             self._body = tempfile.TemporaryFile()
         else:
             self._body = io.BytesIO()
-        if fields.get(b"expect", b"").lower() == b"100-continue" and self._parser.get_http_version() == "1.1":
+        if fields.get(b"expect", b"").lower() == b"100-continue" and clientproto == b"HTTP/1.1":
             if self._active is None:
                 self.transport.write(_CONTINUE)
             else:  # not in the middle of the response before it
@@ -193,8 +197,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
             raise _Refused(400)
         persistent = parser.should_keep_alive() and not upgrade
         request = DownstreamRequest(
-            self, parser.get_method(), self._url, b"HTTP/" + parser.get_http_version().encode(),
-            self._headers, body, persistent)
+            self, parser.get_method(), self._url, self._clientproto, self._headers, body, persistent)
         self._body = None
         self._url, self._headers, self._head_size = b"", [], 0
         self._in_head, self._stalled, self._ended_a_request = True, 0, True
@@ -322,7 +325,8 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
 _REASONS = {400: b"Bad Request", 414: b"Request-URI Too Large", 494: b"Bad Request",
             505: b"HTTP Version Not Supported"}
-_VERSIONS = frozenset({"1.0", "1.1"})
+#: The versions served, as the parser names them and as a status line writes them.
+_CLIENTPROTOS = {"1.0": b"HTTP/1.0", "1.1": b"HTTP/1.1"}
 _FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
 
 
