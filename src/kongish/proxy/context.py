@@ -16,6 +16,8 @@ import attrs
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
+from kongish.proxy.headers import GatewayHeaders
+
 #: Phases in the order they run for one request.
 PHASES = ("rewrite", "access", "header_filter", "body_filter", "log")
 
@@ -88,7 +90,7 @@ class DownstreamResponse:
     """
 
     status: int | None = None
-    headers: Headers = attrs.Factory(Headers)
+    headers: GatewayHeaders = attrs.Factory(GatewayHeaders)
     #: Body chunks produced by plugins (``ngx.say``/``ngx.print``/``kong.response.exit``).
     body: list[bytes] = attrs.Factory(list)
     exited: bool = False

@@ -27,6 +27,33 @@ _RECOMPUTED = frozenset({
 })
 
 
+class GatewayHeaders(Headers):
+    """Headers that also take values kongish formats itself, unchecked.
+
+    ``setRawHeaders`` canonicalizes the name and sanitizes every value: right
+    for what clients, upstreams and plugins send, wasted on kongish's own digits,
+    tokens and request ids, which are most headers of a short-circuit response.
+    """
+
+    __slots__ = ()
+
+    def put(self, name: bytes, value: bytes) -> None:
+        """Set ``name`` (as canonicalized by ``canonical``) to kongish's own ``value``."""
+        self._rawHeaders[name] = [value]
+
+
+def canonical(name: bytes) -> bytes:
+    """``name`` as ``Headers`` stores it, for ``GatewayHeaders.put``."""
+    probe = Headers()
+    probe.setRawHeaders(name, [b""])
+    return next(probe.getAllRawHeaders())[0]
+
+
+SERVER, CONTENT_TYPE, CONTENT_LENGTH, DATE = map(
+    canonical, (b"server", b"content-type", b"content-length", b"date"))
+RESPONSE_LATENCY, REQUEST_ID = map(canonical, (b"x-kong-response-latency", b"x-kong-request-id"))
+
+
 def _tokens(headers: Headers, name: bytes) -> frozenset[bytes]:
     """The comma-separated tokens of all ``name`` headers, lower-cased."""
     tokens = set()
@@ -35,10 +62,10 @@ def _tokens(headers: Headers, name: bytes) -> frozenset[bytes]:
     return frozenset(tokens)
 
 
-def copy_end_to_end(source: Headers, skip: frozenset[bytes] = frozenset()) -> Headers:
+def copy_end_to_end(source: Headers, skip: frozenset[bytes] = frozenset()) -> GatewayHeaders:
     """The headers of ``source`` minus hop-by-hop ones and those in ``skip``."""
     dropped = HOP_BY_HOP | _tokens(source, b"connection") | skip
-    copied = Headers()
+    copied = GatewayHeaders()
     for name, values in source.getAllRawHeaders():
         if name.lower() not in dropped:
             copied.setRawHeaders(name, values)
@@ -81,7 +108,7 @@ def upstream_headers(incoming: Headers, *, host_header: str, client_ip: str, sch
     return headers
 
 
-def downstream_headers(upstream: Headers) -> Headers:
+def downstream_headers(upstream: Headers) -> GatewayHeaders:
     """The upstream response's headers as kongish passes them on (Via and Server per Kong 3.8+).
 
     Twisted's client keeps the framing headers out of ``upstream``, except a

@@ -29,7 +29,8 @@ from kongish.proxy.downstream import IProxiedRequest
 from kongish.proxy.drive import drive
 from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
                                    new_request_id)
-from kongish.proxy.headers import SERVER_TOKEN, downstream_headers, upstream_headers
+from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, REQUEST_ID, RESPONSE_LATENCY, SERVER,
+                                   SERVER_TOKEN, GatewayHeaders, downstream_headers, upstream_headers)
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.target import origin_form
 from kongish.proxy.upstream import UpstreamClient, UpstreamFailure
@@ -138,7 +139,7 @@ class ProxyFlow:
                     phase=self.context.phase, request_id=self.context.request_id)
         response = self.context.response
         response.body.clear()
-        response.headers = Headers()
+        response.headers = GatewayHeaders()
         response.exited = False
         self._set_kong_error(500, error_pages.default_message(500))
         response.source = "error"
@@ -263,11 +264,11 @@ class ProxyFlow:
         if not response.body and response.status >= 400:
             self._set_kong_error(response.status, error_pages.default_message(response.status),
                                  renderer="B")
-        response.headers.setRawHeaders(b"server", [SERVER_TOKEN])
-        response.headers.setRawHeaders(
-            b"x-kong-response-latency", [str(int((time.time() - self.context.started_at) * 1000)).encode()])
-        if not response.headers.hasHeader(b"content-type") and response.body:
-            response.headers.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+        headers = response.headers
+        headers.put(SERVER, SERVER_TOKEN)
+        headers.put(RESPONSE_LATENCY, b"%d" % ((time.time() - self.context.started_at) * 1000))
+        if response.body and not headers.hasHeader(b"content-type"):
+            headers.put(CONTENT_TYPE, b"text/plain; charset=utf-8")
         try:
             if (pending := self._phase("header_filter")) is not None:
                 await pending
@@ -277,7 +278,7 @@ class ProxyFlow:
         except Exception:
             self._plugin_error(Failure())
             body = b"".join(response.body)
-        response.headers.setRawHeaders(b"content-length", [str(len(body)).encode()])
+        response.headers.put(CONTENT_LENGTH, b"%d" % len(body))
         self._start_response()
         self._write(body)
         await self._finish()
@@ -300,7 +301,7 @@ class ProxyFlow:
         request.setResponseCode(response.status or 200, _reason(response.status or 200))
         if (date := request.responseHeaders.getRawHeaders(b"date")) and not response.headers.hasHeader(b"date"):
             response.headers.setRawHeaders(b"date", date)  # twisted.web dated this request at its start
-        response.headers.setRawHeaders(b"x-kong-request-id", [self.context.request_id.encode()])
+        response.headers.put(REQUEST_ID, self.context.request_id.encode())
         request.responseHeaders = response.headers
 
     def _write(self, data: bytes) -> None:
@@ -331,8 +332,8 @@ class ProxyFlow:
         self._set_kong_error(500, error_pages.default_message(500))
         headers = self.context.response.headers
         body = self.context.response.body[0]
-        headers.setRawHeaders(b"server", [SERVER_TOKEN])
-        headers.setRawHeaders(b"content-length", [str(len(body)).encode()])
+        headers.put(SERVER, SERVER_TOKEN)
+        headers.put(CONTENT_LENGTH, b"%d" % len(body))
         self._start_response()
         request.write(body)
         request.finish()

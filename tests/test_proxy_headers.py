@@ -1,0 +1,42 @@
+"""GatewayHeaders: kongish's own values stored exactly as Headers would store them."""
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers
+
+from kongish.proxy import headers as gateway
+
+_TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class GatewayHeadersTests(SynchronousTestCase):
+    @given(st.text(_TOKEN_CHARS, min_size=1, max_size=40), st.binary(max_size=40).filter(
+        lambda value: b"\r" not in value and b"\n" not in value))
+    def test_put_stores_what_set_raw_headers_would(self, name: str, value: bytes) -> None:
+        put, checked = gateway.GatewayHeaders(), Headers()
+        put.put(gateway.canonical(name.encode()), value)
+        checked.setRawHeaders(name.encode(), [value])
+        self.assertEqual(list(put.getAllRawHeaders()), list(checked.getAllRawHeaders()))
+        self.assertEqual(put.getRawHeaders(name.lower().encode()), [value])
+
+    def test_named_headers_are_canonical(self) -> None:
+        self.assertEqual(
+            [gateway.SERVER, gateway.CONTENT_TYPE, gateway.CONTENT_LENGTH, gateway.DATE,
+             gateway.RESPONSE_LATENCY, gateway.REQUEST_ID],
+            [b"Server", b"Content-Type", b"Content-Length", b"Date",
+             b"X-Kong-Response-Latency", b"X-Kong-Request-Id"])
+
+    def test_put_replaces_every_earlier_value(self) -> None:
+        headers = gateway.GatewayHeaders()
+        headers.addRawHeader(b"server", b"upstream/1")
+        headers.addRawHeader(b"Server", b"upstream/2")
+        headers.put(gateway.SERVER, gateway.SERVER_TOKEN)
+        self.assertEqual(headers.getRawHeaders(b"server"), [gateway.SERVER_TOKEN])
+
+    def test_copies_keep_the_fast_path(self) -> None:
+        source = Headers({b"connection": [b"x-hop"], b"x-hop": [b"1"], b"x-end": [b"2"]})
+        copied = gateway.copy_end_to_end(source)
+        self.assertIsInstance(copied, gateway.GatewayHeaders)
+        self.assertEqual(list(copied.getAllRawHeaders()), [(b"X-End", [b"2"])])
