@@ -170,6 +170,11 @@ class NgxOutputTests(SynchronousTestCase):
         self.assertEqual(self.context.response.body, [b"a1truenilnullxy"])
         self.assertFalse(self.context.response.exited)
 
+    def test_one_argument_of_each_kind(self) -> None:
+        self.pdk.result(self, 'ngx.print("a") ngx.say("b") ngx.say(1) ngx.print(false) ngx.say({"c"})',
+                        self.context)
+        self.assertEqual(self.context.response.body, [b"a", b"b\n", b"1\n", b"false", b"c\n"])
+
     def test_print_rejects_functions(self) -> None:
         self.assertIn("bad argument #1 to 'print'", self.pdk.error(self, "ngx.print(print)", self.context))
 

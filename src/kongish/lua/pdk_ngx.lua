@@ -62,6 +62,10 @@ end
 
 local function output(caller, newline, ...)
   S.check_request_phase()
+  if select("#", ...) == 1 and type((...)) == "string" then  -- the common case, without a table
+    S.emit(newline and (...) .. "\n" or (...))
+    return 1
+  end
   local out = {}
   for i = 1, select("#", ...) do flatten(out, (select(i, ...)), caller, i) end
   if newline then out[#out + 1] = "\n" end
