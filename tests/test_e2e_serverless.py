@@ -71,6 +71,28 @@ class ServerlessTests(TestCase):
         self.assertEqual((await gateway.call("GET", "/status"))[0], 200)
 
     @deferred
+    async def test_header_filter_error_is_500_without_filtering_again(self) -> None:
+        gateway = await self._gateway()
+        count_runs = ("ngx.ctx.runs = (ngx.ctx.runs or 0) + 1 "
+                      "kong.response.set_header('X-Header-Filter-Runs', ngx.ctx.runs)")
+        fail_once = "if not ngx.ctx.failed then ngx.ctx.failed = true error('header_filter broke') end"
+        proxied = await self._route(
+            gateway, ("pre-function", {"header_filter": [count_runs]}),
+            ("post-function", {"header_filter": [fail_once]}))
+        exited = await self._route(
+            gateway, ("pre-function", {"access": ["ngx.say('from access') ngx.exit(200)"],
+                                       "header_filter": [count_runs]}),
+            ("post-function", {"header_filter": [fail_once]}))
+        for host in (proxied, exited):
+            status, body, headers = await gateway.get(
+                "/status/200", headers={"Host": host, "Accept": "application/json"})
+            self.assertEqual((status, json.loads(body)["message"]), (500, "An unexpected error occurred"))
+            self.assertIsNone(headers.getRawHeaders(b"x-header-filter-runs"), host)
+            self.assertEqual(headers.getRawHeaders(b"server"), [b"kong/3.9.0"])
+            self.assertIsNotNone(headers.getRawHeaders(b"x-kong-response-latency"))
+            self.assertEqual(len(self.flushLoggedErrors()), 1)
+
+    @deferred
     async def test_upvalue_counter_is_unique_over_50_requests(self) -> None:
         gateway = await self._gateway()
         host = await self._route(gateway, ("pre-function", {"access": [

@@ -45,6 +45,8 @@ log = Logger()
 _CLIENT_CLOSED = 499
 #: Statuses whose responses never have a body, whatever their Content-Length says.
 _NO_BODY = frozenset({204, 304})
+#: Phases that see the upstream's response on its way out.
+_RESPONSE_FILTERS = frozenset({"header_filter", "body_filter"})
 
 
 @implementer(IResource)
@@ -125,8 +127,10 @@ class ProxyFlow:
         except Exception:
             if self.request.startedWriting:
                 raise  # too late for an error page: crashed() closes the connection
+            failed_in = context.phase
             self._plugin_error(Failure())
-            await self._respond_from_plugins()
+            # the filters that just failed on the upstream's response do not run on the 500
+            await self._respond_from_plugins(filtered=failed_in not in _RESPONSE_FILTERS)
 
     # phases
 
@@ -256,8 +260,12 @@ class ProxyFlow:
                                   [str(int((proxied_at - self.context.started_at) * 1000)).encode()])
         await self._respond_from_plugins()
 
-    async def _respond_from_plugins(self) -> None:
-        """Send a response that kongish or a plugin built, through the response phases."""
+    async def _respond_from_plugins(self, filtered: bool = True) -> None:
+        """Send a response that kongish or a plugin built, through the response phases.
+
+        ``filtered`` is False when header_filter or body_filter already failed on
+        this request: the error page then goes out as kongish made it.
+        """
         response = self.context.response
         if response.status is None:
             response.status = 200
@@ -270,15 +278,18 @@ class ProxyFlow:
         if response.body and not headers.hasHeader(b"content-type"):
             headers.put(CONTENT_TYPE, b"text/plain; charset=utf-8")
         try:
-            if (pending := self._phase("header_filter")) is not None:
-                await pending
-            body = self._filter_chunk(b"".join(response.body), eof=True)
-            if type(body) is not bytes:  # a Deferred
-                body = await body
+            if filtered:
+                if (pending := self._phase("header_filter")) is not None:
+                    await pending
+                body = self._filter_chunk(b"".join(response.body), eof=True)
+                if type(body) is not bytes:  # a Deferred
+                    body = await body
+            else:
+                body = b"".join(response.body)
         except Exception:
             self._plugin_error(Failure())
-            body = b"".join(response.body)
-        response.headers.put(CONTENT_LENGTH, b"%d" % len(body))
+            return await self._respond_from_plugins(filtered=False)
+        headers.put(CONTENT_LENGTH, b"%d" % len(body))
         self._start_response()
         self._write(body)
         await self._finish()
