@@ -60,6 +60,34 @@ class SettingsTests(SynchronousTestCase):
         self.assertEqual(view["pg_password"], "******")
         self.assertEqual(view["plugins"], ["bundled"])
 
+    def test_headers_entries_are_checked_as_kong_does(self) -> None:
+        for name, value, bad in [("headers", "server_tokens,Foo-Bar", "Foo-Bar"),
+                                 ("headers_upstream", "x-kong-request-id, Via", "Via")]:
+            with self.assertRaises(ConfigError) as raised:
+                Settings.load(environ={f"KONGISH_{name.upper()}": value})
+            self.assertEqual(str(raised.exception), f"{name}: invalid entry '{bad}'")
+
+    def test_headers_defaults(self) -> None:
+        settings = Settings.load(environ={})
+        self.assertEqual(settings.headers, {
+            "server", "via", "x-kong-proxy-latency", "x-kong-response-latency",
+            "x-kong-admin-latency", "x-kong-upstream-latency", "x-kong-request-id"})
+        self.assertEqual(settings.headers_upstream, {"x-kong-request-id"})
+
+    @given(st.lists(st.sampled_from(["server_tokens", "latency_tokens", "Server", "VIA", "off",
+                                     "X-Kong-Upstream-Status", "x-kong-request-id",
+                                     "X-Kong-Proxy-Latency"]), max_size=6))
+    def test_headers_expand_tokens_and_only_a_leading_off_counts(self, entries: list[str]) -> None:
+        enabled = Settings.load(environ={"KONGISH_HEADERS": ", ".join(entries)}).headers
+        expected: set[str] = set()
+        if entries and entries[0] != "off":
+            for entry in (entry.lower() for entry in entries):
+                expected |= {"server_tokens": {"server", "via"},
+                             "latency_tokens": {"x-kong-proxy-latency", "x-kong-response-latency",
+                                                "x-kong-admin-latency", "x-kong-upstream-latency"},
+                             "off": set()}.get(entry, {entry})
+        self.assertEqual(enabled, expected)
+
     def test_sizes(self) -> None:
         self.assertEqual(parse_size("10m"), 10 * 1024 * 1024)
         self.assertEqual(parse_size("512K"), 512 * 1024)

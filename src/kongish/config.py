@@ -34,6 +34,7 @@ DEFAULTS: dict[str, str] = {
     "lua_time_limit": "1",
     "lua_memory_limit": "256m",
     "headers": "server_tokens, latency_tokens, x-kong-request-id",
+    "headers_upstream": "x-kong-request-id",
     "error_default_type": "text/plain",
     "nginx_admin_client_max_body_size": "10m",
     "pg_password": "NONE",
@@ -45,6 +46,16 @@ SECRETS = frozenset({"pg_password"})
 _DATABASES = ("sqlite", "off")
 _UNTRUSTED_LUA = ("on", "off", "sandbox")
 _LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
+_LATENCY_HEADERS = ("x-kong-proxy-latency", "x-kong-response-latency", "x-kong-admin-latency",
+                    "x-kong-upstream-latency")
+#: ``headers`` entries (any case) and the header names each enables; ``off`` first disables all.
+_HEADER_ENTRIES: dict[str, frozenset[str]] = {
+    "server_tokens": frozenset({"server", "via"}),
+    "latency_tokens": frozenset(_LATENCY_HEADERS),
+    **{name: frozenset({name}) for name in (
+        "server", "via", *_LATENCY_HEADERS, "x-kong-upstream-status", "x-kong-request-id")},
+}
+_UPSTREAM_HEADER_ENTRIES = {"x-kong-request-id": frozenset({"x-kong-request-id"})}
 _SIZE = re.compile(r"^(\d+)([kmg]?)$", re.IGNORECASE)
 
 
@@ -77,6 +88,14 @@ def parse_size(text: str) -> int:
 
 def _list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _enabled_headers(text: str, entries: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    """The header names a ``headers``-style list enables; as in Kong, only a leading ``off`` counts."""
+    tokens = [token.lower() for token in _list(text)]
+    if not tokens or tokens[0] == "off":
+        return frozenset()
+    return frozenset().union(*(entries[token] for token in tokens if token != "off"))
 
 
 def _optional(text: str) -> str | None:
@@ -123,6 +142,10 @@ class Settings:
             self._choice(name, ("on", "off"))
         for name in ("lua_memory_limit", "nginx_admin_client_max_body_size"):
             parse_size(self.raw[name])
+        for name, entries in (("headers", _HEADER_ENTRIES), ("headers_upstream", _UPSTREAM_HEADER_ENTRIES)):
+            for token in _list(self.raw[name]):
+                if token.lower() != "off" and token.lower() not in entries:
+                    raise ConfigError(f"{name}: invalid entry '{token}'")
         if _optional(self.raw.get("trusted_ips", "NONE")) is not None:
             try:
                 TrustedNetworks.parse(self.raw["trusted_ips"])
@@ -207,7 +230,13 @@ class Settings:
 
     @property
     def headers(self) -> frozenset[str]:
-        return frozenset(item.lower() for item in _list(self.raw["headers"]))
+        """Lower-case names of the headers kongish adds to responses (``headers``)."""
+        return _enabled_headers(self.raw["headers"], _HEADER_ENTRIES)
+
+    @property
+    def headers_upstream(self) -> frozenset[str]:
+        """Lower-case names of the headers kongish adds to upstream requests (``headers_upstream``)."""
+        return _enabled_headers(self.raw["headers_upstream"], _UPSTREAM_HEADER_ENTRIES)
 
     @property
     def admin_max_body_size(self) -> int:

@@ -50,8 +50,13 @@ class Node:
     counters: Counters = attrs.Factory(Counters)
     router: Router = attrs.field(init=False)
     plugin_map: PluginMap = attrs.field(init=False)
+    #: ``settings.headers`` and ``settings.headers_upstream``, read once, not per request.
+    enabled_headers: frozenset[str] = attrs.field(init=False)
+    enabled_upstream_headers: frozenset[str] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        self.enabled_headers = self.settings.headers
+        self.enabled_upstream_headers = self.settings.headers_upstream
         self.plugin_map = PluginMap(())  # the "previous" map for the first rebuild
         self.database.listeners.append(self.rebuild)
         self.rebuild()

@@ -29,8 +29,7 @@ class AdminHeaders:
     @classmethod
     def from_settings(cls, settings: Settings) -> "AdminHeaders":
         enabled = settings.headers
-        return cls(server=bool(enabled & {"server_tokens", "server"}),
-                   latency=bool(enabled & {"latency_tokens", "x-kong-admin-latency"}))
+        return cls(server="server" in enabled, latency="x-kong-admin-latency" in enabled)
 
     def apply(self, request: Request, latency_ms: int) -> None:
         """Set the headers every Admin API answer carries, CORS included."""

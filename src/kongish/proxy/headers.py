@@ -9,7 +9,7 @@ from twisted.web.http_headers import Headers
 
 from kongish import KONG_VERSION
 
-VIA_TOKEN = f"1.1 kong/{KONG_VERSION}"
+VIA_TOKEN = f"1.1 kong/{KONG_VERSION}".encode()
 SERVER_TOKEN = f"kong/{KONG_VERSION}".encode()
 #: nginx's ``$host`` when the request has no Host header: Kong's ``server_name``.
 _SERVER_NAME = b"kong"
@@ -49,9 +49,11 @@ def canonical(name: bytes) -> bytes:
     return next(probe.getAllRawHeaders())[0]
 
 
-SERVER, CONTENT_TYPE, CONTENT_LENGTH, DATE = map(
-    canonical, (b"server", b"content-type", b"content-length", b"date"))
-RESPONSE_LATENCY, REQUEST_ID = map(canonical, (b"x-kong-response-latency", b"x-kong-request-id"))
+SERVER, VIA, CONTENT_TYPE, CONTENT_LENGTH, DATE = map(
+    canonical, (b"server", b"via", b"content-type", b"content-length", b"date"))
+RESPONSE_LATENCY, UPSTREAM_LATENCY, PROXY_LATENCY, UPSTREAM_STATUS, REQUEST_ID = map(canonical, (
+    b"x-kong-response-latency", b"x-kong-upstream-latency", b"x-kong-proxy-latency",
+    b"x-kong-upstream-status", b"x-kong-request-id"))
 
 
 def _tokens(headers: Headers, name: bytes) -> frozenset[bytes]:
@@ -109,16 +111,45 @@ def upstream_headers(incoming: Headers, *, host_header: str, client_ip: str, sch
 
 
 def downstream_headers(upstream: Headers) -> GatewayHeaders:
-    """The upstream response's headers as kongish passes them on (Via and Server per Kong 3.8+).
+    """The upstream response's headers as kongish passes them on, before its own are added.
 
     Twisted's client keeps the framing headers out of ``upstream``, except a
     HEAD response's Content-Length, which is passed on as it describes the entity.
     """
-    headers = copy_end_to_end(upstream)
-    headers.setRawHeaders(b"via", [_appended(upstream.getRawHeaders(b"via"), VIA_TOKEN.encode())])
-    if not headers.hasHeader(b"server"):
-        headers.setRawHeaders(b"server", [SERVER_TOKEN])
-    return headers
+    return copy_end_to_end(upstream)
+
+
+def add_kong_headers(headers: GatewayHeaders, enabled: frozenset[str], *, upstream: Headers | None,
+                     latencies: tuple[int, int] | None, response_latency: int,
+                     request_id: bytes) -> None:
+    """Kong's own response headers, as kong.conf's ``headers`` enables them.
+
+    Added after header_filter, as Kong's runloop adds them, so plugins neither
+    see nor remove them. ``upstream`` holds the upstream's response headers when
+    the answer is the upstream's; ``latencies`` (upstream, proxy) are there once
+    the upstream was called, gateway errors included.
+    """
+    if latencies is not None:
+        if "x-kong-upstream-latency" in enabled:
+            headers.put(UPSTREAM_LATENCY, b"%d" % latencies[0])
+        if "x-kong-proxy-latency" in enabled:
+            headers.put(PROXY_LATENCY, b"%d" % latencies[1])
+    if upstream is not None:
+        if "via" in enabled:  # 3.8+: the upstream's Via, then kongish's
+            headers.put(VIA, _appended(upstream.getRawHeaders(b"via"), VIA_TOKEN))
+        if "server" in enabled and not headers.hasHeader(b"server"):
+            headers.put(SERVER, SERVER_TOKEN)
+    else:
+        if "x-kong-response-latency" in enabled:
+            headers.put(RESPONSE_LATENCY, b"%d" % response_latency)
+        # a plugin answering as "Via: kong/<version>" keeps its own Server
+        if not ("via" in enabled and headers.getRawHeaders(b"via") == [SERVER_TOKEN]):
+            if "server" in enabled:
+                headers.put(SERVER, SERVER_TOKEN)
+            else:
+                headers.removeHeader(b"server")
+    if "x-kong-request-id" in enabled:
+        headers.put(REQUEST_ID, request_id)
 
 
 def http_date() -> bytes:

@@ -29,8 +29,8 @@ from kongish.proxy.downstream import IProxiedRequest
 from kongish.proxy.drive import drive
 from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
                                    new_request_id)
-from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, REQUEST_ID, RESPONSE_LATENCY, SERVER,
-                                   SERVER_TOKEN, GatewayHeaders, downstream_headers, upstream_headers)
+from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, UPSTREAM_STATUS, GatewayHeaders,
+                                   add_kong_headers, downstream_headers, upstream_headers)
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.target import origin_form
 from kongish.proxy.upstream import UpstreamClient, UpstreamFailure
@@ -86,6 +86,8 @@ class ProxyFlow:
     context: RequestContext = attrs.field(init=False)
     chain: PluginChain = attrs.field(init=False)
     proxied_at: float | None = None
+    #: Milliseconds until the upstream's response head (or kongish's gateway error).
+    upstream_latency: int | None = None
     match: Match | None = None
     _sending: Deferred | None = None
     _relay: BodyRelay | None = None
@@ -168,7 +170,8 @@ class ProxyFlow:
             client_ip=getattr(client, "host", ""), scheme=_scheme(request),
             port=request.getHost().port,
             raw_path=mounted_target(request).split(b"?", 1)[0].decode("latin-1"),
-            stripped_prefix=match.stripped_prefix, request_id=self.context.request_id,
+            stripped_prefix=match.stripped_prefix,
+            request_id=self.context.request_id if "x-kong-request-id" in self.node.enabled_upstream_headers else "",
             http_version=request.clientproto.decode("latin-1").partition("/")[2])
 
     async def _proxy(self, service: dict[str, Any]) -> None:
@@ -206,14 +209,13 @@ class ProxyFlow:
         Returns whether the body goes through body_filter.
         """
         context, request = self.context, self.request
-        upstream_latency = int((time.time() - self.proxied_at) * 1000)
+        self.upstream_latency = int((time.time() - self.proxied_at) * 1000)
         context.upstream_response = UpstreamResponse(response.code, response.headers)
         out = context.response
         out.status, out.source = response.code, "service"
         out.headers = downstream_headers(response.headers)
-        out.headers.setRawHeaders(b"x-kong-upstream-latency", [str(upstream_latency).encode()])
-        out.headers.setRawHeaders(b"x-kong-proxy-latency",
-                                  [str(int((self.proxied_at - context.started_at) * 1000)).encode()])
+        if "x-kong-upstream-status" in self.node.enabled_headers:
+            out.headers.put(UPSTREAM_STATUS, b"%d" % response.code)
         if (pending := self._phase("header_filter")) is not None:
             await pending
         filtering = out.replacement_body is not None or self.chain.handles("body_filter")
@@ -253,11 +255,7 @@ class ProxyFlow:
         self._set_kong_error(status, message, headers, renderer)
         self.context.response.source = "error"
         if proxied:  # Kong's gateway errors count as proxied: both latencies
-            headers, proxied_at = self.context.response.headers, self.proxied_at
-            headers.setRawHeaders(b"x-kong-upstream-latency",
-                                  [str(int((time.time() - proxied_at) * 1000)).encode()])
-            headers.setRawHeaders(b"x-kong-proxy-latency",
-                                  [str(int((proxied_at - self.context.started_at) * 1000)).encode()])
+            self.upstream_latency = int((time.time() - self.proxied_at) * 1000)
         await self._respond_from_plugins()
 
     async def _respond_from_plugins(self, filtered: bool = True) -> None:
@@ -273,8 +271,6 @@ class ProxyFlow:
             self._set_kong_error(response.status, error_pages.default_message(response.status),
                                  renderer="B")
         headers = response.headers
-        headers.put(SERVER, SERVER_TOKEN)
-        headers.put(RESPONSE_LATENCY, b"%d" % ((time.time() - self.context.started_at) * 1000))
         if response.body and not headers.hasHeader(b"content-type"):
             headers.put(CONTENT_TYPE, b"text/plain; charset=utf-8")
         try:
@@ -308,11 +304,18 @@ class ProxyFlow:
         return pending.addCallback(lambda _: context.body_chunk)
 
     def _start_response(self) -> None:
-        request, response = self.request, self.context.response
+        request, context = self.request, self.context
+        response = context.response
+        add_kong_headers(
+            response.headers, self.node.enabled_headers,
+            upstream=context.upstream_response.headers if response.source == "service" else None,
+            latencies=None if self.upstream_latency is None else (
+                self.upstream_latency, int((self.proxied_at - context.started_at) * 1000)),
+            response_latency=int((time.time() - context.started_at) * 1000),
+            request_id=context.request_id.encode())
         request.setResponseCode(response.status or 200, _reason(response.status or 200))
         if (date := request.responseHeaders.getRawHeaders(b"date")) and not response.headers.hasHeader(b"date"):
             response.headers.setRawHeaders(b"date", date)  # twisted.web dated this request at its start
-        response.headers.put(REQUEST_ID, self.context.request_id.encode())
         request.responseHeaders = response.headers
 
     def _write(self, data: bytes) -> None:
@@ -341,10 +344,8 @@ class ProxyFlow:
             return
         self.context.response = DownstreamResponse(source="error")
         self._set_kong_error(500, error_pages.default_message(500))
-        headers = self.context.response.headers
         body = self.context.response.body[0]
-        headers.put(SERVER, SERVER_TOKEN)
-        headers.put(CONTENT_LENGTH, b"%d" % len(body))
+        self.context.response.headers.put(CONTENT_LENGTH, b"%d" % len(body))
         self._start_response()
         request.write(body)
         request.finish()
