@@ -1,8 +1,6 @@
 """What pre/post-function code changes reaches the upstream and the client; internal errors."""
 from __future__ import annotations
 
-import json
-
 from twisted.trial.unittest import TestCase
 
 from kongish.proxy import resource
@@ -70,11 +68,11 @@ class UnexpectedErrorTests(TestCase):
         return self.gateway
 
     def _assert_kong_500(self, status: int, body: bytes, headers) -> None:
+        """An nginx-level 500 (Kong's renderer B): plain text for a client that states no type."""
         self.assertEqual(status, 500)
-        self.assertEqual(headers.getRawHeaders(b"content-type"), [b"application/json; charset=utf-8"])
-        self.assertEqual(json.loads(body), {
-            "message": "An unexpected error occurred",
-            "request_id": headers.getRawHeaders(b"x-kong-request-id")[0].decode()})
+        self.assertEqual(headers.getRawHeaders(b"content-type"), [b"text/plain; charset=utf-8"])
+        self.assertEqual(body, b"An unexpected error occurred\nrequest_id: %s\n"
+                         % headers.getRawHeaders(b"x-kong-request-id")[0])
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
     @deferred

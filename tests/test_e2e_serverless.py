@@ -67,6 +67,10 @@ class ServerlessTests(TestCase):
         self.assertEqual(status, 500)
         self.assertEqual(json.loads(body)["message"], "An unexpected error occurred")
         self.assertNotIn(b"should stop", body)
+        # Kong answers an access handler's error with kong.response.error: JSON by default
+        status, body, headers = await gateway.get("/", headers={"Host": host})
+        self.assertEqual((status, headers.getRawHeaders(b"content-type")),
+                         (500, [b"application/json; charset=utf-8"]))
         self.flushLoggedErrors()
         self.assertEqual((await gateway.call("GET", "/status"))[0], 200)
 

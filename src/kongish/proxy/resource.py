@@ -119,8 +119,12 @@ class ProxyFlow:
             self.chain = node.plugin_map.for_request(
                 match.route["id"], match.service["id"] if match.service else None)
             self.match, context.plan_upstream = match, self._upstream_request
-            if (pending := self._phase("access", stop_on_exit=True)) is not None:
-                await pending
+            try:
+                if (pending := self._phase("access", stop_on_exit=True)) is not None:
+                    await pending
+            except Exception:  # Kong catches these and answers with kong.response.error
+                self._plugin_error(Failure(), renderer="A")
+                return await self._respond_from_plugins()
             if context.response.exited:
                 return await self._respond_from_plugins()
             if match.service is None:
@@ -140,14 +144,16 @@ class ProxyFlow:
         """Run one phase; a Deferred only when a plugin waits (callers await it then)."""
         return self.chain.run(phase, self.context, stop_on_exit=stop_on_exit)
 
-    def _plugin_error(self, failure: Failure) -> None:
+    def _plugin_error(self, failure: Failure, renderer: str = "B") -> None:
+        """Kong's 500 instead of whatever the response was; nginx-level (renderer B) unless
+        Kong itself caught the error (an access handler's)."""
         log.failure("unexpected error in phase {phase} (request {request_id})", failure,
                     phase=self.context.phase, request_id=self.context.request_id)
         response = self.context.response
         response.body.clear()
         response.headers = GatewayHeaders()
         response.exited = False
-        self._set_kong_error(500, error_pages.default_message(500))
+        self._set_kong_error(500, error_pages.default_message(500), renderer=renderer)
         response.source = "error"
 
     # upstream
@@ -343,7 +349,7 @@ class ProxyFlow:
             request.loseConnection()
             return
         self.context.response = DownstreamResponse(source="error")
-        self._set_kong_error(500, error_pages.default_message(500))
+        self._set_kong_error(500, error_pages.default_message(500), renderer="B")  # nginx-level
         body = self.context.response.body[0]
         self.context.response.headers.put(CONTENT_LENGTH, b"%d" % len(body))
         self._start_response()
