@@ -146,11 +146,10 @@ class Settings:
             for token in _list(self.raw[name]):
                 if token.lower() != "off" and token.lower() not in entries:
                     raise ConfigError(f"{name}: invalid entry '{token}'")
-        if _optional(self.raw.get("trusted_ips", "NONE")) is not None:
-            try:
-                TrustedNetworks.parse(self.raw["trusted_ips"])
-            except ValueError as error:
-                raise ConfigError(f"trusted_ips: {error}") from None
+        try:
+            self.trusted_ips
+        except ValueError as error:
+            raise ConfigError(f"trusted_ips: {error}") from None
         if not self.raw["lua_instruction_limit"].isdigit() or self.lua_instruction_limit < 1000:
             raise ConfigError("lua_instruction_limit: expected an integer of at least 1000")
         try:
@@ -227,6 +226,11 @@ class Settings:
     @property
     def lua_memory_limit(self) -> int:
         return parse_size(self.raw["lua_memory_limit"])
+
+    @property
+    def trusted_ips(self) -> TrustedNetworks:
+        """Clients whose X-Forwarded-* headers describe the request (a load balancer in front)."""
+        return TrustedNetworks.parse(_optional(self.raw.get("trusted_ips", "NONE")))
 
     @property
     def headers(self) -> frozenset[str]:

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from twisted.web.http import datetimeToString
 from twisted.web.http_headers import Headers
 
 from kongish import KONG_VERSION
 
+if TYPE_CHECKING:
+    from kongish.proxy.forwarded import Forwarded
+
 VIA_TOKEN = f"1.1 kong/{KONG_VERSION}".encode()
 SERVER_TOKEN = f"kong/{KONG_VERSION}".encode()
-#: nginx's ``$host`` when the request has no Host header: Kong's ``server_name``.
-_SERVER_NAME = b"kong"
 
 #: Never forwarded in either direction (RFC 9110 section 7.6.1 plus Kong's Proxy* names).
 HOP_BY_HOP = frozenset({
@@ -83,25 +85,22 @@ def host_without_port(host: bytes) -> bytes:
     return host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
 
 
-def upstream_headers(incoming: Headers, *, host_header: str, client_ip: str, scheme: str,
-                     port: int, raw_path: str, stripped_prefix: str | None, request_id: str,
-                     http_version: str = "1.1") -> Headers:
+def upstream_headers(incoming: Headers, *, host_header: str, client_ip: str, forwarded: Forwarded,
+                     request_id: str, http_version: str = "1.1") -> Headers:
     """Headers to send upstream, per Kong's proxy rules (X-Forwarded-*, X-Real-IP, Via)."""
     headers = copy_end_to_end(incoming, _RECOMPUTED)
-    host = (incoming.getRawHeaders(b"host") or [_SERVER_NAME])[0]
-    forwarded_host = host_without_port(host)
     client = client_ip.encode()
     headers.setRawHeaders(b"host", [host_header.encode("latin-1")])
     headers.setRawHeaders(b"connection", [b"keep-alive"])
     if b"trailers" in _tokens(incoming, b"te"):
         headers.setRawHeaders(b"te", [b"trailers"])
     headers.setRawHeaders(b"x-forwarded-for", [_appended(incoming.getRawHeaders(b"x-forwarded-for"), client)])
-    headers.setRawHeaders(b"x-forwarded-proto", [scheme.encode()])
-    headers.setRawHeaders(b"x-forwarded-host", [forwarded_host.lower()])
-    headers.setRawHeaders(b"x-forwarded-port", [str(port).encode()])
-    headers.setRawHeaders(b"x-forwarded-path", [raw_path.encode("latin-1")])
-    if stripped_prefix and stripped_prefix != "/":
-        headers.setRawHeaders(b"x-forwarded-prefix", [stripped_prefix.encode("latin-1")])
+    headers.setRawHeaders(b"x-forwarded-proto", [forwarded.proto])
+    headers.setRawHeaders(b"x-forwarded-host", [forwarded.host])
+    headers.setRawHeaders(b"x-forwarded-port", [forwarded.port])
+    headers.setRawHeaders(b"x-forwarded-path", [forwarded.path])
+    if forwarded.prefix is not None:
+        headers.setRawHeaders(b"x-forwarded-prefix", [forwarded.prefix])
     headers.setRawHeaders(b"x-real-ip", [client])
     via = f"{http_version} kong/{KONG_VERSION}".encode()
     headers.setRawHeaders(b"via", [_appended(incoming.getRawHeaders(b"via"), via)])

@@ -27,6 +27,7 @@ from kongish.plugins.pipeline import PluginChain
 from kongish.proxy import error_pages
 from kongish.proxy.downstream import IProxiedRequest
 from kongish.proxy.drive import drive
+from kongish.proxy.forwarded import Forwarded, client_side
 from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
                                    new_request_id)
 from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, UPSTREAM_STATUS, GatewayHeaders,
@@ -90,6 +91,7 @@ class ProxyFlow:
     upstream_latency: int | None = None
     match: Match | None = None
     _sending: Deferred | None = None
+    _forwarded: Forwarded | None = None
     _relay: BodyRelay | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -113,12 +115,12 @@ class ProxyFlow:
                 return await self._kong_error(404, "no Route matched with those values")
             context.route, context.service = match.route, match.service
             context.uri_captures = match.uri_captures
-            if _needs_https(match.route, scheme):
-                return await self._kong_error(426, "Please use HTTPS protocol", {
-                    "Connection": "Upgrade", "Upgrade": "TLS/1.2, HTTP/1.1"})
+            self.match = match
+            if _https_only(match.route) and self._client_side().proto != b"https":
+                return await self._https_required(match.route)
             self.chain = node.plugin_map.for_request(
                 match.route["id"], match.service["id"] if match.service else None)
-            self.match, context.plan_upstream = match, self._upstream_request
+            context.plan_upstream = self._upstream_request
             try:
                 if (pending := self._phase("access", stop_on_exit=True)) is not None:
                     await pending
@@ -156,6 +158,31 @@ class ProxyFlow:
         self._set_kong_error(500, error_pages.default_message(500), renderer=renderer)
         response.source = "error"
 
+    # the client's side
+
+    def _client_ip(self) -> str:
+        return getattr(self.request.getClientAddress(), "host", "")
+
+    def _client_side(self) -> Forwarded:
+        """What the client asked for, as a trusted proxy in front says or as kongish saw it."""
+        if self._forwarded is None:
+            self._forwarded = client_side(
+                self.request, trusted=self._client_ip() in self.node.trusted_ips,
+                raw_target=mounted_target(self.request), stripped_prefix=self.match.stripped_prefix)
+        return self._forwarded
+
+    async def _https_required(self, route: dict[str, Any]) -> None:
+        """An HTTPS-only route reached over HTTP: Kong's 426, or its redirect."""
+        status = route.get("https_redirect_status_code") or 426
+        if status == 426:
+            return await self._kong_error(426, "Please use HTTPS protocol", {
+                "Connection": "Upgrade", "Upgrade": "TLS/1.2, HTTP/1.1"})
+        response = self.context.response
+        response.status, response.source = status, "exit"
+        response.headers.setRawHeaders(
+            b"location", [b"https://" + self._client_side().host + self.request.uri])
+        await self._respond_from_plugins()
+
     # upstream
 
     def _upstream_request(self) -> UpstreamRequest:
@@ -169,14 +196,10 @@ class ProxyFlow:
 
     def _upstream_headers(self) -> Headers:
         """Built on first use: a request a plugin ends in access never pays for them."""
-        request, match = self.request, self.match
-        client = request.getClientAddress()
+        request = self.request
         return upstream_headers(
-            request.requestHeaders, host_header=match.upstream_host,
-            client_ip=getattr(client, "host", ""), scheme=_scheme(request),
-            port=request.getHost().port,
-            raw_path=mounted_target(request).split(b"?", 1)[0].decode("latin-1"),
-            stripped_prefix=match.stripped_prefix,
+            request.requestHeaders, host_header=self.match.upstream_host,
+            client_ip=self._client_ip(), forwarded=self._client_side(),
             request_id=self.context.request_id if "x-kong-request-id" in self.node.enabled_upstream_headers else "",
             http_version=request.clientproto.decode("latin-1").partition("/")[2])
 
@@ -394,9 +417,9 @@ def _scheme(request: IProxiedRequest) -> str:
     return "https" if request.isSecure() else "http"
 
 
-def _needs_https(route: dict[str, Any], scheme: str) -> bool:
+def _https_only(route: dict[str, Any]) -> bool:
     protocols = route.get("protocols") or ()
-    return scheme != "https" and "https" in protocols and "http" not in protocols
+    return "https" in protocols and "http" not in protocols
 
 
 _REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}

@@ -1,0 +1,79 @@
+"""trusted_ips and HTTPS-only routes end to end: what a load balancer in front says counts."""
+from __future__ import annotations
+
+import json
+
+from twisted.trial.unittest import TestCase
+
+from tests.harness import deferred, start_gateway, start_upstream
+
+_BALANCER_SAYS = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example",
+                  "X-Forwarded-Port": "443", "X-Forwarded-Path": "/outside/path",
+                  "X-Forwarded-Prefix": "/outside"}
+
+
+class ClientSideTests(TestCase):
+    async def _gateway(self, route: dict, **settings: str):
+        self.upstream = await start_upstream(self)
+        gateway = await start_gateway(self, **settings)
+        status, _, _ = await gateway.call("POST", "/services", json={"name": "svc", "url": self.upstream.url})
+        self.assertEqual(status, 201)
+        status, body, _ = await gateway.call("POST", "/services/svc/routes", json={"paths": ["/p"], **route})
+        self.assertEqual(status, 201, body)
+        return gateway
+
+    def _forwarded(self, body: bytes) -> dict[str, str]:
+        headers = json.loads(body)["headers"]
+        return {name: headers[name][0] for name in (
+            "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-forwarded-path",
+            "x-forwarded-prefix") if name in headers}
+
+    @deferred
+    async def test_a_trusted_balancer_describes_the_request(self) -> None:
+        gateway = await self._gateway({"protocols": ["https"]}, trusted_ips="127.0.0.1")
+        status, body, _ = await gateway.get("/p/x", headers=_BALANCER_SAYS)
+        self.assertEqual(status, 200)  # HTTPS-only, but the balancer terminated TLS
+        self.assertEqual(self._forwarded(body), {name.lower(): value for name, value in _BALANCER_SAYS.items()})
+        self.assertEqual(json.loads(body)["headers"]["x-forwarded-for"], ["127.0.0.1"])
+
+    @deferred
+    async def test_an_untrusted_client_cannot_say_it(self) -> None:
+        gateway = await self._gateway({}, trusted_ips="10.0.0.0/8")
+        status, body, _ = await gateway.get("/p/x", headers={**_BALANCER_SAYS, "Host": "Api.Test:8443"})
+        self.assertEqual(status, 200)
+        port = gateway.service.ports[0].getHost().port
+        self.assertEqual(self._forwarded(body), {
+            "x-forwarded-proto": "http", "x-forwarded-host": "api.test", "x-forwarded-port": str(port),
+            "x-forwarded-path": "/p/x", "x-forwarded-prefix": "/p"})
+        status, _, _ = await (await self._gateway({"protocols": ["https"]})).get("/p/x", headers=_BALANCER_SAYS)
+        self.assertEqual(status, 426)
+
+    @deferred
+    async def test_a_trusted_balancer_may_send_only_some(self) -> None:
+        gateway = await self._gateway({"strip_path": False}, trusted_ips="0.0.0.0/0")
+        _, body, _ = await gateway.get("/p/x", headers={"X-Forwarded-Proto": "https", "Host": "a.test"})
+        port = gateway.service.ports[0].getHost().port
+        self.assertEqual(self._forwarded(body), {
+            "x-forwarded-proto": "https", "x-forwarded-host": "a.test", "x-forwarded-port": str(port),
+            "x-forwarded-path": "/p/x"})
+
+    @deferred
+    async def test_https_redirect_status_codes(self) -> None:
+        gateway = await self._gateway({"protocols": ["https"], "https_redirect_status_code": 301})
+        for code in (301, 302, 307, 308):
+            status, _, _ = await gateway.call("PATCH", "/routes/" + (await self._route_id(gateway)),
+                                              json={"https_redirect_status_code": code})
+            self.assertEqual(status, 200)
+            answer = await gateway.raw(b"GET /p/x?a=1 HTTP/1.1\r\nHost: Shop.Test:8000\r\nConnection: close\r\n\r\n")
+            head, _, body = answer.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            self.assertEqual(lines[0].split(b" ")[1], b"%d" % code)
+            self.assertIn(b"Location: https://shop.test/p/x?a=1", lines)
+            self.assertIn(b"Content-Length: 0", lines)
+            self.assertIn(b"Server: kong/3.9.0", lines)
+            self.assertEqual(body, b"")
+        self.assertEqual(self.upstream.resource.received, [])
+
+    async def _route_id(self, gateway) -> str:
+        _, routes, _ = await gateway.call("GET", "/routes")
+        return routes["data"][0]["id"]
