@@ -119,9 +119,9 @@ class Client:
         return reason
 
 
-def connect(resource: Recorder, timeout: float | None = None) -> Client:
+def connect(resource: Recorder, timeout: float | None = None, max_body_size: int = 0) -> Client:
     clock = MemoryReactorClock()
-    factory = ProxyServerFactory(resource, timeout=timeout, reactor=clock)
+    factory = ProxyServerFactory(resource, max_body_size, timeout=timeout, reactor=clock)
     logged: list[DownstreamRequest] = []
     factory.log = logged.append
     connection = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
@@ -411,8 +411,8 @@ class RefusalTests(SynchronousTestCase):
         self.assertTrue(client.transport.disconnecting)
         return client.transport.value().split(b"\r\n")[0], response
 
-    def _refused(self, *chunks: bytes) -> tuple[bytes, bytes]:
-        client = connect(Recorder())
+    def _refused(self, *chunks: bytes, max_body_size: int = 0) -> tuple[bytes, bytes]:
+        client = connect(Recorder(), max_body_size=max_body_size)
         client.send(*chunks)
         self.assertEqual(client.resource.requests, [])
         status_line, response = self._refusal(client)
@@ -441,6 +441,25 @@ class RefusalTests(SynchronousTestCase):
     def test_bad_chunk_size_is_refused(self) -> None:
         data = get(b"/", b"Transfer-Encoding: chunked", method=b"POST") + b"zz\r\nabc\r\n0\r\n\r\n"
         self.assertEqual(self._refused(data), (b"HTTP/1.1 400 Bad Request", b"Bad request"))
+
+    def test_trace_is_not_allowed(self) -> None:
+        self.assertEqual(self._refused(get(b"/", method=b"TRACE")),
+                         (b"HTTP/1.1 405 Not Allowed", b"Method not allowed"))
+
+    def test_body_over_the_cap_is_413_before_it_is_read(self) -> None:
+        expected = (b"HTTP/1.1 413 Request Entity Too Large", b"Payload too large")
+        head = get(b"/", b"Content-Length: 11", b"Expect: 100-continue", method=b"POST")
+        self.assertEqual(self._refused(head, max_body_size=10), expected)  # and no 100 Continue
+        chunked = get(b"/", b"Transfer-Encoding: chunked", method=b"POST")
+        self.assertEqual(self._refused(chunked, b"6\r\nabcdef\r\n", b"5\r\nghijk\r\n", max_body_size=10),
+                         expected)
+
+    def test_body_at_the_cap_is_served(self) -> None:
+        for data in (post(b"x" * 10), get(b"/", b"Transfer-Encoding: chunked", method=b"POST")
+                     + b"6\r\nabcdef\r\n4\r\nghij\r\n0\r\n\r\n"):
+            client = connect(Recorder(), max_body_size=10)
+            client.send(data, data)  # the count starts again for the next request
+            self.assertEqual(list(map(len, client.resource.bodies)), [10, 10])
 
     def test_long_target_is_414(self) -> None:
         data = get(b"/" + b"a" * MAX_LINE)
@@ -712,6 +731,14 @@ class LoopbackTests(TestCase):
         self.assertEqual(reader.responses[2].headers[b"connection"], [b"close"])
 
     @deferred
+    async def test_body_cap_from_the_settings_through_a_real_socket(self) -> None:
+        gateway = await start_gateway(self, nginx_http_client_max_body_size="1k")
+        answer = await gateway.raw(post(b"x" * 1025))
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n"), answer[:80])
+        self.assertIn(b"\r\n\r\nPayload too large\nrequest_id: ", answer)
+        answer = await gateway.raw(post(b"x" * 1024, b"Connection: close", path=b"/nowhere"))
+        self.assertTrue(answer.startswith(b"HTTP/1.1 404 "), answer[:80])
+
     async def test_long_target_through_a_real_socket(self) -> None:
         gateway = await start_gateway(self)
         answer = await gateway.raw(get(b"/" + b"a" * (MAX_LINE + 10)))

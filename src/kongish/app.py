@@ -117,7 +117,8 @@ class KongishService(MultiService):
                      (self.settings.admin_listen, admin_resource(self.node), "admin")]
         for descriptions, resource, role in listeners:
             for description in descriptions:
-                site = ProxyServerFactory(resource) if role == "proxy" else Site(resource)
+                site = (ProxyServerFactory(resource, max_body_size=self.settings.proxy_max_body_size)
+                        if role == "proxy" else Site(resource))
                 site.displayTracebacks = False
                 if not self.settings.access_log(role):
                     site.log = _no_access_log

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, str] = {
     "headers_upstream": "x-kong-request-id",
     "error_default_type": "text/plain",
     "nginx_admin_client_max_body_size": "10m",
+    "nginx_http_client_max_body_size": "0",
     "pg_password": "NONE",
 }
 
@@ -140,7 +141,7 @@ class Settings:
                 raise ConfigError(f"{name}: {error}") from None
         for name in ("proxy_access_log", "admin_access_log"):
             self._choice(name, ("on", "off"))
-        for name in ("lua_memory_limit", "nginx_admin_client_max_body_size"):
+        for name in ("lua_memory_limit", "nginx_admin_client_max_body_size", "nginx_http_client_max_body_size"):
             parse_size(self.raw[name])
         for name, entries in (("headers", _HEADER_ENTRIES), ("headers_upstream", _UPSTREAM_HEADER_ENTRIES)):
             for token in _list(self.raw[name]):
@@ -245,6 +246,11 @@ class Settings:
     @property
     def admin_max_body_size(self) -> int:
         return parse_size(self.raw["nginx_admin_client_max_body_size"])
+
+    @property
+    def proxy_max_body_size(self) -> int:
+        """Largest request body the proxy takes; 0 (the default) takes any."""
+        return parse_size(self.raw["nginx_http_client_max_body_size"])
 
     def public_view(self) -> dict[str, Any]:
         """The configuration as GET / and kong.configuration show it: secrets masked."""

@@ -5,7 +5,8 @@ rejects what request smuggling relies on (conflicting Content-Length and
 Transfer-Encoding, bad chunk sizes, bare CR or LF in the head). Bad requests
 get nginx's answers in Kong's error format, as Kong's clients see them:
 400 ``Bad request``, 414 ``URI too long`` and 400 ``Request header or
-cookie too large`` with nginx's default limits.
+cookie too large`` with nginx's default limits, 413 ``Payload too large``
+beyond ``nginx_http_client_max_body_size``, 405 ``Method not allowed`` for TRACE.
 
 A connection serves its requests one at a time, in order: pipelined requests
 wait, parsed, until the one before them has been answered, and the connection
@@ -77,6 +78,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
         #: The body length the head declared (None: none or chunked), and whether chunked.
         self._length: int | None = None
         self._chunked = False
+        self._body_size = 0
         #: The version the head named, as its answer's status line will.
         self._clientproto = b"HTTP/1.1"
         #: Whether the parser delivered body bytes or ended a chunk during this read, and the
@@ -169,6 +171,10 @@ class ProxyConnection(Protocol, TimeoutMixin):
         length = fields.get(b"content-length")
         self._chunked = b"transfer-encoding" in fields
         self._length = int(length) if length is not None and not self._chunked else None
+        if self._parser.get_method() == b"TRACE":
+            raise _Refused(405)
+        if self._length is not None and self._length > self.factory.max_body_size > 0:
+            raise _Refused(413)  # before any 100 Continue, as nginx
         if self._chunked:  # length unknown: memory first, so small bodies take no file
             self._body = tempfile.SpooledTemporaryFile(_MEMORY_BODY)
         elif self._length is not None and self._length >= _MEMORY_BODY:
@@ -184,6 +190,9 @@ class ProxyConnection(Protocol, TimeoutMixin):
     def on_body(self, body: bytes) -> None:
         assert self._body is not None
         self._progress = True
+        self._body_size += len(body)
+        if self._body_size > self.factory.max_body_size > 0:  # only a chunked body gets here
+            raise _Refused(413)
         self._body.write(body)
 
     def on_chunk_complete(self) -> None:
@@ -199,7 +208,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
         request = DownstreamRequest(
             self, parser.get_method(), self._url, self._clientproto, self._headers, body, persistent)
         self._body = None
-        self._url, self._headers, self._head_size = b"", [], 0
+        self._url, self._headers, self._head_size, self._body_size = b"", [], 0, 0
         self._in_head, self._stalled, self._ended_a_request = True, 0, True
         self._continue_owed = False  # the body came without it
         self._reading = self._reading and persistent
@@ -323,18 +332,22 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._waiting.clear()
 
 
-_REASONS = {400: b"Bad Request", 414: b"Request-URI Too Large", 494: b"Bad Request",
-            505: b"HTTP Version Not Supported"}
+_REASONS = {400: b"Bad Request", 405: b"Not Allowed", 413: b"Request Entity Too Large",
+            414: b"Request-URI Too Large", 494: b"Bad Request", 505: b"HTTP Version Not Supported"}
 #: The versions served, as the parser names them and as a status line writes them.
 _CLIENTPROTOS = {"1.0": b"HTTP/1.0", "1.1": b"HTTP/1.1"}
 _FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
 
 
 class ProxyServerFactory(HTTPFactory):
-    """Serves ``resource`` (a ``ProxyResource``) over kongish's own HTTP/1.1 connections."""
+    """Serves ``resource`` (a ``ProxyResource``) over kongish's own HTTP/1.1 connections.
+
+    ``max_body_size`` caps request bodies (0: no cap), as nginx's client_max_body_size.
+    """
 
     protocol = ProxyConnection
 
-    def __init__(self, resource: Any, **kwargs: Any) -> None:
+    def __init__(self, resource: Any, max_body_size: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.resource = resource
+        self.max_body_size = max_body_size
