@@ -46,7 +46,7 @@ class SettingsTests(SynchronousTestCase):
         self.assertEqual(settings.proxy_listen, ["tcp:9100:interface=127.0.0.1"])
 
     def test_invalid_values_name_the_setting(self) -> None:
-        for name, value in [("database", "cassandra"), ("untrusted_lua", "maybe"),
+        for name, value in [("database", "cassandra"), ("untrusted_lua", "maybe"), ("real_ip_recursive", "yes"),
                             ("proxy_listen", "nowhere"), ("lua_memory_limit", "lots")]:
             with self.assertRaises(ConfigError, msg=name):
                 Settings.load(environ={f"KONGISH_{name.upper()}": value})

@@ -58,6 +58,24 @@ class ClientSideTests(TestCase):
             "x-forwarded-path": "/p/x"})
 
     @deferred
+    async def test_the_client_behind_trusted_proxies(self) -> None:
+        gateway = await self._gateway({}, trusted_ips="127.0.0.1, 10.0.0.0/8",
+                                      real_ip_header="X-Forwarded-For", real_ip_recursive="on")
+        status, route, _ = await gateway.call("POST", "/services/svc/routes", json={"paths": ["/who"]})
+        status, _, _ = await gateway.call("POST", f"/routes/{route['id']}/plugins", json={
+            "name": "pre-function", "config": {"access": [
+                "ngx.say(kong.client.get_ip(), ' ', kong.client.get_forwarded_ip(), ' ', ngx.var.remote_addr) "
+                "ngx.exit(200)"]}})
+        self.assertEqual(status, 201)
+        chain = {"X-Forwarded-For": "198.51.100.7, 203.0.113.5, 10.0.0.2"}
+        _, body, _ = await gateway.get("/who", headers=chain)
+        self.assertEqual(body, b"127.0.0.1 203.0.113.5 203.0.113.5\n")
+        _, body, _ = await gateway.get("/p/x", headers=chain)
+        seen = json.loads(body)["headers"]
+        self.assertEqual(seen["x-real-ip"], ["203.0.113.5"])
+        self.assertEqual(seen["x-forwarded-for"], ["198.51.100.7, 203.0.113.5, 10.0.0.2, 127.0.0.1"])
+
+    @deferred
     async def test_https_redirect_status_codes(self) -> None:
         gateway = await self._gateway({"protocols": ["https"], "https_redirect_status_code": 301})
         for code in (301, 302, 307, 308):

@@ -21,6 +21,7 @@ from twisted.web.server import Request, Site
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk import install_pdk
 from kongish.proxy.context import RequestContext, UpstreamRequest
+from kongish.proxy.forwarded import RealIp, TrustedNetworks
 
 
 def _refuse_attributes(obj: Any, name: Any, setting: bool) -> None:
@@ -90,6 +91,8 @@ class PDKHarness:
         await_fn, stop_fn, exceed_fn, self._start = self.lua.execute(_DRIVER)
         install_pdk(self.lua, self.current, FakeLuaSettings(configuration or {}),
                     await_fn, stop_fn, exceed_fn, self._phase, reactor=self.clock, node_id="node-1")
+        #: As the proxy finds the client behind trusted proxies (X-Real-IP, Kong's default).
+        self.real_ip = RealIp(TrustedNetworks.parse((configuration or {}).get("trusted_ips")))
 
     def _phase(self) -> bytes:
         return self.current.require().phase.encode()
@@ -97,7 +100,8 @@ class PDKHarness:
     def context(self, raw: bytes = b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: Example.com\r\n\r\n",
                 upstream: bool = True, phase: str = "access", secure: bool = False) -> RequestContext:
         request = parse_request(raw, secure)
-        context = RequestContext(request, request_id="0123456789abcdef0123456789abcdef", phase=phase)
+        context = RequestContext(request, request_id="0123456789abcdef0123456789abcdef", phase=phase,
+                                 real_ip=self.real_ip)
         if upstream:
             path, _, query = request.uri.partition(b"?")
             context.upstream = UpstreamRequest(

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.proxy.forwarded import Forwarded, client_side
+from kongish.proxy.forwarded import Forwarded, RealIp, TrustedNetworks, client_side
 
 _FIELDS = ("proto", "host", "port", "path", "prefix")
 _VALUES = st.binary(min_size=0, max_size=12).filter(lambda value: b"\r" not in value and b"\n" not in value)
@@ -47,3 +47,45 @@ class ClientSideTests(SynchronousTestCase):
     def test_no_host_header_is_kongs_server_name(self) -> None:
         seen = client_side(_Request({}), trusted=False, raw_target=b"/", stripped_prefix=None)
         self.assertEqual(seen.host, b"kong")
+
+
+_TRUSTED = TrustedNetworks.parse("10.0.0.0/8, 127.0.0.1")
+_ADDRESSES = st.sampled_from(["10.0.0.1", "10.9.9.9", "203.0.113.5", "198.51.100.7", "bogus", "",
+                              "[2001:db8::1]:443", "192.0.2.1:8080"])
+
+
+class RealIpTests(SynchronousTestCase):
+    def _client(self, real_ip: RealIp, peer: str, **headers: bytes) -> str:
+        return real_ip.client_ip(peer, {name.replace("_", "-").encode(): value
+                                        for name, value in headers.items()}.get)
+
+    def test_nginx_realip_examples(self) -> None:
+        xff = RealIp(_TRUSTED, b"x-forwarded-for")
+        chain = b"203.0.113.5, 198.51.100.7, 10.0.0.2"
+        self.assertEqual(self._client(xff, "127.0.0.1", x_forwarded_for=chain), "10.0.0.2")
+        recursive = attrs.evolve(xff, recursive=True)
+        self.assertEqual(self._client(recursive, "127.0.0.1", x_forwarded_for=chain), "198.51.100.7")
+        self.assertEqual(self._client(recursive, "192.0.2.9", x_forwarded_for=chain), "192.0.2.9")
+        self.assertEqual(self._client(RealIp(_TRUSTED), "10.1.1.1", x_real_ip=b"192.0.2.1:8080"), "192.0.2.1")
+        self.assertEqual(self._client(RealIp(_TRUSTED), "10.1.1.1", x_real_ip=b"not an ip"), "10.1.1.1")
+        self.assertEqual(self._client(RealIp(_TRUSTED, None), "10.1.1.1", x_real_ip=b"192.0.2.1"), "10.1.1.1")
+        self.assertEqual(self._client(RealIp(TrustedNetworks()), "10.1.1.1", x_real_ip=b"192.0.2.1"), "10.1.1.1")
+
+    @given(st.lists(_ADDRESSES, max_size=5), st.sampled_from(["127.0.0.1", "10.2.3.4", "203.0.113.77"]),
+           st.booleans())
+    def test_a_walk_from_the_right_that_only_trusted_hops_continue(
+            self, chain: list[str], peer: str, recursive: bool) -> None:
+        real_ip = RealIp(_TRUSTED, b"x-forwarded-for", recursive)
+        found = self._client(real_ip, peer, x_forwarded_for=", ".join(chain).encode())
+        if peer not in _TRUSTED:
+            self.assertEqual(found, peer)
+            return
+        hops = [peer]  # the addresses the walk may stop at, right to left
+        for item in reversed([item for item in chain if item]):
+            if hops[-1] not in _TRUSTED or (len(hops) > 1 and not recursive):
+                break
+            address = item.strip("[").split("]")[0] if item.startswith("[") else item.split(":")[0]
+            if address not in ("10.0.0.1", "10.9.9.9", "203.0.113.5", "198.51.100.7", "2001:db8::1", "192.0.2.1"):
+                break
+            hops.append(address)
+        self.assertEqual(found, hops[-1])

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from kongish.listen import ListenError, parse_listen
-from kongish.lua.pdk_request import TrustedNetworks
+from kongish.proxy.forwarded import RealIp, TrustedNetworks
 
 #: Every setting kongish reads, with its default (as text, the way kong.conf writes it).
 DEFAULTS: dict[str, str] = {
@@ -35,6 +35,8 @@ DEFAULTS: dict[str, str] = {
     "lua_memory_limit": "256m",
     "headers": "server_tokens, latency_tokens, x-kong-request-id",
     "headers_upstream": "x-kong-request-id",
+    "real_ip_header": "X-Real-IP",
+    "real_ip_recursive": "off",
     "error_default_type": "text/plain",
     "nginx_admin_client_max_body_size": "10m",
     "nginx_http_client_max_body_size": "0",
@@ -139,7 +141,7 @@ class Settings:
                 parse_listen(self.raw[name])
             except ListenError as error:
                 raise ConfigError(f"{name}: {error}") from None
-        for name in ("proxy_access_log", "admin_access_log"):
+        for name in ("proxy_access_log", "admin_access_log", "real_ip_recursive"):
             self._choice(name, ("on", "off"))
         for name in ("lua_memory_limit", "nginx_admin_client_max_body_size", "nginx_http_client_max_body_size"):
             parse_size(self.raw[name])
@@ -232,6 +234,13 @@ class Settings:
     def trusted_ips(self) -> TrustedNetworks:
         """Clients whose X-Forwarded-* headers describe the request (a load balancer in front)."""
         return TrustedNetworks.parse(_optional(self.raw.get("trusted_ips", "NONE")))
+
+    @property
+    def real_ip(self) -> RealIp:
+        """How the client address is found behind trusted proxies (``real_ip_header``, ``real_ip_recursive``)."""
+        header = self.raw["real_ip_header"].strip().lower()
+        return RealIp(self.trusted_ips, None if header == "proxy_protocol" else header.encode("latin-1"),
+                      self.raw["real_ip_recursive"] == "on")
 
     @property
     def headers(self) -> frozenset[str]:

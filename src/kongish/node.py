@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from kongish.config import Settings
 from kongish.db.dao import Database
-from kongish.lua.pdk_request import TrustedNetworks
+from kongish.proxy.forwarded import RealIp, TrustedNetworks
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry
 from kongish.routing import Router
@@ -55,11 +55,13 @@ class Node:
     enabled_headers: frozenset[str] = attrs.field(init=False)
     enabled_upstream_headers: frozenset[str] = attrs.field(init=False)
     trusted_ips: TrustedNetworks = attrs.field(init=False)
+    real_ip: RealIp = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.enabled_headers = self.settings.headers
         self.enabled_upstream_headers = self.settings.headers_upstream
         self.trusted_ips = self.settings.trusted_ips
+        self.real_ip = self.settings.real_ip
         self.plugin_map = PluginMap(())  # the "previous" map for the first rebuild
         self.database.listeners.append(self.rebuild)
         self.rebuild()

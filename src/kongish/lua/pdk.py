@@ -27,7 +27,8 @@ from kongish import KONG_VERSION
 from kongish.lua import pdk_codec
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk_regex import lua_search
-from kongish.lua.pdk_request import RequestPrimitives, TrustedNetworks
+from kongish.lua.pdk_request import RequestPrimitives
+from kongish.proxy.forwarded import TrustedNetworks
 
 if TYPE_CHECKING:
     from kongish.lua.settings import LuaSettings

@@ -127,7 +127,7 @@ local request = {}
 kong.request = request
 
 local function trusted_client()
-  return P.is_trusted(P.read("remote_addr"))
+  return P.is_trusted(P.read("realip_remote_addr"))
 end
 
 function request.get_scheme() return P.read("scheme") end
@@ -440,11 +440,9 @@ add_response_getters(service_response, "service_status", "service")
 -- kong.client, kong.router, kong.ip, kong.node, kong.plugin --------------------------
 
 kong.client = {
-  get_ip = function() return P.read("remote_addr") end,
+  get_ip = function() return P.read("realip_remote_addr") end,
   get_port = function() return P.read("remote_port") end,
-  get_forwarded_ip = function()
-    return trusted_client() and client_header("x-real-ip") or P.read("remote_addr")
-  end,
+  get_forwarded_ip = function() return P.read("remote_addr") end,
   get_forwarded_port = function() return P.read("remote_port") end,
   get_protocol = function() return P.read("scheme") end,
   get_consumer = function() return nil end,

@@ -13,11 +13,10 @@ Header reads always see the client's headers (plus rewrite-phase changes).
 from __future__ import annotations
 
 import io
-import ipaddress
 import json
 import socket
 from http.cookies import CookieError, SimpleCookie
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import attrs
 from lupa.luajit21 import LuaRuntime
@@ -29,6 +28,7 @@ from twisted.web.http_headers import Headers
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk_codec import as_bytes
 from kongish.proxy.context import RequestContext
+from kongish.proxy.forwarded import TrustedNetworks
 from kongish.routing.normalize import normalize_path, wire_text
 
 log = Logger(namespace="kongish.lua")
@@ -129,7 +129,12 @@ def _server_port(context: RequestContext) -> int | None:
 
 @_reader("remote_addr")
 def _remote_addr(context: RequestContext) -> str:
-    return getattr(context.request.getClientAddress(), "host", "")
+    return context.client_ip  # behind a trusted proxy, the client it reports (real_ip_header)
+
+
+@_reader("realip_remote_addr")
+def _realip_remote_addr(context: RequestContext) -> str:
+    return context.peer_ip
 
 
 @_reader("remote_port")
@@ -351,33 +356,6 @@ def _query_arg(context: RequestContext, name: bytes) -> bytes | None:
 
 
 @attrs.define
-class TrustedNetworks:
-    """``trusted_ips``: whose ``X-Forwarded-*`` and ``X-Real-IP`` headers count."""
-
-    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-
-    @classmethod
-    def parse(cls, setting: str | Iterable[str] | None) -> "TrustedNetworks":
-        if isinstance(setting, str):
-            setting = setting.split(",")
-        networks = []
-        for entry in setting or ():
-            entry = entry.strip()
-            if entry == "unix:":
-                continue
-            if entry:
-                networks.append(ipaddress.ip_network(entry, strict=False))
-        return cls(tuple(networks))
-
-    def __contains__(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip.version == network.version and ip in network for network in self.networks)
-
-
-@attrs.define
 class RequestPrimitives:
     """The functions the Lua half of the PDK closes over (never Lua globals)."""
 
@@ -544,7 +522,6 @@ _VARIABLE_READERS: dict[str, Reader] = {
     "server_protocol": lambda context: context.request.clientproto,
     "server_name": lambda context: b"kong",
     "hostname": lambda context: socket.gethostname(),
-    "realip_remote_addr": _remote_addr,
     "realip_remote_port": _remote_port,
     "content_type": lambda context: context.request.getHeader(b"content-type"),
     "content_length": lambda context: context.request.getHeader(b"content-length"),

@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
 from kongish.proxy.headers import GatewayHeaders
+
+if TYPE_CHECKING:
+    from kongish.proxy.forwarded import RealIp
 
 #: Phases in the order they run for one request.
 PHASES = ("rewrite", "access", "header_filter", "body_filter", "log")
@@ -134,6 +137,9 @@ class RequestContext:
     #: In body_filter: the chunk being filtered and whether it is the last call.
     body_chunk: bytes = b""
     body_eof: bool = False
+    #: How to find the client behind trusted proxies; None: whoever connected is the client.
+    real_ip: RealIp | None = None
+    _client_ip: str | None = attrs.field(default=None, init=False)
     #: Free slots for components that keep per-request state (the Lua engine keeps
     #: its ``ngx.ctx``/``kong.ctx`` tables here), keyed by the component's name.
     slots: dict[str, Any] = attrs.Factory(dict)
@@ -147,6 +153,20 @@ class RequestContext:
     @upstream.setter
     def upstream(self, upstream: UpstreamRequest | None) -> None:
         self._upstream = upstream
+
+    @property
+    def peer_ip(self) -> str:
+        """The address of whoever connected: the client, or a proxy in front (``$realip_remote_addr``)."""
+        return getattr(self.request.getClientAddress(), "host", "")
+
+    @property
+    def client_ip(self) -> str:
+        """The client's address, as a trusted proxy in front reports it (``$remote_addr``)."""
+        if self._client_ip is None:
+            peer = self.peer_ip
+            self._client_ip = peer if self.real_ip is None else self.real_ip.client_ip(
+                peer, self.request.getHeader)
+        return self._client_ip
 
     def upstream_if_made(self) -> UpstreamRequest | None:
         """The upstream request if anything has asked for it yet (and so may have changed it)."""

@@ -7,10 +7,85 @@ connection does. Kong's runloop decides it the same way.
 """
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Callable, Iterable
+
 import attrs
 
 from kongish.proxy.downstream import IProxiedRequest
 from kongish.proxy.headers import host_without_port
+
+@attrs.define
+class TrustedNetworks:
+    """``trusted_ips``: whose ``X-Forwarded-*`` and ``X-Real-IP`` headers count."""
+
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @classmethod
+    def parse(cls, setting: str | Iterable[str] | None) -> "TrustedNetworks":
+        if isinstance(setting, str):
+            setting = setting.split(",")
+        networks = []
+        for entry in setting or ():
+            entry = entry.strip()
+            if entry == "unix:":
+                continue
+            if entry:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+        return cls(tuple(networks))
+
+    def __contains__(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip.version == network.version and ip in network for network in self.networks)
+
+
+@attrs.frozen
+class RealIp:
+    """The client address behind trusted proxies, as nginx's realip module finds it.
+
+    kong.conf's ``real_ip_header`` names the header a proxy in ``trusted_ips``
+    reports the address in; the rightmost address of its comma list counts,
+    and with ``real_ip_recursive`` the walk goes on leftwards past addresses
+    that are trusted too. Anyone else's header is ignored. ``header`` None is
+    ``proxy_protocol``: the listener already took the address from the PROXY line.
+    """
+
+    trusted: TrustedNetworks
+    header: bytes | None = b"x-real-ip"
+    recursive: bool = False
+
+    def client_ip(self, peer: str, header: Callable[[bytes], bytes | None]) -> str:
+        """The address ``peer`` (the connection's) speaks for; ``header`` reads request headers."""
+        if self.header is None or not self.trusted.networks or peer not in self.trusted:
+            return peer
+        reported = header(self.header)
+        addresses = [item.strip() for item in (reported or b"").split(b",") if item.strip()]
+        address = peer
+        while addresses and address in self.trusted:
+            candidate = _ip(addresses.pop())
+            if candidate is None:
+                break
+            address = candidate
+            if not self.recursive:
+                break
+        return address
+
+
+def _ip(text: bytes) -> str | None:
+    """An address as nginx parses it from a header, a port allowed (``[::1]:80``, ``10.0.0.1:80``)."""
+    host = text.decode("latin-1")
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
 
 #: nginx's ``$host`` when the request has no Host header: Kong's ``server_name``.
 SERVER_NAME = b"kong"

@@ -85,16 +85,22 @@ def host_without_port(host: bytes) -> bytes:
     return host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
 
 
-def upstream_headers(incoming: Headers, *, host_header: str, client_ip: str, forwarded: Forwarded,
-                     request_id: str, http_version: str = "1.1") -> Headers:
-    """Headers to send upstream, per Kong's proxy rules (X-Forwarded-*, X-Real-IP, Via)."""
+def upstream_headers(incoming: Headers, *, host_header: str, peer_ip: str, client_ip: str,
+                     forwarded: Forwarded, request_id: str, http_version: str = "1.1") -> Headers:
+    """Headers to send upstream, per Kong's proxy rules (X-Forwarded-*, X-Real-IP, Via).
+
+    ``peer_ip`` connected to kongish; ``client_ip`` is who a trusted proxy there says the
+    client is (the same address without one). X-Forwarded-For gains the first, and
+    starts from the second when the request had none.
+    """
     headers = copy_end_to_end(incoming, _RECOMPUTED)
     client = client_ip.encode()
     headers.setRawHeaders(b"host", [host_header.encode("latin-1")])
     headers.setRawHeaders(b"connection", [b"keep-alive"])
     if b"trailers" in _tokens(incoming, b"te"):
         headers.setRawHeaders(b"te", [b"trailers"])
-    headers.setRawHeaders(b"x-forwarded-for", [_appended(incoming.getRawHeaders(b"x-forwarded-for"), client)])
+    sent_for = incoming.getRawHeaders(b"x-forwarded-for")
+    headers.setRawHeaders(b"x-forwarded-for", [_appended(sent_for, peer_ip.encode()) if sent_for else client])
     headers.setRawHeaders(b"x-forwarded-proto", [forwarded.proto])
     headers.setRawHeaders(b"x-forwarded-host", [forwarded.host])
     headers.setRawHeaders(b"x-forwarded-port", [forwarded.port])

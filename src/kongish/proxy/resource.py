@@ -95,7 +95,7 @@ class ProxyFlow:
     _relay: BodyRelay | None = None
 
     def __attrs_post_init__(self) -> None:
-        self.context = RequestContext(self.request, request_id=new_request_id())
+        self.context = RequestContext(self.request, request_id=new_request_id(), real_ip=self.node.real_ip)
 
     async def run(self) -> None:
         node, request, context = self.node, self.request, self.context
@@ -160,14 +160,11 @@ class ProxyFlow:
 
     # the client's side
 
-    def _client_ip(self) -> str:
-        return getattr(self.request.getClientAddress(), "host", "")
-
     def _client_side(self) -> Forwarded:
         """What the client asked for, as a trusted proxy in front says or as kongish saw it."""
         if self._forwarded is None:
             self._forwarded = client_side(
-                self.request, trusted=self._client_ip() in self.node.trusted_ips,
+                self.request, trusted=self.context.peer_ip in self.node.trusted_ips,
                 raw_target=mounted_target(self.request), stripped_prefix=self.match.stripped_prefix)
         return self._forwarded
 
@@ -199,7 +196,7 @@ class ProxyFlow:
         request = self.request
         return upstream_headers(
             request.requestHeaders, host_header=self.match.upstream_host,
-            client_ip=self._client_ip(), forwarded=self._client_side(),
+            peer_ip=self.context.peer_ip, client_ip=self.context.client_ip, forwarded=self._client_side(),
             request_id=self.context.request_id if "x-kong-request-id" in self.node.enabled_upstream_headers else "",
             http_version=request.clientproto.decode("latin-1").partition("/")[2])
 
