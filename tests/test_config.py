@@ -100,6 +100,7 @@ class ListenTests(SynchronousTestCase):
                          ["tcp:8000:interface=0.0.0.0:backlog=16384", "tcp:8100:interface=127.0.0.1"])
         self.assertEqual(parse_listen("[::1]:8001"), ["tcp:8001:interface=\\:\\:1"])
         self.assertEqual(parse_listen("off"), [])
+        self.assertEqual(parse_listen("0.0.0.0:8000 proxy_protocol"), ["haproxy:tcp:8000:interface=0.0.0.0"])
 
     def test_endpoint_strings_pass_through(self) -> None:
         self.assertEqual(parse_listen("tcp:0:interface=127.0.0.1"), ["tcp:0:interface=127.0.0.1"])

@@ -76,6 +76,20 @@ class ClientSideTests(TestCase):
         self.assertEqual(seen["x-forwarded-for"], ["198.51.100.7, 203.0.113.5, 10.0.0.2, 127.0.0.1"])
 
     @deferred
+    async def test_proxy_protocol_listener(self) -> None:
+        gateway = await self._gateway({}, proxy_listen="127.0.0.1:0 proxy_protocol")
+        status, route, _ = await gateway.call("POST", "/services/svc/routes", json={"paths": ["/who"]})
+        status, _, _ = await gateway.call("POST", f"/routes/{route['id']}/plugins", json={
+            "name": "pre-function", "config": {"access": [
+                "ngx.say(kong.client.get_ip(), ' ', kong.client.get_forwarded_ip()) ngx.exit(200)"]}})
+        self.assertEqual(status, 201)
+        answer = await gateway.raw(b"PROXY TCP4 203.0.113.5 127.0.0.1 56324 8000\r\n"
+                                   b"GET /who HTTP/1.0\r\nHost: x.test\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.0 200 OK\r\n"), answer[:60])
+        self.assertTrue(answer.endswith(b"\r\n\r\n203.0.113.5 203.0.113.5\n"), answer[-60:])
+        self.assertEqual(await gateway.raw(b"GET /who HTTP/1.0\r\nHost: x.test\r\n\r\n"), b"")
+
+    @deferred
     async def test_https_redirect_status_codes(self) -> None:
         gateway = await self._gateway({"protocols": ["https"], "https_redirect_status_code": 301})
         for code in (301, 302, 307, 308):

@@ -1,11 +1,16 @@
-"""Listen addresses: Kong's ``host:port [flags]`` lists and Twisted endpoint strings."""
+"""Listen addresses: Kong's ``host:port [flags]`` lists and Twisted endpoint strings.
+
+Kong's ``proxy_protocol`` flag becomes Twisted's ``haproxy:`` endpoint: a
+connection starts with a PROXY line (v1 or v2), whose source address is the
+client's from then on.
+"""
 from __future__ import annotations
 
 import re
 
 _KONG_ADDRESS = re.compile(r"^(?:\[(?P<ipv6>[0-9a-fA-F:.]+)\]|(?P<host>[^\s:\[\]]+)):(?P<port>\d{1,5})$")
-_ENDPOINT = re.compile(r"^(tcp|tcp6|unix|ssl|systemd|tls):")
-_IGNORED_FLAGS = ("reuseport", "deferred", "bind", "http2", "proxy_protocol")
+_ENDPOINT = re.compile(r"^(tcp|tcp6|unix|ssl|systemd|tls|haproxy):")
+_IGNORED_FLAGS = ("reuseport", "deferred", "bind", "http2")
 
 
 class ListenError(ValueError):
@@ -22,14 +27,15 @@ def _kong_to_endpoint(entry: str) -> str:
         raise ListenError(f"invalid port in '{address}'")
     host = match["ipv6"] or match["host"]
     options = [f"interface={host.replace(':', chr(92) + ':')}"]
+    prefix = ["haproxy"] if "proxy_protocol" in flags else []
     for flag in flags:
         if flag == "ssl":
             raise ListenError("the 'ssl' flag needs a certificate: use a Twisted 'ssl:' endpoint string")
         if flag.startswith("backlog="):
             options.append(flag)
-        elif not flag.startswith(_IGNORED_FLAGS) and not flag.startswith(("ipv6only=", "so_keepalive=")):
+        elif flag != "proxy_protocol" and not flag.startswith(_IGNORED_FLAGS) and not flag.startswith(("ipv6only=", "so_keepalive=")):
             raise ListenError(f"unknown listen flag '{flag}'")
-    return ":".join(["tcp", str(port), *options])
+    return ":".join([*prefix, "tcp", str(port), *options])
 
 
 def parse_listen(value: str) -> list[str]:
