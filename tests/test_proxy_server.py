@@ -14,6 +14,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.http import combinedLogFormatter
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
@@ -639,6 +640,17 @@ class InterfaceTests(SynchronousTestCase):
         client.send(get(b"/logged?q=1", b"User-Agent: tester"))
         self.assertIn('"GET /logged?q=1 HTTP/1.1" 200 5 "-" "tester"', factory.logFile.getvalue())
         self.assertTrue(factory.logFile.getvalue().startswith('"127.0.0.1" - - ['))
+
+    def test_refusals_are_logged(self) -> None:
+        for data, line in [(b"NOT HTTP\r\n\r\n", '"- - HTTP/1.1" 400 '),
+                           (get(b"/" + b"a" * MAX_LINE), '"GET /aaaa'),
+                           (get(b"/big", b"Content-Length: 11", b"User-Agent: up", method=b"PUT"),
+                            '"PUT /big HTTP/1.1" 413 ')]:
+            client = connect(Recorder(), max_body_size=10)
+            client.send(data)
+            [logged] = client.logged
+            self.assertIn(line, combinedLogFormatter("[now]", logged), data[:20])
+        self.assertIn('"-" "up"', combinedLogFormatter("[now]", logged))
 
 
 class _SiteResource(Resource):

@@ -292,12 +292,23 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     def _send_refusal(self, status: int) -> None:
         body = error_pages.render("text/plain", error_pages.default_message(status), new_request_id())
+        code = 400 if status == 494 else status
         self.transport.writeSequence([
-            b"HTTP/1.1 %d %s\r\n" % (400 if status == 494 else status, _REASONS[status]),
+            b"HTTP/1.1 %d %s\r\n" % (code, _REASONS[status]),
             b"Server: %s\r\nDate: %s\r\n" % (SERVER_TOKEN, http_date()),
             b"Content-Type: text/plain; charset=utf-8\r\n",
             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body), body])
+        self._log_refusal(code, len(body))
         self._close()
+
+    def _log_refusal(self, code: int, length: int) -> None:
+        """An access log line for a refused request, as nginx writes one, with what was parsed of it."""
+        # the parser names a method only once the target follows it
+        method = self._parser.get_method() if self._url else b"-"
+        refused = DownstreamRequest(self, method, self._url or b"-", self._clientproto, self._headers,
+                                    io.BytesIO(), persistent=False)
+        refused.code, refused.sentLength = code, length
+        self.factory.log(refused)
 
     def _close(self) -> None:
         """Close after what was written; nothing more is read or answered."""
