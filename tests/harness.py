@@ -332,6 +332,13 @@ class Gateway:
         return response.code, await response.content(), response.headers
 
 
+def closed_port() -> int:
+    """A loopback port with nothing listening on it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 async def start_gateway(case, prefix: str | None = None, **settings: str) -> Gateway:
     """Start a real KongishService on loopback ports with its store under ``prefix``."""
     values = {"prefix": prefix or case.mktemp(), "proxy_listen": LOOPBACK, "admin_listen": LOOPBACK}

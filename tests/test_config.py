@@ -61,7 +61,7 @@ class SettingsTests(SynchronousTestCase):
         self.assertEqual(view["plugins"], ["bundled"])
 
     def test_headers_entries_are_checked_as_kong_does(self) -> None:
-        for name, value, bad in [("headers", "server_tokens,Foo-Bar", "Foo-Bar"),
+        for name, value, bad in [("headers", "server_tokens,Foo-Bar", "Foo-Bar"), ("headers", "OFF", "OFF"),
                                  ("headers_upstream", "x-kong-request-id, Via", "Via")]:
             with self.assertRaises(ConfigError) as raised:
                 Settings.load(environ={f"KONGISH_{name.upper()}": value})

@@ -37,6 +37,13 @@ class ClientSideTests(TestCase):
         self.assertEqual(json.loads(body)["headers"]["x-forwarded-for"], ["127.0.0.1"])
 
     @deferred
+    async def test_repeated_lines_count_together_as_nginx_joins_them(self) -> None:
+        gateway = await self._gateway({"protocols": ["https"]}, trusted_ips="127.0.0.1")
+        answer = await gateway.raw(b"GET /p/x HTTP/1.0\r\nHost: a.test\r\nX-Forwarded-Proto: http\r\n"
+                                   b"X-Forwarded-Proto: https\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.0 426 "), answer[:40])  # "http, https" is not https
+
+    @deferred
     async def test_an_untrusted_client_cannot_say_it(self) -> None:
         gateway = await self._gateway({}, trusted_ips="10.0.0.0/8")
         status, body, _ = await gateway.get("/p/x", headers={**_BALANCER_SAYS, "Host": "Api.Test:8443"})

@@ -5,7 +5,8 @@ import json
 
 from twisted.trial.unittest import TestCase
 
-from tests.harness import deferred, start_gateway, start_upstream
+from kongish.proxy.upstream import UpstreamFailure
+from tests.harness import closed_port, deferred, start_gateway, start_upstream
 
 _KONG_HEADERS = (b"server", b"via", b"x-kong-upstream-latency", b"x-kong-proxy-latency",
                  b"x-kong-response-latency", b"x-kong-request-id", b"x-kong-upstream-status")
@@ -62,6 +63,23 @@ class KongHeadersTests(TestCase):
         self.assertEqual(headers.getRawHeaders(b"x-kong-upstream-status"), [b"404"])
         _, _, headers = await gateway.get("/exited")
         self.assertEqual(self._present(headers), set())
+
+    @deferred
+    async def test_gateway_errors_count_as_proxied(self) -> None:
+        gateway = await self._gateway(headers="server_tokens, latency_tokens, X-Kong-Request-Id, "
+                                              "X-Kong-Upstream-Status")
+        await gateway.call("POST", "/services", json={
+            "name": "down", "url": f"http://127.0.0.1:{closed_port()}", "retries": 0})
+        await gateway.call("POST", "/services/down/routes", json={"paths": ["/down"]})
+        status, _, headers = await gateway.get("/down")
+        self.assertEqual(status, 502)
+        self.assertEqual(self._present(headers), {
+            b"server", b"via", b"x-kong-upstream-latency", b"x-kong-proxy-latency", b"x-kong-request-id",
+            b"x-kong-upstream-status"})
+        self.assertEqual((headers.getRawHeaders(b"via"), headers.getRawHeaders(b"x-kong-upstream-status")),
+                         ([b"1.1 kong/3.9.0"], [b"502"]))
+        self.assertTrue(UpstreamFailure(502, "", "B").proxied)
+        self.assertFalse(UpstreamFailure(503, "name resolution failed", "A").proxied)  # Kong's DNS failure
 
     @deferred
     async def test_added_after_header_filter_as_kong_does(self) -> None:

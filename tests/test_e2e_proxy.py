@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import socket
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -17,7 +16,7 @@ from twisted.internet.ssl import CertificateOptions
 from twisted.trial.unittest import TestCase
 from twisted.web.server import Site
 
-from tests.harness import EchoUpstream, deferred, start_gateway, start_upstream
+from tests.harness import EchoUpstream, closed_port, deferred, start_gateway, start_upstream
 
 
 def self_signed_localhost() -> CertificateOptions:
@@ -33,13 +32,6 @@ def self_signed_localhost() -> CertificateOptions:
         .sign(key, hashes.SHA256()))
     return CertificateOptions(privateKey=crypto.PKey.from_cryptography_key(key),
                               certificate=crypto.X509.from_cryptography(certificate))
-
-
-def closed_port() -> int:
-    """A loopback port with nothing listening on it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class ProxyTests(TestCase):

@@ -84,7 +84,7 @@ class UnexpectedErrorTests(TestCase):
     @deferred
     async def test_a_failure_after_the_upstream_answered_is_kongs_500(self) -> None:
         gateway = await self._gateway()
-        self.patch(resource, "downstream_headers", lambda headers: 1 / 0)
+        self.patch(resource, "copy_end_to_end", lambda headers: 1 / 0)
         self._assert_kong_500(*await gateway.get("/p/bytes/300000"))
 
     @deferred

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers
 
 from kongish.proxy.forwarded import Forwarded, RealIp, TrustedNetworks, client_side
 
@@ -15,7 +16,7 @@ _VALUES = st.binary(min_size=0, max_size=12).filter(lambda value: b"\r" not in v
 
 @attrs.define
 class _Request:
-    """The three IProxiedRequest methods client_side reads."""
+    """The parts of IProxiedRequest client_side reads."""
 
     headers: dict[bytes, bytes]
     secure: bool = False
@@ -25,6 +26,10 @@ class _Request:
 
     def getHeader(self, name: bytes) -> bytes | None:
         return self.headers.get(name)
+
+    @property
+    def requestHeaders(self) -> Headers:
+        return Headers({name: [value] for name, value in self.headers.items()})
 
     def getHost(self) -> IPv4Address:
         return IPv4Address("TCP", "127.0.0.1", 8000)

@@ -23,10 +23,12 @@ class GatewayHeadersTests(SynchronousTestCase):
 
     def test_named_headers_are_canonical(self) -> None:
         self.assertEqual(
-            [gateway.SERVER, gateway.CONTENT_TYPE, gateway.CONTENT_LENGTH, gateway.DATE,
-             gateway.RESPONSE_LATENCY, gateway.REQUEST_ID],
-            [b"Server", b"Content-Type", b"Content-Length", b"Date",
-             b"X-Kong-Response-Latency", b"X-Kong-Request-Id"])
+            [gateway.SERVER, gateway.VIA, gateway.CONTENT_TYPE, gateway.CONTENT_LENGTH,
+             gateway.RESPONSE_LATENCY, gateway.UPSTREAM_LATENCY, gateway.PROXY_LATENCY,
+             gateway.UPSTREAM_STATUS, gateway.REQUEST_ID],
+            [b"Server", b"Via", b"Content-Type", b"Content-Length", b"X-Kong-Response-Latency",
+             b"X-Kong-Upstream-Latency", b"X-Kong-Proxy-Latency", b"X-Kong-Upstream-Status",
+             b"X-Kong-Request-Id"])
 
     def test_put_replaces_every_earlier_value(self) -> None:
         headers = gateway.GatewayHeaders()

@@ -35,6 +35,7 @@ DEFAULTS: dict[str, str] = {
     "lua_memory_limit": "256m",
     "headers": "server_tokens, latency_tokens, x-kong-request-id",
     "headers_upstream": "x-kong-request-id",
+    "trusted_ips": "NONE",
     "real_ip_header": "X-Real-IP",
     "real_ip_recursive": "off",
     "error_default_type": "text/plain",
@@ -95,10 +96,10 @@ def _list(text: str) -> tuple[str, ...]:
 
 def _enabled_headers(text: str, entries: Mapping[str, frozenset[str]]) -> frozenset[str]:
     """The header names a ``headers``-style list enables; as in Kong, only a leading ``off`` counts."""
-    tokens = [token.lower() for token in _list(text)]
+    tokens = _list(text)
     if not tokens or tokens[0] == "off":
         return frozenset()
-    return frozenset().union(*(entries[token] for token in tokens if token != "off"))
+    return frozenset().union(*(entries[token.lower()] for token in tokens if token != "off"))
 
 
 def _optional(text: str) -> str | None:
@@ -147,7 +148,7 @@ class Settings:
             parse_size(self.raw[name])
         for name, entries in (("headers", _HEADER_ENTRIES), ("headers_upstream", _UPSTREAM_HEADER_ENTRIES)):
             for token in _list(self.raw[name]):
-                if token.lower() != "off" and token.lower() not in entries:
+                if token != "off" and token.lower() not in entries:  # Kong: only "off" as written
                     raise ConfigError(f"{name}: invalid entry '{token}'")
         try:
             self.trusted_ips
@@ -233,7 +234,7 @@ class Settings:
     @property
     def trusted_ips(self) -> TrustedNetworks:
         """Clients whose X-Forwarded-* headers describe the request (a load balancer in front)."""
-        return TrustedNetworks.parse(_optional(self.raw.get("trusted_ips", "NONE")))
+        return TrustedNetworks.parse(_optional(self.raw["trusted_ips"]))
 
     @property
     def real_ip(self) -> RealIp:

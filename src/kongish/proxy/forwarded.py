@@ -114,7 +114,10 @@ def client_side(request: IProxiedRequest, *, trusted: bool, raw_target: bytes,
         prefix=stripped_prefix.encode("latin-1") if stripped_prefix and stripped_prefix != "/" else None)
     if not trusted:
         return own
-    sent = request.getHeader
+
+    def sent(name: bytes) -> bytes | None:  # repeated lines joined, as nginx's $http_* variables
+        values = request.requestHeaders.getRawHeaders(name)
+        return None if values is None else b", ".join(values)
     return Forwarded(
         proto=_either(sent(b"x-forwarded-proto"), own.proto),
         host=_either(sent(b"x-forwarded-host"), own.host),

@@ -40,7 +40,8 @@ class GatewayHeaders(Headers):
     __slots__ = ()
 
     def put(self, name: bytes, value: bytes) -> None:
-        """Set ``name`` (as canonicalized by ``canonical``) to kongish's own ``value``."""
+        """Set ``name`` (as ``canonical`` gives it) to ``value``, which kongish made or took
+        from Headers that sanitized it already: never to anything else."""
         self._rawHeaders[name] = [value]
 
 
@@ -51,8 +52,8 @@ def canonical(name: bytes) -> bytes:
     return next(probe.getAllRawHeaders())[0]
 
 
-SERVER, VIA, CONTENT_TYPE, CONTENT_LENGTH, DATE = map(
-    canonical, (b"server", b"via", b"content-type", b"content-length", b"date"))
+SERVER, VIA, CONTENT_TYPE, CONTENT_LENGTH = map(
+    canonical, (b"server", b"via", b"content-type", b"content-length"))
 RESPONSE_LATENCY, UPSTREAM_LATENCY, PROXY_LATENCY, UPSTREAM_STATUS, REQUEST_ID = map(canonical, (
     b"x-kong-response-latency", b"x-kong-upstream-latency", b"x-kong-proxy-latency",
     b"x-kong-upstream-status", b"x-kong-request-id"))
@@ -115,33 +116,23 @@ def upstream_headers(incoming: Headers, *, host_header: str, peer_ip: str, clien
     return headers
 
 
-def downstream_headers(upstream: Headers) -> GatewayHeaders:
-    """The upstream response's headers as kongish passes them on, before its own are added.
-
-    Twisted's client keeps the framing headers out of ``upstream``, except a
-    HEAD response's Content-Length, which is passed on as it describes the entity.
-    """
-    return copy_end_to_end(upstream)
-
-
-def add_kong_headers(headers: GatewayHeaders, enabled: frozenset[str], *, upstream: Headers | None,
-                     latencies: tuple[int, int] | None, response_latency: int,
-                     request_id: bytes) -> None:
+def add_kong_headers(headers: GatewayHeaders, enabled: frozenset[str], *,
+                     latencies: tuple[int, int] | None, upstream_via: list[bytes] | None,
+                     response_latency: int, request_id: bytes) -> None:
     """Kong's own response headers, as kong.conf's ``headers`` enables them.
 
     Added after header_filter, as Kong's runloop adds them, so plugins neither
-    see nor remove them. ``upstream`` holds the upstream's response headers when
-    the answer is the upstream's; ``latencies`` (upstream, proxy) are there once
-    the upstream was called, gateway errors included.
+    see nor remove them. ``latencies`` (upstream, proxy) are there once the request
+    was proxied: the upstream's answers and the gateway errors of calling it;
+    ``upstream_via`` is the Via the upstream answered with, if it did.
     """
     if latencies is not None:
         if "x-kong-upstream-latency" in enabled:
             headers.put(UPSTREAM_LATENCY, b"%d" % latencies[0])
         if "x-kong-proxy-latency" in enabled:
             headers.put(PROXY_LATENCY, b"%d" % latencies[1])
-    if upstream is not None:
         if "via" in enabled:  # 3.8+: the upstream's Via, then kongish's
-            headers.put(VIA, _appended(upstream.getRawHeaders(b"via"), VIA_TOKEN))
+            headers.put(VIA, _appended(upstream_via, VIA_TOKEN))
         if "server" in enabled and not headers.hasHeader(b"server"):
             headers.put(SERVER, SERVER_TOKEN)
     else:

@@ -31,7 +31,7 @@ from kongish.proxy.forwarded import Forwarded, client_side
 from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
                                    new_request_id)
 from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, UPSTREAM_STATUS, GatewayHeaders,
-                                   add_kong_headers, downstream_headers, upstream_headers)
+                                   add_kong_headers, copy_end_to_end, upstream_headers)
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.target import origin_form
 from kongish.proxy.upstream import UpstreamClient, UpstreamFailure
@@ -209,7 +209,7 @@ class ProxyFlow:
             response = await self._sending
         except UpstreamFailure as failure:
             await self._kong_error(failure.status, failure.message,
-                                   renderer=failure.renderer, proxied=True)
+                                   renderer=failure.renderer, proxied=failure.proxied)
             return
         except CancelledError:
             context.response.status = _CLIENT_CLOSED
@@ -235,13 +235,13 @@ class ProxyFlow:
         Returns whether the body goes through body_filter.
         """
         context, request = self.context, self.request
-        self.upstream_latency = int((time.time() - self.proxied_at) * 1000)
         context.upstream_response = UpstreamResponse(response.code, response.headers)
         out = context.response
         out.status, out.source = response.code, "service"
-        out.headers = downstream_headers(response.headers)
-        if "x-kong-upstream-status" in self.node.enabled_headers:
-            out.headers.put(UPSTREAM_STATUS, b"%d" % response.code)
+        # Twisted's client keeps the framing headers out, except a HEAD response's
+        # Content-Length, which describes the entity and so is passed on
+        out.headers = copy_end_to_end(response.headers)
+        self._proxied(response.code)
         if (pending := self._phase("header_filter")) is not None:
             await pending
         filtering = out.replacement_body is not None or self.chain.handles("body_filter")
@@ -280,9 +280,15 @@ class ProxyFlow:
                           renderer: str = "A", proxied: bool = False) -> None:
         self._set_kong_error(status, message, headers, renderer)
         self.context.response.source = "error"
-        if proxied:  # Kong's gateway errors count as proxied: both latencies
-            self.upstream_latency = int((time.time() - self.proxied_at) * 1000)
+        if proxied:
+            self._proxied(status)
         await self._respond_from_plugins()
+
+    def _proxied(self, upstream_status: int) -> None:
+        """The upstream answered, or calling it failed: Kong's proxied answer from here on."""
+        self.upstream_latency = int((time.time() - self.proxied_at) * 1000)
+        if "x-kong-upstream-status" in self.node.enabled_headers:  # before header_filter, as Kong
+            self.context.response.headers.put(UPSTREAM_STATUS, b"%d" % upstream_status)
 
     async def _respond_from_plugins(self, filtered: bool = True) -> None:
         """Send a response that kongish or a plugin built, through the response phases.
@@ -332,11 +338,12 @@ class ProxyFlow:
     def _start_response(self) -> None:
         request, context = self.request, self.context
         response = context.response
+        upstream = context.upstream_response
         add_kong_headers(
             response.headers, self.node.enabled_headers,
-            upstream=context.upstream_response.headers if response.source == "service" else None,
             latencies=None if self.upstream_latency is None else (
                 self.upstream_latency, int((self.proxied_at - context.started_at) * 1000)),
+            upstream_via=upstream.headers.getRawHeaders(b"via") if upstream is not None else None,
             response_latency=int((time.time() - context.started_at) * 1000),
             request_id=context.request_id.encode())
         request.setResponseCode(response.status or 200, _reason(response.status or 200))

@@ -44,6 +44,12 @@ class UpstreamFailure(Exception):
         #: "A" for kongish-built answers (Accept only), "B" for upstream-leg errors.
         self.renderer = renderer
 
+    @property
+    def proxied(self) -> bool:
+        """Whether the request went as far as an upstream connection: Kong then counts the
+        error as proxied (latency headers, Via), unlike a name that never resolved."""
+        return self.renderer == "B"
+
 
 class UpstreamTimeout(Exception):
     """A write or read timeout of one try fired."""
