@@ -5,6 +5,7 @@ import time
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+import attrs
 from twisted.web.http import datetimeToString
 from twisted.web.http_headers import Headers
 
@@ -43,6 +44,10 @@ class GatewayHeaders(Headers):
         """Set ``name`` (as ``canonical`` gives it) to ``value``, which kongish made or took
         from Headers that sanitized it already: never to anything else."""
         self._rawHeaders[name] = [value]
+
+    def own(self, name: bytes) -> list[bytes] | None:
+        """The values under ``name`` (as ``canonical`` gives it), without re-encoding the name."""
+        return self._rawHeaders.get(name) or None
 
 
 def canonical(name: bytes) -> bytes:
@@ -116,36 +121,57 @@ def upstream_headers(incoming: Headers, *, host_header: str, peer_ip: str, clien
     return headers
 
 
-def add_kong_headers(headers: GatewayHeaders, enabled: frozenset[str], *,
-                     latencies: tuple[int, int] | None, upstream_via: list[bytes] | None,
-                     response_latency: int, request_id: bytes) -> None:
+@attrs.frozen
+class KongHeaders:
     """Kong's own response headers, as kong.conf's ``headers`` enables them.
 
     Added after header_filter, as Kong's runloop adds them, so plugins neither
-    see nor remove them. ``latencies`` (upstream, proxy) are there once the request
-    was proxied: the upstream's answers and the gateway errors of calling it;
-    ``upstream_via`` is the Via the upstream answered with, if it did.
+    see nor remove them; which ones is decided once, not per request.
     """
-    if latencies is not None:
-        if "x-kong-upstream-latency" in enabled:
-            headers.put(UPSTREAM_LATENCY, b"%d" % latencies[0])
-        if "x-kong-proxy-latency" in enabled:
-            headers.put(PROXY_LATENCY, b"%d" % latencies[1])
-        if "via" in enabled:  # 3.8+: the upstream's Via, then kongish's
+
+    server: bool
+    via: bool
+    upstream_latency: bool
+    proxy_latency: bool
+    response_latency: bool
+    request_id: bool
+
+    @classmethod
+    def enabled(cls, names: frozenset[str]) -> KongHeaders:
+        """From the lower-case header names ``Settings.headers`` gives."""
+        return cls(*(name in names for name in (
+            "server", "via", "x-kong-upstream-latency", "x-kong-proxy-latency",
+            "x-kong-response-latency", "x-kong-request-id")))
+
+    def add_proxied(self, headers: GatewayHeaders, upstream_ms: int, proxy_ms: int,
+                    upstream_via: list[bytes] | None, request_id: bytes) -> None:
+        """For the upstream's answers and the gateway errors of calling it.
+
+        ``upstream_via`` is the Via the upstream answered with, if it answered.
+        """
+        if self.upstream_latency:
+            headers.put(UPSTREAM_LATENCY, b"%d" % upstream_ms)
+        if self.proxy_latency:
+            headers.put(PROXY_LATENCY, b"%d" % proxy_ms)
+        if self.via:  # 3.8+: the upstream's Via, then kongish's
             headers.put(VIA, _appended(upstream_via, VIA_TOKEN))
-        if "server" in enabled and not headers.hasHeader(b"server"):
+        if self.server and not headers.own(SERVER):
             headers.put(SERVER, SERVER_TOKEN)
-    else:
-        if "x-kong-response-latency" in enabled:
-            headers.put(RESPONSE_LATENCY, b"%d" % response_latency)
+        if self.request_id:
+            headers.put(REQUEST_ID, request_id)
+
+    def add_own(self, headers: GatewayHeaders, response_ms: int, request_id: bytes) -> None:
+        """For answers kongish or a plugin made without calling the upstream."""
+        if self.response_latency:
+            headers.put(RESPONSE_LATENCY, b"%d" % response_ms)
         # a plugin answering as "Via: kong/<version>" keeps its own Server
-        if not ("via" in enabled and headers.getRawHeaders(b"via") == [SERVER_TOKEN]):
-            if "server" in enabled:
+        if not (self.via and headers.own(VIA) == [SERVER_TOKEN]):
+            if self.server:
                 headers.put(SERVER, SERVER_TOKEN)
             else:
                 headers.removeHeader(b"server")
-    if "x-kong-request-id" in enabled:
-        headers.put(REQUEST_ID, request_id)
+        if self.request_id:
+            headers.put(REQUEST_ID, request_id)
 
 
 def http_date() -> bytes:

@@ -31,7 +31,7 @@ from kongish.proxy.forwarded import Forwarded, client_side
 from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
                                    new_request_id)
 from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, UPSTREAM_STATUS, GatewayHeaders,
-                                   add_kong_headers, copy_end_to_end, upstream_headers)
+                                   copy_end_to_end, upstream_headers)
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.target import origin_form
 from kongish.proxy.upstream import UpstreamClient, UpstreamFailure
@@ -338,14 +338,15 @@ class ProxyFlow:
     def _start_response(self) -> None:
         request, context = self.request, self.context
         response = context.response
-        upstream = context.upstream_response
-        add_kong_headers(
-            response.headers, self.node.enabled_headers,
-            latencies=None if self.upstream_latency is None else (
-                self.upstream_latency, int((self.proxied_at - context.started_at) * 1000)),
-            upstream_via=upstream.headers.getRawHeaders(b"via") if upstream is not None else None,
-            response_latency=int((time.time() - context.started_at) * 1000),
-            request_id=context.request_id.encode())
+        if self.upstream_latency is None:
+            self.node.kong_headers.add_own(response.headers, int((time.time() - context.started_at) * 1000),
+                                           context.request_id.encode())
+        else:
+            upstream = context.upstream_response
+            self.node.kong_headers.add_proxied(
+                response.headers, self.upstream_latency, int((self.proxied_at - context.started_at) * 1000),
+                upstream.headers.getRawHeaders(b"via") if upstream is not None else None,
+                context.request_id.encode())
         request.setResponseCode(response.status or 200, _reason(response.status or 200))
         if (date := request.responseHeaders.getRawHeaders(b"date")) and not response.headers.hasHeader(b"date"):
             response.headers.setRawHeaders(b"date", date)  # twisted.web dated this request at its start
