@@ -42,3 +42,37 @@ class GatewayHeadersTests(SynchronousTestCase):
         copied = gateway.copy_end_to_end(source)
         self.assertIsInstance(copied, gateway.GatewayHeaders)
         self.assertEqual(list(copied.getAllRawHeaders()), [(b"X-End", [b"2"])])
+
+
+class KongHeadersTests(SynchronousTestCase):
+    def test_own_answers(self) -> None:
+        headers = gateway.GatewayHeaders()
+        headers.setRawHeaders(b"server", [b"plugin/1"])
+        gateway.KongHeaders.enabled(frozenset({"server", "x-kong-response-latency"})).add_own(
+            headers, 7, b"id")
+        self.assertEqual(list(headers.getAllRawHeaders()),
+                         [(b"Server", [gateway.SERVER_TOKEN]), (b"X-Kong-Response-Latency", [b"7"])])
+
+    def test_a_plugin_answering_as_kong_keeps_its_server(self) -> None:
+        headers = gateway.GatewayHeaders({b"via": [gateway.SERVER_TOKEN], b"server": [b"mine"]})
+        gateway.KongHeaders.enabled(frozenset({"server", "via"})).add_own(headers, 0, b"id")
+        self.assertEqual(headers.getRawHeaders(b"server"), [b"mine"])
+        gateway.KongHeaders.enabled(frozenset({"server"})).add_own(headers, 0, b"id")  # Via not Kong's
+        self.assertEqual(headers.getRawHeaders(b"server"), [gateway.SERVER_TOKEN])
+
+    def test_disabled_server_is_removed_from_own_answers_only(self) -> None:
+        none = gateway.KongHeaders.enabled(frozenset())
+        own = gateway.GatewayHeaders({b"server": [b"plugin/1"]})
+        none.add_own(own, 0, b"id")
+        proxied = gateway.GatewayHeaders({b"server": [b"upstream/1"]})
+        none.add_proxied(proxied, 1, 2, None, b"id")
+        self.assertEqual((list(own.getAllRawHeaders()), proxied.getRawHeaders(b"server")), ([], [b"upstream/1"]))
+
+    def test_proxied_answers(self) -> None:
+        headers = gateway.GatewayHeaders()
+        everything = gateway.KongHeaders(*[True] * 6)
+        everything.add_proxied(headers, 5, 1, [b"1.1 cache"], b"id")
+        self.assertEqual(dict(headers.getAllRawHeaders()), {
+            b"X-Kong-Upstream-Latency": [b"5"], b"X-Kong-Proxy-Latency": [b"1"],
+            b"Via": [b"1.1 cache, 1.1 kong/3.9.0"], b"Server": [gateway.SERVER_TOKEN],
+            b"X-Kong-Request-Id": [b"id"]})
