@@ -129,6 +129,16 @@ class ServerlessTests(TestCase):
         self.assertEqual((status, body), (200, b"val\nbundled\n******\n"))
 
     @deferred
+    async def test_caching_a_key_per_request_never_fills_the_vm(self) -> None:
+        gateway = await self._gateway(lua_memory_limit="8m")
+        host = await self._route(gateway, ("pre-function", {"access": [
+            "local n = kong.request.get_query_arg('n') "
+            "local value = kong.cache:get(n, nil, function() return ('x'):rep(100000) .. n end) "
+            "ngx.say(#value - #n) ngx.exit(200)"]}))
+        answers = {(await gateway.get(f"/?n={n}", headers={"Host": host}))[:2] for n in range(200)}
+        self.assertEqual(answers, {(200, b"100000\n")})  # 20 MB of values went through an 8 MB VM
+
+    @deferred
     async def test_clearing_args_before_proxying(self) -> None:
         gateway = await self._gateway()
         host = await self._route(gateway, ("pre-function", {"access": ["ngx.var.args = nil"]}))

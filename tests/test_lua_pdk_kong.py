@@ -235,6 +235,19 @@ class KongMiscTests(SynchronousTestCase):
                               'ngx.say(kong.cache:get("foo")) ngx.exit(200)', self.context)
         self.assertEqual(self.context.response.body, [b"val\n"])
 
+    def test_cache_drops_the_least_recently_used_beyond_its_share_of_memory(self) -> None:
+        # the harness VM may use 1 MiB: the cache keeps to 256 KiB of keys and string values
+        result = self.pdk.result(self, """
+            local value = ("v"):rep(4096)
+            for i = 1, 100 do
+              kong.cache:get("k" .. i, nil, function() return value end)
+              kong.cache:get("k1")
+            end
+            return kong.cache:probe("k1") ~= nil, kong.cache:probe("k2") ~= nil,
+                   kong.cache:probe("k100") ~= nil
+        """, self.context)
+        self.assertEqual(result, [True, False, True])
+
     def test_cache_errors_ttl_and_invalidate(self) -> None:
         result = self.pdk.result(self, """
             local a, err_a = kong.cache:get("e1", nil, function() return nil, "boom" end)

@@ -41,6 +41,10 @@ _CODECS = {
 }
 
 
+#: kong.cache's entry cap; it also keeps to a quarter of the VM's memory cap in
+#: keys and string values, so a plugin caching per-request keys cannot fill the VM.
+CACHE_ENTRIES = 100_000
+
 def _version_number(version: str) -> int:
     """Kong's ``version_num``: 3.9.0 is 3009000."""
     major, minor, patch = (int(part) for part in version.split(".")[:3])
@@ -88,6 +92,8 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: "LuaSettings
         b"version": KONG_VERSION.encode(),
         b"version_num": _version_number(KONG_VERSION),
         b"cache_ttl": float(configuration.get("db_cache_ttl") or 0),
+        b"cache_entries": CACHE_ENTRIES,
+        b"cache_bytes": settings.memory_limit // 4,
         b"configuration": cjson[b"decode"](_configuration_json(configuration)),
     })
     support = _run(lua, "pdk_support.lua", primitives, exceed_fn, settings.memory_limit,
