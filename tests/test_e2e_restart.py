@@ -1,14 +1,18 @@
-"""Stop and start keeps the configuration: the SQLite file under ``prefix``."""
+"""Stop and start: the configuration survives (the SQLite file under ``prefix``), and a
+stopping node answers the requests it has already read."""
 from __future__ import annotations
 
 import threading
 
 from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
 from kongish.app import KongishService
 from kongish.config import Settings
-from tests.harness import LOOPBACK, deferred, start_gateway
+from tests.harness import LOOPBACK, deferred, eventually, start_gateway, start_upstream
 from tests.test_e2e_seed import SEED_CODE
 
 
@@ -38,3 +42,21 @@ class RestartTests(TestCase):
         await service.ready
         self.assertEqual(service.ports, [])
         self.assertEqual([t.name for t in threading.enumerate() if prefix in t.name], [])
+
+    @deferred
+    async def test_stop_answers_requests_in_flight_then_refuses(self) -> None:
+        upstream = await start_upstream(self)
+        gateway = await start_gateway(self)
+        await gateway.call("POST", "/services", json={"name": "slow", "url": upstream.url})
+        await gateway.call("POST", "/services/slow/routes", json={"paths": ["/slow"]})
+        port = gateway.service.ports[0].getHost().port
+        client = await gateway.connect()
+        client.transport.write(b"GET /slow/delay/0.3 HTTP/1.1\r\nHost: x.test\r\n\r\n")
+        await eventually(lambda: upstream.resource.received)
+        stopped = gateway.service.stopService()
+        answer = await client.closed
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:40])
+        self.assertIn(b"\r\nConnection: close\r\n", answer)
+        await stopped
+        with self.assertRaises(ConnectionRefusedError):
+            await TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(Factory.forProtocol(Protocol))

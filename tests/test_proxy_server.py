@@ -600,6 +600,48 @@ class TimeoutTests(SynchronousTestCase):
         self.assertTrue(client.transport.disconnecting)
 
 
+class DrainTests(SynchronousTestCase):
+    def test_an_idle_connection_closes_at_once(self) -> None:
+        client = connect(Recorder())
+        client.send(get())
+        drained = client.connection.factory.drain(10)
+        self.assertTrue(client.transport.disconnecting)
+        self.assertNoResult(drained)
+        client.lose()
+        self.assertIsNone(self.successResultOf(drained))
+
+    def test_requests_already_read_are_answered_the_last_with_close(self) -> None:
+        client = connect(Recorder(answer=None))
+        client.send(get(b"/a") + get(b"/b"))
+        drained = client.connection.factory.drain(10)
+        client.send(get(b"/c"))  # too late: not taken
+        self.assertFalse(client.transport.disconnecting)
+        hello(client.resource.requests[0])  # /b starts once /a is answered
+        hello(client.resource.requests[1])
+        self.assertEqual([request.uri for request in client.resource.requests], [b"/a", b"/b"])
+        self.assertEqual([response.headers.get(b"connection") for response in client.responses()],
+                         [None, [b"close"]])
+        self.assertTrue(client.transport.disconnecting)
+        client.lose()
+        self.successResultOf(drained)
+
+    def test_a_request_still_unanswered_at_the_timeout_is_cut(self) -> None:
+        client = connect(Recorder(answer=None))
+        client.send(get())
+        drained = client.connection.factory.drain(10)
+        client.clock.advance(9)
+        self.assertFalse(client.transport.disconnecting)
+        client.clock.advance(1)
+        self.assertTrue(client.transport.disconnecting)
+        client.lose()
+        self.successResultOf(drained)
+
+    def test_nothing_to_drain(self) -> None:
+        client = connect(Recorder())
+        client.lose()
+        self.successResultOf(client.connection.factory.drain(10))
+
+
 class InterfaceTests(SynchronousTestCase):
     def test_downstream_request_provides_the_interface(self) -> None:
         client = connect(Recorder(answer=None))

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -36,6 +36,9 @@ from kongish.proxy.server import ProxyServerFactory
 from kongish.proxy.upstream import UpstreamClient
 
 log = Logger()
+
+#: How long a stopping node keeps answering the requests it has read (``kong quit``'s default).
+DRAIN_TIMEOUT = 10.0
 
 
 def lua_settings(settings: Settings) -> LuaSettings:
@@ -97,6 +100,7 @@ class KongishService(MultiService):
     node: Node | None = attrs.field(default=None, init=False)
     client: UpstreamClient | None = attrs.field(default=None, init=False)
     ports: list[IListeningPort] = attrs.field(factory=list, init=False)
+    proxy_factories: list[ProxyServerFactory] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         MultiService.__init__(self)
@@ -117,8 +121,11 @@ class KongishService(MultiService):
                      (self.settings.admin_listen, admin_resource(self.node), "admin")]
         for descriptions, resource, role in listeners:
             for description in descriptions:
-                site = (ProxyServerFactory(resource, max_body_size=self.settings.proxy_max_body_size)
-                        if role == "proxy" else Site(resource))
+                if role == "proxy":
+                    site = ProxyServerFactory(resource, max_body_size=self.settings.proxy_max_body_size)
+                    self.proxy_factories.append(site)
+                else:
+                    site = Site(resource)
                 site.displayTracebacks = False
                 if not self.settings.access_log(role):
                     site.log = _no_access_log
@@ -136,6 +143,9 @@ class KongishService(MultiService):
         for port in self.ports:
             await port.stopListening()
         self.ports.clear()
+        # as nginx's graceful quit: requests already read are answered first
+        await gatherResults([factory.drain(DRAIN_TIMEOUT) for factory in self.proxy_factories])
+        self.proxy_factories.clear()
         if self.client is not None:
             await self.client.pool.closeCachedConnections()
         if self.node is not None and self.node.database.storage is not None:

@@ -24,6 +24,7 @@ from typing import IO, Any
 import httptools
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
@@ -102,6 +103,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._abort: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
+        self.factory.connections.add(self)
         #: Asked once: each getHost() of a TCP transport is a system call.
         self.host = self.transport.getHost()
         self.secure = ISSLTransport.providedBy(self.transport)
@@ -328,7 +330,17 @@ class ProxyConnection(Protocol, TimeoutMixin):
             # A client that stops reading would keep the connection open for ever.
             self._abort = self.callLater(_ABORT_AFTER, self.transport.abortConnection)
 
+    def drain(self) -> None:
+        """Take no more requests: answer those already read, the last with Connection: close."""
+        self._reading = False
+        last = self._upgrading or (self._waiting[-1] if self._waiting else self._active)
+        if last is None:
+            self._close()
+        else:
+            last.persistent = False
+
     def connectionLost(self, reason: Failure = None) -> None:
+        self.factory.connection_gone(self)
         self.setTimeout(None)
         if self._abort is not None and self._abort.active():
             self._abort.cancel()
@@ -362,3 +374,29 @@ class ProxyServerFactory(HTTPFactory):
         super().__init__(**kwargs)
         self.resource = resource
         self.max_body_size = max_body_size
+        self.connections: set[ProxyConnection] = set()
+        self._drained: Deferred[None] | None = None
+        self._cutting: IDelayedCall | None = None
+
+    def drain(self, timeout: float) -> Deferred[None]:
+        """A graceful stop, once the port no longer listens: fires when every connection
+        has answered what it had read and closed; those still open after ``timeout`` are cut."""
+        for connection in list(self.connections):
+            connection.drain()
+        if not self.connections:
+            return succeed(None)
+        self._drained = Deferred()
+        self._cutting = self.reactor.callLater(timeout, self._cut)
+        return self._drained
+
+    def _cut(self) -> None:
+        for connection in list(self.connections):
+            connection.transport.abortConnection()
+
+    def connection_gone(self, connection: ProxyConnection) -> None:
+        self.connections.discard(connection)
+        if self._drained is not None and not self.connections:
+            if self._cutting is not None and self._cutting.active():
+                self._cutting.cancel()
+            drained, self._drained = self._drained, None
+            drained.callback(None)
