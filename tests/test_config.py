@@ -67,6 +67,14 @@ class SettingsTests(SynchronousTestCase):
                 Settings.load(environ={f"KONGISH_{name.upper()}": value})
             self.assertEqual(str(raised.exception), f"{name}: invalid entry '{bad}'")
 
+    def test_lua_max_settings_as_kong_checks_them(self) -> None:
+        for value in ("0", "1001", "ten", "1.5"):
+            with self.assertRaises(ConfigError) as raised:
+                Settings.load(environ={"KONGISH_LUA_MAX_URI_ARGS": value})
+            self.assertEqual(str(raised.exception), "lua_max_uri_args must be an integer between 1 and 1000")
+        self.assertEqual(Settings.load(environ={"KONGISH_LUA_MAX_POST_ARGS": "1000"}).raw["lua_max_post_args"],
+                         "1000")
+
     def test_headers_defaults(self) -> None:
         settings = Settings.load(environ={})
         self.assertEqual(settings.headers, {

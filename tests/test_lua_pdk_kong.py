@@ -50,6 +50,17 @@ class KongRequestTests(SynchronousTestCase):
         """, pdk.context(_RAW))
         self.assertEqual(result, [b"https", b"proxy.test", 9000, b"192.0.2.7", True, True])
 
+    def test_configured_default_limits(self) -> None:
+        pdk = PDKHarness({"lua_max_uri_args": "2", "lua_max_req_headers": "1"})
+        context = pdk.context(b"GET /?a=1&b=2&c=3 HTTP/1.1\r\nHost: h\r\nX-One: 1\r\n\r\n")
+        result = pdk.result(self, """
+            local function count(t) local n = 0 for _ in pairs(t) do n = n + 1 end return n end
+            local args, truncated = ngx.req.get_uri_args()
+            return count(args), truncated, count(kong.request.get_query()), count(ngx.req.get_uri_args(3)),
+                   count(ngx.req.get_headers()), count(kong.request.get_headers(2))
+        """, context)
+        self.assertEqual(result, [2, b"truncated", 2, 3, 1, 2])
+
     def test_body_errors(self) -> None:
         context = self.pdk.context(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
                                    b"Content-Length: 3\r\n\r\n{x}")

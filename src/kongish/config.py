@@ -41,8 +41,15 @@ DEFAULTS: dict[str, str] = {
     "error_default_type": "text/plain",
     "nginx_admin_client_max_body_size": "10m",
     "nginx_http_client_max_body_size": "0",
+    "lua_max_req_headers": "100",
+    "lua_max_resp_headers": "100",
+    "lua_max_uri_args": "100",
+    "lua_max_post_args": "100",
     "pg_password": "NONE",
 }
+
+#: Default limits of the PDK's header and argument readers, 1 to 1000 as in Kong.
+LUA_MAX_SETTINGS = ("lua_max_req_headers", "lua_max_resp_headers", "lua_max_uri_args", "lua_max_post_args")
 
 #: Settings whose values are never shown (GET /, kong.configuration).
 SECRETS = frozenset({"pg_password"})
@@ -154,6 +161,9 @@ class Settings:
             self.trusted_ips
         except ValueError as error:
             raise ConfigError(f"trusted_ips: {error}") from None
+        for name in LUA_MAX_SETTINGS:
+            if not self.raw[name].isdigit() or not 1 <= int(self.raw[name]) <= 1000:
+                raise ConfigError(f"{name} must be an integer between 1 and 1000")
         if not self.raw["lua_instruction_limit"].isdigit() or self.lua_instruction_limit < 1000:
             raise ConfigError("lua_instruction_limit: expected an integer of at least 1000")
         try:

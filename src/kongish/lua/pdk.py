@@ -24,6 +24,7 @@ from lupa.luajit21 import LuaRuntime
 from twisted.internet.interfaces import IReactorTime
 
 from kongish import KONG_VERSION
+from kongish.config import LUA_MAX_SETTINGS
 from kongish.lua import pdk_codec
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk_regex import lua_search
@@ -94,6 +95,9 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: "LuaSettings
         b"cache_ttl": float(configuration.get("db_cache_ttl") or 0),
         b"cache_entries": CACHE_ENTRIES,
         b"cache_bytes": settings.memory_limit // 4,
+        # what ngx.req.get_headers() and its kin read when not told a maximum
+        **{name.removeprefix("lua_").encode(): int(configuration.get(name) or 100)
+           for name in LUA_MAX_SETTINGS},
         b"configuration": cjson[b"decode"](_configuration_json(configuration)),
     })
     support = _run(lua, "pdk_support.lua", primitives, exceed_fn, settings.memory_limit,

@@ -175,7 +175,7 @@ end
 
 function request.get_query(max_args)
   check_max("max_args", max_args)
-  return S.decode_args(P.read("query") or "", max_args)
+  return S.decode_args(P.read("query") or "", max_args or info.max_uri_args)
 end
 
 function request.get_query_arg(name)
@@ -190,7 +190,7 @@ end
 
 function request.get_headers(max_headers)
   check_max("max_headers", max_headers)
-  return S.headers_table(P.header_list("client"), max_headers)
+  return S.headers_table(P.header_list("client"), max_headers or info.max_req_headers)
 end
 
 function request.get_raw_body() return P.read("body") or "" end
@@ -209,7 +209,7 @@ function request.get_body(mimetype, max_args)
   if not content_type then return nil, "missing content type" end
   local mime = mime_type(content_type)
   if mime == "application/x-www-form-urlencoded" then
-    return S.decode_args(request.get_raw_body(), max_args), nil, mime
+    return S.decode_args(request.get_raw_body(), max_args or info.max_post_args), nil, mime
   elseif mime == "application/json" or find(mime, "^application/[%w.%-]+%+json$") then
     local ok, body = pcall(cjson.decode, request.get_raw_body())
     if not ok or type(body) ~= "table" then return nil, "invalid json body", mime end
@@ -239,7 +239,7 @@ local function add_response_getters(api, status, headers)
   function api.get_headers(max_headers)
     S.check_phase(PHASES.header_body_log)
     check_max("max_headers", max_headers)
-    return S.headers_table(P.header_list(headers), max_headers)
+    return S.headers_table(P.header_list(headers), max_headers or info.max_resp_headers)
   end
 
   function api.get_header(name)

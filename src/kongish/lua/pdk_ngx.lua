@@ -138,7 +138,7 @@ ngx.header = setmetatable({}, {
 
 ngx.resp = {
   get_headers = function(max_headers, raw)
-    return S.headers_table(P.header_list("response"), max_headers, raw)
+    return S.headers_table(P.header_list("response"), max_headers or info.max_resp_headers, raw)
   end,
   add_header = function(name, value)
     local values = type(value) == "table" and value or {value}
@@ -164,7 +164,7 @@ function req.set_method(method)
 end
 
 function req.get_uri_args(max_args)
-  return S.decode_args(P.read("query") or "", max_args)
+  return S.decode_args(P.read("query") or "", max_args or info.max_uri_args)
 end
 
 function req.set_uri_args(args)
@@ -176,11 +176,11 @@ function req.set_uri_args(args)
 end
 
 function req.get_post_args(max_args)
-  return S.decode_args(P.read("body") or "", max_args)
+  return S.decode_args(P.read("body") or "", max_args or info.max_post_args)
 end
 
 function req.get_headers(max_headers, raw)
-  return S.headers_table(P.header_list("client"), max_headers, raw)
+  return S.headers_table(P.header_list("client"), max_headers or info.max_req_headers, raw)
 end
 
 function req.set_header(name, value)
