@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import time
+from email.utils import parsedate_to_datetime
 
 import treq
 from twisted.internet import reactor
@@ -55,3 +57,20 @@ class EmbedTests(TestCase):
         status, body = await self._get(base + "/admin/status")
         self.assertEqual(status, 200)
         self.assertIn("configuration_hash", json.loads(body))
+
+    @deferred
+    async def test_mounted_answers_are_dated_when_sent_and_typed_only_by_kongish(self) -> None:
+        base = await self._site()
+        config = {"_format_version": "3.0", "services": [{"name": "s", "url": "http://dead.end.com", "routes": [
+            {"paths": ["/slow"], "plugins": [{"name": "pre-function", "config": {
+                "access": ["ngx.sleep(1.1) ngx.exit(200)"]}}]}]}]}
+        response = await treq.post((base + "/admin/config").encode(), json={"config": json.dumps(config)},
+                                   pool=POOL)
+        self.assertEqual(response.code, 201, await response.content())
+        asked = time.time()
+        response = await treq.get((base + "/gateway/slow").encode(), pool=POOL)
+        self.assertEqual((response.code, await response.content()), (200, b""))
+        dated = parsedate_to_datetime(response.headers.getRawHeaders(b"date")[0].decode()).timestamp()
+        self.assertGreaterEqual(dated, int(asked) + 1)
+        self.assertIsNone(response.headers.getRawHeaders(b"content-type"))
+

@@ -30,8 +30,8 @@ from kongish.proxy.drive import drive
 from kongish.proxy.forwarded import Forwarded, client_side
 from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
                                    new_request_id)
-from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, UPSTREAM_STATUS, GatewayHeaders,
-                                   copy_end_to_end, upstream_headers)
+from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, DATE, UPSTREAM_STATUS, GatewayHeaders,
+                                   copy_end_to_end, http_date, upstream_headers)
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.target import origin_form
 from kongish.proxy.upstream import UpstreamClient, UpstreamFailure
@@ -68,6 +68,8 @@ class ProxyResource:
 
     def render(self, request: Request) -> object:
         self.node.counters.total_requests += 1
+        if request.defaultContentType is not None:  # twisted.web's Content-Type: text/html
+            request.defaultContentType = None
         if not request.uri.startswith(b"/") and (absolute := origin_form(request.uri)) is not None:
             host, request.uri = absolute
             request.path = request.uri.split(b"?", 1)[0]
@@ -348,8 +350,8 @@ class ProxyFlow:
                 upstream.headers.getRawHeaders(b"via") if upstream is not None else None,
                 context.request_id.encode())
         request.setResponseCode(response.status or 200, _reason(response.status or 200))
-        if (date := request.responseHeaders.getRawHeaders(b"date")) and not response.headers.hasHeader(b"date"):
-            response.headers.setRawHeaders(b"date", date)  # twisted.web dated this request at its start
+        if not response.headers.own(DATE):  # dated as it is sent, as nginx dates it
+            response.headers.put(DATE, http_date())
         request.responseHeaders = response.headers
 
     def _write(self, data: bytes) -> None:
