@@ -443,6 +443,17 @@ class RefusalTests(SynchronousTestCase):
         data = get(b"/", b"Transfer-Encoding: chunked", method=b"POST") + b"zz\r\nabc\r\n0\r\n\r\n"
         self.assertEqual(self._refused(data), (b"HTTP/1.1 400 Bad Request", b"Bad request"))
 
+    def test_refusals_follow_accept_then_content_type(self) -> None:
+        head = get(b"/", b"Content-Length: 11", method=b"POST")
+        for extra, media in [(b"Accept: application/json", b"application/json"),
+                             (b"Content-Type: text/html", b"text/html"),
+                             (b"Accept: application/xml\r\nContent-Type: text/html", b"application/xml")]:
+            client = connect(Recorder(), max_body_size=10)
+            client.send(head.replace(b"\r\n\r\n", b"\r\n" + extra + b"\r\n\r\n"))
+            [response] = client.responses()
+            self.assertEqual(response.headers[b"content-type"], [media + b"; charset=utf-8"])
+            self.assertIn(b"Payload too large", response.body)
+
     def test_trace_is_not_allowed(self) -> None:
         self.assertEqual(self._refused(get(b"/", method=b"TRACE")),
                          (b"HTTP/1.1 405 Not Allowed", b"Method not allowed"))

@@ -122,7 +122,8 @@ class KongishService(MultiService):
         for descriptions, resource, role in listeners:
             for description in descriptions:
                 if role == "proxy":
-                    site = ProxyServerFactory(resource, max_body_size=self.settings.proxy_max_body_size)
+                    site = ProxyServerFactory(resource, max_body_size=self.settings.proxy_max_body_size,
+                                              error_default_type=self.settings.raw["error_default_type"])
                     self.proxy_factories.append(site)
                 else:
                     site = Site(resource)

@@ -293,12 +293,17 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._advance()
 
     def _send_refusal(self, status: int) -> None:
-        body = error_pages.render("text/plain", error_pages.default_message(status), new_request_id())
+        # Kong's renderer B, from what was parsed of the head: Accept, Content-Type, the default
+        sent = {name.lower(): value.decode("latin-1") for name, value in self._headers
+                if name.lower() in (b"accept", b"content-type")}
+        media = error_pages.choose_type(sent.get(b"accept"), sent.get(b"content-type"),
+                                        self.factory.error_default_type)
+        body = error_pages.render(media, error_pages.default_message(status), new_request_id())
         code = 400 if status == 494 else status
         self.transport.writeSequence([
             b"HTTP/1.1 %d %s\r\n" % (code, _REASONS[status]),
             b"Server: %s\r\nDate: %s\r\n" % (SERVER_TOKEN, http_date()),
-            b"Content-Type: text/plain; charset=utf-8\r\n",
+            b"Content-Type: %s; charset=utf-8\r\n" % media.encode(),
             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body), body])
         self._log_refusal(code, len(body))
         self._close()
@@ -365,15 +370,18 @@ _FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"expect"}
 class ProxyServerFactory(HTTPFactory):
     """Serves ``resource`` (a ``ProxyResource``) over kongish's own HTTP/1.1 connections.
 
-    ``max_body_size`` caps request bodies (0: no cap), as nginx's client_max_body_size.
+    ``max_body_size`` caps request bodies (0: no cap), as nginx's client_max_body_size;
+    ``error_default_type`` is kong.conf's, for refusals whose client states no type.
     """
 
     protocol = ProxyConnection
 
-    def __init__(self, resource: Any, max_body_size: int = 0, **kwargs: Any) -> None:
+    def __init__(self, resource: Any, max_body_size: int = 0, error_default_type: str = "text/plain",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.resource = resource
         self.max_body_size = max_body_size
+        self.error_default_type = error_default_type
         self.connections: set[ProxyConnection] = set()
         self._drained: Deferred[None] | None = None
         self._cutting: IDelayedCall | None = None
