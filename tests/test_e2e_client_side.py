@@ -82,19 +82,36 @@ class ClientSideTests(TestCase):
         self.assertEqual(seen["x-real-ip"], ["203.0.113.5"])
         self.assertEqual(seen["x-forwarded-for"], ["198.51.100.7, 203.0.113.5, 10.0.0.2, 127.0.0.1"])
 
-    @deferred
-    async def test_proxy_protocol_listener(self) -> None:
-        gateway = await self._gateway({}, proxy_listen="127.0.0.1:0 proxy_protocol")
+    async def _who(self, **settings: str):
+        """A gateway whose /who route answers with get_ip, get_forwarded_ip and X-Forwarded-Proto."""
+        gateway = await self._gateway({}, **settings)
         status, route, _ = await gateway.call("POST", "/services/svc/routes", json={"paths": ["/who"]})
         status, _, _ = await gateway.call("POST", f"/routes/{route['id']}/plugins", json={
             "name": "pre-function", "config": {"access": [
-                "ngx.say(kong.client.get_ip(), ' ', kong.client.get_forwarded_ip()) ngx.exit(200)"]}})
+                "ngx.say(kong.client.get_ip(), ' ', kong.client.get_forwarded_ip(), ' ', "
+                "kong.request.get_forwarded_scheme()) ngx.exit(200)"]}})
         self.assertEqual(status, 201)
-        answer = await gateway.raw(b"PROXY TCP4 203.0.113.5 127.0.0.1 56324 8000\r\n"
-                                   b"GET /who HTTP/1.0\r\nHost: x.test\r\n\r\n")
+        return gateway
+
+    async def _through_balancer(self, gateway, source: str, *headers: bytes) -> bytes:
+        answer = await gateway.raw(b"PROXY TCP4 %s 127.0.0.1 56324 8000\r\nGET /who HTTP/1.0\r\n"
+                                   b"Host: x.test\r\n%s\r\n" % (source.encode(), b"".join(
+                                       header + b"\r\n" for header in headers)))
         self.assertTrue(answer.startswith(b"HTTP/1.0 200 OK\r\n"), answer[:60])
-        self.assertTrue(answer.endswith(b"\r\n\r\n203.0.113.5 203.0.113.5\n"), answer[-60:])
-        self.assertEqual(await gateway.raw(b"GET /who HTTP/1.0\r\nHost: x.test\r\n\r\n"), b"")
+        return answer.partition(b"\r\n\r\n")[2]
+
+    @deferred
+    async def test_proxy_protocol_from_a_trusted_balancer(self) -> None:
+        gateway = await self._who(proxy_listen="127.0.0.1:0 proxy_protocol", trusted_ips="127.0.0.1",
+                                  real_ip_header="proxy_protocol")
+        self.assertEqual(await self._through_balancer(gateway, "203.0.113.5"), b"127.0.0.1 203.0.113.5 http\n")
+        self.assertEqual(await gateway.raw(b"GET /who HTTP/1.0\r\nHost: x.test\r\n\r\n"), b"")  # no PROXY line
+
+    @deferred
+    async def test_a_proxy_line_cannot_make_a_client_trusted(self) -> None:
+        gateway = await self._who(proxy_listen="127.0.0.1:0 proxy_protocol", trusted_ips="10.0.0.0/8")
+        body = await self._through_balancer(gateway, "10.0.0.9", b"X-Real-IP: 6.6.6.6", b"X-Forwarded-Proto: https")
+        self.assertEqual(body, b"127.0.0.1 127.0.0.1 http\n")
 
     @deferred
     async def test_https_redirect_status_codes(self) -> None:

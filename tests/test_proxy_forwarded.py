@@ -55,42 +55,69 @@ class ClientSideTests(SynchronousTestCase):
 
 
 _TRUSTED = TrustedNetworks.parse("10.0.0.0/8, 127.0.0.1")
-_ADDRESSES = st.sampled_from(["10.0.0.1", "10.9.9.9", "203.0.113.5", "198.51.100.7", "bogus", "",
-                              "[2001:db8::1]:443", "192.0.2.1:8080"])
+
+
+@attrs.define
+class _Sent:
+    """A request's header lines and the address its listener reports (a PROXY line's source)."""
+
+    lines: list[tuple[bytes, bytes]]
+    reported: str = "192.0.2.200"
+
+    @property
+    def requestHeaders(self) -> Headers:
+        headers = Headers()
+        for name, value in self.lines:
+            headers.addRawHeader(name, value)
+        return headers
+
+    def getClientAddress(self) -> IPv4Address:
+        return IPv4Address("TCP", self.reported, 40000)
 
 
 class RealIpTests(SynchronousTestCase):
-    def _client(self, real_ip: RealIp, peer: str, **headers: bytes) -> str:
-        return real_ip.client_ip(peer, {name.replace("_", "-").encode(): value
-                                        for name, value in headers.items()}.get)
+    def _client(self, real_ip: RealIp, peer: str, *lines: bytes) -> str:
+        name = real_ip.header or b"-"
+        return real_ip.client_ip(peer, _Sent([(name, line) for line in lines]))
 
-    def test_nginx_realip_examples(self) -> None:
+    def test_the_rightmost_address_of_a_trusted_peer(self) -> None:
         xff = RealIp(_TRUSTED, b"x-forwarded-for")
         chain = b"203.0.113.5, 198.51.100.7, 10.0.0.2"
-        self.assertEqual(self._client(xff, "127.0.0.1", x_forwarded_for=chain), "10.0.0.2")
-        recursive = attrs.evolve(xff, recursive=True)
-        self.assertEqual(self._client(recursive, "127.0.0.1", x_forwarded_for=chain), "198.51.100.7")
-        self.assertEqual(self._client(recursive, "192.0.2.9", x_forwarded_for=chain), "192.0.2.9")
-        self.assertEqual(self._client(RealIp(_TRUSTED), "10.1.1.1", x_real_ip=b"192.0.2.1:8080"), "192.0.2.1")
-        self.assertEqual(self._client(RealIp(_TRUSTED), "10.1.1.1", x_real_ip=b"not an ip"), "10.1.1.1")
-        self.assertEqual(self._client(RealIp(_TRUSTED, None), "10.1.1.1", x_real_ip=b"192.0.2.1"), "10.1.1.1")
-        self.assertEqual(self._client(RealIp(TrustedNetworks()), "10.1.1.1", x_real_ip=b"192.0.2.1"), "10.1.1.1")
+        self.assertEqual(self._client(xff, "127.0.0.1", chain), "10.0.0.2")
+        self.assertEqual(self._client(attrs.evolve(xff, recursive=True), "127.0.0.1", chain), "198.51.100.7")
+        self.assertEqual(self._client(attrs.evolve(xff, recursive=True), "192.0.2.9", chain), "192.0.2.9")
+        self.assertEqual(self._client(RealIp(TrustedNetworks()), "10.1.1.1", b"192.0.2.1"), "10.1.1.1")
 
-    @given(st.lists(_ADDRESSES, max_size=5), st.sampled_from(["127.0.0.1", "10.2.3.4", "203.0.113.77"]),
-           st.booleans())
+    def test_lines_and_separators_as_nginx_reads_them(self) -> None:
+        recursive = RealIp(_TRUSTED, b"x-forwarded-for", recursive=True)
+        self.assertEqual(self._client(recursive, "127.0.0.1", b"192.0.2.7, 10.0.0.3", b"10.0.0.2"), "192.0.2.7")
+        self.assertEqual(self._client(recursive, "127.0.0.1", b"192.0.2.1 10.0.0.5"), "192.0.2.1")
+        self.assertEqual(self._client(RealIp(_TRUSTED), "10.1.1.1", b"192.0.2.1", b"192.0.2.2"), "192.0.2.1")
+
+    def test_address_forms(self) -> None:
+        real_ip = RealIp(_TRUSTED)
+        for sent, found in [(b"192.0.2.1:8080", "192.0.2.1"), (b"[2001:db8::1]:443", "2001:db8::1"),
+                            (b"2001:db8::1", "2001:db8::1"), (b"::ffff:192.0.2.1", "::ffff:192.0.2.1"),
+                            (b"[2001:db8::1]", "10.1.1.1"), (b"192.0.2.1:abc", "10.1.1.1"),
+                            (b"192.0.2.1:", "10.1.1.1"), (b"192.0.2.1:0", "10.1.1.1"),
+                            (b"192.0.2.1:99999", "10.1.1.1"), (b"fe80::1%eth0", "10.1.1.1"),
+                            (b"not an ip", "10.1.1.1")]:
+            self.assertEqual(self._client(real_ip, "10.1.1.1", sent), found, sent)
+
+    def test_proxy_protocol_counts_from_a_trusted_balancer_only(self) -> None:
+        real_ip = RealIp(_TRUSTED, None)
+        self.assertEqual(self._client(real_ip, "10.1.1.1"), "192.0.2.200")
+        self.assertEqual(self._client(real_ip, "203.0.113.1"), "203.0.113.1")
+
+    @given(st.lists(st.sampled_from(["10.0.0.1", "10.9.9.9", "127.0.0.1", "203.0.113.5", "198.51.100.7"]),
+                    max_size=5),
+           st.sampled_from(["127.0.0.1", "10.2.3.4", "203.0.113.77"]), st.booleans())
     def test_a_walk_from_the_right_that_only_trusted_hops_continue(
             self, chain: list[str], peer: str, recursive: bool) -> None:
-        real_ip = RealIp(_TRUSTED, b"x-forwarded-for", recursive)
-        found = self._client(real_ip, peer, x_forwarded_for=", ".join(chain).encode())
-        if peer not in _TRUSTED:
-            self.assertEqual(found, peer)
-            return
-        hops = [peer]  # the addresses the walk may stop at, right to left
-        for item in reversed([item for item in chain if item]):
-            if hops[-1] not in _TRUSTED or (len(hops) > 1 and not recursive):
+        found = self._client(RealIp(_TRUSTED, b"x-forwarded-for", recursive), peer, ", ".join(chain).encode())
+        expected, hops = peer, 0
+        for hop in reversed(chain):
+            if expected not in _TRUSTED or (hops and not recursive):
                 break
-            address = item.strip("[").split("]")[0] if item.startswith("[") else item.split(":")[0]
-            if address not in ("10.0.0.1", "10.9.9.9", "203.0.113.5", "198.51.100.7", "2001:db8::1", "192.0.2.1"):
-                break
-            hops.append(address)
-        self.assertEqual(found, hops[-1])
+            expected, hops = hop, hops + 1
+        self.assertEqual(found, expected)

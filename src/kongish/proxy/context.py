@@ -16,6 +16,7 @@ import attrs
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
+from kongish.proxy.forwarded import socket_peer
 from kongish.proxy.headers import GatewayHeaders
 
 if TYPE_CHECKING:
@@ -157,15 +158,14 @@ class RequestContext:
     @property
     def peer_ip(self) -> str:
         """The address of whoever connected: the client, or a proxy in front (``$realip_remote_addr``)."""
-        return getattr(self.request.getClientAddress(), "host", "")
+        return socket_peer(self.request)
 
     @property
     def client_ip(self) -> str:
         """The client's address, as a trusted proxy in front reports it (``$remote_addr``)."""
         if self._client_ip is None:
             peer = self.peer_ip
-            self._client_ip = peer if self.real_ip is None else self.real_ip.client_ip(
-                peer, self.request.getHeader)
+            self._client_ip = peer if self.real_ip is None else self.real_ip.client_ip(peer, self.request)
         return self._client_ip
 
     def upstream_if_made(self) -> UpstreamRequest | None:

@@ -8,12 +8,14 @@ connection does. Kong's runloop decides it the same way.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Iterable
 
 import attrs
 
 from kongish.proxy.downstream import IProxiedRequest
 from kongish.proxy.headers import host_without_port
+
 
 @attrs.define
 class TrustedNetworks:
@@ -47,22 +49,28 @@ class RealIp:
     """The client address behind trusted proxies, as nginx's realip module finds it.
 
     kong.conf's ``real_ip_header`` names the header a proxy in ``trusted_ips``
-    reports the address in; the rightmost address of its comma list counts,
-    and with ``real_ip_recursive`` the walk goes on leftwards past addresses
-    that are trusted too. Anyone else's header is ignored. ``header`` None is
-    ``proxy_protocol``: the listener already took the address from the PROXY line.
+    reports the address in; the rightmost address of its list counts, and with
+    ``real_ip_recursive`` the walk goes on leftwards past addresses that are
+    trusted too. Anyone else's header is ignored. ``header`` None is
+    ``proxy_protocol``: a trusted balancer's PROXY line names the client.
     """
 
     trusted: TrustedNetworks
     header: bytes | None = b"x-real-ip"
     recursive: bool = False
 
-    def client_ip(self, peer: str, header: Callable[[bytes], bytes | None]) -> str:
-        """The address ``peer`` (the connection's) speaks for; ``header`` reads request headers."""
-        if self.header is None or not self.trusted.networks or peer not in self.trusted:
+    def client_ip(self, peer: str, request: IProxiedRequest) -> str:
+        """The address ``peer``, the socket's other end, speaks for."""
+        if not self.trusted.networks or peer not in self.trusted:
             return peer
-        reported = header(self.header)
-        addresses = [item.strip() for item in (reported or b"").split(b",") if item.strip()]
+        if self.header is None:  # the PROXY line's source, which the listener reports
+            return getattr(request.getClientAddress(), "host", peer)
+        lines = request.requestHeaders.getRawHeaders(self.header)
+        if not lines:
+            return peer
+        # nginx walks every X-Forwarded-For line, but reads only the first of any other header
+        reported = b",".join(lines) if self.header == b"x-forwarded-for" else lines[0]
+        addresses = [item for item in _SEPARATORS.split(reported) if item]
         address = peer
         while addresses and address in self.trusted:
             candidate = _ip(addresses.pop())
@@ -74,17 +82,47 @@ class RealIp:
         return address
 
 
+#: What separates the addresses of a realip header, for nginx.
+_SEPARATORS = re.compile(rb"[ ,]+")
+
+
 def _ip(text: bytes) -> str | None:
-    """An address as nginx parses it from a header, a port allowed (``[::1]:80``, ``10.0.0.1:80``)."""
+    """An address as nginx's ngx_parse_addr_port reads one: bare, ``a.b.c.d:port`` or ``[v6]:port``."""
     host = text.decode("latin-1")
+    if (bare := _address(host)) is not None:
+        return bare
     if host.startswith("["):
-        host = host[1:].partition("]")[0]
-    elif host.count(":") == 1:
-        host = host.partition(":")[0]
+        host, bracket, port = host[1:].partition("]")
+        if not bracket or not port.startswith(":"):
+            return None
+        port = port[1:]
+    else:
+        host, colon, port = host.partition(":")
+        if not colon:
+            return None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        return None
+    return _address(host)
+
+
+def _address(text: str) -> str | None:
+    """An IP address in nginx's notation; no zone ids, which nginx does not read."""
+    if "%" in text:
+        return None
     try:
-        return str(ipaddress.ip_address(host))
+        ip = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return f"::ffff:{ip.ipv4_mapped}"
+    return str(ip)
+
+
+def socket_peer(request: IProxiedRequest) -> str:
+    """The socket's other end, beneath a PROXY protocol reader (or TLS): never what a PROXY
+    line claims, which only counts from a trusted balancer."""
+    transport = request.channel.transport
+    return getattr(getattr(transport, "transport", transport).getPeer(), "host", "")
 
 
 #: nginx's ``$host`` when the request has no Host header: Kong's ``server_name``.
