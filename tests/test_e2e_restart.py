@@ -12,7 +12,7 @@ from twisted.trial.unittest import TestCase
 
 from kongish.app import KongishService
 from kongish.config import Settings
-from tests.harness import LOOPBACK, deferred, eventually, start_gateway, start_upstream
+from tests.harness import LOOPBACK, RawClient, deferred, eventually, start_gateway, start_upstream
 from tests.test_e2e_seed import SEED_CODE
 
 
@@ -60,3 +60,15 @@ class RestartTests(TestCase):
         await stopped
         with self.assertRaises(ConnectionRefusedError):
             await TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(Factory.forProtocol(Protocol))
+
+    @deferred
+    async def test_stop_closes_kept_alive_admin_connections(self) -> None:
+        gateway = await start_gateway(self)
+        client = RawClient()
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", gateway.service.ports[1].getHost().port).connect(
+            Factory.forProtocol(lambda: client))
+        client.transport.write(b"GET /status HTTP/1.1\r\nHost: admin\r\n\r\n")
+        await client.received(b"}")
+        await gateway.service.stopService()
+        self.assertTrue((await client.closed).startswith(b"HTTP/1.1 200 OK\r\n"))
+

@@ -647,6 +647,39 @@ class DrainTests(SynchronousTestCase):
         client.lose()
         self.successResultOf(drained)
 
+    def test_a_request_still_arriving_is_answered_then_closed(self) -> None:
+        client = connect(Recorder())
+        data = post(b"0123456789")
+        client.send(data[:-5])
+        drained = client.connection.factory.drain(10)
+        self.assertFalse(client.transport.disconnecting)
+        client.send(data[-5:] + get(b"/after"))
+        self.assertEqual(client.resource.bodies, [b"0123456789"])
+        self.assertEqual([response.headers.get(b"connection") for response in client.responses()], [[b"close"]])
+        self.assertTrue(client.transport.disconnecting)
+        client.lose()
+        self.successResultOf(drained)
+
+    def test_a_refusal_owed_is_still_sent(self) -> None:
+        client = connect(Recorder(answer=None))
+        client.send(get(b"/a") + b"BROKEN\r\n\r\n")
+        client.connection.factory.drain(10)
+        hello(client.resource.requests[0])
+        self.assertEqual([response.status for response in client.responses()], [200, 400])
+        self.assertEqual([request.code for request in client.logged], [200, 400])
+
+    def test_draining_twice_fires_both(self) -> None:
+        client = connect(Recorder(answer=None))
+        client.send(get())
+        factory = client.connection.factory
+        first, second = factory.drain(10), factory.drain(10)
+        self.assertEqual(len(client.clock.getDelayedCalls()), 1)
+        hello(client.resource.requests[0])
+        client.lose()
+        self.successResultOf(first)
+        self.successResultOf(second)
+        self.assertEqual(client.clock.getDelayedCalls(), [])
+
     def test_nothing_to_drain(self) -> None:
         client = connect(Recorder())
         client.lose()

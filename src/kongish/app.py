@@ -17,8 +17,9 @@ import attrs
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, succeed
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.logger import Logger
+from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
@@ -101,6 +102,8 @@ class KongishService(MultiService):
     client: UpstreamClient | None = attrs.field(default=None, init=False)
     ports: list[IListeningPort] = attrs.field(factory=list, init=False)
     proxy_factories: list[ProxyServerFactory] = attrs.field(factory=list, init=False)
+    #: The Admin API's sites, wrapped to know their open connections.
+    admin_factories: list[WrappingFactory] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         MultiService.__init__(self)
@@ -130,7 +133,11 @@ class KongishService(MultiService):
                 site.displayTracebacks = False
                 if not self.settings.access_log(role):
                     site.log = _no_access_log
-                port = await serverFromString(self.reactor, description).listen(site)
+                listened: IProtocolFactory = site
+                if role == "admin":
+                    listened = WrappingFactory(site)
+                    self.admin_factories.append(listened)
+                port = await serverFromString(self.reactor, description).listen(listened)
                 self.ports.append(port)
                 log.info("kongish {role} listening on {address}", role=role, address=port.getHost())
 
@@ -147,6 +154,10 @@ class KongishService(MultiService):
         # as nginx's graceful quit: requests already read are answered first
         await gatherResults([factory.drain(DRAIN_TIMEOUT) for factory in self.proxy_factories])
         self.proxy_factories.clear()
+        for admin in self.admin_factories:  # kept-alive Admin API clients, before the store closes
+            for connection in list(admin.protocols):
+                connection.loseConnection()
+        self.admin_factories.clear()
         if self.client is not None:
             await self.client.pool.closeCachedConnections()
         if self.node is not None and self.node.database.storage is not None:

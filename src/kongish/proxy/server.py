@@ -101,9 +101,14 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._refusal: int | None = None
         self._closed = False
         self._abort: IDelayedCall | None = None
+        #: Whether a request has begun arriving, and whether the node is stopping.
+        self._in_message = False
+        self._draining = False
 
     def connectionMade(self) -> None:
         self.factory.connections.add(self)
+        if self.factory.draining:
+            self._draining = True
         #: Asked once: each getHost() of a TCP transport is a system call.
         self.host = self.transport.getHost()
         self.secure = ISSLTransport.providedBy(self.transport)
@@ -145,6 +150,9 @@ class ProxyConnection(Protocol, TimeoutMixin):
                 self._refuse(400)
 
     # parser callbacks
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
 
     def on_url(self, url: bytes) -> None:
         if not self._reading:  # the request before ended the connection; stop parsing
@@ -206,7 +214,8 @@ class ProxyConnection(Protocol, TimeoutMixin):
         upgrade = parser.should_upgrade()
         if upgrade and self._chunked:  # a body the parser leaves unread, with no length to read it by
             raise _Refused(400)
-        persistent = parser.should_keep_alive() and not upgrade
+        persistent = parser.should_keep_alive() and not upgrade and not self._draining
+        self._in_message = False
         request = DownstreamRequest(
             self, parser.get_method(), self._url, self._clientproto, self._headers, body, persistent)
         self._body = None
@@ -336,8 +345,14 @@ class ProxyConnection(Protocol, TimeoutMixin):
             self._abort = self.callLater(_ABORT_AFTER, self.transport.abortConnection)
 
     def drain(self) -> None:
-        """Take no more requests: answer those already read, the last with Connection: close."""
+        """Take no more requests: answer those read or being read, the last with Connection:
+        close, then close. An idle connection closes at once."""
+        self._draining = True
+        if self._in_message:
+            return  # on_message_complete makes it the last
         self._reading = False
+        if self._refusal is not None:
+            return  # owed after the requests before it, and it closes the connection
         last = self._upgrading or (self._waiting[-1] if self._waiting else self._active)
         if last is None:
             self._close()
@@ -383,19 +398,24 @@ class ProxyServerFactory(HTTPFactory):
         self.max_body_size = max_body_size
         self.error_default_type = error_default_type
         self.connections: set[ProxyConnection] = set()
-        self._drained: Deferred[None] | None = None
+        #: Once stopping, a connection still accepted is drained from its start.
+        self.draining = False
+        self._drain_waiters: list[Deferred[None]] = []
         self._cutting: IDelayedCall | None = None
 
     def drain(self, timeout: float) -> Deferred[None]:
         """A graceful stop, once the port no longer listens: fires when every connection
         has answered what it had read and closed; those still open after ``timeout`` are cut."""
+        self.draining = True
         for connection in list(self.connections):
             connection.drain()
         if not self.connections:
             return succeed(None)
-        self._drained = Deferred()
-        self._cutting = self.reactor.callLater(timeout, self._cut)
-        return self._drained
+        waiter: Deferred[None] = Deferred()
+        self._drain_waiters.append(waiter)
+        if self._cutting is None or not self._cutting.active():
+            self._cutting = self.reactor.callLater(timeout, self._cut)
+        return waiter
 
     def _cut(self) -> None:
         for connection in list(self.connections):
@@ -403,8 +423,9 @@ class ProxyServerFactory(HTTPFactory):
 
     def connection_gone(self, connection: ProxyConnection) -> None:
         self.connections.discard(connection)
-        if self._drained is not None and not self.connections:
+        if self._drain_waiters and not self.connections:
             if self._cutting is not None and self._cutting.active():
                 self._cutting.cancel()
-            drained, self._drained = self._drained, None
-            drained.callback(None)
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
