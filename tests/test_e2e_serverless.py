@@ -137,6 +137,10 @@ class ServerlessTests(TestCase):
             "ngx.say(#value - #n) ngx.exit(200)"]}))
         answers = {(await gateway.get(f"/?n={n}", headers={"Host": host}))[:2] for n in range(200)}
         self.assertEqual(answers, {(200, b"100000\n")})  # 20 MB of values went through an 8 MB VM
+        small = await self._route(gateway, ("pre-function", {"access": [
+            "for i = 1, 30000 do kong.cache:get('small' .. i, nil, function() return i end) end "
+            "ngx.exit(204)"]}))
+        self.assertEqual((await gateway.get("/", headers={"Host": small}))[0], 204)  # 30,000 small entries, about 10 MB
 
     @deferred
     async def test_clearing_args_before_proxying(self) -> None:

@@ -57,9 +57,10 @@ class KongRequestTests(SynchronousTestCase):
             local function count(t) local n = 0 for _ in pairs(t) do n = n + 1 end return n end
             local args, truncated = ngx.req.get_uri_args()
             return count(args), truncated, count(kong.request.get_query()), count(ngx.req.get_uri_args(3)),
-                   count(ngx.req.get_headers()), count(kong.request.get_headers(2))
+                   count(ngx.req.get_headers()), count(kong.request.get_headers(2)),
+                   count(ngx.decode_args("x=1&y=2&z=3"))
         """, context)
-        self.assertEqual(result, [2, b"truncated", 2, 3, 1, 2])
+        self.assertEqual(result, [2, b"truncated", 2, 3, 1, 2, 2])
 
     def test_body_errors(self) -> None:
         context = self.pdk.context(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"

@@ -70,7 +70,7 @@ class KongHeadersTests(SynchronousTestCase):
 
     def test_proxied_answers(self) -> None:
         headers = gateway.GatewayHeaders()
-        everything = gateway.KongHeaders(*[True] * 6)
+        everything = gateway.KongHeaders(*[True] * 7)
         everything.add_proxied(headers, 5, 1, [b"1.1 cache"], b"id")
         self.assertEqual(dict(headers.getAllRawHeaders()), {
             b"X-Kong-Upstream-Latency": [b"5"], b"X-Kong-Proxy-Latency": [b"1"],

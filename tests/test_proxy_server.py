@@ -728,8 +728,9 @@ class InterfaceTests(SynchronousTestCase):
         self.assertTrue(factory.logFile.getvalue().startswith('"127.0.0.1" - - ['))
 
     def test_refusals_are_logged(self) -> None:
-        for data, line in [(b"NOT HTTP\r\n\r\n", '"- - HTTP/1.1" 400 '),
+        for data, line in [(b"NOT HTTP\r\n\r\n", '"- - -" 400 '),
                            (get(b"/" + b"a" * MAX_LINE), '"GET /aaaa'),
+                           (get(b"/two", version=b"2.0"), '"GET /two HTTP/2.0" 505 '),
                            (get(b"/big", b"Content-Length: 11", b"User-Agent: up", method=b"PUT"),
                             '"PUT /big HTTP/1.1" 413 ')]:
             client = connect(Recorder(), max_body_size=10)

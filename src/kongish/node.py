@@ -14,10 +14,10 @@ from twisted.internet.interfaces import IReactorTime
 
 from kongish.config import Settings
 from kongish.db.dao import Database
-from kongish.proxy.headers import KongHeaders
-from kongish.proxy.forwarded import RealIp, TrustedNetworks
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry
+from kongish.proxy.forwarded import RealIp, TrustedNetworks
+from kongish.proxy.headers import KongHeaders
 from kongish.routing import Router
 
 #: Kong's configuration_hash before any declarative configuration is loaded.
@@ -53,15 +53,13 @@ class Node:
     router: Router = attrs.field(init=False)
     plugin_map: PluginMap = attrs.field(init=False)
     #: Settings the proxy reads on every request, parsed once.
-    enabled_headers: frozenset[str] = attrs.field(init=False)
     kong_headers: KongHeaders = attrs.field(init=False)
     enabled_upstream_headers: frozenset[str] = attrs.field(init=False)
     trusted_ips: TrustedNetworks = attrs.field(init=False)
     real_ip: RealIp = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.enabled_headers = self.settings.headers
-        self.kong_headers = KongHeaders.enabled(self.enabled_headers)
+        self.kong_headers = KongHeaders.enabled(self.settings.headers)
         self.enabled_upstream_headers = self.settings.headers_upstream
         self.trusted_ips = self.settings.trusted_ips
         self.real_ip = self.settings.real_ip

@@ -24,7 +24,7 @@ from lupa.luajit21 import LuaRuntime
 from twisted.internet.interfaces import IReactorTime
 
 from kongish import KONG_VERSION
-from kongish.config import LUA_MAX_SETTINGS
+from kongish.config import DEFAULTS, LUA_MAX_SETTINGS
 from kongish.lua import pdk_codec
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk_regex import lua_search
@@ -45,6 +45,7 @@ _CODECS = {
 #: kong.cache's entry cap; it also keeps to a quarter of the VM's memory cap in
 #: keys and string values, so a plugin caching per-request keys cannot fill the VM.
 CACHE_ENTRIES = 100_000
+
 
 def _version_number(version: str) -> int:
     """Kong's ``version_num``: 3.9.0 is 3009000."""
@@ -96,7 +97,7 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: "LuaSettings
         b"cache_entries": CACHE_ENTRIES,
         b"cache_bytes": settings.memory_limit // 4,
         # what ngx.req.get_headers() and its kin read when not told a maximum
-        **{name.removeprefix("lua_").encode(): int(configuration.get(name) or 100)
+        **{name.removeprefix("lua_").encode(): int(configuration.get(name) or DEFAULTS[name])
            for name in LUA_MAX_SETTINGS},
         b"configuration": cjson[b"decode"](_configuration_json(configuration)),
     })

@@ -545,11 +545,13 @@ kong.ctx = setmetatable({}, {
 -- kong.cache: one table per process, like a worker's L1 cache -------------------------
 --
 -- Least recently used entries go first once the cache holds info.cache_entries
--- entries or info.cache_bytes of keys and string values (other values count a
--- nominal 64 bytes): it lives in the Lua VM, whose memory cap it must not fill.
+-- entries or info.cache_bytes: it lives in the Lua VM, whose memory cap it must
+-- not fill. An entry counts its key and string value, a nominal 64 bytes for any
+-- other value, and what the entry itself takes (its table, slot and key string).
 
 local NIL = {}
 local NOMINAL_SIZE = 64
+local ENTRY_SIZE = 384
 local entries, count, bytes = {}, 0, 0
 -- A ring of entries around a sentinel: its ``older`` is the most recently used
 -- entry, its ``newer`` the least recently used one, which goes first.
@@ -590,7 +592,7 @@ local function store(key, value, ttl)
   if old ~= nil then drop(old) end
   local entry = {key = key, value = value == nil and NIL or value,
                  expires = ttl > 0 and P.now() + ttl or nil,
-                 size = #key + (type(value) == "string" and #value or NOMINAL_SIZE)}
+                 size = ENTRY_SIZE + #key + (type(value) == "string" and #value or NOMINAL_SIZE)}
   entries[key] = entry
   link_first(entry)
   count, bytes = count + 1, bytes + entry.size

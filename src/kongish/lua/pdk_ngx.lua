@@ -356,7 +356,10 @@ ngx.crc32_long = ngx.crc32_short
 ngx.escape_uri = S.escape_uri
 ngx.unescape_uri = S.unescape_uri
 ngx.encode_args = S.encode_args
-ngx.decode_args = S.decode_args
+-- Kong applies lua_max_uri_args here too.
+function ngx.decode_args(query, max_args)
+  return S.decode_args(query, max_args or info.max_uri_args)
+end
 ngx.quote_sql_str = S.quote_sql_str
 
 -- Process information -----------------------------------------------------------

@@ -135,13 +135,19 @@ class KongHeaders:
     proxy_latency: bool
     response_latency: bool
     request_id: bool
+    upstream_status: bool
 
     @classmethod
     def enabled(cls, names: frozenset[str]) -> KongHeaders:
         """From the lower-case header names ``Settings.headers`` gives."""
         return cls(*(name in names for name in (
             "server", "via", "x-kong-upstream-latency", "x-kong-proxy-latency",
-            "x-kong-response-latency", "x-kong-request-id")))
+            "x-kong-response-latency", "x-kong-request-id", "x-kong-upstream-status")))
+
+    def add_upstream_status(self, headers: GatewayHeaders, status: int) -> None:
+        """Before header_filter, unlike the others, as Kong's runloop sets it."""
+        if self.upstream_status:
+            headers.put(UPSTREAM_STATUS, b"%d" % status)
 
     def add_proxied(self, headers: GatewayHeaders, upstream_ms: int, proxy_ms: int,
                     upstream_via: list[bytes] | None, request_id: bytes) -> None:

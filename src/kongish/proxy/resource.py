@@ -30,7 +30,7 @@ from kongish.proxy.drive import drive
 from kongish.proxy.forwarded import Forwarded, client_side
 from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
                                    new_request_id)
-from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, DATE, UPSTREAM_STATUS, GatewayHeaders,
+from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, DATE, GatewayHeaders,
                                    copy_end_to_end, http_date, upstream_headers)
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.target import origin_form
@@ -289,8 +289,7 @@ class ProxyFlow:
     def _proxied(self, upstream_status: int) -> None:
         """The upstream answered, or calling it failed: Kong's proxied answer from here on."""
         self.upstream_latency = int((time.time() - self.proxied_at) * 1000)
-        if "x-kong-upstream-status" in self.node.enabled_headers:  # before header_filter, as Kong
-            self.context.response.headers.put(UPSTREAM_STATUS, b"%d" % upstream_status)
+        self.node.kong_headers.add_upstream_status(self.context.response.headers, upstream_status)
 
     async def _respond_from_plugins(self, filtered: bool = True) -> None:
         """Send a response that kongish or a plugin built, through the response phases.

@@ -22,18 +22,18 @@ from collections import deque
 from typing import IO, Any
 
 import httptools
-from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPFactory
 
 from kongish.proxy import error_pages
 from kongish.proxy.context import new_request_id
-from kongish.proxy.headers import SERVER_TOKEN, http_date
 from kongish.proxy.downstream import DownstreamRequest
+from kongish.proxy.headers import SERVER_TOKEN, http_date
 
 log = Logger()
 
@@ -319,10 +319,12 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     def _log_refusal(self, code: int, length: int) -> None:
         """An access log line for a refused request, as nginx writes one, with what was parsed of it."""
-        # the parser names a method only once the target follows it
+        # the parser names a method only once the target follows it, a version once it read one
         method = self._parser.get_method() if self._url else b"-"
-        refused = DownstreamRequest(self, method, self._url or b"-", self._clientproto, self._headers,
-                                    io.BytesIO(), persistent=False)
+        version = self._parser.get_http_version()
+        refused = DownstreamRequest(self, method, self._url or b"-",
+                                    b"-" if version == "0.0" else b"HTTP/" + version.encode(),
+                                    self._headers, io.BytesIO(), persistent=False)
         refused.code, refused.sentLength = code, length
         self.factory.log(refused)
 
