@@ -14,12 +14,12 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.http import combinedLogFormatter
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface.verify import verifyObject
 
+from kongish.access_log import combined
 from kongish.proxy.downstream import DownstreamRequest, IProxiedRequest
 from kongish.proxy.headers import http_date
 from kongish.proxy.server import MAX_HEAD, MAX_LINE, ProxyConnection, ProxyServerFactory
@@ -720,12 +720,12 @@ class InterfaceTests(SynchronousTestCase):
     def test_access_log_line(self) -> None:
         client = connect(Recorder())
         factory = client.connection.factory
-        del factory.log  # the factory's own, twisted.web's combined log format
+        del factory.log  # the factory's own: nginx's combined format, as Kong logs
         factory.startFactory()
         factory.logFile = io.StringIO()
         client.send(get(b"/logged?q=1", b"User-Agent: tester"))
         self.assertIn('"GET /logged?q=1 HTTP/1.1" 200 5 "-" "tester"', factory.logFile.getvalue())
-        self.assertTrue(factory.logFile.getvalue().startswith('"127.0.0.1" - - ['))
+        self.assertTrue(factory.logFile.getvalue().startswith('127.0.0.1 - - ['))
 
     def test_refusals_are_logged(self) -> None:
         for data, line in [(b"NOT HTTP\r\n\r\n", '"- - -" 400 '),
@@ -736,8 +736,8 @@ class InterfaceTests(SynchronousTestCase):
             client = connect(Recorder(), max_body_size=10)
             client.send(data)
             [logged] = client.logged
-            self.assertIn(line, combinedLogFormatter("[now]", logged), data[:20])
-        self.assertIn('"-" "up"', combinedLogFormatter("[now]", logged))
+            self.assertIn(line, combined("[now]", logged), data[:20])
+        self.assertIn('"-" "up"', combined("[now]", logged))
 
 
 class _SiteResource(Resource):

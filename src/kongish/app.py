@@ -23,6 +23,7 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
+from kongish import access_log
 from kongish.admin.resource import AdminResource
 from kongish.config import Settings
 from kongish.db.dao import Database
@@ -129,7 +130,7 @@ class KongishService(MultiService):
                                               error_default_type=self.settings.raw["error_default_type"])
                     self.proxy_factories.append(site)
                 else:
-                    site = Site(resource)
+                    site = Site(resource, logFormatter=access_log.combined)
                 site.displayTracebacks = False
                 if not self.settings.access_log(role):
                     site.log = _no_access_log

@@ -30,6 +30,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPFactory
 
+from kongish import access_log
 from kongish.proxy import error_pages
 from kongish.proxy.context import new_request_id
 from kongish.proxy.downstream import DownstreamRequest
@@ -395,7 +396,7 @@ class ProxyServerFactory(HTTPFactory):
 
     def __init__(self, resource: Any, max_body_size: int = 0, error_default_type: str = "text/plain",
                  **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**{"logFormatter": access_log.combined, **kwargs})
         self.resource = resource
         self.max_body_size = max_body_size
         self.error_default_type = error_default_type

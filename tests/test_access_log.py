@@ -1,0 +1,49 @@
+"""Access log lines in nginx's combined format."""
+from __future__ import annotations
+
+import re
+
+import attrs
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.trial.unittest import SynchronousTestCase
+
+from kongish.access_log import combined
+
+_NOW = "[25/Nov/2026:12:00:00 +0000]"
+#: nginx's combined format, with every field escaped so that it cannot hold a quote or a newline.
+_COMBINED = re.compile(r'^\S+ - - \[[^]]+\] "[^"\\]*(\\x[0-9A-F]{2}[^"\\]*)*" \d{3} \d+ "[^"]*" "[^"]*"$')
+
+
+@attrs.define
+class _Logged:
+    method: bytes = b"GET"
+    uri: bytes = b"/a?b=1"
+    clientproto: bytes = b"HTTP/1.1"
+    code: int = 200
+    sentLength: int = 12
+    headers: dict[bytes, bytes] = attrs.Factory(dict)
+    address: object = IPv4Address("TCP", "192.0.2.1", 40000)
+
+    def getClientAddress(self) -> object:
+        return self.address
+
+    def getHeader(self, name: bytes) -> bytes | None:
+        return self.headers.get(name)
+
+
+class CombinedTests(SynchronousTestCase):
+    def test_nginx_line(self) -> None:
+        self.assertEqual(combined(_NOW, _Logged(headers={b"user-agent": b"curl/8.5.0"})),
+                         '192.0.2.1 - - [25/Nov/2026:12:00:00 +0000] "GET /a?b=1 HTTP/1.1" 200 12 "-" "curl/8.5.0"')
+
+    def test_no_body_and_no_address(self) -> None:
+        line = combined(_NOW, _Logged(code=204, sentLength=0, address=UNIXAddress(None)))
+        self.assertTrue(line.startswith('- - - [') and '" 204 0 "' in line, line)
+
+    @given(st.binary(max_size=30), st.binary(max_size=30), st.binary(max_size=30))
+    def test_anything_a_client_sends_stays_inside_its_field(self, uri: bytes, agent: bytes, method: bytes) -> None:
+        line = combined(_NOW, _Logged(method=method or b"GET", uri=uri, headers={b"user-agent": agent}))
+        self.assertRegex(line, _COMBINED)
+        self.assertNotIn("\n", line)
