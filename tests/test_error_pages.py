@@ -24,6 +24,21 @@ class ChooseTypeTests(SynchronousTestCase):
         self.assertEqual(choose_type(None, None, "text/plain"), "text/plain")
         self.assertEqual(choose_type(None, "application/json", "text/plain"), "application/json")
         self.assertEqual(choose_type("*/*", None, "text/plain"), "application/json")
+        self.assertEqual(choose_type(None, None, "text/html"), "text/html")
+
+    def test_renderer_b_reads_only_the_first_header_the_request_has(self) -> None:
+        # Kong's error handler: an unknown Accept or Content-Type gives JSON, not the next source
+        self.assertEqual(choose_type("image/png", "text/html", "text/plain"), "application/json")
+        self.assertEqual(choose_type(None, "application/x-www-form-urlencoded", "text/plain"),
+                         "application/json")
+
+    def test_types_as_kong_reads_them(self) -> None:
+        browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        self.assertEqual(choose_type(browser), "text/html")
+        self.assertEqual(choose_type("TEXT/HTML"), "application/json")  # Kong's lookup is as written
+        self.assertEqual(choose_type("application/*;q=0.9, text/*;q=0.95"), "text/plain")
+        self.assertEqual(choose_type("text/html; level=1; q=0.3, application/xml; q=0.4"), "application/xml")
+        self.assertEqual(choose_type("text/html;q=2, application/xml"), "text/html")  # q=2: a parameter, q 1
 
     @given(st.text(max_size=80), st.one_of(st.none(), st.text(max_size=40)))
     def test_any_header_gives_a_known_type(self, accept: str, content_type) -> None:

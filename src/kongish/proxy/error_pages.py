@@ -1,13 +1,15 @@
 """Kong's error bodies for responses kongish itself produces.
 
-Renderer A (router and plugin answers) picks the format from ``Accept`` only and
-defaults to JSON; renderer B (errors of the upstream leg and the like) also looks
-at the request's ``Content-Type`` and then at ``error_default_type``.
+Renderer A (router and plugin answers) picks the format from ``Accept`` only;
+renderer B (errors of the upstream leg and the like) reads the request's
+``Content-Type`` instead when it has no ``Accept``, and ``error_default_type``
+when it has neither. Either way an unknown type gives JSON, as in Kong.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 import json
+import re
+from collections.abc import Mapping
 from html import escape
 
 #: Kong's default messages for statuses it ends a request with.
@@ -22,46 +24,55 @@ DEFAULT_MESSAGES: Mapping[int, str] = {
     504: "The upstream server is timing out",
 }
 
-_TYPES = {
-    "application/json": "application/json",
-    "text/html": "text/html",
-    "text/plain": "text/plain",
-    "application/xml": "application/xml",
-    "text/*": "text/plain",
-    "application/*": "application/json",
-    "*/*": "application/json",
-}
+#: Kong's MIME_TYPES, looked up as written: a type it does not know gives JSON.
+_KNOWN = {"text/html": "text/html", "application/json": "application/json",
+          "text/plain": "text/plain", "application/xml": "application/xml",
+          "application": "application/json", "text": "text/plain"}
+_JSON = "application/json"
+#: One Accept item as Kong's get_response_type reads it: a type, then parameters, q among them.
+_TOKEN = r"[a-z0-9][a-z0-9\-!#$&^_+.]+"
+_MEDIA_RANGE = re.compile(rf"""
+    ((?:{_TOKEN}|\*) / (?:{_TOKEN}|\*))
+    (?: \s*;\s* q = ( 1(?:\.0{{0,3}}|) | 0(?:\.\d{{0,3}}|) )
+      | \s*;\s* {_TOKEN} (?:=[^;]*|) )*""", re.IGNORECASE | re.VERBOSE)
 
 
 def default_message(status: int) -> str:
     return DEFAULT_MESSAGES.get(status, f"The upstream server responded with {status}")
 
 
-def _by_accept(accept: str | None) -> str | None:
-    """The known type with the highest ``q`` in an Accept header, or None."""
-    best: tuple[float, str] | None = None
-    for item in (accept or "").split(","):
-        media, *params = [part.strip() for part in item.split(";")]
-        quality = 1.0
-        for param in params:
-            if param.startswith("q="):
-                try:
-                    quality = float(param[2:])
-                except ValueError:
-                    quality = 0.0
-        chosen = _TYPES.get(media.lower())
-        if chosen is not None and quality > 0 and (best is None or quality > best[0]):
-            best = (quality, chosen)
-    return best[1] if best else None
+def response_type(header: str | None) -> str:
+    """The media type of Kong's answer to a request whose ``header`` is this (Kong's
+    get_response_type): the highest ``q`` wins, a type Kong does not know is JSON."""
+    chosen, best = _JSON, 0.0
+    for item in (header or "").split(","):
+        match = _MEDIA_RANGE.match(item.strip())
+        if match is None:
+            continue
+        quality = 1.0 if match[2] is None else float(match[2])
+        if quality > best:
+            chosen, best = _mime_type(match[1]), quality
+    return chosen
+
+
+def _mime_type(media_range: str) -> str:
+    """Kong's get_mime_type: ``type/*`` is its type's default, ``*/*`` JSON."""
+    kind, slash, subtype = media_range.partition("/")
+    if not slash:
+        return _JSON
+    if subtype == "*":
+        return _JSON if kind == "*" else _KNOWN.get(kind, _JSON)
+    return _KNOWN.get(media_range, _JSON)
 
 
 def choose_type(accept: str | None, content_type: str | None = None,
                 default_type: str | None = None) -> str:
-    """Renderer A: pass only ``accept``. Renderer B: also the request type and the default."""
+    """Renderer A: pass only ``accept``. Renderer B: also the request's type and
+    ``error_default_type``; as in Kong, the first of them the request has decides."""
     if default_type is None:
-        return _by_accept(accept) or "application/json"
-    by_content = _TYPES.get((content_type or "").split(";")[0].strip().lower())
-    return _by_accept(accept) or by_content or _TYPES.get(default_type, "text/plain")
+        return response_type(accept)
+    return response_type(accept if accept is not None else
+                         content_type if content_type is not None else default_type)
 
 
 def render(media_type: str, message: str, request_id: str) -> bytes:
