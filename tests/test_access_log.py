@@ -7,9 +7,10 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.access_log import combined
+from kongish.access_log import combined, kong
 
 _NOW = "[25/Nov/2026:12:00:00 +0000]"
 #: nginx's combined format, with every field escaped so that it cannot hold a quote or a newline.
@@ -18,6 +19,8 @@ _COMBINED = re.compile(r'^\S+ - - \[[^]]+\] "[^"\\]*(\\x[0-9A-F]{2}[^"\\]*)*" \d
 
 @attrs.define
 class _Logged:
+    """What the formatters read of a request: its connection's transport gives the address."""
+
     method: bytes = b"GET"
     uri: bytes = b"/a?b=1"
     clientproto: bytes = b"HTTP/1.1"
@@ -25,9 +28,16 @@ class _Logged:
     sentLength: int = 12
     headers: dict[bytes, bytes] = attrs.Factory(dict)
     address: object = IPv4Address("TCP", "192.0.2.1", 40000)
+    remote_addr: str | None = None
+    request_id: str | None = None
 
-    def getClientAddress(self) -> object:
-        return self.address
+    @property
+    def channel(self) -> object:
+        return self
+
+    @property
+    def transport(self) -> StringTransport:
+        return StringTransport(peerAddress=self.address)
 
     def getHeader(self, name: bytes) -> bytes | None:
         return self.headers.get(name)
@@ -41,6 +51,15 @@ class CombinedTests(SynchronousTestCase):
     def test_no_body_and_no_address(self) -> None:
         line = combined(_NOW, _Logged(code=204, sentLength=0, address=UNIXAddress(None)))
         self.assertTrue(line.startswith('- - - [') and '" 204 0 "' in line, line)
+
+    def test_the_client_a_trusted_proxy_reported(self) -> None:
+        logged = _Logged(remote_addr="203.0.113.9")
+        self.assertTrue(combined(_NOW, logged).startswith("203.0.113.9 - - "))
+
+    def test_kongs_proxy_format_ends_with_the_request_id(self) -> None:
+        logged = _Logged(request_id="0123456789abcdef0123456789abcdef")
+        self.assertEqual(kong(_NOW, logged),
+                         combined(_NOW, logged) + ' kong_request_id: "0123456789abcdef0123456789abcdef"')
 
     @given(st.binary(max_size=30), st.binary(max_size=30), st.binary(max_size=30))
     def test_anything_a_client_sends_stays_inside_its_field(self, uri: bytes, agent: bytes, method: bytes) -> None:

@@ -7,7 +7,8 @@ from email.utils import parsedate_to_datetime
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.protocol import Factory
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
@@ -17,7 +18,7 @@ from zope.interface.verify import verifyObject
 from kongish.app import admin_resource, build_node, proxy_resource
 from kongish.config import Settings
 from kongish.proxy.upstream import UpstreamClient
-from tests.harness import POOL, deferred
+from tests.harness import POOL, RawClient, deferred
 from tests.test_e2e_seed import SEED_CODE
 
 
@@ -73,4 +74,12 @@ class EmbedTests(TestCase):
         dated = parsedate_to_datetime(response.headers.getRawHeaders(b"date")[0].decode()).timestamp()
         self.assertGreaterEqual(dated, int(asked) + 1)
         self.assertIsNone(response.headers.getRawHeaders(b"content-type"))
+        self.assertEqual(response.headers.getRawHeaders(b"server"), [b"kong/3.9.0"])
+        client = RawClient()
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", int(base.rsplit(":", 1)[1])).connect(
+            Factory.forProtocol(lambda: client))
+        client.transport.write(b"GET /gateway/nowhere HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        head = (await client.closed).partition(b"\r\n\r\n")[0].split(b"\r\n")
+        self.assertEqual(head[0], b"HTTP/1.1 404 Not Found")
+        self.assertIn(b"Connection: close", head)  # as twisted.web decided it before kongish answered
 

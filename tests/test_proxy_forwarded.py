@@ -5,10 +5,12 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
-from kongish.proxy.forwarded import Forwarded, RealIp, TrustedNetworks, client_side
+from kongish.proxy.forwarded import Forwarded, RealIp, TrustedNetworks, client_side, socket_peer
 
 _FIELDS = ("proto", "host", "port", "path", "prefix")
 _VALUES = st.binary(min_size=0, max_size=12).filter(lambda value: b"\r" not in value and b"\n" not in value)
@@ -121,3 +123,21 @@ class RealIpTests(SynchronousTestCase):
                 break
             expected, hops = hop, hops + 1
         self.assertEqual(found, expected)
+
+
+class SocketPeerTests(SynchronousTestCase):
+    def _request(self, transport: object) -> object:
+        channel = type("Channel", (), {"transport": transport})()
+        claimed = IPv4Address("TCP", "6.6.6.6", 1)  # what a PROXY line would claim
+        return type("Request", (), {"channel": channel, "getClientAddress": lambda self: claimed})()
+
+    def test_beneath_every_wrapper(self) -> None:
+        socket = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 40000))
+        inner, outer = ProtocolWrapper(WrappingFactory(None), None), ProtocolWrapper(WrappingFactory(None), None)
+        inner.transport, outer.transport = socket, inner
+        self.assertEqual(socket_peer(self._request(outer)), "10.0.0.1")
+        self.assertEqual(socket_peer(self._request(socket)), "10.0.0.1")
+
+    def test_a_stream_without_a_transport_of_its_own(self) -> None:
+        self.assertEqual(socket_peer(self._request(None)), "6.6.6.6")  # HTTP/2: the connection's
+

@@ -680,6 +680,14 @@ class DrainTests(SynchronousTestCase):
         self.successResultOf(second)
         self.assertEqual(client.clock.getDelayedCalls(), [])
 
+    def test_a_connection_accepted_while_draining_closes_at_once(self) -> None:
+        client = connect(Recorder())
+        client.connection.factory.drain(10)
+        late = client.connection.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001))
+        transport = StringTransport()
+        late.makeConnection(transport)
+        self.assertTrue(transport.disconnecting)
+
     def test_nothing_to_drain(self) -> None:
         client = connect(Recorder())
         client.lose()

@@ -1,4 +1,5 @@
-"""Access log lines in nginx's ``combined`` format, the format of Kong's access logs.
+"""Access log lines as Kong writes them: nginx's ``combined`` format, and on the proxy
+``kong_log_format``, which adds the request id.
 
 twisted.web's own formatter quotes the address and writes an empty body as
 ``-``; log tooling written for nginx and Kong expects neither.
@@ -8,18 +9,29 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from kongish.proxy.forwarded import socket_peer
+
 #: What nginx writes as ``\xHH`` in a logged value: quotes, backslashes and anything
 #: that is not printable ASCII.
 _UNSAFE = re.compile(rb'["\\\x00-\x1f\x7f-\xff]')
 
 
 def combined(timestamp: str, request: Any) -> str:
-    """One line for ``request``; ``timestamp`` is twisted.web's ``[day/Mon/year:H:M:S +0000]``."""
-    address = getattr(request.getClientAddress(), "host", None) or "-"
+    """One line for ``request``; ``timestamp`` is twisted.web's ``[day/Mon/year:H:M:S +0000]``.
+
+    The address is nginx's ``$remote_addr``: the client a trusted proxy reported, if the
+    proxy flow recorded one, else the socket's other end (never a PROXY line's claim).
+    """
+    address = getattr(request, "remote_addr", None) or socket_peer(request) or "-"
     return '%s - - %s "%s %s %s" %d %d "%s" "%s"' % (
         address, timestamp, _escaped(request.method), _escaped(request.uri),
         _escaped(request.clientproto), request.code, request.sentLength or 0,
         _escaped(request.getHeader(b"referer") or b"-"), _escaped(request.getHeader(b"user-agent") or b"-"))
+
+
+def kong(timestamp: str, request: Any) -> str:
+    """Kong's proxy format: ``combined`` and ``kong_request_id: "<id>"``."""
+    return '%s kong_request_id: "%s"' % (combined(timestamp, request), getattr(request, "request_id", None) or "")
 
 
 def _escaped(value: bytes) -> str:

@@ -19,11 +19,11 @@ from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, succ
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.logger import Logger
-from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from kongish import access_log
+from kongish.admin.connections import AdminConnections
 from kongish.admin.resource import AdminResource
 from kongish.config import Settings
 from kongish.db.dao import Database
@@ -103,8 +103,7 @@ class KongishService(MultiService):
     client: UpstreamClient | None = attrs.field(default=None, init=False)
     ports: list[IListeningPort] = attrs.field(factory=list, init=False)
     proxy_factories: list[ProxyServerFactory] = attrs.field(factory=list, init=False)
-    #: The Admin API's sites, wrapped to know their open connections.
-    admin_factories: list[WrappingFactory] = attrs.field(factory=list, init=False)
+    admin_factories: list[AdminConnections] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         MultiService.__init__(self)
@@ -136,7 +135,7 @@ class KongishService(MultiService):
                     site.log = _no_access_log
                 listened: IProtocolFactory = site
                 if role == "admin":
-                    listened = WrappingFactory(site)
+                    listened = AdminConnections(site, self.reactor)
                     self.admin_factories.append(listened)
                 port = await serverFromString(self.reactor, description).listen(listened)
                 self.ports.append(port)
@@ -153,11 +152,10 @@ class KongishService(MultiService):
             await port.stopListening()
         self.ports.clear()
         # as nginx's graceful quit: requests already read are answered first
+        # the proxy first, as its plugins may read what the Admin API writes; both before the store
         await gatherResults([factory.drain(DRAIN_TIMEOUT) for factory in self.proxy_factories])
+        await gatherResults([admin.close(DRAIN_TIMEOUT) for admin in self.admin_factories])
         self.proxy_factories.clear()
-        for admin in self.admin_factories:  # kept-alive Admin API clients, before the store closes
-            for connection in list(admin.protocols):
-                connection.loseConnection()
         self.admin_factories.clear()
         if self.client is not None:
             await self.client.pool.closeCachedConnections()

@@ -91,7 +91,7 @@ class DownstreamRequest:
     __slots__ = ("channel", "method", "uri", "path", "clientproto", "prepath", "_raw_headers",
                  "_headers", "_response_headers", "content", "code", "code_message", "sentLength",
                  "startedWriting", "finished", "_disconnected", "persistent", "_chunked",
-                 "_body_allowed", "_waiters")
+                 "_body_allowed", "_waiters", "request_id", "remote_addr")
 
     def __init__(self, channel: ProxyConnection, method: bytes, uri: bytes, clientproto: bytes,
                  raw_headers: list[tuple[bytes, bytes]], content: IO[bytes], persistent: bool) -> None:
@@ -113,6 +113,10 @@ class DownstreamRequest:
         self._chunked = False
         self._body_allowed = True
         self._waiters: list[Deferred[None]] = []
+        #: For the access log, from the proxy flow: the request's id, and the client's
+        #: address when trusted proxies report it (nginx logs ``$remote_addr``).
+        self.request_id: str | None = None
+        self.remote_addr: str | None = None
 
     # the request
 

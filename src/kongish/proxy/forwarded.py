@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 
 import attrs
+from twisted.protocols.policies import ProtocolWrapper
 
 from kongish.proxy.downstream import IProxiedRequest
 from kongish.proxy.headers import host_without_port
@@ -119,10 +120,14 @@ def _address(text: str) -> str | None:
 
 
 def socket_peer(request: IProxiedRequest) -> str:
-    """The socket's other end, beneath a PROXY protocol reader (or TLS): never what a PROXY
+    """The socket's other end, beneath PROXY protocol readers and TLS: never what a PROXY
     line claims, which only counts from a trusted balancer."""
-    transport = request.channel.transport
-    return getattr(getattr(transport, "transport", transport).getPeer(), "host", "")
+    transport = getattr(request.channel, "transport", None)
+    if transport is None:  # an HTTP/2 stream of a mounted site: its connection's address
+        return getattr(request.getClientAddress(), "host", "")
+    while isinstance(transport, ProtocolWrapper):
+        transport = transport.transport
+    return getattr(transport.getPeer(), "host", "")
 
 
 #: nginx's ``$host`` when the request has no Host header: Kong's ``server_name``.

@@ -57,8 +57,8 @@ def canonical(name: bytes) -> bytes:
     return next(probe.getAllRawHeaders())[0]
 
 
-SERVER, VIA, CONTENT_TYPE, CONTENT_LENGTH, DATE = map(
-    canonical, (b"server", b"via", b"content-type", b"content-length", b"date"))
+SERVER, VIA, CONTENT_TYPE, CONTENT_LENGTH = map(
+    canonical, (b"server", b"via", b"content-type", b"content-length"))
 RESPONSE_LATENCY, UPSTREAM_LATENCY, PROXY_LATENCY, UPSTREAM_STATUS, REQUEST_ID = map(canonical, (
     b"x-kong-response-latency", b"x-kong-upstream-latency", b"x-kong-proxy-latency",
     b"x-kong-upstream-status", b"x-kong-request-id"))

@@ -30,7 +30,7 @@ from kongish.proxy.drive import drive
 from kongish.proxy.forwarded import Forwarded, client_side
 from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
                                    new_request_id)
-from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, DATE, GatewayHeaders,
+from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, GatewayHeaders,
                                    copy_end_to_end, http_date, upstream_headers)
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.target import origin_form
@@ -68,13 +68,15 @@ class ProxyResource:
 
     def render(self, request: Request) -> object:
         self.node.counters.total_requests += 1
-        if request.defaultContentType is not None:  # twisted.web's Content-Type: text/html
+        # twisted.web's Request (a mounted ProxyResource) types untyped answers text/html
+        mounted = request.defaultContentType is not None
+        if mounted:
             request.defaultContentType = None
         if not request.uri.startswith(b"/") and (absolute := origin_form(request.uri)) is not None:
             host, request.uri = absolute
             request.path = request.uri.split(b"?", 1)[0]
             request.requestHeaders.setRawHeaders(b"host", [host])
-        flow = ProxyFlow(self.node, self.client, request)
+        flow = ProxyFlow(self.node, self.client, request, mounted)
         drive(flow.run(), flow.crashed)
         return NOT_DONE_YET
 
@@ -86,6 +88,8 @@ class ProxyFlow:
     node: "Node"
     client: UpstreamClient
     request: Request
+    #: Served by twisted.web's Request, whose headers twisted.web set before render.
+    mounted: bool = False
     context: RequestContext = attrs.field(init=False)
     chain: PluginChain = attrs.field(init=False)
     proxied_at: float | None = None
@@ -98,6 +102,7 @@ class ProxyFlow:
 
     def __attrs_post_init__(self) -> None:
         self.context = RequestContext(self.request, request_id=new_request_id(), real_ip=self.node.real_ip)
+        self.request.request_id = self.context.request_id  # for the access log
 
     async def run(self) -> None:
         node, request, context = self.node, self.request, self.context
@@ -349,9 +354,10 @@ class ProxyFlow:
                 upstream.headers.getRawHeaders(b"via") if upstream is not None else None,
                 context.request_id.encode())
         request.setResponseCode(response.status or 200, _reason(response.status or 200))
-        if not response.headers.own(DATE):  # dated as it is sent, as nginx dates it
-            response.headers.put(DATE, http_date())
-        request.responseHeaders = response.headers
+        if self.mounted:
+            _onto_twisted_web(response.headers, request.responseHeaders)
+        else:  # kongish's own server sends these headers, framed and dated as it sends them
+            request.responseHeaders = response.headers
 
     def _write(self, data: bytes) -> None:
         if data and not self.request._disconnected and not self.request.finished:
@@ -359,6 +365,8 @@ class ProxyFlow:
 
     async def _finish(self, complete: bool = True) -> None:
         """End the response (unless it was cut off) and run the log phase."""
+        if self.node.trusted_ips.networks:  # nginx logs the client trusted proxies report
+            self.request.remote_addr = self.context.client_ip
         if complete and not self.request._disconnected and not self.request.finished:
             self.request.finish()
         try:
@@ -384,6 +392,18 @@ class ProxyFlow:
         self._start_response()
         request.write(body)
         request.finish()
+
+
+def _onto_twisted_web(headers: Headers, sent: Headers) -> None:
+    """The response's headers onto those twisted.web set on its Request: its Connection
+    stays, its Server goes unless kongish sends one, and its Date (of the request's
+    start) is renewed, as nginx dates what it sends."""
+    if not headers.hasHeader(b"server"):
+        sent.removeHeader(b"server")
+    if not headers.hasHeader(b"date"):
+        sent.setRawHeaders(b"date", [http_date()])
+    for name, values in headers.getAllRawHeaders():
+        sent.setRawHeaders(name, values)
 
 
 def mounted_target(request: Request) -> bytes:

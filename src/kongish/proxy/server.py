@@ -22,7 +22,7 @@ from collections import deque
 from typing import IO, Any
 
 import httptools
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import HTTPFactory
 
 from kongish import access_log
+from kongish.draining import Draining
 from kongish.proxy import error_pages
 from kongish.proxy.context import new_request_id
 from kongish.proxy.downstream import DownstreamRequest
@@ -107,15 +108,15 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._draining = False
 
     def connectionMade(self) -> None:
-        self.factory.connections.add(self)
-        if self.factory.draining:
-            self._draining = True
+        self.factory.connections.open.add(self)
         #: Asked once: each getHost() of a TCP transport is a system call.
         self.host = self.transport.getHost()
         self.secure = ISSLTransport.providedBy(self.transport)
         self._now = self.factory.reactor.seconds
         self._last_read = self._now()
         self.setTimeout(self.timeOut)
+        if self.factory.connections.stopping:  # accepted as the node stops: nothing to answer yet
+            self.drain()
 
     def dataReceived(self, data: bytes) -> None:
         # Noted rather than rescheduling the idle timer on every read: timeoutConnection
@@ -157,6 +158,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     def on_url(self, url: bytes) -> None:
         if not self._reading:  # the request before ended the connection; stop parsing
+            self._in_message = False
             raise _Ignored()
         self._url += url
         if len(self._url) > MAX_LINE:
@@ -298,7 +300,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     def _refuse(self, status: int) -> None:
         """Answer a request that cannot be parsed, after those before it, then close."""
-        self._reading = False
+        self._reading = self._in_message = False
         self._refusal = status
         self._advance()
 
@@ -308,17 +310,18 @@ class ProxyConnection(Protocol, TimeoutMixin):
                 if name.lower() in (b"accept", b"content-type")}
         media = error_pages.choose_type(sent.get(b"accept"), sent.get(b"content-type"),
                                         self.factory.error_default_type)
-        body = error_pages.render(media, error_pages.default_message(status), new_request_id())
+        request_id = new_request_id()
+        body = error_pages.render(media, error_pages.default_message(status), request_id)
         code = 400 if status == 494 else status
         self.transport.writeSequence([
             b"HTTP/1.1 %d %s\r\n" % (code, _REASONS[status]),
             b"Server: %s\r\nDate: %s\r\n" % (SERVER_TOKEN, http_date()),
             b"Content-Type: %s; charset=utf-8\r\n" % media.encode(),
             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body), body])
-        self._log_refusal(code, len(body))
+        self._log_refusal(code, len(body), request_id)
         self._close()
 
-    def _log_refusal(self, code: int, length: int) -> None:
+    def _log_refusal(self, code: int, length: int, request_id: str) -> None:
         """An access log line for a refused request, as nginx writes one, with what was parsed of it."""
         # the parser names a method only once the target follows it, a version once it read one
         method = self._parser.get_method() if self._url else b"-"
@@ -326,7 +329,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
         refused = DownstreamRequest(self, method, self._url or b"-",
                                     b"-" if version == "0.0" else b"HTTP/" + version.encode(),
                                     self._headers, io.BytesIO(), persistent=False)
-        refused.code, refused.sentLength = code, length
+        refused.code, refused.sentLength, refused.request_id = code, length, request_id
         self.factory.log(refused)
 
     def _close(self) -> None:
@@ -363,7 +366,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
             last.persistent = False
 
     def connectionLost(self, reason: Failure = None) -> None:
-        self.factory.connection_gone(self)
+        self.factory.connections.closed(self)
         self.setTimeout(None)
         if self._abort is not None and self._abort.active():
             self._abort.cancel()
@@ -396,39 +399,14 @@ class ProxyServerFactory(HTTPFactory):
 
     def __init__(self, resource: Any, max_body_size: int = 0, error_default_type: str = "text/plain",
                  **kwargs: Any) -> None:
-        super().__init__(**{"logFormatter": access_log.combined, **kwargs})
+        super().__init__(**{"logFormatter": access_log.kong, **kwargs})
         self.resource = resource
         self.max_body_size = max_body_size
         self.error_default_type = error_default_type
-        self.connections: set[ProxyConnection] = set()
-        #: Once stopping, a connection still accepted is drained from its start.
-        self.draining = False
-        self._drain_waiters: list[Deferred[None]] = []
-        self._cutting: IDelayedCall | None = None
+        self.connections: Draining[ProxyConnection] = Draining(self.reactor)
 
     def drain(self, timeout: float) -> Deferred[None]:
         """A graceful stop, once the port no longer listens: fires when every connection
         has answered what it had read and closed; those still open after ``timeout`` are cut."""
-        self.draining = True
-        for connection in list(self.connections):
-            connection.drain()
-        if not self.connections:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._drain_waiters.append(waiter)
-        if self._cutting is None or not self._cutting.active():
-            self._cutting = self.reactor.callLater(timeout, self._cut)
-        return waiter
-
-    def _cut(self) -> None:
-        for connection in list(self.connections):
-            connection.transport.abortConnection()
-
-    def connection_gone(self, connection: ProxyConnection) -> None:
-        self.connections.discard(connection)
-        if self._drain_waiters and not self.connections:
-            if self._cutting is not None and self._cutting.active():
-                self._cutting.cancel()
-            waiters, self._drain_waiters = self._drain_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
+        return self.connections.stop(timeout, ProxyConnection.drain,
+                                     lambda connection: connection.transport.abortConnection())

@@ -1,0 +1,41 @@
+"""The Admin API site's open connections, closed gracefully when the node stops."""
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.web.http import HTTPChannel
+from twisted.web.server import Site
+
+from kongish.draining import Draining
+
+
+class AdminConnections(WrappingFactory):
+    """An Admin API ``Site`` whose connections are known, so that a stopping node closes
+    them before its store: idle ones at once, busy ones once they have answered."""
+
+    def __init__(self, site: Site, reactor: IReactorTime) -> None:
+        # HTTP/1.1's channel itself rather than twisted.web's HTTP/2-negotiating wrapper of it,
+        # which hides the requests in flight (kongish's listeners speak HTTP/1.1 only)
+        site.protocol = HTTPChannel
+        super().__init__(site)
+        self.connections: Draining[ProtocolWrapper] = Draining(reactor)
+
+    def registerProtocol(self, protocol: ProtocolWrapper) -> None:
+        super().registerProtocol(protocol)
+        self.connections.open.add(protocol)
+
+    def unregisterProtocol(self, protocol: ProtocolWrapper) -> None:
+        super().unregisterProtocol(protocol)
+        self.connections.closed(protocol)
+
+    def close(self, timeout: float) -> Deferred[None]:
+        return self.connections.stop(timeout, _wind_down, lambda protocol: protocol.transport.abortConnection())
+
+
+def _wind_down(protocol: ProtocolWrapper) -> None:
+    channel: HTTPChannel = protocol.wrappedProtocol
+    if channel.requests:
+        channel.persistent = False  # it closes once its answer is written
+    else:
+        protocol.loseConnection()
