@@ -103,7 +103,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._refusal: int | None = None
         self._closed = False
         self._abort: IDelayedCall | None = None
-        #: Whether a request has begun arriving, and whether the node is stopping.
+        #: Whether a request has begun arriving (its target has), and whether the node is stopping.
         self._in_message = False
         self._draining = False
 
@@ -153,13 +153,10 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     # parser callbacks
 
-    def on_message_begin(self) -> None:
-        self._in_message = True
-
     def on_url(self, url: bytes) -> None:
         if not self._reading:  # the request before ended the connection; stop parsing
-            self._in_message = False
             raise _Ignored()
+        self._in_message = True  # noted here rather than in a callback of its own per request
         self._url += url
         if len(self._url) > MAX_LINE:
             raise _Refused(414)
