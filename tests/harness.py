@@ -97,6 +97,7 @@ class EchoUpstream(Resource):
         request.responseHeaders.setRawHeaders(b"server", [b"echo-server/1.0"])
         request.responseHeaders.setRawHeaders(b"via", [b"1.1 upstream-cache"])
         request.responseHeaders.setRawHeaders(b"keep-alive", [b"timeout=5"])
+        request.responseHeaders.setRawHeaders(b"date", [b"Wed, 01 Jan 2025 00:00:00 GMT"])
         return b"headers"
 
     def path_gzip(self, request, body):
