@@ -14,7 +14,7 @@ from kongish.access_log import combined, kong
 
 _NOW = "[25/Nov/2026:12:00:00 +0000]"
 #: nginx's combined format, with every field escaped so that it cannot hold a quote or a newline.
-_COMBINED = re.compile(r'^\S+ - - \[[^]]+\] "[^"\\]*(\\x[0-9A-F]{2}[^"\\]*)*" \d{3} \d+ "[^"]*" "[^"]*"$')
+_COMBINED = re.compile(r'^\S+ - \S+ \[[^]]+\] "[^"\\]*(\\x[0-9A-F]{2}[^"\\]*)*" \d{3} \d+ "[^"]*" "[^"]*"$')
 
 
 @attrs.define
@@ -51,6 +51,12 @@ class CombinedTests(SynchronousTestCase):
     def test_no_body_and_no_address(self) -> None:
         line = combined(_NOW, _Logged(code=204, sentLength=0, address=UNIXAddress(None)))
         self.assertTrue(line.startswith('- - - [') and '" 204 0 "' in line, line)
+
+    def test_remote_user_from_basic_credentials(self) -> None:
+        for authorization, user in [(b"Basic dXNlcjpwYXNz", "user"), (b"basic dXNlcg==", "user"),
+                                    (b"Bearer abc", "-"), (b"Basic !!!", "-"), (b"Basic OnBhc3M=", "-")]:
+            line = combined(_NOW, _Logged(headers={b"authorization": authorization}))
+            self.assertTrue(line.startswith(f"192.0.2.1 - {user} ["), (authorization, line))
 
     def test_the_client_a_trusted_proxy_reported(self) -> None:
         logged = _Logged(remote_addr="203.0.113.9")

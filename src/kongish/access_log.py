@@ -6,6 +6,8 @@ twisted.web's own formatter quotes the address and writes an empty body as
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Any
 
@@ -23,8 +25,9 @@ def combined(timestamp: str, request: Any) -> str:
     proxy flow recorded one, else the socket's other end (never a PROXY line's claim).
     """
     address = getattr(request, "remote_addr", None) or socket_peer(request) or "-"
-    return '%s - - %s "%s %s %s" %d %d "%s" "%s"' % (
-        address, timestamp, _escaped(request.method), _escaped(request.uri),
+    return '%s - %s %s "%s %s %s" %d %d "%s" "%s"' % (
+        address, _remote_user(request.getHeader(b"authorization")), timestamp,
+        _escaped(request.method), _escaped(request.uri),
         _escaped(request.clientproto), request.code, request.sentLength or 0,
         _escaped(request.getHeader(b"referer") or b"-"), _escaped(request.getHeader(b"user-agent") or b"-"))
 
@@ -32,6 +35,18 @@ def combined(timestamp: str, request: Any) -> str:
 def kong(timestamp: str, request: Any) -> str:
     """Kong's proxy format: ``combined`` and ``kong_request_id: "<id>"``."""
     return '%s kong_request_id: "%s"' % (combined(timestamp, request), getattr(request, "request_id", None) or "")
+
+
+def _remote_user(authorization: bytes | None) -> str:
+    """nginx's ``$remote_user``: the user name of Basic credentials, else ``-``."""
+    scheme, _, credentials = (authorization or b"").strip().partition(b" ")
+    if scheme.lower() != b"basic":
+        return "-"
+    try:
+        user = base64.b64decode(credentials.strip(), validate=True).partition(b":")[0]
+    except binascii.Error:
+        return "-"
+    return _escaped(user) or "-"
 
 
 def _escaped(value: bytes) -> str:
