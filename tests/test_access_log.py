@@ -53,7 +53,8 @@ class CombinedTests(SynchronousTestCase):
         self.assertTrue(line.startswith('- - - [') and '" 204 0 "' in line, line)
 
     def test_remote_user_from_basic_credentials(self) -> None:
-        for authorization, user in [(b"Basic dXNlcjpwYXNz", "user"), (b"basic dXNlcg==", "user"),
+        for authorization, user in [(b"Basic dXNlcjpwYXNz", "user"), (b"basic dXNlcjo=", "user"),
+                                    (b"Basic dXNlcjpwYQ", "user"), (b"Basic YWxpY2U=", "-"),
                                     (b"Bearer abc", "-"), (b"Basic !!!", "-"), (b"Basic OnBhc3M=", "-")]:
             line = combined(_NOW, _Logged(headers={b"authorization": authorization}))
             self.assertTrue(line.startswith(f"192.0.2.1 - {user} ["), (authorization, line))

@@ -43,6 +43,7 @@ class AdminConnectionsTests(SynchronousTestCase):
         resource.waiting[0].write(b"ok")
         resource.waiting[0].finish()
         self.assertTrue(busy_transport.value().startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertIn(b"\r\nConnection: close\r\n", busy_transport.value())
         self.assertTrue(busy_transport.disconnecting)
         self.assertNoResult(stopped)
         busy.connectionLost(None)
@@ -58,3 +59,18 @@ class AdminConnectionsTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
         busy.connectionLost(None)
         self.successResultOf(stopped)
+
+    def test_a_request_still_arriving_is_answered_with_close(self) -> None:
+        resource = _Slow()
+        admin = AdminConnections(Site(resource), Clock())
+        arriving, transport = self._connect(admin)
+        arriving.dataReceived(b"GET /status HTTP/1.1\r\nHost: a\r\n")
+        stopped = admin.close(10)
+        arriving.dataReceived(b"\r\n")
+        resource.waiting[0].finish()
+        head = transport.value().split(b"\r\n\r\n")[0].split(b"\r\n")
+        self.assertIn(b"Connection: close", head)
+        self.assertTrue(transport.disconnecting)
+        arriving.connectionLost(None)
+        self.successResultOf(stopped)
+

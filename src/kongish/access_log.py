@@ -38,15 +38,20 @@ def kong(timestamp: str, request: Any) -> str:
 
 
 def _remote_user(authorization: bytes | None) -> str:
-    """nginx's ``$remote_user``: the user name of Basic credentials, else ``-``."""
+    """nginx's ``$remote_user``: the user name of Basic credentials, else ``-``.
+
+    As nginx decodes them: padding optional, and no colon means no user.
+    """
     scheme, _, credentials = (authorization or b"").strip().partition(b" ")
     if scheme.lower() != b"basic":
         return "-"
+    encoded = credentials.strip().partition(b"=")[0]
     try:
-        user = base64.b64decode(credentials.strip(), validate=True).partition(b":")[0]
+        decoded = base64.b64decode(encoded + b"=" * (-len(encoded) % 4), validate=True)
     except binascii.Error:
         return "-"
-    return _escaped(user) or "-"
+    user, colon, _ = decoded.partition(b":")
+    return _escaped(user) if colon and user else "-"
 
 
 def _escaped(value: bytes) -> str:

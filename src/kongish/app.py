@@ -152,9 +152,9 @@ class KongishService(MultiService):
             await port.stopListening()
         self.ports.clear()
         # as nginx's graceful quit: requests already read are answered first
-        # the proxy first, as its plugins may read what the Admin API writes; both before the store
-        await gatherResults([factory.drain(DRAIN_TIMEOUT) for factory in self.proxy_factories])
-        await gatherResults([admin.close(DRAIN_TIMEOUT) for admin in self.admin_factories])
+        # both listeners wind down together, within one deadline, before the store closes
+        await gatherResults([*(factory.drain(DRAIN_TIMEOUT) for factory in self.proxy_factories),
+                             *(admin.close(DRAIN_TIMEOUT) for admin in self.admin_factories)])
         self.proxy_factories.clear()
         self.admin_factories.clear()
         if self.client is not None:

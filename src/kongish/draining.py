@@ -11,6 +11,9 @@ from typing import Generic, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+log = Logger()
 
 Connection = TypeVar("Connection")
 
@@ -31,16 +34,22 @@ class Draining(Generic[Connection]):
         """``wind_down`` each connection now and ``cut`` those open after ``timeout``;
         fires once none is open."""
         self.stopping = True
-        for connection in list(self.open):
-            wind_down(connection)
+        self._each(wind_down)
         if not self.open:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
         self._waiters.append(waiter)
         if self._deadline is None or not self._deadline.active():
-            self._deadline = self._reactor.callLater(
-                timeout, lambda: [cut(connection) for connection in list(self.open)])
+            self._deadline = self._reactor.callLater(timeout, self._each, cut)
         return waiter
+
+    def _each(self, act: Callable[[Connection], None]) -> None:
+        """``act`` on every open connection; one that fails does not spare the others."""
+        for connection in list(self.open):
+            try:
+                act(connection)
+            except Exception:
+                log.failure("closing {connection} failed", connection=connection)
 
     def closed(self, connection: Connection) -> None:
         self.open.discard(connection)

@@ -5,19 +5,34 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web.http import HTTPChannel
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
 
 from kongish.draining import Draining
 
 
+class _StoppableChannel(HTTPChannel):
+    """HTTP/1.1's channel, which a stopping node has close after its answers."""
+
+    stopping = False
+
+    def checkPersistence(self, request: Request, version: bytes) -> bool:
+        if self.stopping:  # a request whose head was still arriving when the node began to stop
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            return False
+        return super().checkPersistence(request, version)
+
+
 class AdminConnections(WrappingFactory):
     """An Admin API ``Site`` whose connections are known, so that a stopping node closes
-    them before its store: idle ones at once, busy ones once they have answered."""
+    them before its store: idle ones at once, busy ones once they have answered.
+
+    It sets the site's protocol to HTTP/1.1's channel itself rather than twisted.web's
+    HTTP/2-negotiating wrapper of it, which hides the requests in flight (kongish's
+    listeners speak HTTP/1.1 only).
+    """
 
     def __init__(self, site: Site, reactor: IReactorTime) -> None:
-        # HTTP/1.1's channel itself rather than twisted.web's HTTP/2-negotiating wrapper of it,
-        # which hides the requests in flight (kongish's listeners speak HTTP/1.1 only)
-        site.protocol = HTTPChannel
+        site.protocol = _StoppableChannel
         super().__init__(site)
         self.connections: Draining[ProtocolWrapper] = Draining(reactor)
 
@@ -34,8 +49,12 @@ class AdminConnections(WrappingFactory):
 
 
 def _wind_down(protocol: ProtocolWrapper) -> None:
-    channel: HTTPChannel = protocol.wrappedProtocol
-    if channel.requests:
-        channel.persistent = False  # it closes once its answer is written
-    else:
+    channel: _StoppableChannel = protocol.wrappedProtocol
+    channel.stopping = True
+    if not channel.requests:
         protocol.loseConnection()
+        return
+    channel.persistent = False  # it closes once its answer is written
+    for request in channel.requests:
+        if not request.startedWriting:
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])

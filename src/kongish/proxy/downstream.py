@@ -42,7 +42,6 @@ class IProxiedRequest(Interface):
     startedWriting = Attribute("Whether the response head was sent.")
     finished = Attribute("Whether finish() was called.")
     _disconnected = Attribute("Whether the client connection was lost.")
-    defaultContentType = Attribute("A Content-Type added to responses without one, or None.")
 
     def getHeader(name: bytes) -> bytes | None:
         """The last value of a request header."""
@@ -84,9 +83,6 @@ class IProxiedRequest(Interface):
 @implementer(IProxiedRequest)
 class DownstreamRequest:
     """A parsed request and its response, written straight to the connection."""
-
-    #: Unlike twisted.web's, a response without a Content-Type is sent without one.
-    defaultContentType: bytes | None = None
 
     __slots__ = ("channel", "method", "uri", "path", "clientproto", "prepath", "_raw_headers",
                  "_headers", "_response_headers", "content", "code", "code_message", "sentLength",

@@ -57,9 +57,7 @@ def response_type(header: str | None) -> str:
 
 def _mime_type(media_range: str) -> str:
     """Kong's get_mime_type: ``type/*`` is its type's default, ``*/*`` JSON."""
-    kind, slash, subtype = media_range.partition("/")
-    if not slash:
-        return _JSON
+    kind, _, subtype = media_range.partition("/")  # _MEDIA_RANGE saw to the slash
     if subtype == "*":
         return _JSON if kind == "*" else _KNOWN.get(kind, _JSON)
     return _KNOWN.get(media_range, _JSON)

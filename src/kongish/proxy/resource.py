@@ -25,7 +25,7 @@ from zope.interface import implementer
 
 from kongish.plugins.pipeline import PluginChain
 from kongish.proxy import error_pages
-from kongish.proxy.downstream import IProxiedRequest
+from kongish.proxy.downstream import DownstreamRequest, IProxiedRequest
 from kongish.proxy.drive import drive
 from kongish.proxy.forwarded import Forwarded, client_side
 from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
@@ -68,10 +68,9 @@ class ProxyResource:
 
     def render(self, request: Request) -> object:
         self.node.counters.total_requests += 1
-        # twisted.web's Request (a mounted ProxyResource) types untyped answers text/html
-        mounted = request.defaultContentType is not None
+        mounted = not isinstance(request, DownstreamRequest)  # twisted.web's, in someone's site
         if mounted:
-            request.defaultContentType = None
+            request.defaultContentType = None  # twisted.web types untyped answers text/html
         if not request.uri.startswith(b"/") and (absolute := origin_form(request.uri)) is not None:
             host, request.uri = absolute
             request.path = request.uri.split(b"?", 1)[0]
@@ -271,7 +270,8 @@ class ProxyFlow:
     def _set_kong_error(self, status: int, message: str, headers: dict[str, str] | None = None,
                         renderer: str = "A") -> None:
         request, response = self.request, self.context.response
-        accept = _text(request.getHeader(b"accept"))
+        accepted = request.requestHeaders.getRawHeaders(b"accept")  # Kong joins repeated lines
+        accept = None if accepted is None else b",".join(accepted).decode("latin-1")
         if renderer == "A":
             media = error_pages.choose_type(accept)
         else:

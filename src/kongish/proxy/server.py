@@ -103,7 +103,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._refusal: int | None = None
         self._closed = False
         self._abort: IDelayedCall | None = None
-        #: Whether a request has begun arriving (its target has), and whether the node is stopping.
+        #: Whether a request has begun arriving, and whether the node is stopping.
         self._in_message = False
         self._draining = False
 
@@ -153,10 +153,13 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     # parser callbacks
 
+    def on_message_begin(self) -> None:
+        self._in_message = True
+
     def on_url(self, url: bytes) -> None:
         if not self._reading:  # the request before ended the connection; stop parsing
+            self._in_message = False
             raise _Ignored()
-        self._in_message = True  # noted here rather than in a callback of its own per request
         self._url += url
         if len(self._url) > MAX_LINE:
             raise _Refused(414)
@@ -303,10 +306,10 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     def _send_refusal(self, status: int) -> None:
         # Kong's renderer B, from what was parsed of the head: Accept, Content-Type, the default
-        sent = {name.lower(): value.decode("latin-1") for name, value in self._headers
-                if name.lower() in (b"accept", b"content-type")}
-        media = error_pages.choose_type(sent.get(b"accept"), sent.get(b"content-type"),
-                                        self.factory.error_default_type)
+        def sent(field: bytes) -> str | None:  # repeated lines joined, as Kong reads Accept
+            values = [value for name, value in self._headers if name.lower() == field]
+            return b",".join(values).decode("latin-1") if values else None
+        media = error_pages.choose_type(sent(b"accept"), sent(b"content-type"), self.factory.error_default_type)
         request_id = new_request_id()
         body = error_pages.render(media, error_pages.default_message(status), request_id)
         code = 400 if status == 494 else status
