@@ -16,7 +16,7 @@ from kongish.config import Settings
 from kongish.db.dao import Database
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry
-from kongish.proxy.forwarded import RealIp, TrustedNetworks
+from kongish.proxy.forwarded import RealIp
 from kongish.proxy.headers import KongHeaders
 from kongish.routing import Router
 
@@ -55,13 +55,12 @@ class Node:
     #: Settings the proxy reads on every request, parsed once.
     kong_headers: KongHeaders = attrs.field(init=False)
     enabled_upstream_headers: frozenset[str] = attrs.field(init=False)
-    trusted_ips: TrustedNetworks = attrs.field(init=False)
+    #: trusted_ips and how the client behind them is found; ``real_ip.trusted`` is trusted_ips.
     real_ip: RealIp = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.kong_headers = KongHeaders.enabled(self.settings.headers)
         self.enabled_upstream_headers = self.settings.headers_upstream
-        self.trusted_ips = self.settings.trusted_ips
         self.real_ip = self.settings.real_ip
         self.plugin_map = PluginMap(())  # the "previous" map for the first rebuild
         self.database.listeners.append(self.rebuild)

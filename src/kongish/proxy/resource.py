@@ -170,7 +170,7 @@ class ProxyFlow:
         """What the client asked for, as a trusted proxy in front says or as kongish saw it."""
         if self._forwarded is None:
             self._forwarded = client_side(
-                self.request, trusted=self.context.peer_ip in self.node.trusted_ips,
+                self.request, trusted=self.context.peer_ip in self.node.real_ip.trusted,
                 raw_target=mounted_target(self.request), stripped_prefix=self.match.stripped_prefix)
         return self._forwarded
 
@@ -365,7 +365,7 @@ class ProxyFlow:
 
     async def _finish(self, complete: bool = True) -> None:
         """End the response (unless it was cut off) and run the log phase."""
-        if self.node.trusted_ips.networks:  # nginx logs the client trusted proxies report
+        if self.node.real_ip.trusted.networks:  # nginx logs the client trusted proxies report
             self.request.remote_addr = self.context.client_ip
         if complete and not self.request._disconnected and not self.request.finished:
             self.request.finish()
