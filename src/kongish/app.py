@@ -124,19 +124,19 @@ class KongishService(MultiService):
                      (self.settings.admin_listen, admin_resource(self.node), "admin")]
         for descriptions, resource, role in listeners:
             for description in descriptions:
+                listened: IProtocolFactory
                 if role == "proxy":
-                    site = ProxyServerFactory(resource, max_body_size=self.settings.proxy_max_body_size,
-                                              error_default_type=self.settings.raw["error_default_type"])
+                    site = listened = ProxyServerFactory(
+                        resource, max_body_size=self.settings.proxy_max_body_size,
+                        error_default_type=self.settings.raw["error_default_type"])
                     self.proxy_factories.append(site)
                 else:
                     site = Site(resource, logFormatter=access_log.combined)
+                    listened = AdminConnections(site, self.reactor)
+                    self.admin_factories.append(listened)
                 site.displayTracebacks = False
                 if not self.settings.access_log(role):
                     site.log = _no_access_log
-                listened: IProtocolFactory = site
-                if role == "admin":
-                    listened = AdminConnections(site, self.reactor)
-                    self.admin_factories.append(listened)
                 port = await serverFromString(self.reactor, description).listen(listened)
                 self.ports.append(port)
                 log.info("kongish {role} listening on {address}", role=role, address=port.getHost())
@@ -151,8 +151,8 @@ class KongishService(MultiService):
         for port in self.ports:
             await port.stopListening()
         self.ports.clear()
-        # as nginx's graceful quit: requests already read are answered first
-        # both listeners wind down together, within one deadline, before the store closes
+        # as nginx's graceful quit, requests already read are answered first: both listeners
+        # wind down together, within one deadline, before the store closes
         await gatherResults([*(factory.drain(DRAIN_TIMEOUT) for factory in self.proxy_factories),
                              *(admin.close(DRAIN_TIMEOUT) for admin in self.admin_factories)])
         self.proxy_factories.clear()
