@@ -10,6 +10,7 @@ from tests.harness import deferred, start_gateway, start_upstream
 _BALANCER_SAYS = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example",
                   "X-Forwarded-Port": "443", "X-Forwarded-Path": "/outside/path",
                   "X-Forwarded-Prefix": "/outside"}
+_SCHEME = "kong.request.get_forwarded_scheme()"
 
 
 class ClientSideTests(TestCase):
@@ -66,14 +67,8 @@ class ClientSideTests(TestCase):
 
     @deferred
     async def test_the_client_behind_trusted_proxies(self) -> None:
-        gateway = await self._gateway({}, trusted_ips="127.0.0.1, 10.0.0.0/8",
-                                      real_ip_header="X-Forwarded-For", real_ip_recursive="on")
-        status, route, _ = await gateway.call("POST", "/services/svc/routes", json={"paths": ["/who"]})
-        status, _, _ = await gateway.call("POST", f"/routes/{route['id']}/plugins", json={
-            "name": "pre-function", "config": {"access": [
-                "ngx.say(kong.client.get_ip(), ' ', kong.client.get_forwarded_ip(), ' ', ngx.var.remote_addr) "
-                "ngx.exit(200)"]}})
-        self.assertEqual(status, 201)
+        gateway = await self._who("ngx.var.remote_addr", trusted_ips="127.0.0.1, 10.0.0.0/8",
+                                  real_ip_header="X-Forwarded-For", real_ip_recursive="on")
         chain = {"X-Forwarded-For": "198.51.100.7, 203.0.113.5, 10.0.0.2"}
         _, body, _ = await gateway.get("/who", headers=chain)
         self.assertEqual(body, b"127.0.0.1 203.0.113.5 203.0.113.5\n")
@@ -82,14 +77,13 @@ class ClientSideTests(TestCase):
         self.assertEqual(seen["x-real-ip"], ["203.0.113.5"])
         self.assertEqual(seen["x-forwarded-for"], ["198.51.100.7, 203.0.113.5, 10.0.0.2, 127.0.0.1"])
 
-    async def _who(self, **settings: str):
-        """A gateway whose /who route answers with get_ip, get_forwarded_ip and X-Forwarded-Proto."""
+    async def _who(self, also: str, **settings: str):
+        """A gateway whose /who route answers with get_ip, get_forwarded_ip and the Lua value ``also``."""
         gateway = await self._gateway({}, **settings)
         status, route, _ = await gateway.call("POST", "/services/svc/routes", json={"paths": ["/who"]})
         status, _, _ = await gateway.call("POST", f"/routes/{route['id']}/plugins", json={
             "name": "pre-function", "config": {"access": [
-                "ngx.say(kong.client.get_ip(), ' ', kong.client.get_forwarded_ip(), ' ', "
-                "kong.request.get_forwarded_scheme()) ngx.exit(200)"]}})
+                f"ngx.say(kong.client.get_ip(), ' ', kong.client.get_forwarded_ip(), ' ', {also}) ngx.exit(200)"]}})
         self.assertEqual(status, 201)
         return gateway
 
@@ -102,14 +96,14 @@ class ClientSideTests(TestCase):
 
     @deferred
     async def test_proxy_protocol_from_a_trusted_balancer(self) -> None:
-        gateway = await self._who(proxy_listen="127.0.0.1:0 proxy_protocol", trusted_ips="127.0.0.1",
+        gateway = await self._who(_SCHEME, proxy_listen="127.0.0.1:0 proxy_protocol", trusted_ips="127.0.0.1",
                                   real_ip_header="proxy_protocol")
         self.assertEqual(await self._through_balancer(gateway, "203.0.113.5"), b"127.0.0.1 203.0.113.5 http\n")
         self.assertEqual(await gateway.raw(b"GET /who HTTP/1.0\r\nHost: x.test\r\n\r\n"), b"")  # no PROXY line
 
     @deferred
     async def test_a_proxy_line_cannot_make_a_client_trusted(self) -> None:
-        gateway = await self._who(proxy_listen="127.0.0.1:0 proxy_protocol", trusted_ips="10.0.0.0/8")
+        gateway = await self._who(_SCHEME, proxy_listen="127.0.0.1:0 proxy_protocol", trusted_ips="10.0.0.0/8")
         body = await self._through_balancer(gateway, "10.0.0.9", b"X-Real-IP: 6.6.6.6", b"X-Forwarded-Proto: https")
         self.assertEqual(body, b"127.0.0.1 127.0.0.1 http\n")
 
