@@ -130,10 +130,12 @@ class KongishService(MultiService):
                         resource, max_body_size=self.settings.proxy_max_body_size,
                         error_default_type=self.settings.raw["error_default_type"])
                     self.proxy_factories.append(site)
+                    self.node.counters.listeners.append(site.connections)
                 else:
                     site = Site(resource, logFormatter=access_log.combined)
                     listened = AdminConnections(site, self.reactor)
                     self.admin_factories.append(listened)
+                    self.node.counters.listeners.append(listened.connections)
                 site.displayTracebacks = False
                 if not self.settings.access_log(role):
                     site.log = _no_access_log

@@ -23,6 +23,8 @@ class Draining(Generic[Connection]):
 
     def __init__(self, reactor: IReactorTime) -> None:
         self.open: set[Connection] = set()
+        #: Connections accepted since start (nginx's ``accepts``, shown on ``/status``).
+        self.accepted = 0
         #: Once stopping, a connection still accepted closes as soon as it can.
         self.stopping = False
         self._reactor = reactor
@@ -50,6 +52,10 @@ class Draining(Generic[Connection]):
                 act(connection)
             except Exception:
                 log.failure("closing {connection} failed", connection=connection)
+
+    def opened(self, connection: Connection) -> None:
+        self.open.add(connection)
+        self.accepted += 1
 
     def closed(self, connection: Connection) -> None:
         self.open.discard(connection)

@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from kongish.config import Settings
 from kongish.db.dao import Database
+from kongish.draining import Draining
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry
 from kongish.proxy.forwarded import RealIp
@@ -26,18 +27,28 @@ EMPTY_HASH = "0" * 32
 
 @attrs.define
 class Counters:
-    """Connection and request counts for GET /status."""
+    """Connection and request counts for GET /status, as nginx's stub_status has them.
+
+    ``listeners`` are the connection sets of this node's listeners (proxy and Admin
+    API alike, as Kong's nginx counts both); each open connection tells its own state.
+    """
 
     total_requests: int = 0
-    connections_active: int = 0
+    listeners: list[Draining[Any]] = attrs.Factory(list)
 
     def as_json(self) -> dict[str, int]:
+        states = {"reading": 0, "writing": 0, "waiting": 0}
+        for listener in self.listeners:
+            for connection in listener.open:
+                states[connection.connection_state] += 1
+        accepted = sum(listener.accepted for listener in self.listeners)
         return {"total_requests": self.total_requests,
-                "connections_active": self.connections_active,
-                "connections_accepted": self.total_requests,
-                "connections_handled": self.total_requests,
-                "connections_reading": 0, "connections_waiting": 0,
-                "connections_writing": self.connections_active}
+                "connections_active": sum(states.values()),
+                "connections_accepted": accepted,
+                "connections_handled": accepted,
+                "connections_reading": states["reading"],
+                "connections_waiting": states["waiting"],
+                "connections_writing": states["writing"]}
 
 
 @attrs.define(eq=False)

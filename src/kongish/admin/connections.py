@@ -22,6 +22,14 @@ class _StoppableChannel(HTTPChannel):
         return super().checkPersistence(request, version)
 
 
+class _CountedConnection(ProtocolWrapper):
+    """An Admin API connection whose state ``/status`` counts."""
+
+    @property
+    def connection_state(self) -> str:
+        return "writing" if self.wrappedProtocol.requests else "waiting"
+
+
 class AdminConnections(WrappingFactory):
     """An Admin API ``Site`` whose connections are known, so that a stopping node closes
     them before its store: idle ones at once, busy ones once they have answered.
@@ -31,6 +39,8 @@ class AdminConnections(WrappingFactory):
     listeners speak HTTP/1.1 only).
     """
 
+    protocol = _CountedConnection
+
     def __init__(self, site: Site, reactor: IReactorTime) -> None:
         site.protocol = _StoppableChannel
         super().__init__(site)
@@ -38,7 +48,7 @@ class AdminConnections(WrappingFactory):
 
     def registerProtocol(self, protocol: ProtocolWrapper) -> None:
         super().registerProtocol(protocol)
-        self.connections.open.add(protocol)
+        self.connections.opened(protocol)
 
     def unregisterProtocol(self, protocol: ProtocolWrapper) -> None:
         super().unregisterProtocol(protocol)

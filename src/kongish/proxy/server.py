@@ -108,7 +108,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._draining = False
 
     def connectionMade(self) -> None:
-        self.factory.connections.open.add(self)
+        self.factory.connections.opened(self)
         #: Asked once: each getHost() of a TCP transport is a system call.
         self.host = self.transport.getHost()
         self.secure = ISSLTransport.providedBy(self.transport)
@@ -117,6 +117,13 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self.setTimeout(self.timeOut)
         if self.factory.connections.stopping:  # accepted as the node stops: nothing to answer yet
             self.drain()
+
+    @property
+    def connection_state(self) -> str:
+        """nginx's stub_status state: answering a request, reading a head, or idle."""
+        if self._active is not None or self._waiting:
+            return "writing"
+        return "reading" if self._in_message else "waiting"
 
     def dataReceived(self, data: bytes) -> None:
         # Noted rather than rescheduling the idle timer on every read: timeoutConnection
