@@ -5,6 +5,7 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 from zope.interface import implementer
@@ -12,6 +13,8 @@ from zope.interface.verify import verifyObject
 
 from kongish.plugins.interface import IPlugin, IPluginHandlers
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
+from kongish.config import Settings
+from kongish.plugins.host import PluginHost
 from kongish.plugins.registry import PluginRegistry, UnknownPlugin
 from kongish.proxy.context import RequestContext
 
@@ -142,10 +145,16 @@ class RegistryTests(SynchronousTestCase):
         journal: list[str] = []
         bundled = [RecordingPlugin("pre", 1, journal), RecordingPlugin("post", 0, journal)]
         extra = RecordingPlugin("extra", 5, journal)
-        registry = PluginRegistry.build(["bundled", "extra"], bundled,
-                                        lambda name: extra if name == "extra" else None)
+        host = PluginHost(MemoryReactorClock(), Settings.load(environ={}))
+        given: list[object] = []
+
+        def load(name: str, offered: object) -> RecordingPlugin | None:
+            given.append(offered)
+            return extra if name == "extra" else None
+        registry = PluginRegistry.build(["bundled", "extra"], bundled, host, load)
+        self.assertEqual(given, [host])
         self.assertEqual(sorted(registry.plugins), ["extra", "post", "pre"])
         self.assertIs(registry.lookup("extra"), extra)
-        self.assertEqual(PluginRegistry.build(["off"], bundled).plugins, {})
+        self.assertEqual(PluginRegistry.build(["off"], bundled, host).plugins, {})
         with self.assertRaises(UnknownPlugin):
-            PluginRegistry.build(["nope"], bundled, lambda name: None)
+            PluginRegistry.build(["nope"], bundled, host, lambda name, offered: None)

@@ -31,6 +31,7 @@ from kongish.db.declarative import configuration_hash, flatten, parse_declarativ
 from kongish.lua.engine import LuaEngine
 from kongish.lua.settings import LuaSettings
 from kongish.node import Node
+from kongish.plugins.host import PluginHost
 from kongish.plugins.registry import PluginRegistry
 from kongish.plugins.serverless import serverless_plugins
 from kongish.proxy.resource import ProxyResource
@@ -59,9 +60,11 @@ async def build_node(settings: Settings, reactor: Any) -> Node:
     """Open the configured store, load the configuration and return a node ready to proxy."""
     node_id = str(uuid.uuid4())
     engine = LuaEngine(lua_settings(settings), reactor, node_id=node_id)
-    registry = PluginRegistry.build(settings.plugins, serverless_plugins(engine))
+    host = PluginHost(reactor, settings)
+    registry = PluginRegistry.build(settings.plugins, serverless_plugins(engine), host)
     if settings.database == "off":
-        node = Node(settings, Database(None, registry.lookup, reactor), registry, reactor, engine, node_id)
+        node = Node(settings, Database(None, registry.lookup, reactor), registry, reactor, engine, node_id,
+                    plugin_host=host)
         text = settings.declarative_config_string
         filename = None
         if settings.declarative_config is not None:
@@ -77,7 +80,7 @@ async def build_node(settings: Settings, reactor: Any) -> Node:
     storage = await SQLiteStorage.open(settings.sqlite_path, reactor)
     database = Database(storage, registry.lookup, reactor)
     await database.load()
-    return Node(settings, database, registry, reactor, engine, node_id)
+    return Node(settings, database, registry, reactor, engine, node_id, plugin_host=host)
 
 
 def proxy_resource(node: Node, client: UpstreamClient) -> IResource:
@@ -161,6 +164,8 @@ class KongishService(MultiService):
         self.admin_factories.clear()
         if self.client is not None:
             await self.client.pool.closeCachedConnections()
+        if self.node is not None and self.node.plugin_host is not None:
+            await self.node.plugin_host.close()
         if self.node is not None and self.node.database.storage is not None:
             await self.node.database.storage.close()
 

@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 from kongish.config import Settings
 from kongish.db.dao import Database
 from kongish.draining import Draining
+from kongish.plugins.host import PluginHost
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry
 from kongish.proxy.forwarded import RealIp
@@ -61,6 +62,8 @@ class Node:
     node_id: str = attrs.Factory(lambda: str(uuid.uuid4()))
     configuration_hash: str = EMPTY_HASH
     counters: Counters = attrs.Factory(Counters)
+    #: What the node lends its plugins (its HTTP client closes with the node).
+    plugin_host: PluginHost | None = None
     router: Router = attrs.field(init=False)
     plugin_map: PluginMap = attrs.field(init=False)
     #: Settings the proxy reads on every request, parsed once.

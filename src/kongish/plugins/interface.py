@@ -39,3 +39,18 @@ class IPluginHandlers(Interface):
 
     def close():
         """Release what ``configure`` made; called when the entity changes or is deleted."""
+
+
+class IPluginHost(Interface):
+    """What the node lends a plugin: given to the factory a plugin registers.
+
+    A plugin keeps what it needs of it; nothing here is per request.
+    """
+
+    reactor = Attribute("The node's reactor: timers (IReactorTime) and outbound connections.")
+    settings = Attribute("The node's kongish.config.Settings, parsed once at start.")
+    http = Attribute("A treq.HTTPClient for calls the plugin makes to other services; its "
+                     "persistent connections are the node's and close when the node stops.")
+
+    def logger(name):
+        """A twisted.logger.Logger whose events name the plugin (namespace ``kongish.plugins.<name>``)."""

@@ -7,9 +7,10 @@ from importlib.metadata import entry_points
 import attrs
 from zope.interface.verify import verifyObject
 
-from kongish.plugins.interface import IPlugin
+from kongish.plugins.interface import IPlugin, IPluginHost
 
-#: Third-party plugins register a zero-argument factory returning an IPlugin under this group.
+#: Third-party plugins register, under this group, a factory that takes the node's
+#: IPluginHost and returns an IPlugin.
 ENTRY_POINT_GROUP = "kongish.plugins"
 
 
@@ -24,9 +25,11 @@ class PluginRegistry:
     plugins: dict[str, IPlugin]
 
     @classmethod
-    def build(cls, names: Iterable[str], bundled: Iterable[IPlugin],
-              load_entry_point: Callable[[str], IPlugin | None] | None = None) -> "PluginRegistry":
-        """Expand ``bundled``, drop everything for ``off``, and find other names by entry point."""
+    def build(cls, names: Iterable[str], bundled: Iterable[IPlugin], host: IPluginHost,
+              load_entry_point: Callable[[str, IPluginHost], IPlugin | None] | None = None,
+              ) -> PluginRegistry:
+        """Expand ``bundled``, drop everything for ``off``, and find other names by entry
+        point, giving each factory found the ``host``."""
         bundled_by_name = {plugin.name: plugin for plugin in bundled}
         load = load_entry_point or _load_entry_point
         enabled: dict[str, IPlugin] = {}
@@ -36,7 +39,7 @@ class PluginRegistry:
             if name == "bundled":
                 enabled.update(bundled_by_name)
                 continue
-            plugin = bundled_by_name.get(name) or load(name)
+            plugin = bundled_by_name.get(name) or load(name, host)
             if plugin is None:
                 raise UnknownPlugin(f"plugin '{name}' is enabled but not installed")
             verifyObject(IPlugin, plugin)
@@ -50,7 +53,8 @@ class PluginRegistry:
         return iter(self.plugins.values())
 
 
-def _load_entry_point(name: str) -> IPlugin | None:
+def _load_entry_point(name: str, host: IPluginHost) -> IPlugin | None:
     for entry in entry_points(group=ENTRY_POINT_GROUP, name=name):
-        return entry.load()()
+        plugin: IPlugin = entry.load()(host)
+        return plugin
     return None
