@@ -20,7 +20,8 @@ INTERESTING = st.sampled_from([
     True, False, None, "", [], {},
 ])
 JSON = st.recursive(
-    st.one_of(INTERESTING, st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+    # NaN is no JSON value a client can send, and never equals itself: idempotence cannot hold for it
+    st.one_of(INTERESTING, st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8)),
     lambda children: st.one_of(st.lists(children, max_size=3),
                                st.dictionaries(st.text(max_size=6), children, max_size=3)),
     max_leaves=8)
