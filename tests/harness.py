@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import socket
 from typing import Any
 
@@ -299,7 +300,7 @@ class Gateway:
     async def expose(self, url: str, path: str = "/p", route: dict[str, Any] | None = None,
                      plugins: tuple[dict[str, Any], ...] = (), **service: Any) -> None:
         """A service at ``url`` (``retries`` 0 unless given), a route at ``path``, plugins on the route."""
-        name = "svc" + path.replace("/", "-")
+        name = "svc" + re.sub(r"[^A-Za-z0-9_.~-]", "-", path)
         status, body, _ = await self.call("POST", "/services", json={
             "name": name, "url": url, "retries": 0, **service})
         assert status == 201, body

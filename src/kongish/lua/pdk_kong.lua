@@ -197,7 +197,14 @@ function request.get_raw_body() return P.read("body") or "" end
 
 function request.get_uri_captures()
   local captures = P.read("uri_captures_json")
-  return captures and cjson.decode(captures) or {unnamed = {}, named = {}}
+  if not captures then return {unnamed = {}, named = {}} end
+  captures = cjson.decode(captures)
+  -- as ngx.re.match gives them: [0] the whole match, [1] the first group, false for a
+  -- group that did not take part
+  local unnamed, named = {}, {}
+  for i, value in ipairs(captures.unnamed) do unnamed[i - 1] = value ~= cjson.null and value end
+  for name, value in pairs(captures.named) do named[name] = value ~= cjson.null and value end
+  return {unnamed = unnamed, named = named}
 end
 
 local function mime_type(content_type)

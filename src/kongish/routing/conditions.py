@@ -136,8 +136,10 @@ class RegexPaths:
 
 
 def _captures(found: re.Match[str]) -> dict[str, Any]:
-    """Captures for plugins; like Kong, only when group 1 took part in the match."""
+    """Captures for plugins; like Kong, only when group 1 took part in the match.
+
+    A group that did not take part is ``None`` here and ``false`` in Lua, as in ``ngx.re.match``.
+    """
     if found.re.groups == 0 or found.group(1) is None:
         return {}
-    named = {k: v for k, v in found.groupdict().items() if v is not None}
-    return {"unnamed": [found.group(0), *found.groups()], "named": named}
+    return {"unnamed": [found.group(0), *found.groups()], "named": found.groupdict()}
