@@ -114,3 +114,40 @@ class LogLevelTests(TestCase):
         from twisted.logger import LogLevel
 
         self.assertEqual(self._twist("--log-level", "debug"), LogLevel.debug)
+
+
+class StartFailureTests(TestCase):
+    """A start that cannot succeed ends the process non-zero, with the reason in its output."""
+
+    async def _run_until_exit(self, **env: str) -> tuple[int, str]:
+        protocol = _Collect()
+        environment = dict(os.environ, KONGISH_PREFIX=self.mktemp(), **env,
+                           PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "src"), *sys.path]))
+        reactor.spawnProcess(protocol, sys.executable, [
+            sys.executable, "-m", "twisted", "kongish"], env=environment)
+        try:
+            code = await protocol.ended.addTimeout(60, reactor)
+        except Exception:
+            protocol.transport.signalProcess(signal.SIGKILL)
+            raise
+        return code, protocol.output.decode(errors="replace")
+
+    @deferred
+    async def test_unknown_plugin(self) -> None:
+        code, output = await self._run_until_exit(
+            KONGISH_PLUGINS="bundled,rate-limiting", KONGISH_PROXY_LISTEN=f"127.0.0.1:{free_port()}",
+            KONGISH_ADMIN_LISTEN=f"127.0.0.1:{free_port()}")
+        self.assertEqual(code, 1, output)
+        self.assertIn("kongish could not start: plugin 'rate-limiting' is enabled but not installed", output)
+
+    @deferred
+    async def test_address_in_use(self) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            code, output = await self._run_until_exit(
+                KONGISH_PROXY_LISTEN=f"127.0.0.1:{port}", KONGISH_ADMIN_LISTEN=f"127.0.0.1:{free_port()}")
+        self.assertEqual(code, 1, output)
+        self.assertIn("kongish could not start:", output)
+        self.assertIn("Address already in use", output)

@@ -18,7 +18,8 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
@@ -107,6 +108,8 @@ class KongishService(MultiService):
     ports: list[IListeningPort] = attrs.field(factory=list, init=False)
     proxy_factories: list[ProxyServerFactory] = attrs.field(factory=list, init=False)
     admin_factories: list[AdminConnections] = attrs.field(factory=list, init=False)
+    #: Why the start failed, if it did; ``twist kongish`` then exits non-zero, as ``kong start`` does.
+    start_failure: Failure | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         MultiService.__init__(self)
@@ -146,10 +149,15 @@ class KongishService(MultiService):
                 self.ports.append(port)
                 log.info("kongish {role} listening on {address}", role=role, address=port.getHost())
 
-    def _failed_to_start(self, failure) -> None:
-        log.failure("kongish could not start", failure)
+    def _failed_to_start(self, failure: Failure) -> None:
+        """Say why in one line, keep the traceback for debug logs, and stop the reactor."""
+        self.start_failure = failure
+        log.critical("kongish could not start: {error}", error=str(failure.value))
+        log.failure("kongish start failure", failure, level=LogLevel.debug)
         if self.reactor.running:
             self.reactor.stop()
+        else:  # the failure came before the reactor ran (a bad plugins setting, say)
+            self.reactor.callWhenRunning(self.reactor.stop)
 
     async def _stop(self) -> None:
         await self.ready  # a start in progress finishes first, so that its ports and store get closed

@@ -1,4 +1,8 @@
 """``twist kongish``: run a kongish node."""
+import atexit
+import os
+import sys
+
 from twisted.application.service import IServiceMaker
 from twisted.logger import LogLevel
 from twisted.plugin import IPlugin
@@ -37,7 +41,21 @@ class KongishServiceMaker:
         if twist is not None and twist.get("logLevel") == getattr(twist, "defaultLogLevel", None):
             # log_level applies unless twist's own --log-level chose another level.
             twist["logLevel"] = LOG_LEVELS[settings.log_level]
-        return KongishService(settings)
+        service = KongishService(settings)
+        atexit.register(_exit_if_start_failed, service)
+        return service
+
+
+def _exit_if_start_failed(service) -> None:
+    """A start that failed ends the process with status 1, as ``kong start`` does.
+
+    ``twist`` itself always exits 0 once its reactor stops; this runs after that, when
+    the logs are written, so only the exit status changes.
+    """
+    if service.start_failure is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
 
 
 serviceMaker = KongishServiceMaker()
