@@ -10,7 +10,6 @@ The public entry points for embedding kongish in another Twisted application:
 """
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import attrs
@@ -32,6 +31,7 @@ from kongish.db.declarative import configuration_hash, flatten, parse_declarativ
 from kongish.lua.engine import LuaEngine
 from kongish.lua.settings import LuaSettings
 from kongish.node import Node
+from kongish.node_id import persistent_node_id
 from kongish.plugins.host import PluginHost
 from kongish.plugins.registry import PluginRegistry
 from kongish.plugins.serverless import serverless_plugins
@@ -59,7 +59,7 @@ def lua_settings(settings: Settings) -> LuaSettings:
 
 async def build_node(settings: Settings, reactor: Any) -> Node:
     """Open the configured store, load the configuration and return a node ready to proxy."""
-    node_id = str(uuid.uuid4())
+    node_id = persistent_node_id(settings.prefix)
     engine = LuaEngine(lua_settings(settings), reactor, node_id=node_id)
     host = PluginHost(reactor, settings)
     registry = PluginRegistry.build(settings.plugins, serverless_plugins(engine), host)

@@ -6,7 +6,6 @@ two attributes and never the database.
 """
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import attrs
@@ -15,6 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 from kongish.config import Settings
 from kongish.db.dao import Database
 from kongish.draining import Draining
+from kongish.node_id import new_node_id
 from kongish.plugins.host import PluginHost
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry
@@ -59,7 +59,7 @@ class Node:
     registry: PluginRegistry
     reactor: IReactorTime
     lua_engine: Any = None
-    node_id: str = attrs.Factory(lambda: str(uuid.uuid4()))
+    node_id: str = attrs.Factory(new_node_id)
     configuration_hash: str = EMPTY_HASH
     counters: Counters = attrs.Factory(Counters)
     #: What the node lends its plugins (its HTTP client closes with the node).

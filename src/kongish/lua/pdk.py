@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import uuid
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -29,6 +28,7 @@ from kongish.lua import pdk_codec
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk_regex import lua_search
 from kongish.lua.pdk_request import RequestPrimitives
+from kongish.node_id import new_node_id
 from kongish.proxy.forwarded import TrustedNetworks
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: "LuaSettings
     info = lua.table_from({
         b"pid": os.getpid(),
         b"prefix": str(configuration.get("prefix", "/usr/local/kong")).rstrip("/").encode() + b"/",
-        b"node_id": (node_id or str(uuid.uuid4())).encode(),
+        b"node_id": (node_id or new_node_id()).encode(),
         b"hostname": socket.gethostname().encode(),
         b"version": KONG_VERSION.encode(),
         b"version_num": _version_number(KONG_VERSION),
