@@ -21,7 +21,7 @@ SEED_CODE = (
 LUA_FILE = (
     b'local greeting, name = "Hello", \'Kong\'\r\n'
     b"if ngx.var.arg_a == \"1&2\" then ngx.say(greeting .. \", \" .. name .. 1+1) end\n"
-    b"-- split on \"\\,\" in a comment stays as written\n"
+    b"-- the 0.14 escape \"\\,\" reads as a comma, in files too\n"
 )
 
 
@@ -264,8 +264,9 @@ class MultipartTests(SynchronousTestCase):
         decoded = decode_body([content_type], body, "POST")
         self.assertEqual(decoded, DecodedBody({"name": "pre-function", "config": {"access": SEED_CODE}}, True))
 
-    def test_uploaded_file_is_verbatim(self) -> None:
-        self.assertEqual(multipart(("config.access", LUA_FILE, "f.lua")), {"config": {"access": LUA_FILE.decode()}})
+    def test_uploaded_file_reads_the_comma_escape(self) -> None:
+        expected = LUA_FILE.decode().replace("\\,", ",")
+        self.assertEqual(multipart(("config.access", LUA_FILE, "f.lua")), {"config": {"access": expected}})
 
     def test_file_read_into_a_plain_field(self) -> None:
         # curl --form 'config.access=<f.lua'
@@ -339,8 +340,9 @@ class CommaEscapeTests(SynchronousTestCase):
             {"access": "a\\,b", "config": {"header": "a\\,b", "access": {"x": "a,b"}}, "x": {"access": "a\\,b"}},
         )
 
-    def test_uploaded_files_stay_verbatim(self) -> None:
-        self.assertEqual(multipart(("config.access", b"-- a\\,b", "f.lua")), {"config": {"access": "-- a\\,b"}})
+    def test_uploaded_files_read_the_comma_escape(self) -> None:
+        self.assertEqual(multipart(("config.access", b"-- a\\,b", "f.lua")), {"config": {"access": "-- a,b"}})
+        self.assertEqual(multipart(("config.header", b"a\\,b", "f.txt")), {"config": {"header": "a\\,b"}})
 
     def test_commas_are_never_split(self) -> None:
         self.assertEqual(form(b"config.access=f1\\,f2,f3"), {"config": {"access": "f1,f2,f3"}})
@@ -414,7 +416,7 @@ escaped_texts = st.lists(st.sampled_from(["a", ",", "\\", "\\,", " ", "é"]), ma
 
 
 class CommaEscapePropertyTests(SynchronousTestCase):
-    r"""``\,`` becomes ``,`` in form text under config.<code field>, and nowhere else."""
+    r"""``\,`` becomes ``,`` in form text and files under config.<code field>, and nowhere else."""
 
     @settings(max_examples=200, deadline=None)
     @given(st.dictionaries(st.sampled_from(["config", "other", "access"]),
@@ -429,5 +431,5 @@ class CommaEscapePropertyTests(SynchronousTestCase):
                                for name, value in flat))
         for top, children in sent.items():
             for field, value in children.items():
-                unescape = encoding != "file" and top == "config" and field in CODE_FIELDS
+                unescape = top == "config" and field in CODE_FIELDS
                 self.assertEqual(args[top][field], value.replace("\\,", ",") if unescape else value)

@@ -47,8 +47,8 @@ _DISPOSITION_PARAMETER = re.compile(rb'[ \t]*;[ \t]*([A-Za-z0-9._-]+)[ \t]*=[ \t
 
 #: A form value: a string, or the strings of a repeated name in order.
 FormValue = Union[str, list[str]]
-#: A form argument before key decoding: name, value, and whether it is an uploaded file.
-FormArgument = tuple[str, FormValue, bool]
+#: A form argument before key decoding: name and value.
+FormArgument = tuple[str, FormValue]
 
 
 @attrs.define
@@ -165,11 +165,11 @@ def _has_lone_surrogate(value: Any) -> bool:
 def _form_args(arguments: Iterator[FormArgument]) -> dict[str, Any]:
     """Key-decode and merge form arguments."""
     tables = []
-    for name, value, is_file in arguments:
+    for name, value in arguments:
         path = key_path(name)
         if len(path) > MAX_NAME_DEPTH:
             raise _rejected(400, "Argument name nests too deeply")
-        if not is_file and _is_code_field(path):
+        if _is_code_field(path):
             value = _unescape_commas(value)
         tables.append(nest(path, value))
     return merge(tables)
@@ -184,8 +184,8 @@ def _unescape_commas(value: FormValue) -> FormValue:
 
     Kong 0.14 split such strings on commas and documented ``\,`` as the
     escape, so commands written for it carry ``\,`` in their Lua code. Kong
-    3.x never splits; this step keeps those commands working. Uploaded files
-    are real Lua source and stay verbatim.
+    3.x never splits; this step keeps those commands working, for typed values
+    and uploaded files (``-F config.access=@f.lua``) alike.
     """
     if isinstance(value, list):
         return [item.replace("\\,", ",") for item in value]
@@ -202,7 +202,7 @@ def _urlencoded_arguments(body: bytes) -> Iterator[FormArgument]:
         if name:
             values.setdefault(_utf8(_unquote(name)), []).append(_utf8(_unquote(value)))
     for name, items in values.items():
-        yield name, items[0] if len(items) == 1 else items, False
+        yield name, items[0] if len(items) == 1 else items
 
 
 def _unquote(text: bytes) -> bytes:
@@ -213,15 +213,14 @@ def _multipart_arguments(content_type: bytes, body: bytes) -> Iterator[FormArgum
     """Named parts of a multipart body; for a repeated name the last part wins, as in Kong."""
     if not body:
         return
-    values: dict[str, tuple[str, bool]] = {}
+    values: dict[str, str] = {}
     for count, (header_block, content) in enumerate(_multipart_parts(_boundary(content_type), body), 1):
         if count > MAX_ARGUMENTS:
             raise _rejected(400, "Too many arguments")
-        name, is_file = _part_field(header_block)
+        name = _part_name(header_block)
         if name is not None:
-            values[name] = (_utf8(content), is_file)
-    for name, (value, is_file) in values.items():
-        yield name, value, is_file
+            values[name] = _utf8(content)
+    yield from values.items()
 
 
 def _boundary(content_type: bytes) -> bytes:
@@ -245,20 +244,14 @@ def _multipart_parts(boundary: bytes, body: bytes) -> Iterator[tuple[bytes, byte
     raise _rejected(400, "Cannot parse multipart body")
 
 
-def _part_field(header_block: bytes) -> tuple[str | None, bool]:
-    """A part's field name (None when it has none) and whether it is a file upload."""
+def _part_name(header_block: bytes) -> str | None:
+    """A part's field name, None when it has none."""
     name = None
-    is_file = False
     for line in header_block.split(b"\r\n"):
         field, _, value = line.partition(b":")
-        field = field.strip().lower()
-        if field == b"content-type":
-            is_file = True
-        elif field == b"content-disposition":
-            parameters = _disposition_parameters(value)
-            name = parameters.get(b"name")
-            is_file = is_file or b"filename" in parameters
-    return (None if name is None else _utf8(unquote_to_bytes(name))), is_file
+        if field.strip().lower() == b"content-disposition":
+            name = _disposition_parameters(value).get(b"name")
+    return None if name is None else _utf8(unquote_to_bytes(name))
 
 
 def _disposition_parameters(value: bytes) -> dict[bytes, bytes]:
