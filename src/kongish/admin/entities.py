@@ -27,10 +27,10 @@ Answer = tuple[int, Any]
 
 _MAX_TAGS = 5
 #: One tag of a ``?tags=`` filter: printable ASCII except ``,`` and ``/``, or UTF-8 bytes.
-_TAG = re.compile(rb"[\x20-\x2b\x2d\x2e\x30-\x7e\x80-\xf4]+")
+TAG = re.compile(rb"[\x20-\x2b\x2d\x2e\x30-\x7e\x80-\xf4]+")
 
 
-def _escape(text: str) -> str:
+def escape_uri(text: str) -> str:
     """``ngx.escape_uri``: everything but letters, digits and ``-_.~`` is percent-encoded."""
     return quote(text, safe="")
 
@@ -85,7 +85,7 @@ class Collection:
             return 200, {"data": found[:1], "next": None}
         suffix = ""
         if "tags" in query:
-            suffix += f"&tags={_escape(query['tags'])}"
+            suffix += f"&tags={escape_uri(query['tags'])}"
         if "size" in query:
             suffix += f"&size={query['size']}"
         return 200, _page(call, self.entity_type, lambda entity: True, f"/{self.entity_type}", suffix)
@@ -142,7 +142,7 @@ class NestedCollection:
 
     async def list(self, call: AdminCall) -> Answer:
         parent = _lookup(call, self.parent_type)
-        path = f"/{self.parent_type}/{_escape(call.params[self.parent_type])}/{self.entity_type}"
+        path = f"/{self.parent_type}/{escape_uri(call.params[self.parent_type])}/{self.entity_type}"
         return 200, _page(call, self.entity_type,
                           lambda entity: _belongs(entity, self.field, parent), path, "")
 
@@ -225,16 +225,16 @@ def _page(call: AdminCall, entity_type: str, keep: Callable[[Entity], bool],
           path: str, suffix: str) -> dict[str, Any]:
     """One page of a collection, with Kong's ``next`` link (``path?offset=…`` plus ``suffix``)."""
     query = call.query
-    size = _page_size(query.get("size"))
+    size = page_size(query.get("size"))
     wanted = _tag_filter(query.get("tags"))
     data, offset = call.db.page(entity_type, size, query.get("offset"),
                                 lambda entity: keep(entity) and wanted(entity))
     if offset is None:
         return {"data": data, "next": None}
-    return {"data": data, "next": f"{path}?offset={_escape(offset)}{suffix}", "offset": offset}
+    return {"data": data, "next": f"{path}?offset={escape_uri(offset)}{suffix}", "offset": offset}
 
 
-def _page_size(text: str | None) -> int:
+def page_size(text: str | None) -> int:
     """Kong's ``size``: Lua ``tonumber``, then an integer from 1 to 1000."""
     if text is None:
         return 100
@@ -254,7 +254,7 @@ def _tag_filter(text: str | None) -> Callable[[Entity], bool]:
         raise errors.InvalidOptions("tags", "cannot be null")
     separator = "/" if "/" in text else ","
     wanted = text.split(separator)
-    if not all(_TAG.fullmatch(tag.encode()) for tag in wanted):
+    if not all(TAG.fullmatch(tag.encode()) for tag in wanted):
         raise errors.InvalidOptions("tags", "invalid filter syntax")
     if len(wanted) > _MAX_TAGS:
         raise errors.InvalidOptions("tags", "cannot query more than 5 tags")

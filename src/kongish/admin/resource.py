@@ -20,6 +20,7 @@ from kongish.admin.dispatch import Endpoint, EndpointTable
 from kongish.admin.entities import entity_endpoints
 from kongish.admin.info import info_endpoints
 from kongish.admin.respond import AdminHeaders, send
+from kongish.admin.tags import tag_endpoints
 
 log = Logger()
 _UNEXPECTED = {"message": "An unexpected error occurred"}
@@ -31,7 +32,8 @@ async def list_endpoints(call: AdminCall) -> tuple[int, object]:
 
 def admin_endpoint_table() -> EndpointTable:
     own = [Endpoint("/endpoints", {"GET": list_endpoints})]
-    return EndpointTable(tuple(own + info_endpoints() + config_endpoints() + entity_endpoints()))
+    return EndpointTable(tuple(own + info_endpoints() + config_endpoints() + entity_endpoints()
+                                 + tag_endpoints()))
 
 
 @implementer(IResource)
