@@ -6,7 +6,6 @@ import sqlite3
 import uuid
 from typing import Any
 
-import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
@@ -17,27 +16,13 @@ from kongish import errors
 from kongish.db import sqlite
 from kongish.db.dao import Database, decode_offset, encode_offset
 from kongish.db.sqlite import SQLiteStorage
-from kongish.plugins.serverless_schema import serverless_check_entity, serverless_config_schema
 from kongish.schema import ENTITIES
+from kongish.testing import serverless_schema_plugin
 
 NOW = 1700000000
 
 
-@attrs.frozen
-class FakePlugin:
-    """What validation asks of a plugin: the serverless config schema, without a Lua compiler."""
-
-    name: str
-
-    @property
-    def config_schema(self):
-        return serverless_config_schema(lambda source: None, self.name)
-
-    def check_entity(self, entity: dict[str, Any]) -> dict[str, str]:
-        return serverless_check_entity(entity)
-
-
-PLUGINS = {name: FakePlugin(name) for name in ("pre-function", "post-function")}
+PLUGINS = {name: serverless_schema_plugin(name) for name in ("pre-function", "post-function")}
 
 
 class InlineWorker:

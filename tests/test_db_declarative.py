@@ -13,8 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.db.declarative import configuration_hash, export_yaml, flatten, parse_declarative
 from kongish.errors import InvalidDeclarative
-from kongish.plugins.serverless_schema import serverless_check_entity, serverless_config_schema
 from kongish.schema import Integer, Record, String
+from kongish.testing import SchemaOnlyPlugin, serverless_schema_plugin
 
 NOW = 1700000000
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "kong.yml")
@@ -52,23 +52,14 @@ plugins:
 """
 
 
-class FakePlugin:
-    """Just what entity validation asks of a plugin: its config schema and entity check."""
-
-    def __init__(self, name: str, config_schema: Record, check_entity=lambda entity: {}):
-        self.name, self.config_schema, self.check_entity = name, config_schema, check_entity
-
-
 def _compile_check(source: str) -> str | None:
     return "unexpected symbol near '<eof>'" if source.endswith("(") else None
 
 
 PLUGINS = {plugin.name: plugin for plugin in (
-    FakePlugin("pre-function", serverless_config_schema(_compile_check, "pre-function"),
-               serverless_check_entity),
-    FakePlugin("post-function", serverless_config_schema(_compile_check, "post-function"),
-               serverless_check_entity),
-    FakePlugin("rate-limiting", Record(fields={
+    serverless_schema_plugin("pre-function", _compile_check),
+    serverless_schema_plugin("post-function", _compile_check),
+    SchemaOnlyPlugin("rate-limiting", Record(fields={
         "second": Integer(), "minute": Integer(), "policy": String(default="local")})),
 )}
 

@@ -490,7 +490,8 @@ class InformationTests(TestCase):
         status, schema, _ = await gateway.call("GET", "/schemas/services")
         self.assertEqual((status, {list(f)[0] for f in schema["fields"]}), (200, SERVICE_FIELDS))
         self.assertEqual((await gateway.call("GET", "/schemas/nope"))[:2], (404, {"message": "No entity named 'nope'"}))
-        self.assertEqual((await gateway.call("GET", "/schemas/plugins/pre-function"))[0], 200)
+        status, schema, _ = await gateway.call("GET", "/schemas/plugins/pre-function")
+        self.assertEqual((status, [list(f)[0] for f in schema["fields"]]), (200, ["consumer", "protocols", "config"]))
         self.assertEqual((await gateway.call("GET", "/schemas/plugins/x"))[:2], (404, {"message": "No plugin named 'x'"}))
 
     @deferred

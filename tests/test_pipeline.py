@@ -49,6 +49,7 @@ class RecordingPlugin:
     journal: list[str]
     version: str = "1.0.0"
     config_schema: Any = None
+    consumer_scoped: bool = True
     made: list[RecordingHandlers] = attrs.Factory(list)
 
     def check_entity(self, entity: dict) -> dict:

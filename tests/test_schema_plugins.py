@@ -4,13 +4,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 from lupa import luajit21
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.errors import SchemaViolation
-from kongish.plugins.serverless_schema import serverless_check_entity, serverless_config_schema
 from kongish.schema import CONSUMERS, PLUGINS, Array, Integer, Record, String, complete, schema_json
+from kongish.testing import SchemaOnlyPlugin, serverless_schema_plugin
 
 UUID = "6f3f4ad9-b4e1-4a3a-8e2a-2d6a1f0b7c11"
 PHASE_LIST = ("'config.certificate', 'config.rewrite', 'config.access', "
@@ -30,18 +29,8 @@ def lua_compile_check() -> Callable[[str], str | None]:
     return check
 
 
-@attrs.frozen
-class FakePlugin:
-    """Just the parts of an IPlugin that validation uses."""
-
-    name: str
-    config_schema: Record
-    check_entity: Callable[[dict[str, Any]], dict[str, Any]] = lambda entity: {}
-
-
-PRE_FUNCTION = FakePlugin("pre-function", serverless_config_schema(lua_compile_check(), "pre-function"),
-                          serverless_check_entity)
-RATE = FakePlugin("rate", Record(fields={
+PRE_FUNCTION = serverless_schema_plugin("pre-function", lua_compile_check())
+RATE = SchemaOnlyPlugin("rate", Record(fields={
     "limit": Integer(default=10),
     "window": Record(required=True, fields={"seconds": Integer(default=60), "burst": Integer(default=0)}),
     "keys": Array(elements=String(), default=["ip"]),
@@ -138,7 +127,8 @@ class PluginEntityTests(PluginTestCase):
             "config", "protocols", "enabled", "tags"])
         self.assertEqual(described["fields"][5]["route"], {"type": "foreign", "reference": "routes"})
         rate = schema_json(RATE)
-        self.assertEqual(rate["fields"][0]["config"]["fields"][0],
+        self.assertEqual([next(iter(field)) for field in rate["fields"]], ["protocols", "config"])
+        self.assertEqual(rate["fields"][1]["config"]["fields"][0],
                          {"limit": {"type": "integer", "default": 10}})
 
 
@@ -195,6 +185,9 @@ class ServerlessTests(PluginTestCase):
             {"mutually_exclusive_sets": {"set1": ["config.functions"], "set2": ["config.access"]}},
             {"at_least_one_of": [f"config.{phase}" for phase in (
                 "certificate", "rewrite", "access", "header_filter", "body_filter", "log")]}])
-        config_fields = [next(iter(field)) for field in described["fields"][0]["config"]["fields"]]
+        self.assertEqual([next(iter(field)) for field in described["fields"]], ["consumer", "protocols", "config"])
+        self.assertEqual(described["fields"][0]["consumer"], {"type": "foreign", "reference": "consumers", "eq": None})
+        self.assertEqual(described["fields"][1]["protocols"]["default"], ["grpc", "grpcs", "http", "https"])
+        config_fields = [next(iter(field)) for field in described["fields"][2]["config"]["fields"]]
         self.assertEqual(config_fields, ["functions", "certificate", "rewrite", "access",
                                          "header_filter", "body_filter", "log"])

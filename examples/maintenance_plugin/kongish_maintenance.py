@@ -55,6 +55,7 @@ class MaintenancePlugin:
     priority: int = 2000000
     version: str = "1.0.0"
     config_schema: Record = CONFIG
+    consumer_scoped: bool = True
 
     def check_entity(self, entity: dict[str, Any]) -> dict[str, str]:
         return {}

@@ -265,9 +265,18 @@ class ForeignKeysUnresolved(DAOError):
 class InvalidDeclarative(DAOError):
     code, error_name = 14, "invalid declarative configuration"
 
-    def __init__(self, fields: dict[str, Any], message: str | None = None) -> None:
+    def __init__(self, fields: dict[str, Any], message: str | None = None,
+                 flattened: list[dict[str, Any]] | None = None) -> None:
         super().__init__(
             message or f"declarative config is invalid: {lua_pretty(fields, '')}", fields)
+        #: One entry per bad entity, when the client asked for ``flatten_errors``.
+        self.flattened = flattened
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        if self.flattened is not None:
+            body["flattened_errors"] = self.flattened
+        return body
 
 
 class _PlainError(KongError):

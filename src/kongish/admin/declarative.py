@@ -7,8 +7,10 @@ from kongish import errors
 from kongish.admin.call import AdminCall
 from kongish.admin.dispatch import Endpoint
 from kongish.db.declarative import configuration_hash, export_yaml, flatten, parse_declarative
+from kongish.db.declarative_errors import flatten_errors
 
 _DB_ONLY = "this endpoint is only available when Kong is configured to not use a database"
+#: What Kong's ``flatten_errors`` flag takes as true (``check_hash`` takes only ``1``).
 _TRUE = ("1", "true", "on", "yes")
 
 
@@ -26,18 +28,28 @@ async def get_config(call: AdminCall) -> tuple[int, Any]:
 async def post_config(call: AdminCall) -> tuple[int, Any]:
     _require_dbless(call)
     decoded = call.body(allow_yaml=True)
+    # as Kong's self.params, the flags come from the query or the body, and are no entities
+    arguments = dict(decoded.args)
+    flags = {name: str(arguments.pop(name, call.query.get(name, ""))).lower()
+             for name in ("check_hash", "flatten_errors")}
     text = decoded.raw_text
-    if text is None and isinstance(decoded.args.get("config"), str):
-        text = decoded.args["config"]
+    if text is None and isinstance(arguments.get("config"), str):
+        text = arguments["config"]
     if text is not None:
-        if call.query.get("check_hash") in _TRUE and configuration_hash(text) == call.node.configuration_hash:
+        if flags["check_hash"] == "1" and configuration_hash(text) == call.node.configuration_hash:
             return 304, None
         document = parse_declarative(text)
-    elif decoded.args:
-        document = decoded.args
+    elif arguments:
+        document = arguments
     else:
         raise errors.BadRequest("expected a declarative configuration")
-    entities = flatten(document, plugins=call.plugins)
+    try:
+        entities = flatten(document, plugins=call.plugins)
+    except errors.InvalidDeclarative as invalid:
+        if flags["flatten_errors"] not in _TRUE or not isinstance(invalid.fields, dict):
+            raise
+        flattened, left = flatten_errors(document, invalid.fields)
+        raise errors.InvalidDeclarative(left, flattened=flattened) from None
     call.node.load_declarative(entities, configuration_hash(text) if text is not None else None)
     return 201, {entity_type: {e["id"]: e for e in items} for entity_type, items in entities.items()}
 

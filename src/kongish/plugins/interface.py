@@ -15,6 +15,9 @@ class IPlugin(Interface):
     priority = Attribute("Higher runs first within each phase (Kong's PRIORITY).")
     version = Attribute("The plugin version string shown by GET /.")
     config_schema = Attribute("A kongish.schema Record describing ``config``.")
+    consumer_scoped = Attribute(
+        "False for a plugin that runs for every consumer and refuses a ``consumer`` scope "
+        "(Kong's ``typedefs.no_consumer``).")
 
     def check_entity(entity):
         """Return field errors for the whole plugin entity (e.g. consumer must be null), or {}."""

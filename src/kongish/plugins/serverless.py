@@ -16,7 +16,7 @@ from zope.interface import implementer
 from kongish import KONG_VERSION
 from kongish.lua.engine import LuaEngine, LuaFunctions
 from kongish.plugins.interface import IPlugin, IPluginHandlers
-from kongish.plugins.serverless_schema import serverless_check_entity, serverless_config_schema
+from kongish.plugins.serverless_schema import serverless_config_schema
 from kongish.proxy.context import PHASES, RequestContext
 
 
@@ -62,12 +62,14 @@ class ServerlessPlugin:
     engine: LuaEngine
     version: str = KONG_VERSION
     config_schema: Any = attrs.field(init=False)
+    #: Serverless code runs for every consumer.
+    consumer_scoped: bool = False
 
     def __attrs_post_init__(self) -> None:
         self.config_schema = serverless_config_schema(self.engine.compile_check, self.name)
 
     def check_entity(self, entity: dict[str, Any]) -> dict[str, str]:
-        return serverless_check_entity(entity)
+        return {}
 
     def configure(self, entity: dict[str, Any]) -> ServerlessHandlers:
         return ServerlessHandlers.compile(self.engine, self.name, entity)

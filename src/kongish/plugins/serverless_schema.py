@@ -40,7 +40,3 @@ def serverless_config_schema(compile_check: Callable[[str], str | None], plugin_
             AtLeastOneOf(tuple(f"config.{name}" for name in PHASES), hidden=("config.functions",)),
         ))
 
-
-def serverless_check_entity(entity: dict[str, Any]) -> dict[str, str]:
-    """Serverless plugins run for every consumer, so they cannot be scoped to one."""
-    return {"consumer": "value must be null"} if entity.get("consumer") is not None else {}

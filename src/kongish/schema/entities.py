@@ -7,12 +7,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from kongish.schema import typedefs
-from kongish.schema.checks import Conditional, ConditionalAtLeastOneOf, AtLeastOneOf, FieldErrors
-from kongish.schema.fields import (
-    Array, Boolean, Field, Foreign, Integer, Record, Set, String)
+from kongish.schema.checks import AtLeastOneOf, Conditional, ConditionalAtLeastOneOf, FieldErrors
+from kongish.schema.fields import Array, Boolean, Field, Foreign, Integer, Record, Set, String
 from kongish.schema.lua import tonumber
-from kongish.schema.rules import (
-    between, contains, len_eq, not_equal, not_one_of, one_of)
+from kongish.schema.rules import between, contains, len_eq, not_equal, not_one_of, one_of
 from kongish.schema.url import parse_url
 
 if TYPE_CHECKING:
@@ -265,8 +263,14 @@ def _plugin_subschema(name: str, plugins: PluginLookup) -> Record | None:
     if plugin is None:
         return None
     config: Record = plugin.config_schema
+    scope = () if plugin.consumer_scoped else (FieldErrors(_no_consumer),)
     return Record(fields={"config": attrs.evolve(config, required=True)},
-                  checks=config.entity_checks + (FieldErrors(plugin.check_entity),))
+                  checks=config.entity_checks + scope + (FieldErrors(plugin.check_entity),))
+
+
+def _no_consumer(entity: dict[str, Any]) -> dict[str, str]:
+    """Kong's ``typedefs.no_consumer``: the plugin runs for every consumer."""
+    return {"consumer": "value must be null"} if entity.get("consumer") is not None else {}
 
 
 PLUGINS = EntitySchema(
