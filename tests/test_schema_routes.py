@@ -1,9 +1,9 @@
 """Route entities: protocol groups, matching attributes and the subschema rules (reference 1.3)."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
+import regex
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.errors import SchemaViolation
@@ -140,8 +140,8 @@ class AttributeTests(RouteTestCase):
     def test_regex_paths(self) -> None:
         self.assertEqual(route(paths=["~/items/(?P<id>\\d+)$"])["paths"], ["~/items/(?P<id>\\d+)$"])
         try:
-            re.compile("/(")
-        except re.error as error:
+            regex.compile("/(")
+        except regex.error as error:
             expected = f"invalid regex: '/(' (PCRE returned: {error})"
         self.assertEqual(self.fields_of({"paths": ["~/("]}), {"paths": [expected]})
 

@@ -4,22 +4,21 @@ Each class answers one question of Kong reference 4.2 for one route.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
+import regex
 
-_PCRE_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z_])")
+from kongish.pcre import compile_pcre
 
 
-def compile_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a PCRE-style route regex with Python ``re``.
+def compile_regex(pattern: str) -> regex.Pattern[str]:
+    """Compile a route's PCRE regex (``(?<name>...)``, ``a++``, ``(?>...)``, ...).
 
-    ``(?<name>...)`` becomes ``(?P<name>...)``, the same rewrite Kong makes
-    for its Rust matcher.
+    Raises :data:`kongish.pcre.error` when it does not compile.
     """
-    return re.compile(_PCRE_NAMED_GROUP.sub("(?P<", pattern))
+    return compile_pcre(pattern)
 
 
 def split_host_port(value: str) -> tuple[str, int | None]:
@@ -64,7 +63,7 @@ class HeaderCondition:
 
     name: str
     values: frozenset[str]
-    patterns: tuple[re.Pattern[str], ...]
+    patterns: tuple[regex.Pattern[str], ...]
 
     @classmethod
     def parse(cls, name: str, listed: list[str]) -> HeaderCondition:
@@ -120,7 +119,7 @@ class PrefixPaths:
 class RegexPaths:
     """A route's ``~`` paths, tried in order, each anchored at the path's start."""
 
-    patterns: tuple[re.Pattern[str], ...]
+    patterns: tuple[regex.Pattern[str], ...]
 
     @classmethod
     def parse(cls, paths: list[str]) -> RegexPaths:
@@ -135,7 +134,7 @@ class RegexPaths:
         return None
 
 
-def _captures(found: re.Match[str]) -> dict[str, Any]:
+def _captures(found: regex.Match[str]) -> dict[str, Any]:
     """Captures for plugins; like Kong, only when group 1 took part in the match.
 
     A group that did not take part is ``None`` here and ``false`` in Lua, as in ``ngx.re.match``.
