@@ -107,6 +107,35 @@ class RegexCaptureTests(RouterTestCase):
         found = self.assertRoute(match([route], b"/u/7"), route)
         self.assertEqual(found.uri_captures["named"], {"id": "7"})
 
+    def test_kongs_documented_named_groups(self) -> None:
+        route = make_route(paths=[r"~/version/(?<version>\d+)/users/(?<user>\S+)"])
+        found = self.assertRoute(match([route], b"/version/2/users/ada"), route)
+        self.assertEqual(found.uri_captures["named"], {"version": "2", "user": "ada"})
+
+    def test_possessive_quantifier(self) -> None:
+        # "a++" keeps every "a", so "a++a" can never match: no backtracking into it.
+        route = make_route(paths=[r"~/x/a++$"])
+        self.assertRoute(match([route], b"/x/aaa"), route)
+        self.assertIsNone(match([make_route(paths=[r"~/x/a++a"])], b"/x/aaa"))
+
+    def test_atomic_group(self) -> None:
+        route = make_route(paths=[r"~/x/(?>\d+)/y"])
+        self.assertRoute(match([route], b"/x/12/y"), route)
+        self.assertIsNone(match([make_route(paths=[r"~/x/(?>\d+)2"])], b"/x/12"))
+
+    def test_pcre_constructs_pythons_re_lacks(self) -> None:
+        for path, target, named in [
+                (r"~/(?<w>[a-z]+)/(?&w)$", b"/ab/cd", {"w": "ab"}),  # subroutine call by name
+                (r"~/(\d)(?1)$", b"/12", {}),  # subroutine call by number
+                (r"~/(?'id'\d+)$", b"/7", {"id": "7"}),  # quoted group name
+                (r"~/(?<c>[a-z])\k<c>$", b"/xx", {"c": "x"}),  # \k<name> back reference
+                (r"~/\Qa.b\E$", b"/a.b", {}),  # quoted literal text
+        ]:
+            route = make_route(paths=[path])
+            found = self.assertRoute(match([route], target), route)
+            self.assertEqual(found.uri_captures.get("named", {}), named, path)
+        self.assertIsNone(match([make_route(paths=[r"~/\Qa.b\E$"])], b"/axb"))
+
     def test_no_groups_no_captures(self) -> None:
         route = make_route(paths=[r"~/u/\d+"])
         self.assertEqual(self.assertRoute(match([route], b"/u/7"), route).uri_captures, {})

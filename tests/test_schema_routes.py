@@ -139,6 +139,10 @@ class AttributeTests(RouteTestCase):
 
     def test_regex_paths(self) -> None:
         self.assertEqual(route(paths=["~/items/(?P<id>\\d+)$"])["paths"], ["~/items/(?P<id>\\d+)$"])
+        # Kong's documented PCRE syntax, and PCRE-only constructs Python's re refuses.
+        for path in ["~/version/(?<version>\\d+)/users/(?<user>\\S+)", "~/(?'id'\\d+)", "~/(\\d)(?1)",
+                     "~/a\\h\\Qb.c\\E"]:
+            self.assertEqual(route(paths=[path])["paths"], [path])
         try:
             regex.compile("/(")
         except regex.error as error:
