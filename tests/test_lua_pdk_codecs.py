@@ -95,7 +95,8 @@ class NgxRegexTests(SynchronousTestCase):
 
     def test_match_pcre_named_groups(self) -> None:
         result = lua("""
-            local m = ngx.re.match("/version/2/users/ada", [[^/version/(?<version>\\d+)/users/(?<user>\\S+)]], "jo")
+            local m = ngx.re.match("/version/2/users/ada",
+                                   [[^/version/(?<version>\\d+)/users/(?<user>\\S+)]], "jo")
             return m[0], m[1], m[2], m.version, m.user
         """)
         self.assertEqual(result, (b"/version/2/users/ada", b"2", b"ada", b"2", b"ada"))

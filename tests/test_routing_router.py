@@ -1,8 +1,8 @@
 """Tests for kongish.routing.Router: matching rules (Kong reference 4.2) and priority (4.3)."""
 import itertools
-from typing import Any
+from typing import Any, cast
 
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.routing import Match, Router
@@ -55,6 +55,14 @@ class RouterTestCase(SynchronousTestCase):
         assert found is not None
         self.assertEqual(found.route["id"], route["id"])
         return found
+
+    def logged(self) -> list[dict[str, Any]]:
+        """The events logged from now until the end of the test."""
+        events: list[dict[str, Any]] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        return events
 
 
 class PathMatchingTests(RouterTestCase):
@@ -333,13 +341,22 @@ class ServiceSelectionTests(RouterTestCase):
         self.assertIsNone(match([make_route(paths=["/"], protocols=["tcp"])]))
 
     def test_bad_regex_route_left_out_others_kept(self) -> None:
-        events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events = self.logged()
         bad = make_route(paths=["~/(unclosed"])
         good = make_route(paths=["/"])
         self.assertRoute(match([bad, good], b"/(unclosed"), good)
         self.assertEqual([e.get("route_id") for e in events if "route_id" in e], [bad["id"]])
+
+
+    def test_a_regex_that_backtracks_too_long_counts_as_not_matching(self) -> None:
+        events = self.logged()
+        slow = make_route(paths=[r"~/(a|aa)+$"], regex_priority=1)
+        slow_header = make_route(paths=["/"], headers={"x-a": ["~*^(a|aa)+$"]})
+        fallback = make_route(paths=["/"])
+        target = b"/" + b"a" * 40 + b"b"
+        self.assertRoute(match([slow, fallback], target), fallback)
+        self.assertRoute(match([slow_header, fallback], target, headers={"x-a": ["a" * 40 + "b"]}), fallback)
+        self.assertEqual(sum("gave up" in e.get("log_format", "") for e in events), 2)
 
 
 class UpstreamTests(RouterTestCase):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import attrs
 import regex
@@ -54,6 +54,7 @@ def compile_regex(pattern: bytes, options: bytes) -> CompiledRegex:
         elif letter not in _IGNORED_OPTIONS:
             raise RegexOptionError(
                 f'unknown flag "{letter}" (flags "{options.decode("latin-1")}")')
+    compiled: regex.Pattern[Any]
     if unicode:
         # UTF-8 without PCRE_UCP: \w, \d and POSIX classes stay ASCII, as in OpenResty.
         compiled = pcre.compile_pcre(pattern.decode("utf-8"), flags | regex.ASCII)
@@ -94,18 +95,18 @@ def search(subject: bytes | str, pattern: bytes | str, options: bytes | str,
         return Match(groups, spans, names)
     text = data.decode("utf-8")
     char_start = len(data[:start].decode("utf-8", "ignore"))
-    found = (compiled.pattern.match if compiled.anchored else compiled.pattern.search)(
+    found_text = (compiled.pattern.match if compiled.anchored else compiled.pattern.search)(
         text, char_start, timeout=timeout)
-    if found is None:
+    if found_text is None:
         return None
 
     def byte_offset(index: int) -> int:
         return len(text[:index].encode("utf-8"))
 
-    groups = tuple(None if found.group(i) is None else found.group(i).encode("utf-8")
-                   for i in range(count))
+    texts = [found_text.group(i) for i in range(count)]
+    groups = tuple(None if group is None else group.encode("utf-8") for group in texts)
     spans = tuple(None if groups[i] is None
-                  else (byte_offset(found.start(i)), byte_offset(found.end(i)))
+                  else (byte_offset(found_text.start(i)), byte_offset(found_text.end(i)))
                   for i in range(count))
     return Match(groups, spans, names)
 

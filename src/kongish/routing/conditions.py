@@ -9,8 +9,17 @@ from typing import Any
 
 import attrs
 import regex
+from twisted.logger import Logger
 
 from kongish.pcre import compile_pcre
+
+log = Logger()
+
+#: Wall-clock seconds one route regex may spend on one path or header value.
+#: Matching backtracks, so a pathological regex could hold the reactor for
+#: hours; Kong's PCRE gives up at its match limit, and past this bound the
+#: regex counts as not matching, as it does in Kong.
+REGEX_TIMEOUT = 0.1
 
 
 def compile_regex(pattern: str) -> regex.Pattern[str]:
@@ -19,6 +28,17 @@ def compile_regex(pattern: str) -> regex.Pattern[str]:
     Raises :data:`kongish.pcre.error` when it does not compile.
     """
     return compile_pcre(pattern)
+
+
+def bounded_search(pattern: regex.Pattern[str], text: str) -> regex.Match[str] | None:
+    """``pattern.search(text)``, or ``None`` (logged) past :data:`REGEX_TIMEOUT`."""
+    try:
+        return pattern.search(text, timeout=REGEX_TIMEOUT)
+    except TimeoutError:
+        log.error("route regex {pattern!r} gave up after {timeout}s on a {length}-character "
+                  "subject; counted as not matching",
+                  pattern=pattern.pattern, timeout=REGEX_TIMEOUT, length=len(text))
+        return None
 
 
 def split_host_port(value: str) -> tuple[str, int | None]:
@@ -80,7 +100,7 @@ class HeaderCondition:
     def matches(self, headers: Mapping[str, list[str]]) -> bool:
         for value in headers.get(self.name, ()):
             value = value.lower()
-            if value in self.values or any(p.search(value) for p in self.patterns):
+            if value in self.values or any(bounded_search(p, value) for p in self.patterns):
                 return True
         return False
 
@@ -128,7 +148,7 @@ class RegexPaths:
 
     def match(self, path: str) -> PathMatch | None:
         for pattern in self.patterns:
-            found = pattern.search(path)
+            found = bounded_search(pattern, path)
             if found is not None:
                 return PathMatch(found.group(0), _captures(found))
         return None
