@@ -111,6 +111,7 @@ class NgxRegexTests(SynchronousTestCase):
                 (r"(?>a+)b", "aab", b"aab"),  # atomic group
                 (r"a\hb\H", r"a\tbc", b"a\tbc"),
                 (r"\x{41}\e", r"A\27", b"A\x1b"),
+                (r"\o{102}[\cA]", r"B\1", b"B\x01"),
                 (r"b\Z", r"ab\n", b"b"),  # PCRE's \Z allows a final newline
                 (r"b\z", r"ab\n", None),
                 (r"[[:alpha:]]+[[:digit:]]", "--ab1", b"ab1"),

@@ -7,8 +7,8 @@ possessive quantifiers, atomic groups, subroutine calls ``(?1)`` and
 :func:`translate` rewrites the few constructs it spells differently or not
 at all: ``(?'name'...)``, ``\\k<name>`` (and ``\\k'name'``, ``\\k{name}``,
 ``\\g{name}``), ``\\g<name>`` (a subroutine call in PCRE), ``\\Q...\\E``,
-``\\x{hh...}``, ``\\e``, ``\\H`` and PCRE's ``\\Z`` (which, unlike Python's,
-allows a final newline).
+``\\x{hh...}``, ``\\o{ooo...}``, ``\\cX``, ``\\e``, ``\\H`` and PCRE's ``\\Z``
+(which, unlike Python's, allows a final newline).
 
 Matching with ``regex`` can backtrack for a very long time, as PCRE's can;
 callers bound it (``timeout=`` on each match, or a CPU-time alarm).
@@ -26,7 +26,8 @@ error = regex.error
 _REFERENCE = re.compile(r"\\(?:k(?:<(\w+)>|'(\w+)'|\{(\w+)\})|g\{(\w+)\})")
 _SUBROUTINE = re.compile(r"\\g(?:<([+-]?\w+)>|'([+-]?\w+)')")
 _QUOTED_NAME_GROUP = re.compile(r"\(\?'(\w+)'")
-_HEX_BRACED = re.compile(r"\\x\{([0-9A-Fa-f]+)\}")
+#: A character by code: ``\\x{hh...}``, ``\\o{ooo...}`` or ``\\cX`` (control-X).
+_CODE = re.compile(r"\\(?:x\{([0-9A-Fa-f]+)\}|o\{([0-7]+)\}|c([\x20-\x7e]))")
 #: PCRE escapes ``regex`` spells differently, outside and inside a character class.
 _ESCAPES = {"\\Z": "(?=\\n?\\z)", "\\H": "[^\\h]", "\\e": "\\x1b"}
 _CLASS_ESCAPES = {"\\e": "\\x1b"}
@@ -57,11 +58,13 @@ def translate(pattern: str) -> str:
                     out.append(f"(?{target})" if target.lstrip("+-").isdigit() else f"(?&{target})")
                     index = subroutine.end()
                     continue
-            hex_braced = _HEX_BRACED.match(pattern, index)
-            if hex_braced:
-                code = int(hex_braced.group(1), 16)
+            by_code = _CODE.match(pattern, index)
+            if by_code:
+                hexadecimal, octal, control = by_code.groups()
+                code = (int(hexadecimal, 16) if hexadecimal else int(octal, 8) if octal
+                        else ord(control.upper()) ^ 0x40)
                 out.append(f"\\x{code:02x}" if code < 0x100 else f"\\U{code:08x}")
-                index = hex_braced.end()
+                index = by_code.end()
                 continue
             escape = pattern[index:index + 2]
             out.append((_CLASS_ESCAPES if in_class else _ESCAPES).get(escape, escape))
