@@ -30,3 +30,14 @@ class UriCapturesTests(TestCase):
                              plugins=({"name": "pre-function", "config": {"access": [PRINT_CAPTURES]}},))
         status, body, _ = await gateway.get("/plain")
         self.assertEqual((status, body), (200, b"0=nil 1=nil 2=nil 3=nil name=nil opt=nil"))
+
+    @deferred
+    async def test_pcre_named_groups(self) -> None:
+        """Kong's documented example: ``(?<name>...)`` groups, in ``named`` by name."""
+        gateway = await start_gateway(self)
+        print_named = ("local named = kong.request.get_uri_captures().named "
+                       "return kong.response.exit(200, named.version .. ' ' .. named.user)")
+        await gateway.expose("http://127.0.0.1:1", r"~/version/(?<version>\d+)/users/(?<user>\S+)",
+                             plugins=({"name": "pre-function", "config": {"access": [print_named]}},))
+        status, body, _ = await gateway.get("/version/2/users/ada")
+        self.assertEqual((status, body), (200, b"2 ada"))

@@ -201,12 +201,12 @@ class PythonWorkTests(LimitCase):
 
     def test_catastrophic_ngx_re_pattern_fails_like_pcre_match_limit(self) -> None:
         self.assertFails(engine_with(time_limit=0.3), """
-            local m, err = ngx.re.match(("a"):rep(40) .. "b", "^(a+)+$")
+            local m, err = ngx.re.match(("a"):rep(40) .. "b", "^(a|aa)+$")
             error(err, 0)""", "pcre_exec() failed: -8")
 
     def test_catastrophic_ngx_re_in_a_loop_hits_the_cpu_limit(self) -> None:
         self.assertFails(engine_with(time_limit=0.3), """
-            while true do pcall(ngx.re.find, ("a"):rep(40) .. "b", "^(a+)+$") end""",
+            while true do pcall(ngx.re.find, ("a"):rep(40) .. "b", "^(a|aa)+$") end""",
                          "Lua code exceeded the CPU time limit of 0.3s", LuaLimitError)
 
     def test_ngx_re_matches_normally_within_the_budget(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.lua.pdk_regex import translate
+from kongish.pcre import translate
 from tests.test_lua_pdk import PDKHarness
 
 _PDK = PDKHarness()
@@ -93,6 +93,32 @@ class NgxRegexTests(SynchronousTestCase):
         """)
         self.assertEqual(result, (b"hello 1234", b"hello", b"1234", False, b"hello"))
 
+    def test_match_pcre_named_groups(self) -> None:
+        result = lua("""
+            local m = ngx.re.match("/version/2/users/ada",
+                                   [[^/version/(?<version>\\d+)/users/(?<user>\\S+)]], "jo")
+            return m[0], m[1], m[2], m.version, m.user
+        """)
+        self.assertEqual(result, (b"/version/2/users/ada", b"2", b"ada", b"2", b"ada"))
+
+    def test_pcre_constructs(self) -> None:
+        """PCRE syntax Python's ``re`` does not read; subjects are Lua string literals."""
+        for pattern, subject, expected in [
+                (r"(?'k'\w+)=\k'k'", "a=b c=c", b"c=c"),  # quoted group name, \k'name' back reference
+                (r"(?<d>\d)\g{d}", "12 33", b"33"),  # \g{name}: a back reference
+                (r"(?<d>\d)\g<d>", "1 23", b"23"),  # \g<name>: a subroutine call
+                (r"\d++5", "12345", None),  # possessive: never gives a digit back
+                (r"(?>a+)b", "aab", b"aab"),  # atomic group
+                (r"a\hb\H", r"a\tbc", b"a\tbc"),
+                (r"\x{41}\e", r"A\27", b"A\x1b"),
+                (r"\o{102}[\cA]", r"B\1", b"B\x01"),
+                (r"b\Z", r"ab\n", b"b"),  # PCRE's \Z allows a final newline
+                (r"b\z", r"ab\n", None),
+                (r"[[:alpha:]]+[[:digit:]]", "--ab1", b"ab1"),
+        ]:
+            found = lua(f"local m = ngx.re.match('{subject}', [=[{pattern}]=]) return m and m[0]")
+            self.assertEqual(found, expected, pattern)
+
     def test_no_match_and_options(self) -> None:
         self.assertIsNone(lua('return ngx.re.match("abc", "B")'))
         self.assertEqual(lua('return ngx.re.match("abc", "B", "i")[0]'), b"b")
@@ -124,7 +150,7 @@ class NgxRegexTests(SynchronousTestCase):
         self.assertEqual(lua('return ngx.re.find("éa", ".a", "u")'), (1, 3))
 
     def test_translate(self) -> None:
-        self.assertEqual(translate(r"(?<n>a)\k<n>[[:digit:]]\z"), r"(?P<n>a)(?P=n)[0-9]\Z")
+        self.assertEqual(translate(r"(?<n>a)\k<n>[[:digit:]]\z"), r"(?<n>a)(?P=n)[[:digit:]]\z")
         self.assertEqual(translate(r"[]a]\Qa.b\E"), r"[]a]a\.b")
 
 

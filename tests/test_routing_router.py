@@ -1,8 +1,8 @@
 """Tests for kongish.routing.Router: matching rules (Kong reference 4.2) and priority (4.3)."""
 import itertools
-from typing import Any
+from typing import Any, cast
 
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.routing import Match, Router
@@ -56,6 +56,14 @@ class RouterTestCase(SynchronousTestCase):
         self.assertEqual(found.route["id"], route["id"])
         return found
 
+    def logged(self) -> list[dict[str, Any]]:
+        """The events logged from now until the end of the test."""
+        events: list[dict[str, Any]] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        return events
+
 
 class PathMatchingTests(RouterTestCase):
     def test_prefix_is_plain_string_test(self) -> None:
@@ -106,6 +114,35 @@ class RegexCaptureTests(RouterTestCase):
         route = make_route(paths=[r"~/u/(?P<id>\d+)"])
         found = self.assertRoute(match([route], b"/u/7"), route)
         self.assertEqual(found.uri_captures["named"], {"id": "7"})
+
+    def test_kongs_documented_named_groups(self) -> None:
+        route = make_route(paths=[r"~/version/(?<version>\d+)/users/(?<user>\S+)"])
+        found = self.assertRoute(match([route], b"/version/2/users/ada"), route)
+        self.assertEqual(found.uri_captures["named"], {"version": "2", "user": "ada"})
+
+    def test_possessive_quantifier(self) -> None:
+        # "a++" keeps every "a", so "a++a" can never match: no backtracking into it.
+        route = make_route(paths=[r"~/x/a++$"])
+        self.assertRoute(match([route], b"/x/aaa"), route)
+        self.assertIsNone(match([make_route(paths=[r"~/x/a++a"])], b"/x/aaa"))
+
+    def test_atomic_group(self) -> None:
+        route = make_route(paths=[r"~/x/(?>\d+)/y"])
+        self.assertRoute(match([route], b"/x/12/y"), route)
+        self.assertIsNone(match([make_route(paths=[r"~/x/(?>\d+)2"])], b"/x/12"))
+
+    def test_pcre_constructs_pythons_re_lacks(self) -> None:
+        for path, target, named in [
+                (r"~/(?<w>[a-z]+)/(?&w)$", b"/ab/cd", {"w": "ab"}),  # subroutine call by name
+                (r"~/(\d)(?1)$", b"/12", {}),  # subroutine call by number
+                (r"~/(?'id'\d+)$", b"/7", {"id": "7"}),  # quoted group name
+                (r"~/(?<c>[a-z])\k<c>$", b"/xx", {"c": "x"}),  # \k<name> back reference
+                (r"~/\Qa.b\E$", b"/a.b", {}),  # quoted literal text
+        ]:
+            route = make_route(paths=[path])
+            found = self.assertRoute(match([route], target), route)
+            self.assertEqual(found.uri_captures.get("named", {}), named, path)
+        self.assertIsNone(match([make_route(paths=[r"~/\Qa.b\E$"])], b"/axb"))
 
     def test_no_groups_no_captures(self) -> None:
         route = make_route(paths=[r"~/u/\d+"])
@@ -304,13 +341,22 @@ class ServiceSelectionTests(RouterTestCase):
         self.assertIsNone(match([make_route(paths=["/"], protocols=["tcp"])]))
 
     def test_bad_regex_route_left_out_others_kept(self) -> None:
-        events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events = self.logged()
         bad = make_route(paths=["~/(unclosed"])
         good = make_route(paths=["/"])
         self.assertRoute(match([bad, good], b"/(unclosed"), good)
         self.assertEqual([e.get("route_id") for e in events if "route_id" in e], [bad["id"]])
+
+
+    def test_a_regex_that_backtracks_too_long_counts_as_not_matching(self) -> None:
+        events = self.logged()
+        slow = make_route(paths=[r"~/(a|aa)+$"], regex_priority=1)
+        slow_header = make_route(paths=["/"], headers={"x-a": ["~*^(a|aa)+$"]})
+        fallback = make_route(paths=["/"])
+        target = b"/" + b"a" * 40 + b"b"
+        self.assertRoute(match([slow, fallback], target), fallback)
+        self.assertRoute(match([slow_header, fallback], target, headers={"x-a": ["a" * 40 + "b"]}), fallback)
+        self.assertEqual(sum("gave up" in e.get("log_format", "") for e in events), 2)
 
 
 class UpstreamTests(RouterTestCase):

@@ -1,9 +1,9 @@
 """Route entities: protocol groups, matching attributes and the subschema rules (reference 1.3)."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
+import regex
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.errors import SchemaViolation
@@ -139,9 +139,13 @@ class AttributeTests(RouteTestCase):
 
     def test_regex_paths(self) -> None:
         self.assertEqual(route(paths=["~/items/(?P<id>\\d+)$"])["paths"], ["~/items/(?P<id>\\d+)$"])
+        # Kong's documented PCRE syntax, and PCRE-only constructs Python's re refuses.
+        for path in ["~/version/(?<version>\\d+)/users/(?<user>\\S+)", "~/(?'id'\\d+)", "~/(\\d)(?1)",
+                     "~/a\\h\\Qb.c\\E"]:
+            self.assertEqual(route(paths=[path])["paths"], [path])
         try:
-            re.compile("/(")
-        except re.error as error:
+            regex.compile("/(")
+        except regex.error as error:
             expected = f"invalid regex: '/(' (PCRE returned: {error})"
         self.assertEqual(self.fields_of({"paths": ["~/("]}), {"paths": [expected]})
 

@@ -1,14 +1,15 @@
 """A CPU-time limit for Python work the Lua budget hook cannot interrupt.
 
 The Lua engine bounds plugin code with a count hook, which only fires between
-Lua instructions. ``ngx.re`` matches in Python's ``re``, where a catastrophic
-pattern (``(a+)+$``) can backtrack for hours; OpenResty stops PCRE at its
-match limit instead. ``re`` checks for signals while it matches, so a
+Lua instructions. ``ngx.re`` matches with the ``regex`` package, where a
+catastrophic pattern (``^(a|aa)+$``) can backtrack for hours; OpenResty stops PCRE at its
+match limit instead. ``regex`` checks for signals while it matches, so a
 ``SIGPROF`` from an ``ITIMER_PROF`` timer (process CPU time, the clock the Lua
 budget uses) can end the match by raising from the signal handler.
 
 Signal handlers belong to the main thread: elsewhere, or when some other code
-(a profiler) owns ``SIGPROF``, the work runs without a limit.
+(a profiler) owns ``SIGPROF``, the work runs without this limit (``ngx.re``
+then relies on ``regex``'s wall-clock ``timeout``).
 """
 from __future__ import annotations
 

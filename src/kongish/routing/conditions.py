@@ -4,22 +4,41 @@ Each class answers one question of Kong reference 4.2 for one route.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
+import regex
+from twisted.logger import Logger
 
-_PCRE_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z_])")
+from kongish.pcre import compile_pcre
+
+log = Logger()
+
+#: Wall-clock seconds one route regex may spend on one path or header value.
+#: Matching backtracks, so a pathological regex could hold the reactor for
+#: hours; Kong's PCRE gives up at its match limit, and past this bound the
+#: regex counts as not matching, as it does in Kong.
+REGEX_TIMEOUT = 0.1
 
 
-def compile_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a PCRE-style route regex with Python ``re``.
+def compile_regex(pattern: str) -> regex.Pattern[str]:
+    """Compile a route's PCRE regex (``(?<name>...)``, ``a++``, ``(?>...)``, ...).
 
-    ``(?<name>...)`` becomes ``(?P<name>...)``, the same rewrite Kong makes
-    for its Rust matcher.
+    Raises :data:`kongish.pcre.error` when it does not compile.
     """
-    return re.compile(_PCRE_NAMED_GROUP.sub("(?P<", pattern))
+    return compile_pcre(pattern)
+
+
+def bounded_search(pattern: regex.Pattern[str], text: str) -> regex.Match[str] | None:
+    """``pattern.search(text)``, or ``None`` (logged) past :data:`REGEX_TIMEOUT`."""
+    try:
+        return pattern.search(text, timeout=REGEX_TIMEOUT)
+    except TimeoutError:
+        log.error("route regex {pattern!r} gave up after {timeout}s on a {length}-character "
+                  "subject; counted as not matching",
+                  pattern=pattern.pattern, timeout=REGEX_TIMEOUT, length=len(text))
+        return None
 
 
 def split_host_port(value: str) -> tuple[str, int | None]:
@@ -64,7 +83,7 @@ class HeaderCondition:
 
     name: str
     values: frozenset[str]
-    patterns: tuple[re.Pattern[str], ...]
+    patterns: tuple[regex.Pattern[str], ...]
 
     @classmethod
     def parse(cls, name: str, listed: list[str]) -> HeaderCondition:
@@ -81,7 +100,7 @@ class HeaderCondition:
     def matches(self, headers: Mapping[str, list[str]]) -> bool:
         for value in headers.get(self.name, ()):
             value = value.lower()
-            if value in self.values or any(p.search(value) for p in self.patterns):
+            if value in self.values or any(bounded_search(p, value) for p in self.patterns):
                 return True
         return False
 
@@ -120,7 +139,7 @@ class PrefixPaths:
 class RegexPaths:
     """A route's ``~`` paths, tried in order, each anchored at the path's start."""
 
-    patterns: tuple[re.Pattern[str], ...]
+    patterns: tuple[regex.Pattern[str], ...]
 
     @classmethod
     def parse(cls, paths: list[str]) -> RegexPaths:
@@ -129,13 +148,13 @@ class RegexPaths:
 
     def match(self, path: str) -> PathMatch | None:
         for pattern in self.patterns:
-            found = pattern.search(path)
+            found = bounded_search(pattern, path)
             if found is not None:
                 return PathMatch(found.group(0), _captures(found))
         return None
 
 
-def _captures(found: re.Match[str]) -> dict[str, Any]:
+def _captures(found: regex.Match[str]) -> dict[str, Any]:
     """Captures for plugins; like Kong, only when group 1 took part in the match.
 
     A group that did not take part is ``None`` here and ``false`` in Lua, as in ``ngx.re.match``.

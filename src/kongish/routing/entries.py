@@ -136,7 +136,7 @@ def compile_route(
 ) -> list[RouteEntry]:
     """Compile one route; ``order`` is its position, the last tie-breaker.
 
-    Raises ``re.error`` when a regex path or header does not compile.
+    Raises :data:`kongish.pcre.error` when a regex path or header does not compile.
     """
     hosts = tuple(HostPattern.parse(h) for h in route.get("hosts") or ())
     methods = frozenset(route.get("methods") or ())

@@ -1,13 +1,13 @@
 """Kong's ``traditional_compatible`` HTTP router: request in, route and upstream URL out."""
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 from twisted.logger import Logger
 
+from kongish import pcre
 from kongish.routing.conditions import PathMatch, split_host_port
 from kongish.routing.entries import (
     RouteEntry,
@@ -92,7 +92,7 @@ class Router:
     ) -> Router:
         """Compile HTTP routes; routes of disabled services are left out, as in Kong.
 
-        A route whose regex Python cannot compile is logged and skipped, so
+        A route whose regex does not compile is logged and skipped, so
         one bad route never takes the whole router down.
         """
         entries: list[RouteEntry] = []
@@ -102,7 +102,7 @@ class Router:
                 continue
             try:
                 entries.extend(compile_route(route, service, order))
-            except re.error as error:
+            except pcre.error as error:
                 log.error(
                     "route {route_id} left out of the router: invalid regex: {error}",
                     route_id=route.get("id"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from kongish import pcre
 from kongish.routing.normalize import normalize_path
 from kongish.schema import addresses
 from kongish.schema.fields import Array, Boolean, Field, Integer, Map, Record, Set, String
@@ -71,8 +72,8 @@ def router_path_error(path: str) -> str | None:
     if path.startswith("~"):
         expression = path[1:]
         try:
-            re.compile(expression)
-        except (re.error, RecursionError, OverflowError) as error:
+            pcre.compile_pcre(expression)
+        except (pcre.error, RecursionError, OverflowError) as error:
             return f"invalid regex: '{expression}' (PCRE returned: {error})"
         return None
     if error := percent_error(path):
