@@ -30,7 +30,7 @@ from kongish.proxy.drive import drive
 from kongish.proxy.forwarded import Forwarded, client_side
 from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
                                    new_request_id)
-from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, GatewayHeaders,
+from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, GatewayHeaders,
                                    copy_end_to_end, http_date, upstream_headers)
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.target import origin_form
@@ -74,7 +74,7 @@ class ProxyResource:
         if not request.uri.startswith(b"/") and (absolute := origin_form(request.uri)) is not None:
             host, request.uri = absolute
             request.path = request.uri.split(b"?", 1)[0]
-            request.requestHeaders.setRawHeaders(b"host", [host])
+            request.requestHeaders.setRawHeaders(HOST, [host])
         flow = ProxyFlow(self.node, self.client, request, mounted)
         drive(flow.run(), flow.crashed)
         return NOT_DONE_YET
@@ -183,7 +183,7 @@ class ProxyFlow:
         response = self.context.response
         response.status, response.source = status, "exit"
         response.headers.setRawHeaders(
-            b"location", [b"https://" + self._client_side().host + self.request.uri])
+            LOCATION, [b"https://" + self._client_side().host + self.request.uri])
         await self._respond_from_plugins()
 
     # upstream
@@ -255,7 +255,7 @@ class ProxyFlow:
             out.headers.removeHeader(b"content-length")
         elif (isinstance(response.length, int) and request.method != b"HEAD"
               and response.code not in _NO_BODY):
-            out.headers.setRawHeaders(b"content-length", [str(response.length).encode()])
+            out.headers.setRawHeaders(CONTENT_LENGTH, [str(response.length).encode()])
         return filtering
 
     def _client_lost(self, reason: Failure) -> None:
@@ -279,7 +279,7 @@ class ProxyFlow:
                                             self.node.settings.raw["error_default_type"])
         response.status = status
         response.body[:] = [error_pages.render(media, message, self.context.request_id)]
-        response.headers.setRawHeaders(b"content-type", [f"{media}; charset=utf-8".encode()])
+        response.headers.setRawHeaders(CONTENT_TYPE, [f"{media}; charset=utf-8".encode()])
         for name, value in (headers or {}).items():
             response.headers.setRawHeaders(name.encode(), [value.encode()])
 

@@ -15,6 +15,10 @@ A service whose host is an IP literal is connected to directly, not through
 address every 0.3 s (its ``attemptDelay``) and only notices that the list has
 ended at the next tick, so a refused connection to its only address failed
 0.3 s late, on every try. Host names still go through ``HostnameEndpoint``.
+
+Header names keep their spelling both ways, as nginx keeps them: the request's
+headers are ``CasedHeaders``, which Agent writes as given, and the response's
+are parsed into ``CasedHeaders`` too (Twisted's parser lower-cases them).
 """
 from __future__ import annotations
 
@@ -32,13 +36,14 @@ from twisted.internet.endpoints import (
     wrapClientTLS,
 )
 from twisted.internet.interfaces import IConsumer, IDelayedCall, IStreamClientEndpoint
-from twisted.web._newclient import RequestNotSent
-from twisted.web.client import URI, Agent, HTTPConnectionPool
+from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser, RequestNotSent
+from twisted.web.client import URI, Agent, HTTPConnectionPool, _HTTP11ClientFactory
 from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from kongish.proxy.context import UpstreamRequest
+from kongish.proxy.headers import CasedHeaders
 from kongish.proxy.tls import UpstreamTLSPolicy
 from kongish.routing.upstream_path import escape_path
 
@@ -103,7 +108,7 @@ class UpstreamClient:
 
     def __attrs_post_init__(self) -> None:
         if self.pool is None:
-            self.pool = HTTPConnectionPool(self.reactor, persistent=True)
+            self.pool = _UpstreamPool(self.reactor, persistent=True)
             self.pool.maxPersistentPerHost = 64
 
     async def send(self, upstream: UpstreamRequest, service: dict[str, Any],
@@ -206,6 +211,43 @@ class _Attempt:
         self.timed_out = True
         if self._pending is not None:
             self._pending.cancel()
+
+
+class _CasedClientParser(HTTPClientParser):
+    """Twisted's response parser, with the response's header names spelled as received."""
+
+    def headerReceived(self, name: bytes, value: bytes) -> None:
+        lowered = name.lower()
+        if self.isConnectionControlHeader(lowered):
+            self.connHeaders.addRawHeader(lowered, value)
+        else:
+            self.headers.addRawHeader(name, value)
+
+
+class _CasedClientProtocol(HTTP11ClientProtocol):
+    """An upstream connection whose responses keep their header names' spelling."""
+
+    def request(self, request: Any) -> Deferred[IResponse]:
+        before = self._parser
+        result = super().request(request)
+        parser = self._parser
+        # A new parser is made for each request sent, before any byte of its response
+        # arrives (they come from the reactor, later): what it will parse is still ahead.
+        if parser is not None and parser is not before and type(parser) is HTTPClientParser:
+            parser.__class__ = _CasedClientParser
+            parser.headers = CasedHeaders()
+        return result
+
+
+class _CasedClientFactory(_HTTP11ClientFactory):
+    def buildProtocol(self, addr: Any) -> HTTP11ClientProtocol:
+        return _CasedClientProtocol(self._quiescentCallback)
+
+
+class _UpstreamPool(HTTPConnectionPool):
+    """The pool of upstream connections; they keep header names as the upstream spelled them."""
+
+    _factory = _CasedClientFactory
 
 
 @implementer(IAgentEndpointFactory)
