@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, AnyStr
 
 import attrs
 from twisted.web.http import datetimeToString
-from twisted.web.http_headers import Headers, _nameEncoder
+from twisted.web.http_headers import Headers
 
 from kongish import KONG_VERSION
 
@@ -29,6 +29,21 @@ _RECOMPUTED = frozenset({
     b"x-forwarded-path", b"x-forwarded-prefix", b"x-real-ip", b"via", b"x-kong-request-id",
     b"content-length",
 })
+
+
+def canonical(name: bytes) -> bytes:
+    """``name`` as ``Headers`` stores it, for ``GatewayHeaders.put``."""
+    probe = Headers()
+    probe.setRawHeaders(name, [b""])
+    return next(probe.getAllRawHeaders())[0]
+
+
+try:  # the key Headers keeps a name's values under, as Headers computes (and caches) it
+    from twisted.web.http_headers import _nameEncoder
+    _key: Callable[[str | bytes], bytes] = _nameEncoder.encode
+except ImportError:  # a Twisted without it: the same key, the slow way
+    _key = lru_cache(maxsize=4096)(lambda name: canonical(name.encode("iso-8859-1") if isinstance(name, str)
+                                                          else name))
 
 
 class CasedHeaders(Headers):
@@ -57,16 +72,16 @@ class CasedHeaders(Headers):
 
     def setRawHeaders(self, name: str | bytes, values: Sequence[str | bytes]) -> None:
         super().setRawHeaders(name, values)
-        self._spell(_nameEncoder.encode(name), name)
+        self._spell(_key(name), name)
 
     def addRawHeader(self, name: str | bytes, value: str | bytes) -> None:
-        key = _nameEncoder.encode(name)
+        key = _key(name)
         if key not in self._rawHeaders:
             self._spell(key, name)
         super().addRawHeader(name, value)
 
     def removeHeader(self, name: AnyStr) -> None:
-        key = _nameEncoder.encode(name)
+        key = _key(name)
         self._rawHeaders.pop(key, None)
         self._given.pop(key, None)
 
@@ -104,13 +119,6 @@ class GatewayHeaders(CasedHeaders):
     def own(self, name: bytes) -> list[bytes] | None:
         """The values under ``name`` (as ``canonical`` gives it), without re-encoding the name."""
         return self._rawHeaders.get(name) or None
-
-
-def canonical(name: bytes) -> bytes:
-    """``name`` as ``Headers`` stores it, for ``GatewayHeaders.put``."""
-    probe = Headers()
-    probe.setRawHeaders(name, [b""])
-    return next(probe.getAllRawHeaders())[0]
 
 
 SERVER, VIA, CONTENT_TYPE, CONTENT_LENGTH = map(

@@ -30,7 +30,7 @@ from kongish.proxy.drive import drive
 from kongish.proxy.forwarded import Forwarded, client_side
 from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
                                    new_request_id)
-from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, GatewayHeaders,
+from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, CasedHeaders, GatewayHeaders,
                                    copy_end_to_end, http_date, upstream_headers)
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.target import origin_form
@@ -355,7 +355,7 @@ class ProxyFlow:
                 context.request_id.encode())
         request.setResponseCode(response.status or 200, _reason(response.status or 200))
         if self.mounted:
-            _onto_twisted_web(response.headers, request.responseHeaders)
+            request.responseHeaders = _onto_twisted_web(response.headers, request.responseHeaders)
         else:  # kongish's own server sends these headers, framed and dated as it sends them
             request.responseHeaders = response.headers
 
@@ -394,16 +394,21 @@ class ProxyFlow:
         request.finish()
 
 
-def _onto_twisted_web(headers: Headers, sent: Headers) -> None:
+def _onto_twisted_web(headers: Headers, preset: Headers) -> CasedHeaders:
     """The response's headers onto those twisted.web set on its Request: its Connection
     stays, its Server goes unless kongish sends one, and its Date (of the request's
-    start) is renewed, as nginx dates what it sends."""
+    start) is renewed, as nginx dates what it sends. twisted.web writes the names of
+    the ``CasedHeaders`` returned as they were given."""
+    sent = CasedHeaders()
+    for name, values in preset.getAllRawHeaders():
+        sent.setRawHeaders(name, values)
     if not headers.hasHeader(b"server"):
         sent.removeHeader(b"server")
     if not headers.hasHeader(b"date"):
         sent.setRawHeaders(b"date", [http_date()])
     for name, values in headers.getAllRawHeaders():
         sent.setRawHeaders(name, values)
+    return sent
 
 
 def mounted_target(request: Request) -> bytes:
