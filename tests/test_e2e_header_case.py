@@ -74,6 +74,14 @@ class HeaderCaseTests(TestCase):
         self.assertNotIn(b"X-Pl", names(answer))
 
     @deferred
+    async def test_content_type_is_spelled_as_nginx_writes_it(self) -> None:
+        """nginx keeps a response's type apart from its header list and writes it as Content-Type."""
+        gateway = await self._proxy(b"content-type: text/plain\r\n")
+        answer = await gateway.raw(b"GET /p HTTP/1.0\r\nHost: example.test\r\n\r\n")
+        self.assertIn(b"Content-Type: text/plain", head_lines(answer))
+        self.assertNotIn(b"content-type", names(answer))
+
+    @deferred
     async def test_lua_response_set_header_reaches_client_as_given(self) -> None:
         gateway = await self._proxy(header_filter=[
             'kong.response.set_header("X-PL", "lua")', 'ngx.header["x-ngx-lower"] = "n"'])

@@ -93,6 +93,14 @@ class CasedHeadersTests(SynchronousTestCase):
         headers.put(gateway.VIA, b"1.1 cache, " + gateway.VIA_TOKEN)
         self.assertEqual(list(headers.getAllRawHeaders()), [(b"Via", [b"1.1 cache, " + gateway.VIA_TOKEN])])
 
+    def test_respell_sends_the_canonical_spelling(self) -> None:
+        headers = gateway.GatewayHeaders()
+        headers.setRawHeaders(b"content-TYPE", [b"text/plain"])
+        headers.setRawHeaders(b"X-KEPT", [b"1"])
+        headers.respell(gateway.CONTENT_TYPE)
+        self.assertEqual(list(headers.getAllRawHeaders()),
+                         [(b"Content-Type", [b"text/plain"]), (b"X-KEPT", [b"1"])])
+
     def test_copy_end_to_end_keeps_spellings(self) -> None:
         source = gateway.CasedHeaders()
         for name, value in ((b"connection", b"X-HOP"), (b"x-hop", b"1"), (b"X-END", b"2"), (b"Te", b"x")):

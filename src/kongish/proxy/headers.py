@@ -102,9 +102,9 @@ class CasedHeaders(Headers):
 class GatewayHeaders(CasedHeaders):
     """Headers that also take values kongish formats itself, unchecked.
 
-    ``setRawHeaders`` canonicalizes the name and sanitizes every value: right
-    for what clients, upstreams and plugins send, wasted on kongish's own digits,
-    tokens and request ids, which are most headers of a short-circuit response.
+    ``setRawHeaders`` checks the name and sanitizes every value: right for what
+    clients, upstreams and plugins send, wasted on kongish's own digits, tokens
+    and request ids, which are most headers of a short-circuit response.
     """
 
     __slots__ = ()
@@ -113,6 +113,11 @@ class GatewayHeaders(CasedHeaders):
         """Set ``name`` (as ``canonical`` gives it, and so spelled) to ``value``, which kongish
         made or took from Headers that sanitized it already: never to anything else."""
         self._rawHeaders[name] = [value]
+        if self._given:
+            self._given.pop(name, None)
+
+    def respell(self, name: bytes) -> None:
+        """Send ``name`` (as ``canonical`` gives it) so spelled, whoever set it and how."""
         if self._given:
             self._given.pop(name, None)
 

@@ -353,6 +353,8 @@ class ProxyFlow:
                 response.headers, self.upstream_latency, int((self.proxied_at - context.started_at) * 1000),
                 upstream.headers.getRawHeaders(b"via") if upstream is not None else None,
                 context.request_id.encode())
+        # nginx writes Content-Type itself, from the type it keeps apart from the header list
+        response.headers.respell(CONTENT_TYPE)
         request.setResponseCode(response.status or 200, _reason(response.status or 200))
         if self.mounted:
             request.responseHeaders = _onto_twisted_web(response.headers, request.responseHeaders)
