@@ -248,6 +248,56 @@ async def start_deaf_upstream(case) -> DeafUpstream:
     return DeafUpstream(factory, port)
 
 
+class _RawServer(Protocol):
+    """Records each request head as received and answers it with the factory's raw head lines."""
+
+    factory: _RawServerFactory
+
+    def __init__(self) -> None:
+        self.buffer = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:  # bodiless requests only
+            head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            self.factory.heads.append(head + b"\r\n\r\n")
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 200 OK\r\n" + self.factory.response_lines
+                                 + b"Content-Length: 2\r\n\r\nok")
+
+
+class _RawServerFactory(Factory["_RawServer"]):
+    protocol = _RawServer
+
+    def __init__(self, response_lines: bytes) -> None:
+        self.heads: list[bytes] = []
+        self.response_lines = response_lines
+
+
+@attrs.define
+class RawUpstream:
+    """An upstream that keeps the raw bytes of every request head (header names as sent)."""
+
+    factory: _RawServerFactory
+    port: Any
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port.getHost().port}"
+
+    @property
+    def heads(self) -> list[bytes]:
+        return self.factory.heads
+
+
+async def start_raw_upstream(case, response_lines: bytes = b"") -> RawUpstream:
+    """A ``RawUpstream`` answering 200 ``ok`` with ``response_lines`` (each ending in CRLF) in its head."""
+    factory = _RawServerFactory(response_lines)
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+    case.addCleanup(port.stopListening)
+    return RawUpstream(factory, port)
+
+
 class RawClient(Protocol):
     """A hand-driven client connection: write bytes, pause reading, wait for bytes, close."""
 

@@ -82,3 +82,24 @@ class EmbedTests(TestCase):
         self.assertEqual(head[0], b"HTTP/1.1 404 Not Found")
         self.assertIn(b"Connection: close", head)  # as twisted.web decided it before kongish answered
 
+    @deferred
+    async def test_mounted_answers_keep_header_names_as_given(self) -> None:
+        base = await self._site()
+        config = {"_format_version": "3.0", "services": [{
+            "name": "s", "url": "http://dead.end.com", "routes": [
+            {"paths": ["/exit"], "plugins": [{"name": "pre-function", "config": {
+                "access": ['kong.response.exit(200, "x", {["X-PL"] = "exit"})'],
+                "header_filter": ['ngx.header["x-lower"] = "lua"']}}]}]}]}
+        response = await treq.post((base + "/admin/config").encode(), json={"config": json.dumps(config)},
+                                   pool=POOL)
+        self.assertEqual(response.code, 201, await response.content())
+        client = RawClient()
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", int(base.rsplit(":", 1)[1])).connect(
+            Factory.forProtocol(lambda: client))
+        assert client.transport is not None
+        client.transport.write(b"GET /gateway/exit HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        head = (await client.closed).partition(b"\r\n\r\n")[0].split(b"\r\n")
+        self.assertEqual(head[0], b"HTTP/1.1 200 OK")
+        for line in (b"X-PL: exit", b"x-lower: lua", b"Connection: close", b"Server: kong/3.9.0"):
+            self.assertIn(line, head)
+

@@ -102,6 +102,26 @@ class ProxyTests(TestCase):
         self.assertIn(b"An invalid response was received from the upstream server", body)
 
     @deferred
+    async def test_refused_ip_literal_retries_then_502(self) -> None:
+        """retries = 5 on a refused IP literal: six connection attempts to that address, then Kong's 502."""
+        port = closed_port()
+        attempts: list[tuple[str, int]] = []
+        connect = reactor.connectTCP
+
+        def counting_connect(host, port, factory, *args, **kwargs):
+            attempts.append((host, port))
+            return connect(host, port, factory, *args, **kwargs)
+
+        gateway = await start_gateway(self)
+        await gateway.expose(f"http://127.0.0.1:{port}", "/refused", retries=5)
+        self.patch(reactor, "connectTCP", counting_connect)
+        status, body, headers = await gateway.get("/refused", headers={"Accept": "application/json"})
+        self.assertEqual(status, 502)
+        self.assertEqual(json.loads(body)["message"],
+                         "An invalid response was received from the upstream server")
+        self.assertEqual([attempt for attempt in attempts if attempt[1] == port], [("127.0.0.1", port)] * 6)
+
+    @deferred
     async def test_read_timeout_is_504(self) -> None:
         self.upstream = await start_upstream(self)
         gateway = await start_gateway(self)

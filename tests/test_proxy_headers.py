@@ -44,6 +44,70 @@ class GatewayHeadersTests(SynchronousTestCase):
         self.assertEqual(list(copied.getAllRawHeaders()), [(b"X-End", [b"2"])])
 
 
+class CasedHeadersTests(SynchronousTestCase):
+    """Names written as given, looked up in any case."""
+
+    @given(st.text(_TOKEN_CHARS, min_size=1, max_size=40))
+    def test_names_are_sent_as_given(self, name: str) -> None:
+        headers = gateway.CasedHeaders()
+        headers.setRawHeaders(name.encode(), [b"v"])
+        self.assertEqual(list(headers.getAllRawHeaders()), [(name.encode(), [b"v"])])
+        for spelling in (name.lower(), name.upper(), name):
+            self.assertTrue(headers.hasHeader(spelling.encode()))
+            self.assertEqual(headers.getRawHeaders(spelling.encode()), [b"v"])
+
+    def test_setting_again_replaces_values_and_spelling(self) -> None:
+        headers = gateway.CasedHeaders()
+        headers.setRawHeaders(b"X-API-KEY", [b"1"])
+        headers.setRawHeaders(b"x-api-key", [b"2"])
+        self.assertEqual(list(headers.getAllRawHeaders()), [(b"x-api-key", [b"2"])])
+        headers.setRawHeaders("X-Api-Key", ["3"])  # canonically spelled, given as text
+        self.assertEqual(list(headers.getAllRawHeaders()), [(b"X-Api-Key", [b"3"])])
+
+    def test_adding_keeps_the_first_spelling(self) -> None:
+        headers = gateway.CasedHeaders()
+        headers.addRawHeader(b"X-MULTI", b"1")
+        headers.addRawHeader(b"x-multi", b"2")
+        self.assertEqual(list(headers.getAllRawHeaders()), [(b"X-MULTI", [b"1", b"2"])])
+
+    def test_removing_forgets_the_spelling(self) -> None:
+        headers = gateway.CasedHeaders({b"X-GONE": [b"1"]})
+        headers.removeHeader(b"x-gone")
+        self.assertFalse(headers.hasHeader(b"X-GONE"))
+        headers.addRawHeader(b"x-Gone", b"2")
+        self.assertEqual(list(headers.getAllRawHeaders()), [(b"x-Gone", [b"2"])])
+
+    def test_copies_keep_spellings_and_are_independent(self) -> None:
+        headers = gateway.GatewayHeaders()
+        headers.setRawHeaders(b"X-PL", [b"1"])
+        copied = headers.copy()
+        self.assertIsInstance(copied, gateway.GatewayHeaders)
+        copied.addRawHeader(b"x-pl", b"2")
+        copied.setRawHeaders(b"x-new", [b"3"])
+        self.assertEqual(list(headers.getAllRawHeaders()), [(b"X-PL", [b"1"])])
+        self.assertEqual(list(copied.getAllRawHeaders()), [(b"X-PL", [b"1", b"2"]), (b"x-new", [b"3"])])
+
+    def test_put_spells_kongs_names_canonically(self) -> None:
+        headers = gateway.GatewayHeaders()
+        headers.setRawHeaders(b"via", [b"1.1 cache"])
+        headers.put(gateway.VIA, b"1.1 cache, " + gateway.VIA_TOKEN)
+        self.assertEqual(list(headers.getAllRawHeaders()), [(b"Via", [b"1.1 cache, " + gateway.VIA_TOKEN])])
+
+    def test_respell_sends_the_canonical_spelling(self) -> None:
+        headers = gateway.GatewayHeaders()
+        headers.setRawHeaders(b"content-TYPE", [b"text/plain"])
+        headers.setRawHeaders(b"X-KEPT", [b"1"])
+        headers.respell(gateway.CONTENT_TYPE)
+        self.assertEqual(list(headers.getAllRawHeaders()),
+                         [(b"Content-Type", [b"text/plain"]), (b"X-KEPT", [b"1"])])
+
+    def test_copy_end_to_end_keeps_spellings(self) -> None:
+        source = gateway.CasedHeaders()
+        for name, value in ((b"connection", b"X-HOP"), (b"x-hop", b"1"), (b"X-END", b"2"), (b"Te", b"x")):
+            source.addRawHeader(name, value)
+        self.assertEqual(list(gateway.copy_end_to_end(source).getAllRawHeaders()), [(b"X-END", [b"2"])])
+
+
 class KongHeadersTests(SynchronousTestCase):
     def test_own_answers(self) -> None:
         headers = gateway.GatewayHeaders()

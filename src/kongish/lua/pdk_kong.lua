@@ -327,7 +327,7 @@ local function send(status, body, headers, empty_body)
     local ok, json = pcall(cjson.encode, body)
     if not ok then error(format("body encoding failed while flushing response: %s", json), 3) end
     body = json
-    if not has_content_type then S.change_header("response", "set", "content-type", CONTENT_TYPE_JSON) end
+    if not has_content_type then S.change_header("response", "set", "Content-Type", CONTENT_TYPE_JSON) end
   end
   if P.phase() == "header_filter" then
     P.write("status", status)
@@ -437,7 +437,7 @@ function service_request.set_body(args, mimetype)
   else
     return nil, "unsupported content type '" .. mime .. "'"
   end
-  if mimetype then S.change_header("request", "set", "content-type", mimetype) end
+  if mimetype then S.change_header("request", "set", "Content-Type", mimetype) end
   P.write("body", body)
   return true
 end

@@ -104,7 +104,7 @@ function ngx.redirect(uri, status)
     error("only ngx.HTTP_MOVED_TEMPORARILY, ngx.HTTP_MOVED_PERMANENTLY, ngx.HTTP_PERMANENT_REDIRECT, "
           .. "ngx.HTTP_SEE_OTHER, and ngx.HTTP_TEMPORARY_REDIRECT are allowed", 2)
   end
-  S.change_header("response", "set", "location", tostring(uri))
+  S.change_header("response", "set", "Location", tostring(uri))
   P.exit(status)
   return stop()
 end
@@ -247,7 +247,7 @@ local WRITABLE_VARIABLES = {
   args = function(value) P.write("query", value) end,
   upstream_uri = function(value) P.write("upstream_uri", value) end,
   upstream_scheme = function(value) P.write("upstream_scheme", value) end,
-  upstream_host = function(value) S.change_header("request", "set", "host", value) end,
+  upstream_host = function(value) S.change_header("request", "set", "Host", value) end,
 }
 local READ_ONLY_VARIABLES = {
   uri = true, request_uri = true, host = true, scheme = true, remote_addr = true,

@@ -29,6 +29,7 @@ from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk_codec import as_bytes
 from kongish.proxy.context import RequestContext
 from kongish.proxy.forwarded import TrustedNetworks
+from kongish.proxy.headers import CONTENT_LENGTH
 from kongish.routing.normalize import normalize_path, wire_text
 
 log = Logger(namespace="kongish.lua")
@@ -243,7 +244,7 @@ def _set_body(context: RequestContext, body: Any) -> None:
         context.upstream.body = body
     else:
         context.request.content = io.BytesIO(body)
-    _request_headers(context).setRawHeaders(b"content-length", [str(len(body)).encode()])
+    _request_headers(context).setRawHeaders(CONTENT_LENGTH, [str(len(body)).encode()])
 
 
 # The downstream response and the upstream's answer.
@@ -428,6 +429,7 @@ class RequestPrimitives:
         context = self.current.require()
         headers = _WRITABLE_HEADERS[_text(target)](context)
         key, operation = _header_name(name), _text(operation)
+        spelled = as_bytes(name).replace(b"_", b"-")  # sent as given, as nginx does
         encoded = [as_bytes(value) for value in values]
         if self._over_output_limit(context, sum(map(len, encoded))):
             return True
@@ -436,7 +438,7 @@ class RequestPrimitives:
         if operation == "clear" or not encoded:
             headers.removeHeader(key)
         else:
-            headers.setRawHeaders(key, encoded)
+            headers.setRawHeaders(spelled, encoded)
         return False
 
     def emit(self, data: Any) -> bool:

@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from zope.interface import Attribute, Interface, implementer
 
-from kongish.proxy.headers import host_without_port, http_date
+from kongish.proxy.headers import CONTENT_LENGTH, CasedHeaders, host_without_port, http_date
 
 if TYPE_CHECKING:
     from kongish.proxy.server import ProxyConnection
@@ -118,9 +118,11 @@ class DownstreamRequest:
 
     @property
     def requestHeaders(self) -> Headers:
-        """Built on first use: a request answered from a few headers never pays for it."""
+        """Built on first use: a request answered from a few headers never pays for it.
+
+        Names keep the client's spelling, for the upstream and ``raw`` header reads."""
         if self._headers is None:
-            self._headers = Headers()
+            self._headers = CasedHeaders()
             for name, value in self._raw_headers:
                 self._headers.addRawHeader(name, value)
         return self._headers
@@ -129,7 +131,7 @@ class DownstreamRequest:
     def responseHeaders(self) -> Headers:
         """Made on first use: the proxy flow replaces it with its own."""
         if self._response_headers is None:
-            self._response_headers = Headers()
+            self._response_headers = CasedHeaders()
         return self._response_headers
 
     @responseHeaders.setter
@@ -187,16 +189,18 @@ class DownstreamRequest:
 
         Framing is this connection's: a Transfer-Encoding set by a plugin is dropped.
         A response without a Date gets one now, as nginx dates what it sends.
+        Names go out spelled as they were given (``CasedHeaders``), as nginx sends them.
         """
         self._body_allowed = self._may_have_body()
         lines = [b"%s %d %s\r\n" % (self.clientproto, self.code, self.code_message)]
         has_length = has_connection = has_date = False
-        for name, values in self.responseHeaders.getAllRawHeaders():  # canonical names
-            if name == b"Transfer-Encoding":
+        for name, values in self.responseHeaders.getAllRawHeaders():
+            lowered = name.lower()
+            if lowered == b"transfer-encoding":
                 continue
-            has_length = has_length or name == b"Content-Length"
-            has_connection = has_connection or name == b"Connection"
-            has_date = has_date or name == b"Date"
+            has_length = has_length or lowered == b"content-length"
+            has_connection = has_connection or lowered == b"connection"
+            has_date = has_date or lowered == b"date"
             for value in values:
                 lines.append(b"%s: %s\r\n" % (name, value))
         if self._body_allowed and not has_length:
@@ -222,7 +226,7 @@ class DownstreamRequest:
             raise RuntimeError("finish after the connection was lost; use notifyFinish")
         if not self.startedWriting:
             if self._may_have_body() and not self.responseHeaders.hasHeader(b"content-length"):
-                self.responseHeaders.setRawHeaders(b"content-length", [b"0"])
+                self.responseHeaders.setRawHeaders(CONTENT_LENGTH, [b"0"])
             self.write(b"")
         if self._chunked:
             self.channel.transport.write(b"0\r\n\r\n")

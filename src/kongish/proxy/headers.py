@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, AnyStr
 
 import attrs
 from twisted.web.http import datetimeToString
@@ -30,26 +31,6 @@ _RECOMPUTED = frozenset({
 })
 
 
-class GatewayHeaders(Headers):
-    """Headers that also take values kongish formats itself, unchecked.
-
-    ``setRawHeaders`` canonicalizes the name and sanitizes every value: right
-    for what clients, upstreams and plugins send, wasted on kongish's own digits,
-    tokens and request ids, which are most headers of a short-circuit response.
-    """
-
-    __slots__ = ()
-
-    def put(self, name: bytes, value: bytes) -> None:
-        """Set ``name`` (as ``canonical`` gives it) to ``value``, which kongish made or took
-        from Headers that sanitized it already: never to anything else."""
-        self._rawHeaders[name] = [value]
-
-    def own(self, name: bytes) -> list[bytes] | None:
-        """The values under ``name`` (as ``canonical`` gives it), without re-encoding the name."""
-        return self._rawHeaders.get(name) or None
-
-
 def canonical(name: bytes) -> bytes:
     """``name`` as ``Headers`` stores it, for ``GatewayHeaders.put``."""
     probe = Headers()
@@ -57,8 +38,101 @@ def canonical(name: bytes) -> bytes:
     return next(probe.getAllRawHeaders())[0]
 
 
+try:  # the key Headers keeps a name's values under, as Headers computes (and caches) it
+    from twisted.web.http_headers import _nameEncoder
+    _key: Callable[[str | bytes], bytes] = _nameEncoder.encode
+except ImportError:  # a Twisted without it: the same key, the slow way
+    _key = lru_cache(maxsize=4096)(lambda name: canonical(name.encode("iso-8859-1") if isinstance(name, str)
+                                                          else name))
+
+
+class CasedHeaders(Headers):
+    """Headers that send each name spelled as it was given, as nginx does.
+
+    Lookups stay case-insensitive: values are kept under the name as ``Headers``
+    canonicalizes it, and the spelling a client, an upstream or a plugin gave
+    is kept beside it, for ``getAllRawHeaders`` (what the wire writers read).
+    ``setRawHeaders`` takes the spelling of its call; ``addRawHeader`` keeps the
+    one the header already has. kongish's own names are set canonically spelled.
+    """
+
+    __slots__ = ("_given",)
+
+    def __init__(self, rawHeaders: Mapping[AnyStr, Sequence[AnyStr]] | None = None) -> None:
+        #: Canonical name -> the spelling given, for names not given canonically.
+        self._given: dict[bytes, bytes] = {}
+        super().__init__(rawHeaders)
+
+    def _spell(self, key: bytes, name: str | bytes) -> None:
+        given = name.encode("iso-8859-1") if isinstance(name, str) else name
+        if given == key:
+            self._given.pop(key, None)
+        else:
+            self._given[key] = given
+
+    def setRawHeaders(self, name: str | bytes, values: Sequence[str | bytes]) -> None:
+        super().setRawHeaders(name, values)
+        self._spell(_key(name), name)
+
+    def addRawHeader(self, name: str | bytes, value: str | bytes) -> None:
+        key = _key(name)
+        if key not in self._rawHeaders:
+            self._spell(key, name)
+        super().addRawHeader(name, value)
+
+    def removeHeader(self, name: AnyStr) -> None:
+        key = _key(name)
+        self._rawHeaders.pop(key, None)
+        self._given.pop(key, None)
+
+    def getAllRawHeaders(self) -> Iterator[tuple[bytes, Sequence[bytes]]]:
+        """Every header as (name as given, values)."""
+        given = self._given
+        if not given:
+            return iter(self._rawHeaders.items())
+        return ((given.get(key, key), values) for key, values in self._rawHeaders.items())
+
+    def copy(self) -> CasedHeaders:
+        copied = self.__class__()
+        copied._rawHeaders = {key: list(values) for key, values in self._rawHeaders.items()}
+        copied._given = dict(self._given)
+        return copied
+
+
+class GatewayHeaders(CasedHeaders):
+    """Headers that also take values kongish formats itself, unchecked.
+
+    ``setRawHeaders`` checks the name and sanitizes every value: right for what
+    clients, upstreams and plugins send, wasted on kongish's own digits, tokens
+    and request ids, which are most headers of a short-circuit response.
+    """
+
+    __slots__ = ()
+
+    def put(self, name: bytes, value: bytes) -> None:
+        """Set ``name`` (as ``canonical`` gives it, and so spelled) to ``value``, which kongish
+        made or took from Headers that sanitized it already: never to anything else."""
+        self._rawHeaders[name] = [value]
+        if self._given:
+            self._given.pop(name, None)
+
+    def respell(self, name: bytes) -> None:
+        """Send ``name`` (as ``canonical`` gives it) so spelled, whoever set it and how."""
+        if self._given:
+            self._given.pop(name, None)
+
+    def own(self, name: bytes) -> list[bytes] | None:
+        """The values under ``name`` (as ``canonical`` gives it), without re-encoding the name."""
+        return self._rawHeaders.get(name) or None
+
+
 SERVER, VIA, CONTENT_TYPE, CONTENT_LENGTH = map(
     canonical, (b"server", b"via", b"content-type", b"content-length"))
+HOST, CONNECTION, TE, LOCATION = map(canonical, (b"host", b"connection", b"te", b"location"))
+(X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PATH,
+ X_FORWARDED_PREFIX, X_REAL_IP) = map(canonical, (
+    b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
+    b"x-forwarded-path", b"x-forwarded-prefix", b"x-real-ip"))
 RESPONSE_LATENCY, UPSTREAM_LATENCY, PROXY_LATENCY, UPSTREAM_STATUS, REQUEST_ID = map(canonical, (
     b"x-kong-response-latency", b"x-kong-upstream-latency", b"x-kong-proxy-latency",
     b"x-kong-upstream-status", b"x-kong-request-id"))
@@ -92,32 +166,33 @@ def host_without_port(host: bytes) -> bytes:
 
 
 def upstream_headers(incoming: Headers, *, host_header: str, peer_ip: str, client_ip: str,
-                     forwarded: Forwarded, request_id: str, http_version: str = "1.1") -> Headers:
+                     forwarded: Forwarded, request_id: str, http_version: str = "1.1") -> GatewayHeaders:
     """Headers to send upstream, per Kong's proxy rules (X-Forwarded-*, X-Real-IP, Via).
 
     ``peer_ip`` connected to kongish; ``client_ip`` is who a trusted proxy there says the
     client is (the same address without one). X-Forwarded-For gains the first, and
-    starts from the second when the request had none.
+    starts from the second when the request had none. The client's headers keep their
+    names' spelling; those kongish sets are spelled canonically.
     """
     headers = copy_end_to_end(incoming, _RECOMPUTED)
     client = client_ip.encode()
-    headers.setRawHeaders(b"host", [host_header.encode("latin-1")])
-    headers.setRawHeaders(b"connection", [b"keep-alive"])
+    headers.setRawHeaders(HOST, [host_header.encode("latin-1")])
+    headers.setRawHeaders(CONNECTION, [b"keep-alive"])
     if b"trailers" in _tokens(incoming, b"te"):
-        headers.setRawHeaders(b"te", [b"trailers"])
+        headers.setRawHeaders(TE, [b"trailers"])
     sent_for = incoming.getRawHeaders(b"x-forwarded-for")
-    headers.setRawHeaders(b"x-forwarded-for", [_appended(sent_for, peer_ip.encode()) if sent_for else client])
-    headers.setRawHeaders(b"x-forwarded-proto", [forwarded.proto])
-    headers.setRawHeaders(b"x-forwarded-host", [forwarded.host])
-    headers.setRawHeaders(b"x-forwarded-port", [forwarded.port])
-    headers.setRawHeaders(b"x-forwarded-path", [forwarded.path])
+    headers.setRawHeaders(X_FORWARDED_FOR, [_appended(sent_for, peer_ip.encode()) if sent_for else client])
+    headers.setRawHeaders(X_FORWARDED_PROTO, [forwarded.proto])
+    headers.setRawHeaders(X_FORWARDED_HOST, [forwarded.host])
+    headers.setRawHeaders(X_FORWARDED_PORT, [forwarded.port])
+    headers.setRawHeaders(X_FORWARDED_PATH, [forwarded.path])
     if forwarded.prefix is not None:
-        headers.setRawHeaders(b"x-forwarded-prefix", [forwarded.prefix])
-    headers.setRawHeaders(b"x-real-ip", [client])
+        headers.setRawHeaders(X_FORWARDED_PREFIX, [forwarded.prefix])
+    headers.setRawHeaders(X_REAL_IP, [client])
     via = f"{http_version} kong/{KONG_VERSION}".encode()
-    headers.setRawHeaders(b"via", [_appended(incoming.getRawHeaders(b"via"), via)])
+    headers.setRawHeaders(VIA, [_appended(incoming.getRawHeaders(b"via"), via)])
     if request_id:
-        headers.setRawHeaders(b"x-kong-request-id", [request_id.encode()])
+        headers.setRawHeaders(REQUEST_ID, [request_id.encode()])
     return headers
 
 

@@ -30,7 +30,7 @@ from kongish.proxy.drive import drive
 from kongish.proxy.forwarded import Forwarded, client_side
 from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
                                    new_request_id)
-from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, GatewayHeaders,
+from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, CasedHeaders, GatewayHeaders,
                                    copy_end_to_end, http_date, upstream_headers)
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.target import origin_form
@@ -74,7 +74,7 @@ class ProxyResource:
         if not request.uri.startswith(b"/") and (absolute := origin_form(request.uri)) is not None:
             host, request.uri = absolute
             request.path = request.uri.split(b"?", 1)[0]
-            request.requestHeaders.setRawHeaders(b"host", [host])
+            request.requestHeaders.setRawHeaders(HOST, [host])
         flow = ProxyFlow(self.node, self.client, request, mounted)
         drive(flow.run(), flow.crashed)
         return NOT_DONE_YET
@@ -183,7 +183,7 @@ class ProxyFlow:
         response = self.context.response
         response.status, response.source = status, "exit"
         response.headers.setRawHeaders(
-            b"location", [b"https://" + self._client_side().host + self.request.uri])
+            LOCATION, [b"https://" + self._client_side().host + self.request.uri])
         await self._respond_from_plugins()
 
     # upstream
@@ -255,7 +255,7 @@ class ProxyFlow:
             out.headers.removeHeader(b"content-length")
         elif (isinstance(response.length, int) and request.method != b"HEAD"
               and response.code not in _NO_BODY):
-            out.headers.setRawHeaders(b"content-length", [str(response.length).encode()])
+            out.headers.setRawHeaders(CONTENT_LENGTH, [str(response.length).encode()])
         return filtering
 
     def _client_lost(self, reason: Failure) -> None:
@@ -279,7 +279,7 @@ class ProxyFlow:
                                             self.node.settings.raw["error_default_type"])
         response.status = status
         response.body[:] = [error_pages.render(media, message, self.context.request_id)]
-        response.headers.setRawHeaders(b"content-type", [f"{media}; charset=utf-8".encode()])
+        response.headers.setRawHeaders(CONTENT_TYPE, [f"{media}; charset=utf-8".encode()])
         for name, value in (headers or {}).items():
             response.headers.setRawHeaders(name.encode(), [value.encode()])
 
@@ -353,9 +353,11 @@ class ProxyFlow:
                 response.headers, self.upstream_latency, int((self.proxied_at - context.started_at) * 1000),
                 upstream.headers.getRawHeaders(b"via") if upstream is not None else None,
                 context.request_id.encode())
+        # nginx writes Content-Type itself, from the type it keeps apart from the header list
+        response.headers.respell(CONTENT_TYPE)
         request.setResponseCode(response.status or 200, _reason(response.status or 200))
         if self.mounted:
-            _onto_twisted_web(response.headers, request.responseHeaders)
+            request.responseHeaders = _onto_twisted_web(response.headers, request.responseHeaders)
         else:  # kongish's own server sends these headers, framed and dated as it sends them
             request.responseHeaders = response.headers
 
@@ -394,16 +396,21 @@ class ProxyFlow:
         request.finish()
 
 
-def _onto_twisted_web(headers: Headers, sent: Headers) -> None:
+def _onto_twisted_web(headers: Headers, preset: Headers) -> CasedHeaders:
     """The response's headers onto those twisted.web set on its Request: its Connection
     stays, its Server goes unless kongish sends one, and its Date (of the request's
-    start) is renewed, as nginx dates what it sends."""
+    start) is renewed, as nginx dates what it sends. twisted.web writes the names of
+    the ``CasedHeaders`` returned as they were given."""
+    sent = CasedHeaders()
+    for name, values in preset.getAllRawHeaders():
+        sent.setRawHeaders(name, values)
     if not headers.hasHeader(b"server"):
         sent.removeHeader(b"server")
     if not headers.hasHeader(b"date"):
         sent.setRawHeaders(b"date", [http_date()])
     for name, values in headers.getAllRawHeaders():
         sent.setRawHeaders(name, values)
+    return sent
 
 
 def mounted_target(request: Request) -> bytes:

@@ -9,6 +9,16 @@ Kong's timeouts are per phase, as nginx's are: ``connect_timeout`` bounds
 connecting, ``write_timeout`` each wait for the upstream to take more of the
 request, ``read_timeout`` each wait for the upstream to send something (the
 response head here; the body's chunks in ``kongish.proxy.relay``).
+
+A service whose host is an IP literal is connected to directly, not through
+``HostnameEndpoint``: that endpoint starts one connection attempt per resolved
+address every 0.3 s (its ``attemptDelay``) and only notices that the list has
+ended at the next tick, so a refused connection to its only address failed
+0.3 s late, on every try. Host names still go through ``HostnameEndpoint``.
+
+Header names keep their spelling both ways, as nginx keeps them: the request's
+headers are ``CasedHeaders``, which Agent writes as given, and the response's
+are parsed into ``CasedHeaders`` too (Twisted's parser lower-cases them).
 """
 from __future__ import annotations
 
@@ -17,14 +27,23 @@ from typing import Any, BinaryIO
 
 import attrs
 from twisted.internet import error as net_errors
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
 from twisted.internet.interfaces import IConsumer, IDelayedCall, IStreamClientEndpoint
-from twisted.web.client import Agent, HTTPConnectionPool
-from twisted.web.iweb import IBodyProducer, IResponse
-from twisted.web._newclient import RequestNotSent
+from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser, RequestNotSent
+from twisted.web.client import URI, Agent, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.error import SchemeNotSupported
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from kongish.proxy.context import UpstreamRequest
+from kongish.proxy.headers import CasedHeaders
 from kongish.proxy.tls import UpstreamTLSPolicy
 from kongish.routing.upstream_path import escape_path
 
@@ -89,7 +108,7 @@ class UpstreamClient:
 
     def __attrs_post_init__(self) -> None:
         if self.pool is None:
-            self.pool = HTTPConnectionPool(self.reactor, persistent=True)
+            self.pool = _UpstreamPool(self.reactor, persistent=True)
             self.pool.maxPersistentPerHost = 64
 
     async def send(self, upstream: UpstreamRequest, service: dict[str, Any],
@@ -147,7 +166,8 @@ class _Attempt:
         return self.pool.getConnection((key, self.tls.verify), endpoint).addCallback(self._connected)
 
     async def run(self, upstream: UpstreamRequest, body: bytes | BinaryIO) -> IResponse:
-        agent = Agent(self.reactor, contextFactory=self.tls, connectTimeout=self.timeouts.connect, pool=self)
+        endpoints = _Endpoints(self.reactor, self.tls, self.timeouts.connect)
+        agent = Agent.usingEndpointFactory(self.reactor, endpoints, pool=self)
         url = f"{upstream.scheme}://{_url_host(upstream.host)}:{upstream.port}{escape_path(upstream.path)}"
         if upstream.query is not None:
             url += "?" + upstream.query
@@ -191,6 +211,71 @@ class _Attempt:
         self.timed_out = True
         if self._pending is not None:
             self._pending.cancel()
+
+
+class _CasedClientParser(HTTPClientParser):
+    """Twisted's response parser, with the response's header names spelled as received."""
+
+    def headerReceived(self, name: bytes, value: bytes) -> None:
+        lowered = name.lower()
+        if self.isConnectionControlHeader(lowered):
+            self.connHeaders.addRawHeader(lowered, value)
+        else:
+            self.headers.addRawHeader(name, value)
+
+
+class _CasedClientProtocol(HTTP11ClientProtocol):
+    """An upstream connection whose responses keep their header names' spelling."""
+
+    def request(self, request: Any) -> Deferred[IResponse]:
+        before = self._parser
+        result = super().request(request)
+        parser = self._parser
+        # A new parser is made for each request sent, before any byte of its response
+        # arrives (they come from the reactor, later): what it will parse is still ahead.
+        if parser is not None and parser is not before and type(parser) is HTTPClientParser:
+            parser.__class__ = _CasedClientParser
+            parser.headers = CasedHeaders()
+        return result
+
+
+class _CasedClientFactory(_HTTP11ClientFactory):
+    def buildProtocol(self, addr: Any) -> HTTP11ClientProtocol:
+        return _CasedClientProtocol(self._quiescentCallback)
+
+
+class _UpstreamPool(HTTPConnectionPool):
+    """The pool of upstream connections; they keep header names as the upstream spelled them."""
+
+    _factory = _CasedClientFactory
+
+
+@implementer(IAgentEndpointFactory)
+@attrs.frozen
+class _Endpoints:
+    """Agent's endpoints: TCP (TLS for https) straight to an IP literal, else via name resolution."""
+
+    reactor: Any
+    tls: UpstreamTLSPolicy
+    connect_timeout: float
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
+        try:
+            host = uri.host.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError(f"the upstream host {uri.host!r} is not ASCII") from None
+        endpoint: IStreamClientEndpoint
+        if isIPAddress(host):
+            endpoint = TCP4ClientEndpoint(self.reactor, host, uri.port, timeout=self.connect_timeout)
+        elif isIPv6Address(host):
+            endpoint = TCP6ClientEndpoint(self.reactor, host, uri.port, timeout=self.connect_timeout)
+        else:
+            endpoint = HostnameEndpoint(self.reactor, host, uri.port, timeout=self.connect_timeout)
+        if uri.scheme == b"http":
+            return endpoint
+        if uri.scheme == b"https":
+            return wrapClientTLS(self.tls.creatorForNetloc(uri.host, uri.port), endpoint)
+        raise SchemeNotSupported(f"Unsupported scheme: {uri.scheme!r}")
 
 
 @implementer(IBodyProducer)
