@@ -1,6 +1,7 @@
 """``twist kongish`` as a user runs it: a real process, real ports, restart keeps the configuration."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -39,18 +40,20 @@ class _Collect(ProcessProtocol):
         self.ended.callback(reason.value.exitCode)
 
 
-class TwistTests(TestCase):
-    def _spawn(self, prefix: str, proxy: int, admin: int) -> _Collect:
+class _TwistProcess:
+    """Start, wait for and stop a real ``twist kongish`` process."""
+
+    def _spawn(self, prefix: str, proxy: int, admin: int, *twist_options: str) -> _Collect:
         protocol = _Collect()
         env = dict(os.environ, KONGISH_PREFIX=prefix,
                    PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "src"), *sys.path]))
         reactor.spawnProcess(protocol, sys.executable, [
-            sys.executable, "-m", "twisted", "kongish",
+            sys.executable, "-m", "twisted", *twist_options, "kongish",
             "--proxy-listen", f"127.0.0.1:{proxy}", "--admin-listen", f"127.0.0.1:{admin}"], env=env)
         return protocol
 
     async def _ready(self, protocol: _Collect, admin: int) -> None:
-        for _ in range(100):
+        for _ in range(300):  # up to 30 s on a loaded machine; it returns as soon as kongish answers
             try:
                 response = await treq.get(f"http://127.0.0.1:{admin}/status".encode(), pool=POOL)
                 await response.content()
@@ -61,12 +64,14 @@ class TwistTests(TestCase):
             if protocol.ended.called:
                 break
             await deferLater(reactor, 0.1)
-        self.fail(f"kongish did not start:\n{protocol.output.decode(errors='replace')}")
+        raise AssertionError(f"kongish did not start:\n{protocol.output.decode(errors='replace')}")
 
     async def _stop(self, protocol: _Collect) -> None:
         protocol.transport.signalProcess(signal.SIGTERM)
         await protocol.ended
 
+
+class TwistTests(_TwistProcess, TestCase):
     @deferred
     async def test_seed_demo_and_restart(self) -> None:
         prefix, proxy, admin = self.mktemp(), free_port(), free_port()
@@ -88,6 +93,48 @@ class TwistTests(TestCase):
         response = await treq.get(f"http://127.0.0.1:{proxy}/test?name=again".encode(), pool=POOL)
         self.assertEqual((response.code, await response.content()), (200, b"Hello again!\n"))
         await self._stop(process)
+
+
+FAILING_CODE = "local function deeper() error('boom from the function') end\ndeeper()"
+
+
+class ErrorLogTests(_TwistProcess, TestCase):
+    """A Lua error's message and stack reach the log, in JSON lines and in text."""
+
+    async def _failing_request(self, *twist_options: str) -> str:
+        prefix, proxy, admin = self.mktemp(), free_port(), free_port()
+        process = self._spawn(prefix, proxy, admin, *twist_options)
+        await self._ready(process, admin)
+        base = f"http://127.0.0.1:{admin}"
+        for path, data in [("/services/", {"name": "failing", "url": "http://127.0.0.1:1"}),
+                           ("/services/failing/routes", {"paths[]": "/fail"}),
+                           ("/services/failing/plugins", {"name": "pre-function", "config.access[]": FAILING_CODE})]:
+            response = await treq.post((base + path).encode(), data=data, pool=POOL)
+            self.assertEqual(response.code, 201, await response.text())
+        response = await treq.get(f"http://127.0.0.1:{proxy}/fail".encode(), pool=POOL)
+        self.assertEqual(response.code, 500)
+        await response.content()
+        await self._stop(process)
+        return process.output.decode(errors="replace")
+
+    @deferred
+    async def test_json_lines_keep_the_lua_error(self) -> None:
+        output = await self._failing_request()  # output is a pipe: twist writes JSON lines
+        events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        errors = [event["error"] for event in events if "unexpected error in phase" in event.get("log_format", "")]
+        self.assertEqual(len(errors), 1, output)
+        self.assertIn("boom from the function", errors[0])
+        self.assertIn("stack traceback:", errors[0])
+        self.assertIn("in function 'deeper'", errors[0])
+
+    @deferred
+    async def test_text_log_keeps_the_lua_error(self) -> None:
+        output = await self._failing_request("--log-format=text")
+        line = next((line for line in output.splitlines() if "unexpected error in phase access" in line), None)
+        self.assertIsNotNone(line, output)
+        self.assertIn("boom from the function", line)
+        self.assertIn("stack traceback:", output)
+        self.assertIn("in function 'deeper'", output)
 
 
 class LogLevelTests(TestCase):

@@ -12,6 +12,9 @@ from typing import Generic, TypeVar
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from kongish.error_log import error_text
 
 log = Logger()
 
@@ -51,7 +54,9 @@ class Draining(Generic[Connection]):
             try:
                 act(connection)
             except Exception:
-                log.failure("closing {connection} failed", connection=connection)
+                failure = Failure()
+                log.failure("closing {connection} failed: {error}", failure,
+                            connection=str(connection), error=error_text(failure))
 
     def opened(self, connection: Connection) -> None:
         self.open.add(connection)

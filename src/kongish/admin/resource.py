@@ -21,6 +21,7 @@ from kongish.admin.entities import entity_endpoints
 from kongish.admin.info import info_endpoints
 from kongish.admin.respond import AdminHeaders, send
 from kongish.admin.tags import tag_endpoints
+from kongish.error_log import error_text
 
 log = Logger()
 _UNEXPECTED = {"message": "An unexpected error occurred"}
@@ -93,6 +94,7 @@ class AdminResource:
         elif isinstance(error, errors.KongError):
             self._answer(request, started, error.status, error.body())
         else:
-            log.failure("Admin API {method} {uri} failed", failure,
-                        method=request.method, uri=request.uri)
+            log.failure("Admin API {method} {uri} failed: {error}", failure,
+                        method=request.method.decode("latin-1"), uri=request.uri.decode("latin-1"),
+                        error=error_text(failure))
             self._answer(request, started, 500, _UNEXPECTED)

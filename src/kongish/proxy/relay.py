@@ -23,6 +23,8 @@ from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from kongish.error_log import error_text
+
 log = Logger()
 
 #: body_filter for one chunk (``eof`` on the last call): the chunk to send, now or later.
@@ -141,8 +143,8 @@ class BodyRelay(Protocol):
 
     def _filter_failed(self, failure: Failure) -> None:
         self._filtering = False
-        log.failure("unexpected error in phase body_filter (request {request_id})", failure,
-                    request_id=self.request_id)
+        log.failure("unexpected error in phase body_filter (request {request_id}): {error}", failure,
+                    request_id=self.request_id, error=error_text(failure))
         self._cut_off()
 
     # ending

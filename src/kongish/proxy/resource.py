@@ -36,6 +36,7 @@ from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.target import origin_form
 from kongish.proxy.upstream import UpstreamClient, UpstreamFailure
 from kongish.routing.router import Match
+from kongish.error_log import error_text
 
 if TYPE_CHECKING:
     from kongish.node import Node
@@ -155,8 +156,8 @@ class ProxyFlow:
     def _plugin_error(self, failure: Failure, renderer: str = "B") -> None:
         """Kong's 500 instead of whatever the response was; nginx-level (renderer B) unless
         Kong itself caught the error (an access handler's)."""
-        log.failure("unexpected error in phase {phase} (request {request_id})", failure,
-                    phase=self.context.phase, request_id=self.context.request_id)
+        log.failure("unexpected error in phase {phase} (request {request_id}): {error}", failure,
+                    phase=self.context.phase, request_id=self.context.request_id, error=error_text(failure))
         response = self.context.response
         response.body.clear()
         response.headers = GatewayHeaders()
@@ -375,12 +376,14 @@ class ProxyFlow:
             if (pending := self._phase("log")) is not None:
                 await pending
         except Exception:
-            log.failure("unexpected error in phase log (request {request_id})",
-                        request_id=self.context.request_id)
+            failure = Failure()
+            log.failure("unexpected error in phase log (request {request_id}): {error}", failure,
+                        request_id=self.context.request_id, error=error_text(failure))
 
     def crashed(self, failure: Failure) -> None:
         """Last resort when the flow itself failed: Kong's 500 if nothing was sent, else close."""
-        log.failure("proxy request {request_id} failed", failure, request_id=self.context.request_id)
+        log.failure("proxy request {request_id} failed: {error}", failure,
+                    request_id=self.context.request_id, error=error_text(failure))
         request = self.request
         if request._disconnected or request.finished:
             return

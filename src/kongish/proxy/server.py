@@ -32,6 +32,7 @@ from twisted.web.http import HTTPFactory
 
 from kongish import access_log
 from kongish.draining import Draining
+from kongish.error_log import error_text
 from kongish.proxy import error_pages
 from kongish.proxy.context import new_request_id
 from kongish.proxy.downstream import DownstreamRequest
@@ -291,7 +292,8 @@ class ProxyConnection(Protocol, TimeoutMixin):
         try:
             self.factory.resource.render(request)
         except Exception:
-            log.failure("proxy request failed before it started")
+            failure = Failure()
+            log.failure("proxy request failed before it started: {error}", failure, error=error_text(failure))
             self._reading, self._closed = False, True
             self.transport.abortConnection()
 
