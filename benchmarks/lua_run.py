@@ -18,7 +18,7 @@ import argparse
 import cProfile
 import pstats
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from lupa import luajit21
 from twisted.internet.task import Clock

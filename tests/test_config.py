@@ -1,5 +1,6 @@
 """Settings: kong.conf parsing, precedence and validation."""
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.config import ConfigError, Settings, parse_conf, parse_size

@@ -7,7 +7,8 @@ import json
 import zlib
 from typing import Any
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.lua.pdk_regex import translate

@@ -1,11 +1,18 @@
 """Host, address and URL parsing behind the entity rules (Kong's ``kong.tools.ip``, LuaSocket)."""
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.schema.addresses import (
-    Address, InvalidAddress, host_error, host_with_port_error, normalize_ip, wildcard_host_error)
+    Address,
+    InvalidAddress,
+    host_error,
+    host_with_port_error,
+    normalize_ip,
+    wildcard_host_error,
+)
 from kongish.schema.url import ParsedURL, parse_url
 
 

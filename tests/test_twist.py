@@ -95,6 +95,7 @@ class LogLevelTests(TestCase):
 
     def _twist(self, *arguments: str):
         from twisted.application.twist._options import TwistOptions
+
         from twisted.plugins.kongish_plugin import serviceMaker
 
         conf = self.mktemp()

@@ -7,12 +7,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from kongish.schema import typedefs
-from kongish.schema.checks import Conditional, ConditionalAtLeastOneOf, AtLeastOneOf, FieldErrors
-from kongish.schema.fields import (
-    Array, Boolean, Field, Foreign, Integer, Record, Set, String)
+from kongish.schema.checks import AtLeastOneOf, Conditional, ConditionalAtLeastOneOf, FieldErrors
+from kongish.schema.fields import Array, Boolean, Field, Foreign, Integer, Record, Set, String
 from kongish.schema.lua import tonumber
-from kongish.schema.rules import (
-    between, contains, len_eq, not_equal, not_one_of, one_of)
+from kongish.schema.rules import between, contains, len_eq, not_equal, not_one_of, one_of
 from kongish.schema.url import parse_url
 
 if TYPE_CHECKING:
@@ -20,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class PluginLookup(Protocol):
-    def __call__(self, name: str) -> "IPlugin | None": ...
+    def __call__(self, name: str) -> IPlugin | None: ...
 
 
 #: Chooses the record override for one value of the subschema key, or None.
@@ -32,7 +30,7 @@ class Shorthand:
     """An input-only field (service ``url``) that expands into real fields."""
 
     field: Field
-    expand: Callable[[Any], "dict[str, Any] | None"]
+    expand: Callable[[Any], dict[str, Any] | None]
 
 
 def _label(key: Any) -> str:
