@@ -118,7 +118,7 @@ def main() -> None:
             with urllib.request.urlopen(urls["kongish seed demo"]) as response:
                 assert response.read() == b"Hello Kong!\n"
             runs: dict[str, list[tuple[float, float]]] = {name: [] for name in urls}
-            for name, url in urls.items():
+            for url in urls.values():
                 run_wrk(url, 2, args.connections)  # warm-up
             # Alternating rounds: drift on a shared machine hits both servers alike.
             for _ in range(args.rounds):
@@ -129,7 +129,7 @@ def main() -> None:
                 server.terminate()
                 server.wait()
 
-    ratios = [k[0] / b[0] for b, k in zip(runs["bare twisted.web"], runs["kongish seed demo"])]
+    ratios = [k[0] / b[0] for b, k in zip(runs["bare twisted.web"], runs["kongish seed demo"], strict=True)]
     for name, results in runs.items():
         rates = [rate for rate, _ in results]
         print(f"{name:20s} {statistics.median(rates):10.1f} req/s (median of {len(rates)})   "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import sqlite3
 import uuid
 from typing import Any
@@ -283,10 +284,10 @@ class InvariantTests(DatabaseCase):
             before = copy.deepcopy(db.tables)
             body = _references(db, entity_type, body, index)
             key = _pick(db, entity_type, index)
-            call = {"insert": lambda: db.insert(entity_type, body),
-                    "update": lambda: db.update(entity_type, key, body),
-                    "upsert": lambda: db.upsert(entity_type, key, body),
-                    "delete": lambda: db.delete(entity_type, key)}[method]
+            call = {"insert": functools.partial(db.insert, entity_type, body),
+                    "update": functools.partial(db.update, entity_type, key, body),
+                    "upsert": functools.partial(db.upsert, entity_type, key, body),
+                    "delete": functools.partial(db.delete, entity_type, key)}[method]
             outcome = ensureDeferred(call())
             failures = []
             outcome.addErrback(failures.append)

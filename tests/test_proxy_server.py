@@ -805,7 +805,7 @@ class PropertyTests(SynchronousTestCase):
         wire = b"".join(request[-1] for request in sent)
         cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=8)))
         client = connect(Recorder())
-        client.send(*(wire[start:end] for start, end in zip([0, *cuts], [*cuts, len(wire)])))
+        client.send(*(wire[start:end] for start, end in zip([0, *cuts], [*cuts, len(wire)], strict=True)))
         seen = [(request.method, request.uri, request.requestHeaders) for request in client.resource.requests]
         expected = [(method, target, _headers(headers)) for method, target, headers, _, _ in sent]
         self.assertEqual(seen, expected)
