@@ -125,7 +125,8 @@ class ParseTests(SynchronousTestCase):
                          {"a": "2024-01-02", "1": "x", "null": "y"})
 
     def test_self_referencing_alias_is_refused(self):
-        self.assertParseError("a: &x [*x]", "failed parsing declarative configuration: a YAML alias refers to itself")
+        self.assertParseError("a: &x [*x]",
+                              "failed parsing declarative configuration: a YAML alias refers to itself")
 
     def test_binary_is_refused(self):
         self.assertParseError("a: !!binary aGk=",
@@ -200,7 +201,8 @@ class FlattenTests(SynchronousTestCase):
             "tags": None, "client_certificate": None, "tls_verify": None, "tls_verify_depth": None,
             "ca_certificates": None, "enabled": True})
         pre = next(p for p in entities["plugins"] if p["name"] == "pre-function")
-        self.assertEqual(pre["config"], {"certificate": [], "rewrite": [], "access": ["ngx.say('hi') ngx.exit(200)"],
+        self.assertEqual(pre["config"], {"certificate": [], "rewrite": [],
+                                         "access": ["ngx.say('hi') ngx.exit(200)"],
                                          "header_filter": [], "body_filter": [], "log": []})
         self.assertEqual((pre["consumer"], pre["service"], pre["enabled"]), (None, None, True))
 
@@ -225,7 +227,8 @@ class FlattenTests(SynchronousTestCase):
             {"plugins": [
                 {"consumer": "value must be null",
                  "config": {"access": ["error parsing pre-function: unexpected symbol near '<eof>'"]}},
-                {"name": "plugin 'no-such-plugin' not enabled; add it to the 'plugins' configuration property"}]},
+                {"name": "plugin 'no-such-plugin' not enabled; "
+                         "add it to the 'plugins' configuration property"}]},
         )
 
     def test_schema_errors_win_over_reference_errors(self):
@@ -266,7 +269,8 @@ routes:
             self.assertEqual((entity["created_at"], entity["updated_at"]), (NOW, NOW))
 
     def test_nested_plugins_of_a_consumer(self):
-        entities = load('_format_version: "3.0"\nconsumers: [{username: u, plugins: [{name: rate-limiting}]}]')
+        entities = load('_format_version: "3.0"\n'
+                        'consumers: [{username: u, plugins: [{name: rate-limiting}]}]')
         self.assertEqual(entities["plugins"][0]["consumer"], {"id": generated_id("consumers", "u")})
 
     def test_annotations_are_dropped(self):
@@ -294,7 +298,8 @@ routes:
             {"upstreams": "'upstreams' entities are not supported by kongish "
                           "(supported: services, routes, consumers, plugins)",
              "consumers": [{"keyauth_credentials": "'keyauth_credentials' entities are not supported by "
-                                                   "kongish (supported: services, routes, consumers, plugins)"}]},
+                                                   "kongish (supported: services, routes, consumers, "
+                                                   "plugins)"}]},
         )
 
     def test_list_and_record_shapes(self):
@@ -309,19 +314,22 @@ routes:
             {"_format_version": "3.0", "consumers": [{"username": "c"}],
              "services": [{"name": "s", "host": "h",
                            "routes": [{"name": "r", "paths": ["/"], "service": "s"}],
-                           "plugins": [{"name": "rate-limiting"}, {"name": "rate-limiting", "consumer": "c"}]}]},
+                           "plugins": [{"name": "rate-limiting"},
+                                       {"name": "rate-limiting", "consumer": "c"}]}]},
             {"services": [{"routes": [{"service": "value must be null"}],
                            "plugins": [None, {"consumer": "value must be null"}]}]},
         )
 
     def test_reference_must_be_text_or_record(self):
-        self.assertInvalid({"_format_version": "3.0", "routes": [{"name": "r", "service": 5, "paths": ["/"]}]},
+        self.assertInvalid({"_format_version": "3.0",
+                            "routes": [{"name": "r", "service": 5, "paths": ["/"]}]},
                            {"routes": [{"service": "expected a string"}]})
 
     def test_invalid_references(self):
         self.assertInvalid(
             {"_format_version": "3.0", "plugins": [
-                {"name": "rate-limiting", "instance_name": "named", "service": "svc1", "consumer": "my-consumer"},
+                {"name": "rate-limiting", "instance_name": "named", "service": "svc1",
+                 "consumer": "my-consumer"},
                 {"name": "rate-limiting", "id": "0b1a6e47-6d3e-4a41-9a51-8b7d2c09bd5e",
                  "route": {"id": "e0a5b8f8-34b0-45a4-8d44-9d4b1b3d6b3c"}},
             ]},
@@ -345,7 +353,8 @@ routes:
     def test_duplicate_ids(self):
         same = "0b1a6e47-6d3e-4a41-9a51-8b7d2c09bd5e"
         self.assertInvalid(
-            {"_format_version": "3.0", "consumers": [{"id": same, "username": "a"}, {"id": same, "username": "b"}]},
+            {"_format_version": "3.0",
+             "consumers": [{"id": same, "username": "a"}, {"id": same, "username": "b"}]},
             {"consumers": [None, f"uniqueness violation: 'consumers' entity with primary key set to '{same}' "
                                  "already declared"]},
         )
@@ -356,7 +365,9 @@ routes:
             {"name": "post-function", "config": {"log": ["b()"]}}]}]}
         plugin_id = generated_id("plugins", f"plugins:*:post-function::{generated_id('services', 's')}:")
         self.assertInvalid(document, {"services": [{"plugins": [
-            None, f"uniqueness violation: 'plugins' entity with primary key set to '{plugin_id}' already declared"]}]})
+            None,
+            f"uniqueness violation: 'plugins' entity with primary key set to '{plugin_id}' "
+            "already declared"]}]})
 
     def test_an_entity_reported_whole_gets_no_nested_errors(self):
         # Kong files the nested duplicate route under 'routes'[2]; the top-level
@@ -366,7 +377,8 @@ routes:
             {"_format_version": "3.0",
              "services": [{"name": "s", "host": "h", "routes": [
                  {"name": "r", "paths": ["/a"]}, {"name": "r", "paths": ["/b"]}]}],
-             "routes": [{"name": "a", "paths": ["/c"]}, {"name": "b", "paths": ["/d"], "plugins": [plugin, plugin]}]},
+             "routes": [{"name": "a", "paths": ["/c"]},
+                        {"name": "b", "paths": ["/d"], "plugins": [plugin, plugin]}]},
             {"routes": [None, "uniqueness violation: 'routes' entity with name set to 'r' already declared"]},
         )
 
@@ -374,7 +386,8 @@ routes:
         self.assertInvalid(
             {"_format_version": "3.0", "consumers": [{"username": "a", "custom_id": "c"},
                                                      {"username": "b", "custom_id": "c"}]},
-            {"consumers": {"b": "uniqueness violation: 'consumers' entity with custom_id set to 'c' already declared"}},
+            {"consumers": {"b": "uniqueness violation: 'consumers' entity with custom_id set to 'c' "
+                                 "already declared"}},
         )
 
     def test_old_formats_get_regex_paths_migrated(self):
@@ -431,7 +444,8 @@ class ExportTests(SynchronousTestCase):
         text = export_yaml(entities)
         document = yaml.safe_load(text)
         self.assertEqual(document["_format_version"], "3.0")
-        self.assertEqual(list(document), ["_format_version", "_transform", "services", "routes", "consumers", "plugins"])
+        self.assertEqual(list(document),
+                         ["_format_version", "_transform", "services", "routes", "consumers", "plugins"])
         self.assertEqual(document["routes"][0]["service"], generated_id("services", "plugin-testing"))
         self.assertEqual(flatten(parse_declarative(text), plugins=PLUGINS.get, now=NOW), entities)
 
