@@ -82,7 +82,8 @@ class EchoUpstream(Resource):
         return json.dumps(seen).encode()
 
     def path_delay(self, request, body, seconds):
-        later = reactor.callLater(float(seconds), self._finish, request, json.dumps(self.received[-1]).encode())
+        later = reactor.callLater(float(seconds), self._finish, request,
+                                  json.dumps(self.received[-1]).encode())
         request.notifyFinish().addErrback(lambda _: later.cancel())
         return NOT_DONE_YET
 

@@ -34,8 +34,10 @@ class TableTests(SynchronousTestCase):
     def test_literal_segments_win(self) -> None:
         found = table("/plugins/{plugins}", "/plugins/enabled").find(["plugins", "enabled"])
         self.assertEqual((found[0].template, found[1]), ("/plugins/enabled", {}))
-        schemas = table("/schemas/{db_entity_name}/validate", "/schemas/plugins/{name}", "/schemas/plugins/validate")
-        self.assertEqual(schemas.find(["schemas", "plugins", "validate"])[0].template, "/schemas/plugins/validate")
+        schemas = table("/schemas/{db_entity_name}/validate", "/schemas/plugins/{name}",
+                        "/schemas/plugins/validate")
+        self.assertEqual(schemas.find(["schemas", "plugins", "validate"])[0].template,
+                         "/schemas/plugins/validate")
         self.assertEqual(schemas.find(["schemas", "plugins", "x"])[0].template, "/schemas/plugins/{name}")
         self.assertEqual(schemas.find(["schemas", "routes", "validate"])[0].template,
                          "/schemas/{db_entity_name}/validate")
@@ -52,7 +54,8 @@ class TableTests(SynchronousTestCase):
         templates = admin_endpoint_table().templates()
         for template in ("/services/{services}", "/services/{services}/routes/{routes}",
                          "/routes/{routes}/service", "/consumers/{consumers}/plugins/{plugins}",
-                         "/plugins/{plugins}/route", "/plugins/{plugins}/service", "/plugins/{plugins}/consumer",
+                         "/plugins/{plugins}/route", "/plugins/{plugins}/service",
+                         "/plugins/{plugins}/consumer",
                          "/schemas/{name}", "/schemas/plugins/{name}", "/config", "/status", "/endpoints"):
             self.assertIn(template, templates)
         self.assertEqual(len(templates), len(set(templates)))

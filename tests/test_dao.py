@@ -87,7 +87,8 @@ class WriteRuleTests(DatabaseCase):
         db = self.open()
         given_id = str(uuid.uuid4())
         self.assertEqual(self.done(db.insert("consumers", {"id": given_id, "username": "a"}))["id"], given_id)
-        error = self.refused(db.insert("consumers", {"id": given_id, "username": "b"}), errors.PrimaryKeyViolation)
+        error = self.refused(db.insert("consumers", {"id": given_id, "username": "b"}),
+                             errors.PrimaryKeyViolation)
         self.assertEqual(error.body()["message"], f"primary key violation on key '{{id=\"{given_id}\"}}'")
 
     def test_update_merges_and_refreshes_updated_at(self) -> None:
@@ -233,12 +234,14 @@ def operations(draw) -> tuple[str, str, Any, dict[str, Any]]:
     if entity_type == "services":
         body = {"name": draw(_NAMES), "host": "a.test", "port": draw(st.sampled_from([80, 81, "80"]))}
     elif entity_type == "routes":
-        body = {"name": draw(_NAMES), "paths": ["/"], "service": draw(st.sampled_from(["pick", "pick", "missing", None]))}
+        body = {"name": draw(_NAMES), "paths": ["/"],
+                "service": draw(st.sampled_from(["pick", "pick", "missing", None]))}
     elif entity_type == "consumers":
         body = {"username": draw(_NAMES), "custom_id": draw(st.sampled_from([None, "c"]))}
     else:
         body = {"name": draw(st.sampled_from(["pre-function", "post-function"])),
-                "config": {"access": ["x=1"]}, "protocols": draw(st.sampled_from([["http"], ["http", "grpc"], ["grpc"]]))}
+                "config": {"access": ["x=1"]},
+                "protocols": draw(st.sampled_from([["http"], ["http", "grpc"], ["grpc"]]))}
         for field in ("route", "service", "consumer"):
             body[field] = draw(st.sampled_from(["pick", "missing", None, None, None]))
     method = draw(st.sampled_from(["insert", "insert", "update", "upsert", "delete"]))

@@ -75,7 +75,8 @@ class ProxyTests(TestCase):
         gateway = await self._gateway()
         status, body, _ = await gateway.request("POST", "/echo/x", data=b"payload=1")
         seen = json.loads(body)
-        self.assertEqual((status, seen["method"], seen["body"], seen["path"]), (200, "POST", "payload=1", "/x"))
+        self.assertEqual((status, seen["method"], seen["body"], seen["path"]),
+                         (200, "POST", "payload=1", "/x"))
 
     @deferred
     async def test_upstream_errors_pass_through(self) -> None:
@@ -177,4 +178,5 @@ class TLSUpstreamTests(TestCase):
         gateway = await self._gateway(tls_verify=True)
         status, body, _ = await gateway.get("/s/x", headers={"Accept": "application/json"})
         self.assertEqual(status, 502)
-        self.assertEqual(json.loads(body)["message"], "An invalid response was received from the upstream server")
+        self.assertEqual(json.loads(body)["message"],
+                         "An invalid response was received from the upstream server")

@@ -117,7 +117,8 @@ class BodyFilterTests(_Streaming):
 class ClientDisconnectTests(_Streaming):
     @deferred
     async def test_leaving_before_the_answer_cancels_the_upstream_request(self) -> None:
-        gateway = await self._gateway(post_function(log="kong.log.notice('status ', kong.response.get_status())"))
+        gateway = await self._gateway(
+            post_function(log="kong.log.notice('status ', kong.response.get_status())"))
         logged = self._lua_messages()
         client = await gateway.connect()
         client.transport.write(b"GET /p/delay/5 HTTP/1.1\r\nHost: x.test\r\n\r\n")
@@ -128,7 +129,8 @@ class ClientDisconnectTests(_Streaming):
 
     @deferred
     async def test_leaving_mid_stream_closes_the_upstream_connection(self) -> None:
-        gateway = await self._gateway(post_function(log="kong.log.notice('status ', kong.response.get_status())"))
+        gateway = await self._gateway(
+            post_function(log="kong.log.notice('status ', kong.response.get_status())"))
         logged = self._lua_messages()
         client = await gateway.connect()
         client.transport.write(b"GET /p/stall/1000 HTTP/1.1\r\nHost: x.test\r\n\r\n")

@@ -270,7 +270,8 @@ class ErrorTests(SynchronousTestCase):
     def test_runtime_error_carries_message_and_traceback(self) -> None:
         with self.assertRaises(LuaError) as raised:
             run(self.engine, "local function inner() error('this should stop the request') end\ninner()")
-        self.assertEqual(raised.exception.message, """[string "local function inner() error('this should sto..."]:1: """
+        self.assertEqual(raised.exception.message,
+                         """[string "local function inner() error('this should sto..."]:1: """
                          "this should stop the request")
         self.assertIn("stack traceback:", raised.exception.traceback)
         self.assertIn("in function 'inner'", raised.exception.traceback)

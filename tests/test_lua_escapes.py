@@ -226,7 +226,8 @@ class PythonWorkTests(LimitCase):
         limit = 8 * 1024 * 1024
         engine = engine_with(memory_limit=limit)
         for source in ["local v = ('x'):rep(1024 * 1024) for i = 1, 100 do ngx.header['x-' .. i] = v end",
-                       "local v = ('x'):rep(1024 * 1024) for i = 1, 100 do kong.response.add_header('x', v) end",
+                       "local v = ('x'):rep(1024 * 1024) for i = 1, 100 do "
+                       "kong.response.add_header('x', v) end",
                        "local v, many = ('x'):rep(1024 * 1024), {} for i = 1, 1000 do many[i] = v end "
                        "ngx.header.x = many"]:
             self.assertFails(engine, source, f"Lua code exceeded the output limit of {limit} bytes",

@@ -240,7 +240,8 @@ class NgxHeaderTests(SynchronousTestCase):
         self.assertFalse(headers.hasHeader(b"x-a"))
 
     def test_invalid_header_names_are_lua_errors(self) -> None:
-        self.assertIn('invalid header name "X Y"', self.pdk.error(self, 'ngx.header["X Y"] = "v"', self.context))
+        self.assertIn('invalid header name "X Y"',
+                      self.pdk.error(self, 'ngx.header["X Y"] = "v"', self.context))
         self.assertIn('invalid header name "a',
                       self.pdk.error(self, 'ngx.req.set_header("a\\n", "v")', self.context))
 
@@ -394,7 +395,8 @@ class NgxVarTests(SynchronousTestCase):
         self.assertEqual((self.context.upstream.path, self.context.upstream.query), ("/new/path", "z=9"))
 
     def test_read_only_and_unknown_variables(self) -> None:
-        self.assertIn('variable "uri" not changeable', self.pdk.error(self, 'ngx.var.uri = "/x"', self.context))
+        self.assertIn('variable "uri" not changeable',
+                      self.pdk.error(self, 'ngx.var.uri = "/x"', self.context))
         self.assertIn('variable "nope" not found for writing',
                       self.pdk.error(self, 'ngx.var.nope = "/x"', self.context))
 
@@ -451,7 +453,8 @@ class NgxContextTests(SynchronousTestCase):
     def test_time(self) -> None:
         self.pdk.clock.advance(1700000000.25)
         result = self.pdk.result(self, "return ngx.now(), ngx.time(), ngx.utctime(), ngx.http_time(0), "
-                                       "ngx.cookie_time(0), ngx.parse_http_time('Thu, 01 Jan 1970 00:00:10 GMT')",
+                                       "ngx.cookie_time(0), "
+                                       "ngx.parse_http_time('Thu, 01 Jan 1970 00:00:10 GMT')",
                                  self.pdk.context())
         self.assertEqual(result, [1700000000.25, 1700000000, b"2023-11-14 22:13:20",
                                   b"Thu, 01 Jan 1970 00:00:00 GMT", b"Thu, 01-Jan-70 00:00:00 GMT", 10])

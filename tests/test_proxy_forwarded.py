@@ -92,7 +92,8 @@ class RealIpTests(SynchronousTestCase):
 
     def test_lines_and_separators_as_nginx_reads_them(self) -> None:
         recursive = RealIp(_TRUSTED, b"x-forwarded-for", recursive=True)
-        self.assertEqual(self._client(recursive, "127.0.0.1", b"192.0.2.7, 10.0.0.3", b"10.0.0.2"), "192.0.2.7")
+        self.assertEqual(self._client(recursive, "127.0.0.1", b"192.0.2.7, 10.0.0.3", b"10.0.0.2"),
+                         "192.0.2.7")
         self.assertEqual(self._client(recursive, "127.0.0.1", b"192.0.2.1 10.0.0.5"), "192.0.2.1")
         self.assertEqual(self._client(RealIp(_TRUSTED), "10.1.1.1", b"192.0.2.1", b"192.0.2.2"), "192.0.2.1")
 
@@ -133,7 +134,8 @@ class SocketPeerTests(SynchronousTestCase):
 
     def test_beneath_every_wrapper(self) -> None:
         socket = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 40000))
-        inner, outer = ProtocolWrapper(WrappingFactory(None), None), ProtocolWrapper(WrappingFactory(None), None)
+        inner = ProtocolWrapper(WrappingFactory(None), None)
+        outer = ProtocolWrapper(WrappingFactory(None), None)
         inner.transport, outer.transport = socket, inner
         self.assertEqual(socket_peer(self._request(outer)), "10.0.0.1")
         self.assertEqual(socket_peer(self._request(socket)), "10.0.0.1")

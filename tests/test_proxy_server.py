@@ -148,7 +148,8 @@ class KeepAliveTests(SynchronousTestCase):
         for path in (b"/a", b"/b", b"/c"):
             client.send(get(path))
         self.assertEqual([request.uri for request in client.resource.requests], [b"/a", b"/b", b"/c"])
-        self.assertEqual([(r.status, r.body, r.complete) for r in client.responses()], [(200, b"hello", True)] * 3)
+        self.assertEqual([(r.status, r.body, r.complete) for r in client.responses()],
+                         [(200, b"hello", True)] * 3)
         self.assertFalse(client.transport.disconnecting)
         self.assertEqual(client.logged, client.resource.requests)
 
@@ -337,7 +338,8 @@ class RequestBodyTests(SynchronousTestCase):
 
     def test_chunked_body(self) -> None:
         client = connect(Recorder())
-        client.send(get(b"/", b"Transfer-Encoding: chunked", method=b"PUT"), b"3\r\nabc\r\n", b"2\r\nde\r\n0\r\n\r\n")
+        client.send(get(b"/", b"Transfer-Encoding: chunked", method=b"PUT"), b"3\r\nabc\r\n",
+                    b"2\r\nde\r\n0\r\n\r\n")
         self.assertEqual((client.resource.bodies, client.resource.positions), ([b"abcde"], [0]))
 
     def test_large_chunked_body(self) -> None:
@@ -656,7 +658,8 @@ class DrainTests(SynchronousTestCase):
         self.assertFalse(client.transport.disconnecting)
         client.send(data[-5:] + get(b"/after"))
         self.assertEqual(client.resource.bodies, [b"0123456789"])
-        self.assertEqual([response.headers.get(b"connection") for response in client.responses()], [[b"close"]])
+        self.assertEqual([response.headers.get(b"connection") for response in client.responses()],
+                         [[b"close"]])
         self.assertTrue(client.transport.disconnecting)
         client.lose()
         self.successResultOf(drained)
@@ -828,12 +831,14 @@ class LoopbackTests(TestCase):
         await gateway.expose(upstream.url)
         client: RawClient = await gateway.connect()
         self.addCleanup(client.transport.loseConnection)
-        client.transport.write(get(b"/p/delay/0.2") + get(b"/p/second") + post(b"third", b"Connection: close", path=b"/p/third"))
+        client.transport.write(get(b"/p/delay/0.2") + get(b"/p/second")
+                               + post(b"third", b"Connection: close", path=b"/p/third"))
         answer = await client.closed
         reader = _ResponseReader()
         reader.parser.feed_data(answer)
         self.assertEqual([(r.status, r.complete) for r in reader.responses], [(200, True)] * 3)
-        self.assertEqual([seen["uri"] for seen in upstream.resource.received], ["/delay/0.2", "/second", "/third"])
+        self.assertEqual([seen["uri"] for seen in upstream.resource.received],
+                         ["/delay/0.2", "/second", "/third"])
         self.assertEqual(upstream.resource.received[-1]["body"], "third")
         self.assertIn(b'"uri": "/second"', reader.responses[1].body)
         self.assertEqual(reader.responses[2].headers[b"connection"], [b"close"])

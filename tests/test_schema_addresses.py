@@ -22,7 +22,8 @@ class NormalizeIPTests(SynchronousTestCase):
         self.assertEqual(normalize_ip("010.0.0.1:8000"), Address("ipv4", "10.0.0.1", 8000))
 
     def test_ipv6(self) -> None:
-        self.assertEqual(normalize_ip("::1"), Address("ipv6", "0000:0000:0000:0000:0000:0000:0000:0001", None))
+        self.assertEqual(normalize_ip("::1"),
+                         Address("ipv6", "0000:0000:0000:0000:0000:0000:0000:0001", None))
         self.assertEqual(normalize_ip("[::1]:80").port, 80)
 
     def test_names(self) -> None:

@@ -84,7 +84,8 @@ class ConsumerTests(PluginTestCase):
 
 class PluginEntityTests(PluginTestCase):
     def test_name_is_required_and_must_be_enabled(self) -> None:
-        self.assertEqual(self.violation(PLUGINS, {"config": {}})["fields"], {"name": "required field missing"})
+        self.assertEqual(self.violation(PLUGINS, {"config": {}})["fields"],
+                         {"name": "required field missing"})
         self.assertEqual(self.violation(PLUGINS, {"name": "nope"})["fields"], {
             "name": "plugin 'nope' not enabled; add it to the 'plugins' configuration property"})
 
@@ -112,7 +113,8 @@ class PluginEntityTests(PluginTestCase):
                          {"config": "required field missing"})
 
     def test_instance_name_and_protocols(self) -> None:
-        fields = self.violation(PLUGINS, {"name": "rate", "instance_name": "a/b", "protocols": ["ftp"]})["fields"]
+        fields = self.violation(PLUGINS, {"name": "rate", "instance_name": "a/b",
+                                          "protocols": ["ftp"]})["fields"]
         self.assertEqual(fields, {
             "instance_name": ("invalid value 'a/b': the only accepted ascii characters are "
                               "alphanumerics or ., -, _, and ~"),
@@ -120,7 +122,8 @@ class PluginEntityTests(PluginTestCase):
 
     def test_foreign_keys(self) -> None:
         entity = plugin(name="rate", route={"id": UUID}, consumer={"id": UUID}, service=None)
-        self.assertEqual((entity["route"], entity["consumer"], entity["service"]), ({"id": UUID}, {"id": UUID}, None))
+        self.assertEqual((entity["route"], entity["consumer"], entity["service"]),
+                         ({"id": UUID}, {"id": UUID}, None))
         self.assertEqual(self.violation(PLUGINS, {"name": "rate", "route": {"id": 1}})["fields"],
                          {"route": {"id": "expected a string"}})
 
@@ -164,7 +167,8 @@ class ServerlessTests(PluginTestCase):
     def test_valid_sources_from_kong(self) -> None:
         sources = ['("hello world!"):find("world")', 'error("should never happen")',
                    "local x = 1 return function() x = x + 1 end", 'return "hello-world"']
-        self.assertEqual(plugin(name="pre-function", config={"rewrite": sources})["config"]["rewrite"], sources)
+        self.assertEqual(plugin(name="pre-function", config={"rewrite": sources})["config"]["rewrite"],
+                         sources)
 
     def test_null_and_non_string_elements(self) -> None:
         body = self.violation(PLUGINS, {"name": "pre-function", "config": {"log": [None, 1]}})
