@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import uuid
+from typing import TYPE_CHECKING, cast
 
 import yaml
 from hypothesis import given, settings
@@ -15,6 +16,9 @@ from kongish.db.declarative import configuration_hash, export_yaml, flatten, par
 from kongish.errors import InvalidDeclarative
 from kongish.plugins.serverless_schema import serverless_check_entity, serverless_config_schema
 from kongish.schema import Integer, Record, String
+
+if TYPE_CHECKING:
+    from kongish.plugins.interface import IPlugin
 
 NOW = 1700000000
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "kong.yml")
@@ -73,6 +77,11 @@ PLUGINS = {plugin.name: plugin for plugin in (
 )}
 
 
+def lookup(name: str) -> IPlugin | None:
+    # A FakePlugin has just what entity validation asks of an IPlugin.
+    return cast("IPlugin | None", PLUGINS.get(name))
+
+
 def generated_id(entity_type: str, key: str) -> str:
     """The id Kong generates: UUIDv5 of ``key`` in the entity type's namespace (reference 7.1)."""
     namespace = uuid.uuid5(uuid.UUID("fd02801f-0957-4a15-a55a-c8d9606f30b5"), entity_type)
@@ -80,7 +89,7 @@ def generated_id(entity_type: str, key: str) -> str:
 
 
 def load(text: str) -> dict[str, list[dict]]:
-    return flatten(parse_declarative(text), plugins=PLUGINS.get, now=NOW)
+    return flatten(parse_declarative(text), plugins=lookup, now=NOW)
 
 
 def by_name(entities: list[dict], field: str = "name") -> dict[str, dict]:
@@ -148,6 +157,7 @@ class ParseTests(SynchronousTestCase):
         try:
             document = parse_declarative(text)
         except InvalidDeclarative as error:
+            assert error.fields is not None
             self.assertIsInstance(error.fields["error"], str)
         else:
             json.dumps(document)
@@ -163,7 +173,7 @@ class HashTests(SynchronousTestCase):
 
 class FlattenTests(SynchronousTestCase):
     def assertInvalid(self, document: dict, fields) -> None:
-        error = self.assertRaises(InvalidDeclarative, flatten, document, plugins=PLUGINS.get, now=NOW)
+        error = self.assertRaises(InvalidDeclarative, flatten, document, plugins=lookup, now=NOW)
         self.assertEqual(error.fields, fields)
 
     def test_kong_example(self):
@@ -404,8 +414,8 @@ routes:
             routes = by_name(load(text.format(version=version))["routes"])
             self.assertEqual(routes["nested"]["paths"], ["~/regex.+", "/prefix", "/a%2Fb/~x"])
             self.assertEqual(routes["top"]["paths"], ["~/v(1|2)/\\.A", "/ab/d"])
-        routes = load('_format_version: "3.0"\nroutes: [{paths: ["/v(1|2)/x"]}]')["routes"]
-        self.assertEqual(routes[0]["paths"], ["/v(1|2)/x"])
+        route_list = load('_format_version: "3.0"\nroutes: [{paths: ["/v(1|2)/x"]}]')["routes"]
+        self.assertEqual(route_list[0]["paths"], ["/v(1|2)/x"])
 
     def test_fields_named_like_entities_are_fields(self):
         entities = load('_format_version: "3.0"\nroutes: [{name: r, protocols: [tls], snis: [example.com]}]\n'
@@ -415,7 +425,7 @@ routes:
 
     def test_migration_keeps_undecodable_text(self):
         document = {"_format_version": "1.1", "routes": [{"name": "r", "paths": ["/\ud800.+"]}]}
-        entities = flatten(document, plugins=PLUGINS.get, now=NOW)
+        entities = flatten(document, plugins=lookup, now=NOW)
         self.assertEqual(entities["routes"][0]["paths"], ["~/\ud800.+"])
 
     @settings(max_examples=150, deadline=None)
@@ -431,7 +441,7 @@ routes:
     ))
     def test_any_document_flattens_or_fails_cleanly(self, document):
         try:
-            entities = flatten(document, plugins=PLUGINS.get, now=NOW)
+            entities = flatten(document, plugins=lookup, now=NOW)
         except InvalidDeclarative as error:
             json.dumps(error.fields)
         else:
@@ -447,7 +457,7 @@ class ExportTests(SynchronousTestCase):
         self.assertEqual(list(document),
                          ["_format_version", "_transform", "services", "routes", "consumers", "plugins"])
         self.assertEqual(document["routes"][0]["service"], generated_id("services", "plugin-testing"))
-        self.assertEqual(flatten(parse_declarative(text), plugins=PLUGINS.get, now=NOW), entities)
+        self.assertEqual(flatten(parse_declarative(text), plugins=lookup, now=NOW), entities)
 
     def test_empty_export(self):
         self.assertEqual(yaml.safe_load(export_yaml({"services": []})),
@@ -458,7 +468,7 @@ class ExampleFileTests(SynchronousTestCase):
     def test_example_loads(self):
         with open(EXAMPLE, encoding="utf-8") as file:
             text = file.read()
-        entities = flatten(parse_declarative(text, filename="kong.yml"), plugins=PLUGINS.get, now=NOW)
+        entities = flatten(parse_declarative(text, filename="kong.yml"), plugins=lookup, now=NOW)
         service = entities["services"][0]
         self.assertEqual(service["name"], "plugin-testing")
         self.assertEqual(entities["routes"][0]["paths"], ["/test"])

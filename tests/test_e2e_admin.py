@@ -24,8 +24,8 @@ ROUTE_FIELDS = {"id", "created_at", "updated_at", "name", "protocols", "methods"
                 "tags", "service"}
 PLUGIN_FIELDS = {"id", "name", "instance_name", "created_at", "updated_at", "route", "service", "consumer",
                  "config", "protocols", "enabled", "tags"}
-EMPTY_CODE = {"certificate": [], "rewrite": [], "access": [], "header_filter": [], "body_filter": [],
-              "log": []}
+EMPTY_CODE: dict[str, list[str]] = {"certificate": [], "rewrite": [], "access": [], "header_filter": [],
+                                    "body_filter": [], "log": []}
 
 
 async def raw_call(gateway: Gateway, method: str, path: str, **kwargs: Any) -> tuple[int, bytes, Any]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 from lupa import luajit21
@@ -11,6 +11,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from kongish.errors import SchemaViolation
 from kongish.plugins.serverless_schema import serverless_check_entity, serverless_config_schema
 from kongish.schema import CONSUMERS, PLUGINS, Array, Integer, Record, String, complete, schema_json
+
+if TYPE_CHECKING:
+    from kongish.plugins.interface import IPlugin
 
 UUID = "6f3f4ad9-b4e1-4a3a-8e2a-2d6a1f0b7c11"
 PHASE_LIST = ("'config.certificate', 'config.rewrite', 'config.access', "
@@ -49,8 +52,9 @@ RATE = FakePlugin("rate", Record(fields={
 PLUGIN_TYPES = {plugin.name: plugin for plugin in (PRE_FUNCTION, RATE)}
 
 
-def lookup(name: str) -> FakePlugin | None:
-    return PLUGIN_TYPES.get(name)
+def lookup(name: str) -> IPlugin | None:
+    # A FakePlugin has just the parts of an IPlugin that validation uses.
+    return cast("IPlugin | None", PLUGIN_TYPES.get(name))
 
 
 def plugin(**data: Any) -> dict[str, Any]:

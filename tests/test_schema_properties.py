@@ -30,8 +30,8 @@ JSON = st.recursive(
 
 
 #: A valid minimal input per entity, which examples then change a few fields of.
-MINIMAL = {"services": {"host": "h"}, "routes": {"paths": ["/"]}, "consumers": {"username": "u"},
-           "plugins": {"name": "rate"}}
+MINIMAL: dict[str, dict[str, Any]] = {"services": {"host": "h"}, "routes": {"paths": ["/"]},
+                                      "consumers": {"username": "u"}, "plugins": {"name": "rate"}}
 
 
 #: Valid values per field, so that examples also reach the success path.
