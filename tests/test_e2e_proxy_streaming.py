@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import socket
+from typing import cast
 
 import treq
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseFailed
 
@@ -38,8 +39,9 @@ class _Streaming(TestCase):
         def observe(event: dict) -> None:
             if "text" in event and "plugin" in event:
                 messages.append(event["text"])
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        observer = cast(ILogObserver, observe)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         return messages
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from hypothesis import given, settings
@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.iweb import IRequest
 from twisted.web.test.requesthelper import DummyRequest
 
 from kongish.lua.engine import LuaEngine, LuaError, LuaLimitError
@@ -19,7 +20,7 @@ from kongish.proxy.context import RequestContext
 
 
 def new_context() -> RequestContext:
-    return RequestContext(request=DummyRequest([b""]))
+    return RequestContext(request=cast(IRequest, DummyRequest([b""])))
 
 
 @attrs.define(eq=False)
@@ -196,12 +197,14 @@ class AwaitTests(SynchronousTestCase):
         self.assertNoResult(done)
         self.assertEqual(self.probe.said(), [])
         self.clock.advance(2)
+        assert done is not None
         self.assertIsNone(self.successResultOf(done))
         self.assertEqual(self.probe.said(), [("x", 7)])
 
     def test_failed_deferred_is_a_lua_error(self) -> None:
         done = run(self.engine, "local ok, err = pcall(ngx.fail, 'upstream gone') ngx.say(ok, err)")
         self.clock.advance(1)
+        assert done is not None
         self.successResultOf(done)
         self.assertEqual(self.probe.said(), [(False, "upstream gone")])
 
@@ -214,6 +217,7 @@ class AwaitTests(SynchronousTestCase):
     def test_exit_after_waiting(self) -> None:
         done = run(self.engine, "ngx.sleep(1) ngx.exit(204) ngx.say('not reached')", "ngx.say('no')")
         self.clock.advance(1)
+        assert done is not None
         self.successResultOf(done)
         self.assertEqual(self.probe.said(), [("exit", 204)])
 
@@ -222,6 +226,7 @@ class AwaitTests(SynchronousTestCase):
             local co = coroutine.wrap(function(x) local v = ngx.sleep(1, x * 2) coroutine.yield(v + 1) end)
             ngx.say(co(20))""")
         self.clock.advance(1)
+        assert done is not None
         self.successResultOf(done)
         self.assertEqual(self.probe.said(), [(41,)])
 
@@ -237,6 +242,7 @@ class AwaitTests(SynchronousTestCase):
         self.assertNoResult(waiting)
         self.assertIsNone(self.engine.current.context)
         self.clock.advance(5)
+        assert waiting is not None
         self.successResultOf(waiting)
         self.assertEqual(self.probe.records, [(sleeper, ("start",)), (quick, ("start",)),
                                               (quick, ("end",)), (sleeper, ("end",))])
@@ -250,6 +256,7 @@ class AwaitTests(SynchronousTestCase):
                        for _ in range(100)]
             self.clock.advance(1)
             for done in waiting:
+                assert done is not None
                 self.successResultOf(done)
         self.assertEqual(self.probe.said(), [(n,) if n % 2 else ("exit", n) for n in range(1, 201)])
 
@@ -306,6 +313,7 @@ class ErrorTests(SynchronousTestCase):
         waiting = self.engine.run(functions, new_context(), "pre-function", "key")
         self.engine.run(functions, new_context(), "pre-function", "key")
         self.clock.advance(1)
+        assert waiting is not None
         self.successResultOf(waiting)
         self.assertEqual(self.probe.said(), [(False, "cannot resume non-suspended coroutine"),
                                              ("first",)])
@@ -373,6 +381,7 @@ class LimitTests(SynchronousTestCase):
         self.assertLimited(engine, "while true do end",
                            "Lua code exceeded the limit of 200000 instructions")
         clock.advance(1)
+        assert waiting is not None
         self.successResultOf(waiting)
         self.assertEqual(probe.said(), [(50005000,)])
 

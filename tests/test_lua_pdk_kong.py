@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
+from twisted.logger import ILogObserver
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
@@ -193,6 +195,7 @@ class KongServiceTests(SynchronousTestCase):
             r.set_body({k = "v"}, "application/json")
         """, self.context)
         upstream = self.context.upstream
+        assert upstream is not None
         self.assertEqual((upstream.path, upstream.query, upstream.method, upstream.scheme),
                          ("/p", "q=a%20b", "PUT", "https"))
         self.assertEqual(upstream.headers.getRawHeaders(b"x-a"), [b"1", b"2"])
@@ -307,8 +310,9 @@ class KongMiscTests(SynchronousTestCase):
     def test_log(self) -> None:
         from twisted.logger import globalLogPublisher
         events: list[dict] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events_observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(events_observer)
+        self.addCleanup(globalLogPublisher.removeObserver, events_observer)
         self.pdk.result(self, 'kong.log.warn("a", 1) kong.log("n") kong.log.inspect({b = 1, a = {"x"}})',
                         self.context, plugin="post-function")
         logged = [(e["log_level"].name, e["text"], e["plugin"]) for e in events

@@ -1,8 +1,8 @@
 """Tests for kongish.routing.Router: matching rules (Kong reference 4.2) and priority (4.3)."""
 import itertools
-from typing import Any
+from typing import Any, cast
 
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.routing import Match, Router
@@ -305,8 +305,9 @@ class ServiceSelectionTests(RouterTestCase):
 
     def test_bad_regex_route_left_out_others_kept(self) -> None:
         events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events_observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(events_observer)
+        self.addCleanup(globalLogPublisher.removeObserver, events_observer)
         bad = make_route(paths=["~/(unclosed"])
         good = make_route(paths=["/"])
         self.assertRoute(match([bad, good], b"/(unclosed"), good)
