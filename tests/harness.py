@@ -268,6 +268,8 @@ async def start_deaf_upstream(case) -> DeafUpstream:
 class RawClient(Protocol):
     """A hand-driven client connection: write bytes, pause reading, wait for bytes, close."""
 
+    transport: ITCPTransport  # connected over TCP before any test uses it
+
     def __init__(self) -> None:
         self.data = bytearray()
         self.closed: Deferred[bytes] = Deferred()
@@ -343,7 +345,6 @@ class Gateway:
     async def raw(self, request: bytes) -> bytes:
         """Send raw bytes to the proxy and return everything it answers (HTTP/1.0, so it closes)."""
         client = await self.connect()
-        assert client.transport is not None
         client.transport.write(request)
         return await client.closed
 

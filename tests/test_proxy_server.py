@@ -5,6 +5,7 @@ import io
 import os
 import string
 from collections.abc import Callable
+from typing import cast
 
 import attrs
 import httptools
@@ -125,8 +126,10 @@ def connect(resource: Recorder, timeout: float | None = None, max_body_size: int
     clock = MemoryReactorClock()
     factory = ProxyServerFactory(resource, max_body_size, timeout=timeout, reactor=clock)
     logged: list[DownstreamRequest] = []
-    factory.log = logged.append
-    connection = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    # HTTPFactory.log is typed for twisted.web Requests; this factory logs DownstreamRequests.
+    factory.log = logged.append  # type: ignore[method-assign,assignment]
+    # ProxyServerFactory.protocol is ProxyConnection.
+    connection = cast(ProxyConnection, factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000)))
     transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8000),
                                 peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
     connection.makeConnection(transport)
@@ -688,6 +691,7 @@ class DrainTests(SynchronousTestCase):
         client = connect(Recorder())
         client.connection.factory.drain(10)
         late = client.connection.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001))
+        assert late is not None
         transport = StringTransport()
         late.makeConnection(transport)
         self.assertTrue(transport.disconnecting)
@@ -704,7 +708,8 @@ class InterfaceTests(SynchronousTestCase):
         client.send(get())
         request = client.resource.requests[0]
         self.assertTrue(verifyObject(IProxiedRequest, request))
-        self.assertEqual((request.getRequestHostname(), request.getClientAddress().port, request.isSecure()),
+        self.assertEqual((request.getRequestHostname(), cast(IPv4Address, request.getClientAddress()).port,
+                          request.isSecure()),
                          (b"x.test", 40000, False))
 
     def test_headers_read_before_and_after_they_are_built(self) -> None:
@@ -718,9 +723,11 @@ class InterfaceTests(SynchronousTestCase):
 
     def test_local_address_is_asked_once_per_connection(self) -> None:
         client = connect(Recorder())
-        client.transport.getHost = lambda: self.fail("getHost is a system call on TCP")
+        client.transport.getHost = (  # type: ignore[method-assign]  # a test double for one method
+            lambda: self.fail("getHost is a system call on TCP"))
         client.send(get(), get())
-        self.assertEqual([r.getHost().port for r in client.resource.requests], [8000, 8000])
+        self.assertEqual([cast(IPv4Address, r.getHost()).port for r in client.resource.requests],
+                         [8000, 8000])
 
     def test_twisted_web_request_meets_the_same_contract(self) -> None:
         resource = _SiteResource()

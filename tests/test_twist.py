@@ -64,6 +64,7 @@ class TwistTests(TestCase):
         self.fail(f"kongish did not start:\n{protocol.output.decode(errors='replace')}")
 
     async def _stop(self, protocol: _Collect) -> None:
+        assert protocol.transport is not None
         protocol.transport.signalProcess(signal.SIGTERM)
         await protocol.ended
 
