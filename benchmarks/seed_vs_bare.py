@@ -80,8 +80,11 @@ def run_wrk(url: str, duration: int, connections: int) -> tuple[float, float]:
     output = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
         check=True, capture_output=True, text=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", output).groups()
+    rate_match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p99_match = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
+    assert rate_match and p99_match, output
+    rate = float(rate_match.group(1))
+    value, unit = p99_match.groups()
     p99 = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
     if "Non-2xx" in output or "Socket errors" in output:
         raise SystemExit(f"errors during the run:\n{output}")

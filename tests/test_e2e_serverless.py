@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import treq
 from twisted.internet.defer import gatherResults
@@ -222,7 +223,8 @@ class ServerlessTests(TestCase):
             "access": ["ngx.sleep(0.5) ngx.say('slept') ngx.exit(200)"]}))
         started = time.monotonic()
         results = await gatherResults([
-            treq.get((gateway.proxy + "/").encode(), headers={"Host": host},
+            # treq's header type (an invariant dict[bytes | str, ...]) turns down the dict[str, str] it takes
+            treq.get((gateway.proxy + "/").encode(), headers={"Host": host},  # type: ignore[arg-type]
                      pool=POOL).addCallback(treq.content)
             for _ in range(20)])
         elapsed = time.monotonic() - started
@@ -270,9 +272,10 @@ class DeclarativeTests(TestCase):
     @deferred
     async def test_post_config_does_not_run_code(self) -> None:
         gateway = await start_gateway(self, database="off")
-        config = {"_format_version": "3.0",
-                  "plugins": [{"name": "pre-function", "config": {
-                      "access": ["kong.response.exit(418)"], "rewrite": ["ngx.ctx.hit = true"]}}]}
+        config: dict[str, Any] = {"_format_version": "3.0",
+                                  "plugins": [{"name": "pre-function", "config": {
+                                      "access": ["kong.response.exit(418)"],
+                                      "rewrite": ["ngx.ctx.hit = true"]}}]}
         status, body, _ = await gateway.call("POST", "/config", json=config)
         self.assertEqual(status, 201, body)
         self.assertEqual(len(body["plugins"]), 1)
