@@ -237,7 +237,8 @@ ROUTES = EntitySchema(
             if_match=_protocols_matching(elements=String(
                 rules=(not_one_of("grpcs", "https", "tls", "tls_passthrough"),))),
             then_field="snis", then_match=attrs.evolve(_SNIS, rules=(len_eq(0),)),
-            then_err="'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'"),
+            then_err="'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' "
+                     "or 'tls_passthrough'"),
     )),
     subschema_key="protocols",
     subschema=lambda protocol, plugins: _ROUTE_SUBSCHEMAS.get(protocol),
