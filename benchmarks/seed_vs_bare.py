@@ -80,8 +80,11 @@ def run_wrk(url: str, duration: int, connections: int) -> tuple[float, float]:
     output = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
         check=True, capture_output=True, text=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", output).groups()
+    rate_match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p99_match = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
+    assert rate_match and p99_match, output
+    rate = float(rate_match.group(1))
+    value, unit = p99_match.groups()
     p99 = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
     if "Non-2xx" in output or "Socket errors" in output:
         raise SystemExit(f"errors during the run:\n{output}")
@@ -118,7 +121,7 @@ def main() -> None:
             with urllib.request.urlopen(urls["kongish seed demo"]) as response:
                 assert response.read() == b"Hello Kong!\n"
             runs: dict[str, list[tuple[float, float]]] = {name: [] for name in urls}
-            for name, url in urls.items():
+            for url in urls.values():
                 run_wrk(url, 2, args.connections)  # warm-up
             # Alternating rounds: drift on a shared machine hits both servers alike.
             for _ in range(args.rounds):
@@ -129,7 +132,7 @@ def main() -> None:
                 server.terminate()
                 server.wait()
 
-    ratios = [k[0] / b[0] for b, k in zip(runs["bare twisted.web"], runs["kongish seed demo"])]
+    ratios = [k[0] / b[0] for b, k in zip(runs["bare twisted.web"], runs["kongish seed demo"], strict=True)]
     for name, results in runs.items():
         rates = [rate for rate, _ in results]
         print(f"{name:20s} {statistics.median(rates):10.1f} req/s (median of {len(rates)})   "

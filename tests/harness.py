@@ -5,16 +5,18 @@ import gzip
 import json
 import re
 import socket
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import treq
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.task import deferLater
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
-from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IListeningPort, IPushProducer, ITCPTransport
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
@@ -82,7 +84,8 @@ class EchoUpstream(Resource):
         return json.dumps(seen).encode()
 
     def path_delay(self, request, body, seconds):
-        later = reactor.callLater(float(seconds), self._finish, request, json.dumps(self.received[-1]).encode())
+        later = reactor.callLater(float(seconds), self._finish, request,
+                                  json.dumps(self.received[-1]).encode())
         request.notifyFinish().addErrback(lambda _: later.cancel())
         return NOT_DONE_YET
 
@@ -176,9 +179,14 @@ class _BlockProducer:
         self.stats["paused"] = True
 
 
+def port_number(port: IListeningPort) -> int:
+    """The TCP port number ``port`` listens on."""
+    return cast(IPv4Address, port.getHost()).port
+
+
 class _Reset(Protocol):
     def connectionMade(self) -> None:
-        self.transport.abortConnection()
+        cast(ITCPTransport, self.transport).abortConnection()
 
 
 class FlakySite(Site):
@@ -215,23 +223,31 @@ async def start_upstream(case, resets: int = 0) -> Upstream:
     return Upstream(resource, site, port)
 
 
+class _DeafFactory(Factory):
+    """Builds ``_Deaf`` protocols and keeps their open transports and the closed count."""
+
+    open: list[Any]
+    closed: int
+
+
 class _Deaf(Protocol):
     """Accepts a connection and never reads from it."""
 
     def connectionMade(self) -> None:
-        self.transport.pauseProducing()
-        self.factory.open.append(self.transport)
+        cast(IPushProducer, self.transport).pauseProducing()
+        cast(_DeafFactory, self.factory).open.append(self.transport)
 
-    def connectionLost(self, reason) -> None:
-        self.factory.open.remove(self.transport)
-        self.factory.closed += 1
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        factory = cast(_DeafFactory, self.factory)
+        factory.open.remove(self.transport)
+        factory.closed += 1
 
 
 @attrs.define
 class DeafUpstream:
     """An upstream that takes connections but reads nothing: requests stall while being written."""
 
-    factory: Factory
+    factory: _DeafFactory
     port: Any
 
     @property
@@ -240,7 +256,8 @@ class DeafUpstream:
 
 
 async def start_deaf_upstream(case) -> DeafUpstream:
-    factory = Factory.forProtocol(_Deaf)
+    factory = _DeafFactory()
+    factory.protocol = _Deaf
     factory.open, factory.closed = [], 0
     port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
     case.addCleanup(port.stopListening)
@@ -301,6 +318,8 @@ async def start_raw_upstream(case, response_lines: bytes = b"") -> RawUpstream:
 class RawClient(Protocol):
     """A hand-driven client connection: write bytes, pause reading, wait for bytes, close."""
 
+    transport: ITCPTransport  # connected over TCP before any test uses it
+
     def __init__(self) -> None:
         self.data = bytearray()
         self.closed: Deferred[bytes] = Deferred()
@@ -313,7 +332,7 @@ class RawClient(Protocol):
                 self._waiting.remove((marker, waiting))
                 waiting.callback(None)
 
-    def connectionLost(self, reason) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.closed.callback(bytes(self.data))
 
     def received(self, marker: bytes) -> Deferred[None]:
@@ -331,7 +350,7 @@ class Gateway:
     service: KongishService
 
     def _port(self, index: int) -> int:
-        return self.service.ports[index].getHost().port
+        return port_number(self.service.ports[index])
 
     @property
     def proxy(self) -> str:
@@ -369,7 +388,7 @@ class Gateway:
     async def connect(self) -> RawClient:
         """A raw connection to the proxy, closed at the end of the test."""
         client = RawClient()
-        await TCP4ClientEndpoint(reactor, "127.0.0.1", self.service.ports[0].getHost().port).connect(
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", port_number(self.service.ports[0])).connect(
             Factory.forProtocol(lambda: client))
         return client
 

@@ -46,7 +46,8 @@ class _Logged:
 class CombinedTests(SynchronousTestCase):
     def test_nginx_line(self) -> None:
         self.assertEqual(combined(_NOW, _Logged(headers={b"user-agent": b"curl/8.5.0"})),
-                         '192.0.2.1 - - [25/Nov/2026:12:00:00 +0000] "GET /a?b=1 HTTP/1.1" 200 12 "-" "curl/8.5.0"')
+                         '192.0.2.1 - - [25/Nov/2026:12:00:00 +0000] "GET /a?b=1 HTTP/1.1" 200 12 "-" '
+                         '"curl/8.5.0"')
 
     def test_no_body_and_no_address(self) -> None:
         line = combined(_NOW, _Logged(code=204, sentLength=0, address=UNIXAddress(None)))
@@ -69,7 +70,8 @@ class CombinedTests(SynchronousTestCase):
                          combined(_NOW, logged) + ' kong_request_id: "0123456789abcdef0123456789abcdef"')
 
     @given(st.binary(max_size=30), st.binary(max_size=30), st.binary(max_size=30))
-    def test_anything_a_client_sends_stays_inside_its_field(self, uri: bytes, agent: bytes, method: bytes) -> None:
+    def test_anything_a_client_sends_stays_inside_its_field(self, uri: bytes, agent: bytes,
+                                                            method: bytes) -> None:
         line = combined(_NOW, _Logged(method=method or b"GET", uri=uri, headers={b"user-agent": agent}))
         self.assertRegex(line, _COMBINED)
         self.assertNotIn("\n", line)

@@ -30,7 +30,8 @@ def form(body: bytes, method: str = "POST") -> dict[str, Any]:
     return decoded.args
 
 
-def rejection(content_types: list[bytes] | None, body: bytes, method: str = "POST", **options: Any) -> BodyRejected:
+def rejection(content_types: list[bytes] | None, body: bytes, method: str = "POST",
+              **options: Any) -> BodyRejected:
     try:
         decode_body(content_types, body, method, **options)
     except BodyRejected as rejected:
@@ -83,7 +84,8 @@ class TransportTests(SynchronousTestCase):
 
     def test_two_content_type_headers(self) -> None:
         rejected = rejection([JSON, JSON], b"{}")
-        self.assertEqual((rejected.status, rejected.body), (400, b"Multiple Content-Type headers not allowed"))
+        self.assertEqual((rejected.status, rejected.body),
+                         (400, b"Multiple Content-Type headers not allowed"))
 
     def test_bodies_of_other_methods_are_ignored(self) -> None:
         for method in ["GET", "DELETE", "HEAD", "OPTIONS"]:
@@ -118,7 +120,8 @@ class JSONTests(SynchronousTestCase):
         self.assertEqual(decode_body([JSON], json.dumps(body).encode(), "POST").args, body)
 
     def test_unparsable(self) -> None:
-        for body in [b"", b"{", b"{'a': 1}", b'{"a": NaN}', b'{"a": 1e400}', b'{"a": "\\ud800"}', b'{"\\udc00": 1}',
+        for body in [b"", b"{", b"{'a': 1}", b'{"a": NaN}', b'{"a": 1e400}', b'{"a": "\\ud800"}',
+                     b'{"\\udc00": 1}',
                      b'{"a": "\xff"}', b"[" * 100000]:
             rejected = rejection([JSON], body)
             self.assertEqual((rejected.status, rejected.body), (400, b'{"message":"Cannot parse JSON body"}'))
@@ -175,7 +178,8 @@ class FormDecodingTests(SynchronousTestCase):
     """The 3.8+ decoding rules beyond the table, and the form transport."""
 
     def test_standard_form_decoding(self) -> None:
-        self.assertEqual(form(b"a=x+y%2B%26z&b%20c=caf%C3%A9&d=%zz"), {"a": "x y+&z", "b c": "café", "d": "%zz"})
+        self.assertEqual(form(b"a=x+y%2B%26z&b%20c=caf%C3%A9&d=%zz"),
+                         {"a": "x y+&z", "b c": "café", "d": "%zz"})
 
     def test_raw_utf8_and_invalid_utf8(self) -> None:
         self.assertEqual(form("name=café".encode()), {"name": "café"})
@@ -196,7 +200,8 @@ class FormDecodingTests(SynchronousTestCase):
         self.assertEqual(form(b"q%255Bb%255Bc%255D=2"), {"q": {"b%5Bc": "2"}})
 
     def test_leading_or_trailing_dot_is_not_decoded(self) -> None:
-        self.assertEqual(form(b".a.b=1&c.=2&..d=3&e.%0A=4"), {".a.b": "1", "c.": "2", "..d": "3", "e.\n": "4"})
+        self.assertEqual(form(b".a.b=1&c.=2&..d=3&e.%0A=4"),
+                         {".a.b": "1", "c.": "2", "..d": "3", "e.\n": "4"})
 
     def test_unclosed_bracket_is_literal(self) -> None:
         self.assertEqual(form(b"a[b=1&c.d[=2"), {"a[b": "1", "c": {"d[": "2"}})
@@ -249,7 +254,8 @@ class SeedDemoTests(SynchronousTestCase):
 
     def test_functions_form(self) -> None:
         decoded = decode_body([FORM], f"name=pre-function&config.functions[]={SEED_CODE}".encode(), "POST")
-        self.assertEqual(decoded, DecodedBody({"name": "pre-function", "config": {"functions": [SEED_CODE]}}, True))
+        self.assertEqual(decoded,
+                         DecodedBody({"name": "pre-function", "config": {"functions": [SEED_CODE]}}, True))
 
     def test_access_form(self) -> None:
         self.assertEqual(form(f"name=pre-function&config.access[]={SEED_CODE}".encode()),
@@ -262,7 +268,8 @@ class MultipartTests(SynchronousTestCase):
     def test_text_fields(self) -> None:
         content_type, body = curl_form(("name", b"pre-function"), ("config.access", SEED_CODE.encode()))
         decoded = decode_body([content_type], body, "POST")
-        self.assertEqual(decoded, DecodedBody({"name": "pre-function", "config": {"access": SEED_CODE}}, True))
+        self.assertEqual(decoded,
+                         DecodedBody({"name": "pre-function", "config": {"access": SEED_CODE}}, True))
 
     def test_uploaded_file_reads_the_comma_escape(self) -> None:
         expected = LUA_FILE.decode().replace("\\,", ",")
@@ -274,7 +281,8 @@ class MultipartTests(SynchronousTestCase):
         self.assertEqual(multipart(("config.access", LUA_FILE)), {"config": {"access": expected}})
 
     def test_several_files(self) -> None:
-        self.assertEqual(multipart(("config.access[1]", b"return 1,2", "a.lua"), ("config.access[2]", b"x\n", "b.lua")),
+        self.assertEqual(multipart(("config.access[1]", b"return 1,2", "a.lua"),
+                                   ("config.access[2]", b"x\n", "b.lua")),
                          {"config": {"access": ["return 1,2", "x\n"]}})
 
     def test_repeated_name_keeps_the_last_part(self) -> None:
@@ -282,7 +290,8 @@ class MultipartTests(SynchronousTestCase):
                          {"config": {"access": ["B"]}})
 
     def test_json_part_is_not_decoded(self) -> None:
-        body = (b"--X\r\nContent-Disposition: form-data; name=\"config\"\r\nContent-Type: application/json\r\n\r\n"
+        body = (b"--X\r\nContent-Disposition: form-data; name=\"config\"\r\n"
+                b"Content-Type: application/json\r\n\r\n"
                 b'{"access": ["a"]}\r\n--X--\r\n')
         self.assertEqual(decode_body([b"multipart/form-data; boundary=X"], body, "POST").args,
                          {"config": '{"access": ["a"]}'})
@@ -295,7 +304,8 @@ class MultipartTests(SynchronousTestCase):
                 b"--B\r\nContent-Disposition: form-data; name=\"b\"\r\nX-Other: 1\r\n\r\nx\\,y\r\n"
                 b"--B\r\nContent-Type: text/plain\r\n\r\nnameless\r\n"
                 b"--B\r\n\r\nno headers\r\n--B--\r\nepilogue")
-        for content_type in [b'multipart/form-data; boundary="B"', b"multipart/form-data;charset=utf-8; boundary = B"]:
+        for content_type in [b'multipart/form-data; boundary="B"',
+                             b"multipart/form-data;charset=utf-8; boundary = B"]:
             self.assertEqual(decode_body([content_type], body, "POST").args, {"a": "x\\,y", "b": "x\\,y"})
 
     def test_empty_body(self) -> None:
@@ -329,7 +339,8 @@ class CommaEscapeTests(SynchronousTestCase):
 
     def test_code_fields_in_forms(self) -> None:
         for field in sorted(CODE_FIELDS):
-            self.assertEqual(form(f"config.{field}=ngx.say(1\\,2)".encode()), {"config": {field: "ngx.say(1,2)"}})
+            self.assertEqual(form(f"config.{field}=ngx.say(1\\,2)".encode()),
+                             {"config": {field: "ngx.say(1,2)"}})
             self.assertEqual(form(f"config.{field}[]=a\\,b&config.{field}[]=c\\,\\,d".encode()),
                              {"config": {field: ["a,b", "c,,d"]}})
             self.assertEqual(multipart((f"config[{field}][1]", b"a\\,b")), {"config": {field: ["a,b"]}})
@@ -337,7 +348,8 @@ class CommaEscapeTests(SynchronousTestCase):
     def test_other_values_keep_backslashes(self) -> None:
         self.assertEqual(
             form(b"access=a\\,b&config.header=a\\,b&x.access=a\\,b&config.access.x=a\\,b"),
-            {"access": "a\\,b", "config": {"header": "a\\,b", "access": {"x": "a,b"}}, "x": {"access": "a\\,b"}},
+            {"access": "a\\,b", "config": {"header": "a\\,b", "access": {"x": "a,b"}},
+             "x": {"access": "a\\,b"}},
         )
 
     def test_uploaded_files_read_the_comma_escape(self) -> None:
@@ -354,17 +366,21 @@ class QueryTests(SynchronousTestCase):
                          {"size": "10", "offset": "b2Zm+Z=", "tags": "a,b", "custom_id": "x y"})
 
     def test_last_value_wins_and_empty_pieces(self) -> None:
-        self.assertEqual(decode_query(b"&size=1&&size=2&=x&flag&bad=%ff"), {"size": "2", "flag": "", "bad": "\ufffd"})
+        self.assertEqual(decode_query(b"&size=1&&size=2&=x&flag&bad=%ff"),
+                         {"size": "2", "flag": "", "bad": "\ufffd"})
         self.assertEqual(decode_query(b""), {})
 
 
-known_types = st.sampled_from([JSON, FORM, b"multipart/form-data; boundary=B", b"text/yaml", b"multipart/form-data"])
+known_types = st.sampled_from([JSON, FORM, b"multipart/form-data; boundary=B", b"text/yaml",
+                              b"multipart/form-data"])
 content_types = st.one_of(st.none(), st.lists(st.one_of(st.binary(max_size=40), known_types), max_size=2))
 methods = st.sampled_from(["POST", "PUT", "PATCH", "GET", "DELETE"])
 #: Bodies made of the pieces that matter to the parsers, so fuzzing reaches past the first check.
 structured_bodies = st.lists(
-    st.sampled_from([b"--B", b"\r\n", b"--", b"Content-Disposition: form-data; name=", b'"', b"Content-Type: x",
-                     b"a", b"[", b"]", b".", b"%5B", b"%5d", b"=", b"&", b"+", b"%", b"\xff", b"\\,", b"config.access",
+    st.sampled_from([b"--B", b"\r\n", b"--", b"Content-Disposition: form-data; name=", b'"',
+                     b"Content-Type: x",
+                     b"a", b"[", b"]", b".", b"%5B", b"%5d", b"=", b"&", b"+", b"%", b"\xff", b"\\,",
+                     b"config.access",
                      b"{", b"}", b"1", b"[]"]),
     max_size=30,
 ).map(b"".join)
@@ -373,7 +389,8 @@ structured_bodies = st.lists(
 class FuzzTests(SynchronousTestCase):
     @settings(max_examples=200, deadline=None)
     @given(content_types, st.one_of(st.binary(max_size=200), structured_bodies), methods, st.booleans())
-    def test_only_decoded_or_rejected(self, types: list[bytes] | None, body: bytes, method: str, yaml: bool) -> None:
+    def test_only_decoded_or_rejected(self, types: list[bytes] | None, body: bytes, method: str,
+                                      yaml: bool) -> None:
         try:
             decoded = decode_body(types, body, method, allow_yaml=yaml)
         except BodyRejected as rejected:
@@ -383,7 +400,8 @@ class FuzzTests(SynchronousTestCase):
             json.dumps(decoded.args, ensure_ascii=False).encode()  # storable and printable as JSON
 
 
-keys = st.text(alphabet=st.characters(blacklist_characters=".[]%", blacklist_categories=["Cs"]), min_size=1, max_size=8)
+keys = st.text(alphabet=st.characters(blacklist_characters=".[]%", blacklist_categories=["Cs"]),
+               min_size=1, max_size=8)
 #: Digit keys are array positions, and a name ending in ".\n" is not decoded (PCRE's "$" as in Kong).
 safe_keys = keys.filter(lambda key: not (key.isascii() and key.isdigit()) and not key.endswith("\n"))
 texts = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=10)
@@ -397,7 +415,8 @@ nested = st.recursive(
 def form_pairs(value: Any, name: str) -> list[str]:
     """Encode nested arguments as Kong users write them: ``a.b=v`` and ``a.b[]=v``."""
     if isinstance(value, dict):
-        return [pair for key, child in value.items() for pair in form_pairs(child, f"{name}.{key}" if name else key)]
+        return [pair for key, child in value.items()
+                for pair in form_pairs(child, f"{name}.{key}" if name else key)]
     if isinstance(value, list):
         return [f"{quote(name)}[]={quote(item)}" for item in value]
     return [f"{quote(name)}={quote(value)}"]
@@ -405,7 +424,8 @@ def form_pairs(value: Any, name: str) -> list[str]:
 
 class RoundTripTests(SynchronousTestCase):
     @settings(max_examples=200, deadline=None)
-    @given(st.dictionaries(safe_keys, nested, min_size=1, max_size=4).filter(lambda args: "config" not in args))
+    @given(st.dictionaries(safe_keys, nested, min_size=1, max_size=4)
+           .filter(lambda args: "config" not in args))
     def test_form_keys_round_trip(self, args: dict[str, Any]) -> None:
         body = "&".join(form_pairs(args, "")).encode()
         self.assertEqual(decode_body([FORM], body, "POST"), DecodedBody(args, True, None))
@@ -422,12 +442,15 @@ class CommaEscapePropertyTests(SynchronousTestCase):
     @given(st.dictionaries(st.sampled_from(["config", "other", "access"]),
                            st.dictionaries(fields, escaped_texts, min_size=1), min_size=1),
            st.sampled_from(["urlencoded", "multipart", "file"]))
-    def test_unescaping_is_confined_to_code_fields(self, sent: dict[str, dict[str, str]], encoding: str) -> None:
-        flat = [(f"{top}.{field}", value) for top, children in sent.items() for field, value in children.items()]
+    def test_unescaping_is_confined_to_code_fields(self, sent: dict[str, dict[str, str]],
+                                                   encoding: str) -> None:
+        flat = [(f"{top}.{field}", value)
+                for top, children in sent.items() for field, value in children.items()]
         if encoding == "urlencoded":
             args = form("&".join(f"{quote(name)}={quote(value)}" for name, value in flat).encode())
         else:
-            args = multipart(*((name, value.encode(), "f.lua") if encoding == "file" else (name, value.encode())
+            args = multipart(*((name, value.encode(), "f.lua") if encoding == "file"
+                               else (name, value.encode())
                                for name, value in flat))
         for top, children in sent.items():
             for field, value in children.items():

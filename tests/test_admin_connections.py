@@ -1,6 +1,8 @@
 """AdminConnections: a stopping node closes Admin API connections once they have answered."""
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -24,7 +26,8 @@ class _Slow(Resource):
 
 
 class AdminConnectionsTests(SynchronousTestCase):
-    def _connect(self, admin: AdminConnections) -> tuple[object, StringTransport]:
+    def _connect(self, admin: AdminConnections) -> tuple[Any, StringTransport]:
+        # Any: the tests drive the protocol by hand, ending it with a None reason.
         protocol = admin.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         transport = StringTransport()
         protocol.makeConnection(transport)

@@ -30,20 +30,30 @@ class EndpointTests(SynchronousTestCase):
         self.assertEqual(Endpoint("/x", {"POST": handler}).allowed, ["OPTIONS", "POST"])
 
 
+def _found(endpoints: EndpointTable, segments: list[str]) -> tuple[Endpoint, dict[str, str]]:
+    """``endpoints.find(segments)``, which must match."""
+    found = endpoints.find(segments)
+    assert found is not None
+    return found
+
+
 class TableTests(SynchronousTestCase):
     def test_literal_segments_win(self) -> None:
         found = table("/plugins/{plugins}", "/plugins/enabled").find(["plugins", "enabled"])
+        assert found is not None
         self.assertEqual((found[0].template, found[1]), ("/plugins/enabled", {}))
-        schemas = table("/schemas/{db_entity_name}/validate", "/schemas/plugins/{name}", "/schemas/plugins/validate")
-        self.assertEqual(schemas.find(["schemas", "plugins", "validate"])[0].template, "/schemas/plugins/validate")
-        self.assertEqual(schemas.find(["schemas", "plugins", "x"])[0].template, "/schemas/plugins/{name}")
-        self.assertEqual(schemas.find(["schemas", "routes", "validate"])[0].template,
+        schemas = table("/schemas/{db_entity_name}/validate", "/schemas/plugins/{name}",
+                        "/schemas/plugins/validate")
+        self.assertEqual(_found(schemas, ["schemas", "plugins", "validate"])[0].template,
+                         "/schemas/plugins/validate")
+        self.assertEqual(_found(schemas, ["schemas", "plugins", "x"])[0].template, "/schemas/plugins/{name}")
+        self.assertEqual(_found(schemas, ["schemas", "routes", "validate"])[0].template,
                          "/schemas/{db_entity_name}/validate")
 
     def test_no_match(self) -> None:
         self.assertIsNone(table("/services").find(["routes"]))
         self.assertIsNone(table("/").find(["x"]))
-        self.assertEqual(table("/").find([])[0].template, "/")
+        self.assertEqual(_found(table("/"), [])[0].template, "/")
 
     def test_templates_sort_by_segment(self) -> None:
         self.assertEqual(table("/a-b", "/a/z", "/a", "/ab").templates(), ["/a", "/a/z", "/a-b", "/ab"])
@@ -52,7 +62,8 @@ class TableTests(SynchronousTestCase):
         templates = admin_endpoint_table().templates()
         for template in ("/services/{services}", "/services/{services}/routes/{routes}",
                          "/routes/{routes}/service", "/consumers/{consumers}/plugins/{plugins}",
-                         "/plugins/{plugins}/route", "/plugins/{plugins}/service", "/plugins/{plugins}/consumer",
+                         "/plugins/{plugins}/route", "/plugins/{plugins}/service",
+                         "/plugins/{plugins}/consumer",
                          "/schemas/{name}", "/schemas/plugins/{name}", "/config", "/status", "/endpoints"):
             self.assertIn(template, templates)
         self.assertEqual(len(templates), len(set(templates)))
@@ -60,7 +71,7 @@ class TableTests(SynchronousTestCase):
 
 _LITERALS = {segment for template in admin_endpoint_table().templates()
              for segment in template.split("/") if segment and not segment.startswith("{")}
-_VALUES = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/"), min_size=1,
+_VALUES = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="/"), min_size=1,
                   max_size=12).filter(lambda value: value not in _LITERALS)
 
 
@@ -76,7 +87,9 @@ class AdminTableProperties(SynchronousTestCase):
                 segments.append(values[segment[1:-1]])
             else:
                 segments.append(segment)
-        found, params = admin_endpoint_table().find(segments)
+        result = admin_endpoint_table().find(segments)
+        assert result is not None
+        found, params = result
         self.assertEqual((found.template, params), (endpoint.template, values))
 
     @given(st.lists(st.text(max_size=8), max_size=6))

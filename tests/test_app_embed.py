@@ -61,13 +61,15 @@ class EmbedTests(TestCase):
     @deferred
     async def test_mounted_answers_are_dated_when_sent_and_typed_only_by_kongish(self) -> None:
         base = await self._site()
-        config = {"_format_version": "3.0", "services": [{"name": "s", "url": "http://dead.end.com", "routes": [
+        config = {"_format_version": "3.0", "services": [{
+            "name": "s", "url": "http://dead.end.com", "routes": [
             {"paths": ["/exit"], "plugins": [{"name": "pre-function", "config": {
                 "access": ["ngx.exit(200)"]}}]}]}]}
         response = await treq.post((base + "/admin/config").encode(), json={"config": json.dumps(config)},
                                    pool=POOL)
         self.assertEqual(response.code, 201, await response.content())
-        sending_time = b"Thu, 01 Jan 2099 00:00:00 GMT"  # the clock as kongish sends, not as twisted.web began
+        # the clock as kongish sends, not as twisted.web began
+        sending_time = b"Thu, 01 Jan 2099 00:00:00 GMT"
         self.patch(resource, "http_date", lambda: sending_time)
         response = await treq.get((base + "/gateway/exit").encode(), pool=POOL)
         self.assertEqual((response.code, await response.content()), (200, b""))

@@ -1,5 +1,6 @@
 """Settings: kong.conf parsing, precedence and validation."""
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.config import ConfigError, Settings, parse_conf, parse_size
@@ -46,7 +47,8 @@ class SettingsTests(SynchronousTestCase):
         self.assertEqual(settings.proxy_listen, ["tcp:9100:interface=127.0.0.1"])
 
     def test_invalid_values_name_the_setting(self) -> None:
-        for name, value in [("database", "cassandra"), ("untrusted_lua", "maybe"), ("real_ip_recursive", "yes"),
+        for name, value in [("database", "cassandra"), ("untrusted_lua", "maybe"),
+                            ("real_ip_recursive", "yes"),
                             ("proxy_listen", "nowhere"), ("lua_memory_limit", "lots")]:
             with self.assertRaises(ConfigError, msg=name):
                 Settings.load(environ={f"KONGISH_{name.upper()}": value})
@@ -72,7 +74,8 @@ class SettingsTests(SynchronousTestCase):
             with self.assertRaises(ConfigError) as raised:
                 Settings.load(environ={"KONGISH_LUA_MAX_URI_ARGS": value})
             self.assertEqual(str(raised.exception), "lua_max_uri_args must be an integer between 1 and 1000")
-        self.assertEqual(Settings.load(environ={"KONGISH_LUA_MAX_POST_ARGS": "1000"}).raw["lua_max_post_args"],
+        self.assertEqual(
+            Settings.load(environ={"KONGISH_LUA_MAX_POST_ARGS": "1000"}).raw["lua_max_post_args"],
                          "1000")
 
     def test_headers_defaults(self) -> None:

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import copy
+import functools
 import sqlite3
 import uuid
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar, cast
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish import errors
@@ -39,7 +42,11 @@ def sqlite_storage(path: str) -> SQLiteStorage:
     """A real SQLiteStorage on ``path``; commits skip fsync, which these tests do not measure."""
     connection = sqlite._connect(path)
     connection.execute("PRAGMA synchronous=OFF")
-    return SQLiteStorage(connection, InlineWorker())
+    # InlineWorker stands in for sqlite._Worker: the same run and stop, on the calling thread.
+    return SQLiteStorage(connection, cast(sqlite._Worker, InlineWorker()))
+
+
+_E = TypeVar("_E", bound=Exception)
 
 
 class DatabaseCase(SynchronousTestCase):
@@ -55,8 +62,8 @@ class DatabaseCase(SynchronousTestCase):
     def done(self, coroutine) -> Any:
         return self.successResultOf(ensureDeferred(coroutine))
 
-    def refused(self, coroutine, kind: type[Exception]) -> Exception:
-        return self.failureResultOf(ensureDeferred(coroutine), kind).value
+    def refused(self, coroutine, kind: type[_E]) -> _E:
+        return cast(_E, self.failureResultOf(ensureDeferred(coroutine), kind).value)
 
 
 class WriteRuleTests(DatabaseCase):
@@ -71,13 +78,14 @@ class WriteRuleTests(DatabaseCase):
         db = self.open()
         given_id = str(uuid.uuid4())
         self.assertEqual(self.done(db.insert("consumers", {"id": given_id, "username": "a"}))["id"], given_id)
-        error = self.refused(db.insert("consumers", {"id": given_id, "username": "b"}), errors.PrimaryKeyViolation)
+        error = self.refused(db.insert("consumers", {"id": given_id, "username": "b"}),
+                             errors.PrimaryKeyViolation)
         self.assertEqual(error.body()["message"], f"primary key violation on key '{{id=\"{given_id}\"}}'")
 
     def test_update_merges_and_refreshes_updated_at(self) -> None:
         db = self.open()
         service = self.done(db.insert("services", {"name": "s", "host": "a.test", "port": 81}))
-        db.clock.advance(5)
+        cast(Clock, db.clock).advance(5)
         updated = self.done(db.update("services", "s", {"retries": 1}))
         self.assertEqual((updated["port"], updated["retries"]), (81, 1))
         self.assertEqual((updated["created_at"], updated["updated_at"]), (NOW, NOW + 5))
@@ -86,7 +94,7 @@ class WriteRuleTests(DatabaseCase):
     def test_upsert_by_name_replaces_everything_and_keeps_the_id(self) -> None:
         db = self.open()
         first = self.done(db.upsert("services", "s", {"host": "a.test", "port": 81}))
-        db.clock.advance(5)
+        cast(Clock, db.clock).advance(5)
         second = self.done(db.upsert("services", "s", {"host": "b.test"}))
         self.assertEqual((second["id"], second["name"], second["port"]), (first["id"], "s", 80))
         self.assertEqual((second["created_at"], second["updated_at"]), (NOW, NOW + 5))
@@ -217,12 +225,14 @@ def operations(draw) -> tuple[str, str, Any, dict[str, Any]]:
     if entity_type == "services":
         body = {"name": draw(_NAMES), "host": "a.test", "port": draw(st.sampled_from([80, 81, "80"]))}
     elif entity_type == "routes":
-        body = {"name": draw(_NAMES), "paths": ["/"], "service": draw(st.sampled_from(["pick", "pick", "missing", None]))}
+        body = {"name": draw(_NAMES), "paths": ["/"],
+                "service": draw(st.sampled_from(["pick", "pick", "missing", None]))}
     elif entity_type == "consumers":
         body = {"username": draw(_NAMES), "custom_id": draw(st.sampled_from([None, "c"]))}
     else:
         body = {"name": draw(st.sampled_from(["pre-function", "post-function"])),
-                "config": {"access": ["x=1"]}, "protocols": draw(st.sampled_from([["http"], ["http", "grpc"], ["grpc"]]))}
+                "config": {"access": ["x=1"]},
+                "protocols": draw(st.sampled_from([["http"], ["http", "grpc"], ["grpc"]]))}
         for field in ("route", "service", "consumer"):
             body[field] = draw(st.sampled_from(["pick", "missing", None, None, None]))
     method = draw(st.sampled_from(["insert", "insert", "update", "upsert", "delete"]))
@@ -268,12 +278,14 @@ class InvariantTests(DatabaseCase):
             before = copy.deepcopy(db.tables)
             body = _references(db, entity_type, body, index)
             key = _pick(db, entity_type, index)
-            call = {"insert": lambda: db.insert(entity_type, body),
-                    "update": lambda: db.update(entity_type, key, body),
-                    "upsert": lambda: db.upsert(entity_type, key, body),
-                    "delete": lambda: db.delete(entity_type, key)}[method]
+            calls: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
+                "insert": functools.partial(db.insert, entity_type, body),
+                "update": functools.partial(db.update, entity_type, key, body),
+                "upsert": functools.partial(db.upsert, entity_type, key, body),
+                "delete": functools.partial(db.delete, entity_type, key)}
+            call = calls[method]
             outcome = ensureDeferred(call())
-            failures = []
+            failures: list[Failure] = []
             outcome.addErrback(failures.append)
             self.assertTrue(outcome.called)
             if failures:

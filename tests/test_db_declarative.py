@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import uuid
+from typing import TYPE_CHECKING, cast
 
 import yaml
 from hypothesis import given, settings
@@ -15,6 +16,9 @@ from kongish.db.declarative import configuration_hash, export_yaml, flatten, par
 from kongish.errors import InvalidDeclarative
 from kongish.schema import Integer, Record, String
 from kongish.testing import SchemaOnlyPlugin, serverless_schema_plugin
+
+if TYPE_CHECKING:
+    from kongish.plugins.interface import IPlugin
 
 NOW = 1700000000
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "kong.yml")
@@ -64,6 +68,11 @@ PLUGINS = {plugin.name: plugin for plugin in (
 )}
 
 
+def lookup(name: str) -> IPlugin | None:
+    # A FakePlugin has just what entity validation asks of an IPlugin.
+    return cast("IPlugin | None", PLUGINS.get(name))
+
+
 def generated_id(entity_type: str, key: str) -> str:
     """The id Kong generates: UUIDv5 of ``key`` in the entity type's namespace (reference 7.1)."""
     namespace = uuid.uuid5(uuid.UUID("fd02801f-0957-4a15-a55a-c8d9606f30b5"), entity_type)
@@ -71,7 +80,7 @@ def generated_id(entity_type: str, key: str) -> str:
 
 
 def load(text: str) -> dict[str, list[dict]]:
-    return flatten(parse_declarative(text), plugins=PLUGINS.get, now=NOW)
+    return flatten(parse_declarative(text), plugins=lookup, now=NOW)
 
 
 def by_name(entities: list[dict], field: str = "name") -> dict[str, dict]:
@@ -116,7 +125,8 @@ class ParseTests(SynchronousTestCase):
                          {"a": "2024-01-02", "1": "x", "null": "y"})
 
     def test_self_referencing_alias_is_refused(self):
-        self.assertParseError("a: &x [*x]", "failed parsing declarative configuration: a YAML alias refers to itself")
+        self.assertParseError("a: &x [*x]",
+                              "failed parsing declarative configuration: a YAML alias refers to itself")
 
     def test_binary_is_refused(self):
         self.assertParseError("a: !!binary aGk=",
@@ -138,6 +148,7 @@ class ParseTests(SynchronousTestCase):
         try:
             document = parse_declarative(text)
         except InvalidDeclarative as error:
+            assert error.fields is not None
             self.assertIsInstance(error.fields["error"], str)
         else:
             json.dumps(document)
@@ -153,7 +164,7 @@ class HashTests(SynchronousTestCase):
 
 class FlattenTests(SynchronousTestCase):
     def assertInvalid(self, document: dict, fields) -> None:
-        error = self.assertRaises(InvalidDeclarative, flatten, document, plugins=PLUGINS.get, now=NOW)
+        error = self.assertRaises(InvalidDeclarative, flatten, document, plugins=lookup, now=NOW)
         self.assertEqual(error.fields, fields)
 
     def test_kong_example(self):
@@ -191,7 +202,8 @@ class FlattenTests(SynchronousTestCase):
             "tags": None, "client_certificate": None, "tls_verify": None, "tls_verify_depth": None,
             "ca_certificates": None, "enabled": True})
         pre = next(p for p in entities["plugins"] if p["name"] == "pre-function")
-        self.assertEqual(pre["config"], {"certificate": [], "rewrite": [], "access": ["ngx.say('hi') ngx.exit(200)"],
+        self.assertEqual(pre["config"], {"certificate": [], "rewrite": [],
+                                         "access": ["ngx.say('hi') ngx.exit(200)"],
                                          "header_filter": [], "body_filter": [], "log": []})
         self.assertEqual((pre["consumer"], pre["service"], pre["enabled"]), (None, None, True))
 
@@ -216,7 +228,8 @@ class FlattenTests(SynchronousTestCase):
             {"plugins": [
                 {"consumer": "value must be null",
                  "config": {"access": ["error parsing pre-function: unexpected symbol near '<eof>'"]}},
-                {"name": "plugin 'no-such-plugin' not enabled; add it to the 'plugins' configuration property"}]},
+                {"name": "plugin 'no-such-plugin' not enabled; "
+                         "add it to the 'plugins' configuration property"}]},
         )
 
     def test_schema_errors_win_over_reference_errors(self):
@@ -257,7 +270,8 @@ routes:
             self.assertEqual((entity["created_at"], entity["updated_at"]), (NOW, NOW))
 
     def test_nested_plugins_of_a_consumer(self):
-        entities = load('_format_version: "3.0"\nconsumers: [{username: u, plugins: [{name: rate-limiting}]}]')
+        entities = load('_format_version: "3.0"\n'
+                        'consumers: [{username: u, plugins: [{name: rate-limiting}]}]')
         self.assertEqual(entities["plugins"][0]["consumer"], {"id": generated_id("consumers", "u")})
 
     def test_annotations_are_dropped(self):
@@ -285,7 +299,8 @@ routes:
             {"upstreams": "'upstreams' entities are not supported by kongish "
                           "(supported: services, routes, consumers, plugins)",
              "consumers": [{"keyauth_credentials": "'keyauth_credentials' entities are not supported by "
-                                                   "kongish (supported: services, routes, consumers, plugins)"}]},
+                                                   "kongish (supported: services, routes, consumers, "
+                                                   "plugins)"}]},
         )
 
     def test_list_and_record_shapes(self):
@@ -300,19 +315,22 @@ routes:
             {"_format_version": "3.0", "consumers": [{"username": "c"}],
              "services": [{"name": "s", "host": "h",
                            "routes": [{"name": "r", "paths": ["/"], "service": "s"}],
-                           "plugins": [{"name": "rate-limiting"}, {"name": "rate-limiting", "consumer": "c"}]}]},
+                           "plugins": [{"name": "rate-limiting"},
+                                       {"name": "rate-limiting", "consumer": "c"}]}]},
             {"services": [{"routes": [{"service": "value must be null"}],
                            "plugins": [None, {"consumer": "value must be null"}]}]},
         )
 
     def test_reference_must_be_text_or_record(self):
-        self.assertInvalid({"_format_version": "3.0", "routes": [{"name": "r", "service": 5, "paths": ["/"]}]},
+        self.assertInvalid({"_format_version": "3.0",
+                            "routes": [{"name": "r", "service": 5, "paths": ["/"]}]},
                            {"routes": [{"service": "expected a string"}]})
 
     def test_invalid_references(self):
         self.assertInvalid(
             {"_format_version": "3.0", "plugins": [
-                {"name": "rate-limiting", "instance_name": "named", "service": "svc1", "consumer": "my-consumer"},
+                {"name": "rate-limiting", "instance_name": "named", "service": "svc1",
+                 "consumer": "my-consumer"},
                 {"name": "rate-limiting", "id": "0b1a6e47-6d3e-4a41-9a51-8b7d2c09bd5e",
                  "route": {"id": "e0a5b8f8-34b0-45a4-8d44-9d4b1b3d6b3c"}},
             ]},
@@ -336,7 +354,8 @@ routes:
     def test_duplicate_ids(self):
         same = "0b1a6e47-6d3e-4a41-9a51-8b7d2c09bd5e"
         self.assertInvalid(
-            {"_format_version": "3.0", "consumers": [{"id": same, "username": "a"}, {"id": same, "username": "b"}]},
+            {"_format_version": "3.0",
+             "consumers": [{"id": same, "username": "a"}, {"id": same, "username": "b"}]},
             {"consumers": [None, f"uniqueness violation: 'consumers' entity with primary key set to '{same}' "
                                  "already declared"]},
         )
@@ -347,7 +366,9 @@ routes:
             {"name": "post-function", "config": {"log": ["b()"]}}]}]}
         plugin_id = generated_id("plugins", f"plugins:*:post-function::{generated_id('services', 's')}:")
         self.assertInvalid(document, {"services": [{"plugins": [
-            None, f"uniqueness violation: 'plugins' entity with primary key set to '{plugin_id}' already declared"]}]})
+            None,
+            f"uniqueness violation: 'plugins' entity with primary key set to '{plugin_id}' "
+            "already declared"]}]})
 
     def test_an_entity_reported_whole_gets_no_nested_errors(self):
         # Kong files the nested duplicate route under 'routes'[2]; the top-level
@@ -357,7 +378,8 @@ routes:
             {"_format_version": "3.0",
              "services": [{"name": "s", "host": "h", "routes": [
                  {"name": "r", "paths": ["/a"]}, {"name": "r", "paths": ["/b"]}]}],
-             "routes": [{"name": "a", "paths": ["/c"]}, {"name": "b", "paths": ["/d"], "plugins": [plugin, plugin]}]},
+             "routes": [{"name": "a", "paths": ["/c"]},
+                        {"name": "b", "paths": ["/d"], "plugins": [plugin, plugin]}]},
             {"routes": [None, "uniqueness violation: 'routes' entity with name set to 'r' already declared"]},
         )
 
@@ -365,7 +387,8 @@ routes:
         self.assertInvalid(
             {"_format_version": "3.0", "consumers": [{"username": "a", "custom_id": "c"},
                                                      {"username": "b", "custom_id": "c"}]},
-            {"consumers": {"b": "uniqueness violation: 'consumers' entity with custom_id set to 'c' already declared"}},
+            {"consumers": {"b": "uniqueness violation: 'consumers' entity with custom_id set to 'c' "
+                                 "already declared"}},
         )
 
     def test_old_formats_get_regex_paths_migrated(self):
@@ -382,8 +405,8 @@ routes:
             routes = by_name(load(text.format(version=version))["routes"])
             self.assertEqual(routes["nested"]["paths"], ["~/regex.+", "/prefix", "/a%2Fb/~x"])
             self.assertEqual(routes["top"]["paths"], ["~/v(1|2)/\\.A", "/ab/d"])
-        routes = load('_format_version: "3.0"\nroutes: [{paths: ["/v(1|2)/x"]}]')["routes"]
-        self.assertEqual(routes[0]["paths"], ["/v(1|2)/x"])
+        route_list = load('_format_version: "3.0"\nroutes: [{paths: ["/v(1|2)/x"]}]')["routes"]
+        self.assertEqual(route_list[0]["paths"], ["/v(1|2)/x"])
 
     def test_fields_named_like_entities_are_fields(self):
         entities = load('_format_version: "3.0"\nroutes: [{name: r, protocols: [tls], snis: [example.com]}]\n'
@@ -393,7 +416,7 @@ routes:
 
     def test_migration_keeps_undecodable_text(self):
         document = {"_format_version": "1.1", "routes": [{"name": "r", "paths": ["/\ud800.+"]}]}
-        entities = flatten(document, plugins=PLUGINS.get, now=NOW)
+        entities = flatten(document, plugins=lookup, now=NOW)
         self.assertEqual(entities["routes"][0]["paths"], ["~/\ud800.+"])
 
     @settings(max_examples=150, deadline=None)
@@ -409,7 +432,7 @@ routes:
     ))
     def test_any_document_flattens_or_fails_cleanly(self, document):
         try:
-            entities = flatten(document, plugins=PLUGINS.get, now=NOW)
+            entities = flatten(document, plugins=lookup, now=NOW)
         except InvalidDeclarative as error:
             json.dumps(error.fields)
         else:
@@ -422,9 +445,10 @@ class ExportTests(SynchronousTestCase):
         text = export_yaml(entities)
         document = yaml.safe_load(text)
         self.assertEqual(document["_format_version"], "3.0")
-        self.assertEqual(list(document), ["_format_version", "_transform", "services", "routes", "consumers", "plugins"])
+        self.assertEqual(list(document),
+                         ["_format_version", "_transform", "services", "routes", "consumers", "plugins"])
         self.assertEqual(document["routes"][0]["service"], generated_id("services", "plugin-testing"))
-        self.assertEqual(flatten(parse_declarative(text), plugins=PLUGINS.get, now=NOW), entities)
+        self.assertEqual(flatten(parse_declarative(text), plugins=lookup, now=NOW), entities)
 
     def test_empty_export(self):
         self.assertEqual(yaml.safe_load(export_yaml({"services": []})),
@@ -435,7 +459,7 @@ class ExampleFileTests(SynchronousTestCase):
     def test_example_loads(self):
         with open(EXAMPLE, encoding="utf-8") as file:
             text = file.read()
-        entities = flatten(parse_declarative(text, filename="kong.yml"), plugins=PLUGINS.get, now=NOW)
+        entities = flatten(parse_declarative(text, filename="kong.yml"), plugins=lookup, now=NOW)
         service = entities["services"][0]
         self.assertEqual(service["name"], "plugin-testing")
         self.assertEqual(entities["routes"][0]["paths"], ["/test"])

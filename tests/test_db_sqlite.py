@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from typing import cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
@@ -91,7 +92,7 @@ class SQLiteStorageTests(TestCase):
         batch = [
             Change("services", "s0", None),
             Change("services", "s1", service("s1", "a")),
-            Change(None, "s2", service("s2", "b")),  # NOT NULL entity_type: fails mid-transaction
+            Change(cast(str, None), "s2", service("s2", "b")),  # NOT NULL entity_type: fails mid-transaction
         ]
         yield self.assertFailure(storage.write(batch), sqlite3.IntegrityError)
         self.assertEqual((yield storage.load()), {"services": [service("s0", "kept")]})

@@ -1,6 +1,8 @@
 """drive: a coroutine runs now, waits only on unfired Deferreds, and reports what escapes it."""
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -21,7 +23,8 @@ class DriveTests(SynchronousTestCase):
         self.assertEqual((self.journal, self.failures), (["fired"], []))
 
     def test_waits_for_an_unfired_deferred_and_resumes_with_its_result(self) -> None:
-        first, second = Deferred(), Deferred()
+        first: Deferred[int] = Deferred()
+        second: Deferred[int] = Deferred()
 
         async def flow() -> None:
             self.journal.append(await first)
@@ -36,7 +39,7 @@ class DriveTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(second))  # the result went to the coroutine
 
     def test_a_failed_deferred_raises_inside_the_coroutine(self) -> None:
-        waiting = Deferred()
+        waiting: Deferred[None] = Deferred()
 
         async def flow() -> None:
             try:
@@ -53,7 +56,7 @@ class DriveTests(SynchronousTestCase):
         async def fails_now() -> None:
             raise KeyError("now")
 
-        waiting = Deferred()
+        waiting: Deferred[None] = Deferred()
 
         async def fails_later() -> None:
             await waiting
@@ -63,7 +66,7 @@ class DriveTests(SynchronousTestCase):
         drive(fails_later(), self.failures.append)
         self.assertEqual(len(self.failures), 1)
         waiting.callback(None)
-        self.assertEqual([f.value.args[0] for f in self.failures], ["now", "later"])
+        self.assertEqual([cast(BaseException, f.value).args[0] for f in self.failures], ["now", "later"])
 
     def test_awaiting_something_other_than_a_deferred_is_a_failure(self) -> None:
         class NotADeferred:

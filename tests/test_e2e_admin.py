@@ -24,7 +24,8 @@ ROUTE_FIELDS = {"id", "created_at", "updated_at", "name", "protocols", "methods"
                 "tags", "service"}
 PLUGIN_FIELDS = {"id", "name", "instance_name", "created_at", "updated_at", "route", "service", "consumer",
                  "config", "protocols", "enabled", "tags"}
-EMPTY_CODE = {"certificate": [], "rewrite": [], "access": [], "header_filter": [], "body_filter": [], "log": []}
+EMPTY_CODE: dict[str, list[str]] = {"certificate": [], "rewrite": [], "access": [], "header_filter": [],
+                                    "body_filter": [], "log": []}
 
 
 async def raw_call(gateway: Gateway, method: str, path: str, **kwargs: Any) -> tuple[int, bytes, Any]:
@@ -120,7 +121,8 @@ class TransportTests(TestCase):
         status, body, _ = await gateway.call("POST", "/services", data=b"x=" + b"a" * (11 * 1024 * 1024),
                                              headers={"Content-Type": "application/x-www-form-urlencoded"})
         self.assertEqual((status, body), (413, {"message": "Payload too large"}))
-        status, body, _ = await gateway.call("POST", "/services", data="&".join(f"a{i}=1" for i in range(1001)).encode(),
+        status, body, _ = await gateway.call("POST", "/services",
+                                             data="&".join(f"a{i}=1" for i in range(1001)).encode(),
                                              headers={"Content-Type": "application/x-www-form-urlencoded"})
         self.assertEqual((status, body), (400, {"message": "Too many arguments"}))
 
@@ -164,7 +166,8 @@ class ServiceTests(TestCase):
         status, by_name, _ = await gateway.call("PUT", "/services/made", data={"host": "a.test"})
         self.assertEqual((status, by_name["name"]), (200, "made"))
         given = str(uuid.uuid4())
-        status, by_id, _ = await gateway.call("PUT", f"/services/{given}", json={"host": "b.test", "name": "x"})
+        status, by_id, _ = await gateway.call("PUT", f"/services/{given}",
+                                              json={"host": "b.test", "name": "x"})
         self.assertEqual((status, by_id["id"], by_id["name"]), (200, given, "x"))
         status, own_id, _ = await gateway.call("POST", "/services", json={"id": str(uuid.UUID(int=7)),
                                                                           "host": "c.test"})
@@ -188,8 +191,10 @@ class ServiceTests(TestCase):
             "fields": {"port": "expected an integer"}}))
         status, body, _ = await gateway.call("POST", "/services", data={"host": "a.test", "port": "80"})
         self.assertEqual((status, body["port"]), (201, 80))
-        status, body, _ = await gateway.call("POST", "/services", json={"host": "a.test", "id": "bad", "foo": 1})
-        self.assertEqual((status, body["fields"]), (400, {"id": "expected a valid UUID", "foo": "unknown field"}))
+        status, body, _ = await gateway.call("POST", "/services",
+                                             json={"host": "a.test", "id": "bad", "foo": 1})
+        self.assertEqual((status, body["fields"]),
+                         (400, {"id": "expected a valid UUID", "foo": "unknown field"}))
         status, body, _ = await gateway.call("POST", "/services", data={"url": "grpc://h.test/p"})
         self.assertEqual(body["fields"], {"@entity": ["failed conditional validation given value of field "
                                                       "'protocol'"], "path": "value must be null"})
@@ -232,7 +237,8 @@ class RouteTests(TestCase):
         self.assertEqual((route["service"], route["paths"], route["protocols"]),
                          ({"id": service["id"]}, ["/test"], ["http", "https"]))
         await gateway.call("POST", "/services", data={"name": "other", "host": "o.test"})
-        _, foreign, _ = await gateway.call("POST", "/services/other/routes", data={"paths": "/o", "name": "o"})
+        _, foreign, _ = await gateway.call("POST", "/services/other/routes",
+                                           data={"paths": "/o", "name": "o"})
         self.assertEqual((await gateway.call("GET", "/services/plugin-testing/routes/test-route"))[:2],
                          (200, route))
         for method in ("GET", "PATCH", "DELETE"):
@@ -243,7 +249,8 @@ class RouteTests(TestCase):
         self.assertEqual((await gateway.call("DELETE", "/services/plugin-testing/routes/missing"))[0], 404)
         status, listed, _ = await gateway.call("GET", "/services/other/routes")
         self.assertEqual((status, listed), (200, {"data": [foreign], "next": None}))
-        status, moved, _ = await gateway.call("PUT", "/services/plugin-testing/routes/o", json={"paths": ["/p"]})
+        status, moved, _ = await gateway.call("PUT", "/services/plugin-testing/routes/o",
+                                              json={"paths": ["/p"]})
         self.assertEqual((status, moved["id"], moved["service"]), (200, foreign["id"], {"id": service["id"]}))
         self.assertEqual((await gateway.call("DELETE", "/services/plugin-testing/routes/o"))[:2], (204, None))
 
@@ -253,7 +260,8 @@ class RouteTests(TestCase):
         status, body, _ = await gateway.call("POST", "/routes", json={})
         self.assertEqual((status, body["message"]), (400, "schema violation (must set one of 'methods', "
                          "'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'https')"))
-        status, body, _ = await gateway.call("POST", "/routes", data={"paths[]": "/x", "service.name": "nope"})
+        status, body, _ = await gateway.call("POST", "/routes",
+                                             data={"paths[]": "/x", "service.name": "nope"})
         self.assertEqual((status, body), (400, {
             "code": 13, "name": "foreign keys unresolved",
             "message": "foreign key unresolved (service.name: the foreign key cannot be resolved with "
@@ -261,12 +269,15 @@ class RouteTests(TestCase):
             "fields": {"service": {"name": "the foreign key cannot be resolved with '{name=\"nope\"}' "
                                            "for an existing 'services' entity"}}}))
         missing = str(uuid.uuid4())
-        status, body, _ = await gateway.call("POST", "/routes", json={"paths": ["/x"], "service": {"id": missing}})
+        status, body, _ = await gateway.call("POST", "/routes",
+                                             json={"paths": ["/x"], "service": {"id": missing}})
         self.assertEqual((status, body), (400, {
             "code": 4, "name": "foreign key violation",
-            "message": f"the foreign key '{{id=\"{missing}\"}}' does not reference an existing 'services' entity.",
+            "message": f"the foreign key '{{id=\"{missing}\"}}' does not reference "
+                       "an existing 'services' entity.",
             "fields": {"service": {"id": missing}}}))
-        status, body, _ = await gateway.call("POST", "/routes", json={"paths": ["/x"], "service": {"id": "x"}})
+        status, body, _ = await gateway.call("POST", "/routes",
+                                             json={"paths": ["/x"], "service": {"id": "x"}})
         self.assertEqual((status, body["fields"]), (400, {"service": {"id": "expected a valid UUID"}}))
         await gateway.call("POST", "/services", data={"name": "s", "host": "a.test"})
         status, body, _ = await gateway.call("POST", "/routes", data={"paths[]": "/x", "service.name": "s"})
@@ -279,8 +290,10 @@ class RouteTests(TestCase):
         self.assertEqual((await gateway.call("GET", "/routes/test-route/service"))[:2], (200, service))
         status, patched, _ = await gateway.call("PATCH", "/routes/test-route/service", data={"retries": "3"})
         self.assertEqual((status, patched["id"], patched["retries"]), (200, service["id"], 3))
-        status, put, _ = await gateway.call("PUT", f"/routes/{route['id']}/service", data={"host": "new.test"})
-        self.assertEqual((status, put["id"], put["host"], put["retries"]), (200, service["id"], "new.test", 5))
+        status, put, _ = await gateway.call("PUT", f"/routes/{route['id']}/service",
+                                            data={"host": "new.test"})
+        self.assertEqual((status, put["id"], put["host"], put["retries"]),
+                         (200, service["id"], "new.test", 5))
         self.assertEqual((await gateway.call("DELETE", "/routes/test-route/service"))[:2],
                          (405, {"message": "Method not allowed"}))
         _, lonely, _ = await gateway.call("POST", "/routes", data={"paths[]": "/l", "name": "lonely"})
@@ -299,7 +312,8 @@ class PluginTests(TestCase):
         await seed(gateway)
         seed_access = {**EMPTY_CODE, "access": [SEED_CODE]}
         forms = [
-            ({"name": "pre-function", "config.functions[]": SEED_CODE}, {**EMPTY_CODE, "functions": [SEED_CODE]}),
+            ({"name": "pre-function", "config.functions[]": SEED_CODE},
+             {**EMPTY_CODE, "functions": [SEED_CODE]}),
             ({"name": "pre-function", "config.access[]": SEED_CODE}, seed_access),
             ({"name": "pre-function", "config.access": SEED_CODE}, seed_access),
             ([("name", "pre-function"), ("config.access[1]", SEED_CODE), ("config.access[2]", "b=2")],
@@ -339,11 +353,14 @@ class PluginTests(TestCase):
         await seed(gateway)
         _, plugin, _ = await gateway.call("POST", "/routes/test-route/plugins",
                                           data={"name": "pre-function", "config.access": "a=1"})
-        status, patched, _ = await gateway.call("PATCH", f"/plugins/{plugin['id']}", data={"config.log": "b=2"})
-        self.assertEqual((status, patched["config"]), (200, {**EMPTY_CODE, "access": ["a=1"], "log": ["b=2"]}))
+        status, patched, _ = await gateway.call("PATCH", f"/plugins/{plugin['id']}",
+                                                data={"config.log": "b=2"})
+        self.assertEqual((status, patched["config"]),
+                         (200, {**EMPTY_CODE, "access": ["a=1"], "log": ["b=2"]}))
         status, patched, _ = await gateway.call("PATCH", f"/routes/test-route/plugins/{plugin['id']}",
                                                 json={"config": {"rewrite": ["c=3"]}, "enabled": False})
-        self.assertEqual((status, patched["config"]["rewrite"], patched["config"]["access"], patched["enabled"]),
+        self.assertEqual((status, patched["config"]["rewrite"], patched["config"]["access"],
+                          patched["enabled"]),
                          (200, ["c=3"], ["a=1"], False))
         status, body, _ = await gateway.call("PATCH", f"/plugins/{plugin['id']}", data={"config.access": "x"})
         self.assertEqual((status, list(body["fields"])), (400, ["config"]))
@@ -365,23 +382,28 @@ class PluginTests(TestCase):
             "code": 5, "name": "unique constraint violation",
             "message": "UNIQUE violation detected on '{consumer=null,name=\"pre-function\",route=null,"
                        f"service={{id=\"{service['id']}\"}}}}'",
-            "fields": {"consumer": None, "name": "pre-function", "route": None, "service": {"id": service["id"]}}}))
+            "fields": {"consumer": None, "name": "pre-function", "route": None,
+                       "service": {"id": service["id"]}}}))
         self.assertEqual((await gateway.call("GET", "/services/plugin-testing/plugins"))[1],
                          {"data": [plugin], "next": None})
-        self.assertEqual((await gateway.call("GET", "/routes/test-route/plugins"))[1], {"data": [], "next": None})
+        self.assertEqual((await gateway.call("GET", "/routes/test-route/plugins"))[1],
+                         {"data": [], "next": None})
         self.assertEqual((await gateway.call("GET", f"/routes/test-route/plugins/{plugin['id']}"))[:2],
                          (404, NOT_FOUND))
         self.assertEqual((await gateway.call("GET", f"/plugins/{plugin['id']}/service"))[:2], (200, service))
         _, consumer, _ = await gateway.call("POST", "/consumers", data={"username": "bob"})
         status, body, _ = await gateway.call("POST", "/consumers/bob/plugins", data=form)
         self.assertEqual((status, body["fields"]), (400, {"consumer": "value must be null"}))
-        status, body, _ = await gateway.call("POST", "/routes/test-route/plugins", data={**form, "protocols": "grpc"})
-        self.assertEqual((status, body["fields"]), (400, {"protocols": "must match the associated route's protocols"}))
+        status, body, _ = await gateway.call("POST", "/routes/test-route/plugins",
+                                             data={**form, "protocols": "grpc"})
+        self.assertEqual((status, body["fields"]),
+                         (400, {"protocols": "must match the associated route's protocols"}))
         status, body, _ = await gateway.call("POST", "/plugins", data={"name": "nope"})
         self.assertEqual(body["fields"], {"name": "plugin 'nope' not enabled; add it to the 'plugins' "
                                                   "configuration property"})
         self.assertEqual((await gateway.call("DELETE", f"/routes/test-route/plugins/{plugin['id']}"))[0], 404)
-        self.assertEqual((await gateway.call("DELETE", f"/services/plugin-testing/plugins/{plugin['id']}"))[0], 204)
+        self.assertEqual(
+            (await gateway.call("DELETE", f"/services/plugin-testing/plugins/{plugin['id']}"))[0], 204)
 
 
 class ConsumerTests(TestCase):
@@ -393,8 +415,10 @@ class ConsumerTests(TestCase):
             "at least one of these fields must be non-empty: 'custom_id', 'username'"]}))
         _, carol, _ = await gateway.call("POST", "/consumers", data={"custom_id": "c-1"})
         _, dave, _ = await gateway.call("POST", "/consumers", data={"username": "dave"})
-        self.assertEqual((await gateway.call("GET", "/consumers?custom_id=c-1"))[1], {"data": [carol], "next": None})
-        self.assertEqual((await gateway.call("GET", "/consumers?custom_id=zz&size=x"))[1], {"data": [], "next": None})
+        self.assertEqual((await gateway.call("GET", "/consumers?custom_id=c-1"))[1],
+                         {"data": [carol], "next": None})
+        self.assertEqual((await gateway.call("GET", "/consumers?custom_id=zz&size=x"))[1],
+                         {"data": [], "next": None})
         self.assertEqual((await gateway.call("GET", "/consumers/dave"))[1], dave)
         self.assertEqual((await gateway.call("POST", "/consumers", data={"custom_id": "c-1"}))[0], 409)
 
@@ -406,7 +430,8 @@ class PaginationTests(TestCase):
         self.assertEqual((await raw_call(gateway, "GET", "/services"))[1], b'{"data":[],"next":null}')
         await gateway.call("POST", "/services", data={"name": "parent", "host": "p.test"})
         for index in range(5):
-            await gateway.call("POST", "/services", json={"name": f"s{index}", "host": "a.test", "tags": ["t"]})
+            await gateway.call("POST", "/services",
+                               json={"name": f"s{index}", "host": "a.test", "tags": ["t"]})
             await gateway.call("POST", "/services/parent/routes", json={"paths": [f"/{index}"]})
         seen = []
         status, page, _ = await gateway.call("GET", "/services?size=2&tags=t")
@@ -438,7 +463,8 @@ class PaginationTests(TestCase):
             self.assertEqual((await gateway.call("GET", f"/services?{query}"))[:2],
                              (400, {"code": code, "name": name, "message": message}), query)
         self.assertEqual((await gateway.call("GET", "/services?size=1000&nonsense=1"))[0], 200)
-        tags = {"a,b/c": "invalid filter syntax", "": "cannot be null", "a,b,c,d,e,f": "cannot query more than 5 tags",
+        tags = {"a,b/c": "invalid filter syntax", "": "cannot be null",
+                "a,b,c,d,e,f": "cannot query more than 5 tags",
                 "a,,b": "invalid filter syntax"}
         for query, message in tags.items():
             self.assertEqual((await gateway.call("GET", f"/routes?tags={query}"))[:2], (400, {
@@ -489,21 +515,26 @@ class InformationTests(TestCase):
                          ["post-function", "pre-function"])
         status, schema, _ = await gateway.call("GET", "/schemas/services")
         self.assertEqual((status, {list(f)[0] for f in schema["fields"]}), (200, SERVICE_FIELDS))
-        self.assertEqual((await gateway.call("GET", "/schemas/nope"))[:2], (404, {"message": "No entity named 'nope'"}))
+        self.assertEqual((await gateway.call("GET", "/schemas/nope"))[:2],
+                         (404, {"message": "No entity named 'nope'"}))
         status, schema, _ = await gateway.call("GET", "/schemas/plugins/pre-function")
-        self.assertEqual((status, [list(f)[0] for f in schema["fields"]]), (200, ["consumer", "protocols", "config"]))
-        self.assertEqual((await gateway.call("GET", "/schemas/plugins/x"))[:2], (404, {"message": "No plugin named 'x'"}))
+        self.assertEqual((status, [list(f)[0] for f in schema["fields"]]),
+                         (200, ["consumer", "protocols", "config"]))
+        self.assertEqual((await gateway.call("GET", "/schemas/plugins/x"))[:2],
+                         (404, {"message": "No plugin named 'x'"}))
 
     @deferred
     async def test_schema_validation_endpoints(self) -> None:
         gateway = await start_gateway(self)
         ok = {"message": "schema validation successful"}
-        self.assertEqual((await gateway.call("POST", "/schemas/services/validate", data={"host": "a.test"}))[:2],
+        self.assertEqual((await gateway.call("POST", "/schemas/services/validate",
+                                             data={"host": "a.test"}))[:2],
                          (200, ok))
         status, body, _ = await gateway.call("POST", "/schemas/routes/validate", json={})
         self.assertEqual((status, body["code"]), (400, 2))
         self.assertEqual((await gateway.call("POST", "/schemas/plugins/validate",
-                                             data={"name": "pre-function", "config.access": "a=1"}))[:2], (200, ok))
+                                             data={"name": "pre-function", "config.access": "a=1"}))[:2],
+                         (200, ok))
         self.assertEqual((await gateway.call("POST", "/schemas/nope/validate", json={}))[:2],
                          (404, {"message": "No entity named 'nope'"}))
         self.assertEqual((await gateway.call("GET", "/services"))[1], {"data": [], "next": None})
@@ -551,7 +582,8 @@ class DBlessTests(TestCase):
                 "message": f"cannot {verb} '{entity}' entities when not using a database"}), (method, path))
         self.assertEqual((await gateway.call("DELETE", "/services/missing"))[0], 204)
         self.assertEqual((await gateway.call("POST", "/services", json={"port": "x"}))[1]["code"], 2)
-        self.assertEqual((await gateway.call("DELETE", "/routes"))[:2], (405, {"message": "Method not allowed"}))
+        self.assertEqual((await gateway.call("DELETE", "/routes"))[:2],
+                         (405, {"message": "Method not allowed"}))
 
     @deferred
     async def test_post_config_in_every_form(self) -> None:
@@ -564,7 +596,8 @@ class DBlessTests(TestCase):
             {"data": KONG_YML.encode(), "headers": {"Content-Type": "application/yaml"}},
             {"data": KONG_YML.encode(), "headers": {"Content-Type": "text/yaml"}},
             {"data": {"config": KONG_YML}},
-            {"data": {}, "files": {"config": ("kong.yml", "application/x-yaml", io.BytesIO(KONG_YML.encode()))}},
+            {"data": {},
+             "files": {"config": ("kong.yml", "application/x-yaml", io.BytesIO(KONG_YML.encode()))}},
         ]
         for index, form in enumerate(forms):
             await gateway.call("POST", "/config", json={"_format_version": "3.0"})
@@ -582,13 +615,15 @@ class DBlessTests(TestCase):
         _, status_body, _ = await gateway.call("GET", "/status")
         self.assertEqual((status_body["configuration_hash"], "database" in status_body), ("0" * 32, False))
         headers = {"Content-Type": "text/yaml"}
-        self.assertEqual((await gateway.call("POST", "/config?check_hash=1", data=KONG_YML.encode(), headers=headers))[0], 201)
+        self.assertEqual((await gateway.call("POST", "/config?check_hash=1", data=KONG_YML.encode(),
+                                             headers=headers))[0], 201)
         _, status_body, _ = await gateway.call("GET", "/status")
         self.assertRegex(status_body["configuration_hash"], r"^[0-9a-f]{32}$")
         self.assertNotEqual(status_body["configuration_hash"], "0" * 32)
         self.assertEqual((await raw_call(gateway, "POST", "/config?check_hash=1", data=KONG_YML.encode(),
                                          headers=headers))[:2], (304, b""))
-        self.assertEqual((await gateway.call("POST", "/config", data=KONG_YML.encode(), headers=headers))[0], 201)
+        self.assertEqual((await gateway.call("POST", "/config", data=KONG_YML.encode(),
+                                             headers=headers))[0], 201)
         status, exported, _ = await gateway.call("GET", "/config")
         document = yaml.safe_load(exported["config"])
         self.assertEqual((status, document["_format_version"]), (200, "3.0"))

@@ -34,7 +34,8 @@ class ClientSideTests(TestCase):
         gateway = await self._gateway({"protocols": ["https"]}, trusted_ips="127.0.0.1")
         status, body, _ = await gateway.get("/p/x", headers=_BALANCER_SAYS)
         self.assertEqual(status, 200)  # HTTPS-only, but the balancer terminated TLS
-        self.assertEqual(self._forwarded(body), {name.lower(): value for name, value in _BALANCER_SAYS.items()})
+        self.assertEqual(self._forwarded(body),
+                         {name.lower(): value for name, value in _BALANCER_SAYS.items()})
         self.assertEqual(json.loads(body)["headers"]["x-forwarded-for"], ["127.0.0.1"])
 
     @deferred
@@ -53,7 +54,8 @@ class ClientSideTests(TestCase):
         self.assertEqual(self._forwarded(body), {
             "x-forwarded-proto": "http", "x-forwarded-host": "api.test", "x-forwarded-port": str(port),
             "x-forwarded-path": "/p/x", "x-forwarded-prefix": "/p"})
-        status, _, _ = await (await self._gateway({"protocols": ["https"]})).get("/p/x", headers=_BALANCER_SAYS)
+        status, _, _ = await (await self._gateway({"protocols": ["https"]})).get("/p/x",
+                                                                                 headers=_BALANCER_SAYS)
         self.assertEqual(status, 426)
 
     @deferred
@@ -83,7 +85,8 @@ class ClientSideTests(TestCase):
         status, route, _ = await gateway.call("POST", "/services/svc/routes", json={"paths": ["/who"]})
         status, _, _ = await gateway.call("POST", f"/routes/{route['id']}/plugins", json={
             "name": "pre-function", "config": {"access": [
-                f"ngx.say(kong.client.get_ip(), ' ', kong.client.get_forwarded_ip(), ' ', {also}) ngx.exit(200)"]}})
+                f"ngx.say(kong.client.get_ip(), ' ', kong.client.get_forwarded_ip(), ' ', {also}) "
+                "ngx.exit(200)"]}})
         self.assertEqual(status, 201)
         return gateway
 
@@ -98,13 +101,17 @@ class ClientSideTests(TestCase):
     async def test_proxy_protocol_from_a_trusted_balancer(self) -> None:
         gateway = await self._who(_SCHEME, proxy_listen="127.0.0.1:0 proxy_protocol", trusted_ips="127.0.0.1",
                                   real_ip_header="proxy_protocol")
-        self.assertEqual(await self._through_balancer(gateway, "203.0.113.5"), b"127.0.0.1 203.0.113.5 http\n")
-        self.assertEqual(await gateway.raw(b"GET /who HTTP/1.0\r\nHost: x.test\r\n\r\n"), b"")  # no PROXY line
+        self.assertEqual(await self._through_balancer(gateway, "203.0.113.5"),
+                         b"127.0.0.1 203.0.113.5 http\n")
+        # no PROXY line
+        self.assertEqual(await gateway.raw(b"GET /who HTTP/1.0\r\nHost: x.test\r\n\r\n"), b"")
 
     @deferred
     async def test_a_proxy_line_cannot_make_a_client_trusted(self) -> None:
-        gateway = await self._who(_SCHEME, proxy_listen="127.0.0.1:0 proxy_protocol", trusted_ips="10.0.0.0/8")
-        body = await self._through_balancer(gateway, "10.0.0.9", b"X-Real-IP: 6.6.6.6", b"X-Forwarded-Proto: https")
+        gateway = await self._who(_SCHEME, proxy_listen="127.0.0.1:0 proxy_protocol",
+                                  trusted_ips="10.0.0.0/8")
+        body = await self._through_balancer(gateway, "10.0.0.9", b"X-Real-IP: 6.6.6.6",
+                                            b"X-Forwarded-Proto: https")
         self.assertEqual(body, b"127.0.0.1 127.0.0.1 http\n")
 
     @deferred
@@ -114,7 +121,8 @@ class ClientSideTests(TestCase):
             status, _, _ = await gateway.call("PATCH", "/routes/" + (await self._route_id(gateway)),
                                               json={"https_redirect_status_code": code})
             self.assertEqual(status, 200)
-            answer = await gateway.raw(b"GET /p/x?a=1 HTTP/1.1\r\nHost: Shop.Test:8000\r\nConnection: close\r\n\r\n")
+            answer = await gateway.raw(b"GET /p/x?a=1 HTTP/1.1\r\nHost: Shop.Test:8000\r\n"
+                                       b"Connection: close\r\n\r\n")
             head, _, body = answer.partition(b"\r\n\r\n")
             lines = head.split(b"\r\n")
             self.assertEqual(lines[0].split(b" ")[1], b"%d" % code)

@@ -43,7 +43,8 @@ class KongHeadersTests(TestCase):
         self.assertEqual(json.loads(body)["headers"]["x-kong-request-id"],
                          [headers.getRawHeaders(b"x-kong-request-id")[0].decode()])
         _, _, headers = await gateway.get("/exited")
-        self.assertEqual(self._present(headers), {b"server", b"x-kong-response-latency", b"x-kong-request-id"})
+        self.assertEqual(self._present(headers),
+                         {b"server", b"x-kong-response-latency", b"x-kong-request-id"})
 
     @deferred
     async def test_off_sends_none_of_them(self) -> None:
@@ -88,7 +89,8 @@ class KongHeadersTests(TestCase):
         status, _, _ = await gateway.call("POST", f"/routes/{route['id']}/plugins", json={
             "name": "post-function", "config": {"access": ["ngx.exit(204)"], "header_filter": [
                 "kong.response.clear_header('Server') "
-                "kong.response.set_header('X-Saw-Request-Id', tostring(kong.response.get_header('X-Kong-Request-Id')))"]}})
+                "kong.response.set_header('X-Saw-Request-Id', "
+                "tostring(kong.response.get_header('X-Kong-Request-Id')))"]}})
         self.assertEqual(status, 201)
         status, _, headers = await gateway.get("/filtered")
         self.assertEqual(status, 204)

@@ -9,7 +9,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
-
 from twisted.internet import reactor
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.ssl import CertificateOptions
@@ -23,7 +22,7 @@ def self_signed_localhost() -> CertificateOptions:
     """Server TLS options with a fresh self-signed certificate for DNS name localhost."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -76,7 +75,8 @@ class ProxyTests(TestCase):
         gateway = await self._gateway()
         status, body, _ = await gateway.request("POST", "/echo/x", data=b"payload=1")
         seen = json.loads(body)
-        self.assertEqual((status, seen["method"], seen["body"], seen["path"]), (200, "POST", "payload=1", "/x"))
+        self.assertEqual((status, seen["method"], seen["body"], seen["path"]),
+                         (200, "POST", "payload=1", "/x"))
 
     @deferred
     async def test_upstream_errors_pass_through(self) -> None:
@@ -198,4 +198,5 @@ class TLSUpstreamTests(TestCase):
         gateway = await self._gateway(tls_verify=True)
         status, body, _ = await gateway.get("/s/x", headers={"Accept": "application/json"})
         self.assertEqual(status, 502)
-        self.assertEqual(json.loads(body)["message"], "An invalid response was received from the upstream server")
+        self.assertEqual(json.loads(body)["message"],
+                         "An invalid response was received from the upstream server")

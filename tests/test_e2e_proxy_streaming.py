@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import socket
+from typing import cast
 
 import treq
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseFailed
 
@@ -38,8 +39,9 @@ class _Streaming(TestCase):
         def observe(event: dict) -> None:
             if "text" in event and "plugin" in event:
                 messages.append(event["text"])
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        observer = cast(ILogObserver, observe)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         return messages
 
 
@@ -117,7 +119,8 @@ class BodyFilterTests(_Streaming):
 class ClientDisconnectTests(_Streaming):
     @deferred
     async def test_leaving_before_the_answer_cancels_the_upstream_request(self) -> None:
-        gateway = await self._gateway(post_function(log="kong.log.notice('status ', kong.response.get_status())"))
+        gateway = await self._gateway(
+            post_function(log="kong.log.notice('status ', kong.response.get_status())"))
         logged = self._lua_messages()
         client = await gateway.connect()
         client.transport.write(b"GET /p/delay/5 HTTP/1.1\r\nHost: x.test\r\n\r\n")
@@ -128,7 +131,8 @@ class ClientDisconnectTests(_Streaming):
 
     @deferred
     async def test_leaving_mid_stream_closes_the_upstream_connection(self) -> None:
-        gateway = await self._gateway(post_function(log="kong.log.notice('status ', kong.response.get_status())"))
+        gateway = await self._gateway(
+            post_function(log="kong.log.notice('status ', kong.response.get_status())"))
         logged = self._lua_messages()
         client = await gateway.connect()
         client.transport.write(b"GET /p/stall/1000 HTTP/1.1\r\nHost: x.test\r\n\r\n")

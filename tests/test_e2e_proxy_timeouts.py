@@ -101,4 +101,5 @@ class RetryTests(TestCase):
         self.assertEqual(upstream.site.connections, 6)
         self.assertEqual(headers.getRawHeaders(b"content-type"), [b"application/json; charset=utf-8"])
         self.assertEqual(json.loads(body), {
-            "message": _INVALID.decode(), "request_id": headers.getRawHeaders(b"x-kong-request-id")[0].decode()})
+            "message": _INVALID.decode(),
+            "request_id": headers.getRawHeaders(b"x-kong-request-id")[0].decode()})

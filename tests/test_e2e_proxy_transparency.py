@@ -10,7 +10,6 @@ from twisted.trial.unittest import TestCase
 from tests.harness import blocks, deferred, start_gateway, start_upstream
 
 
-
 def head_and_body(answer: bytes) -> tuple[list[bytes], bytes]:
     head, _, body = answer.partition(b"\r\n\r\n")
     return [line.lower() for line in head.split(b"\r\n")], body

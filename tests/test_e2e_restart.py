@@ -12,7 +12,15 @@ from twisted.trial.unittest import TestCase
 
 from kongish.app import KongishService
 from kongish.config import Settings
-from tests.harness import LOOPBACK, RawClient, deferred, eventually, start_gateway, start_upstream
+from tests.harness import (
+    LOOPBACK,
+    RawClient,
+    deferred,
+    eventually,
+    port_number,
+    start_gateway,
+    start_upstream,
+)
 from tests.test_e2e_seed import SEED_CODE
 
 
@@ -49,7 +57,7 @@ class RestartTests(TestCase):
         gateway = await start_gateway(self)
         await gateway.call("POST", "/services", json={"name": "slow", "url": upstream.url})
         await gateway.call("POST", "/services/slow/routes", json={"paths": ["/slow"]})
-        port = gateway.service.ports[0].getHost().port
+        port = port_number(gateway.service.ports[0])
         client = await gateway.connect()
         client.transport.write(b"GET /slow/delay/0.3 HTTP/1.1\r\nHost: x.test\r\n\r\n")
         await eventually(lambda: upstream.resource.received)
@@ -65,7 +73,7 @@ class RestartTests(TestCase):
     async def test_stop_closes_kept_alive_admin_connections(self) -> None:
         gateway = await start_gateway(self)
         client = RawClient()
-        await TCP4ClientEndpoint(reactor, "127.0.0.1", gateway.service.ports[1].getHost().port).connect(
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", port_number(gateway.service.ports[1])).connect(
             Factory.forProtocol(lambda: client))
         client.transport.write(b"GET /status HTTP/1.1\r\nHost: admin\r\n\r\n")
         await client.received(b"}")

@@ -20,7 +20,8 @@ class SeedScriptTests(TestCase):
         gateway = await start_gateway(self)
         for path, data in [("/services", {"name": "plugin-testing", "url": "http://dead.end.com"}),
                            ("/services/plugin-testing/routes", {"paths[]": "/test"}),
-                           ("/services/plugin-testing/plugins", {"name": "pre-function", "config.access[]": SEED_CODE})]:
+                           ("/services/plugin-testing/plugins",
+                            {"name": "pre-function", "config.access[]": SEED_CODE})]:
             status, body, _ = await gateway.call("POST", path, data=data)
             self.assertEqual(status, 201, body)
         environment = {**os.environ, "ADMIN": gateway.admin, "PROXY": gateway.proxy}
@@ -31,5 +32,6 @@ class SeedScriptTests(TestCase):
             self.assertTrue(out.endswith(b"Hello Kong!\n"), out)
             self.assertNotIn(b'"code":', out)  # no Admin API error body on any call
         _, routes, _ = await gateway.call("GET", "/routes")
-        self.assertEqual(sorted(path for route in routes["data"] for path in route["paths"]), ["/seed-demo", "/test"])
+        self.assertEqual(sorted(path for route in routes["data"] for path in route["paths"]),
+                         ["/seed-demo", "/test"])
         self.assertEqual((await gateway.get("/test?name=Kong"))[:2], (200, b"Hello Kong!\n"))

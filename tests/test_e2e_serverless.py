@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import treq
 from twisted.internet.defer import gatherResults
@@ -109,12 +110,14 @@ class ServerlessTests(TestCase):
     @deferred
     async def test_request_body_counter_in_both_forms(self) -> None:
         gateway = await self._gateway()
-        code = "ngx.req.read_body() count = tonumber(ngx.req.get_body_data()) + 1 ngx.say(count) ngx.exit(200)"
+        code = ("ngx.req.read_body() count = tonumber(ngx.req.get_body_data()) + 1 "
+                "ngx.say(count) ngx.exit(200)")
         for source in (code, f"return function() {code} end"):
             host = await self._route(gateway, ("pre-function", {"access": [source]}))
             count = b"0"
             for _ in range(10):
-                status, count, _ = await gateway.request("POST", "/", data=count.strip(), headers={"Host": host})
+                status, count, _ = await gateway.request("POST", "/", data=count.strip(),
+                                                         headers={"Host": host})
                 self.assertEqual(status, 200)
             self.assertEqual(count, b"10\n")
 
@@ -140,7 +143,8 @@ class ServerlessTests(TestCase):
         small = await self._route(gateway, ("pre-function", {"access": [
             "for i = 1, 30000 do kong.cache:get('small' .. i, nil, function() return i end) end "
             "ngx.exit(204)"]}))
-        self.assertEqual((await gateway.get("/", headers={"Host": small}))[0], 204)  # 30,000 small entries, about 10 MB
+        # 30,000 small entries, about 10 MB
+        self.assertEqual((await gateway.get("/", headers={"Host": small}))[0], 204)
 
     @deferred
     async def test_clearing_args_before_proxying(self) -> None:
@@ -177,7 +181,8 @@ class ServerlessTests(TestCase):
             gateway,
             ("pre-function", {"access": ["kong.response.exit(200, 'short')"]}),
             ("post-function", {"header_filter": ["kong.response.set_header('X-Post', 'ran')"],
-                               "body_filter": ["if ngx.arg[1] ~= '' then ngx.arg[1] = ngx.arg[1]:upper() end"]}))
+                               "body_filter": [
+                                   "if ngx.arg[1] ~= '' then ngx.arg[1] = ngx.arg[1]:upper() end"]}))
         status, body, headers = await gateway.get("/", headers={"Host": host})
         self.assertEqual((status, body), (200, b"SHORT"))
         self.assertEqual(headers.getRawHeaders(b"x-post"), [b"ran"])
@@ -214,10 +219,13 @@ class ServerlessTests(TestCase):
     @deferred
     async def test_sleeping_requests_do_not_block_each_other(self) -> None:
         gateway = await self._gateway()
-        host = await self._route(gateway, ("pre-function", {"access": ["ngx.sleep(0.5) ngx.say('slept') ngx.exit(200)"]}))
+        host = await self._route(gateway, ("pre-function", {
+            "access": ["ngx.sleep(0.5) ngx.say('slept') ngx.exit(200)"]}))
         started = time.monotonic()
         results = await gatherResults([
-            treq.get((gateway.proxy + "/").encode(), headers={"Host": host}, pool=POOL).addCallback(treq.content)
+            # treq's header type (an invariant dict[bytes | str, ...]) turns down the dict[str, str] it takes
+            treq.get((gateway.proxy + "/").encode(), headers={"Host": host},  # type: ignore[arg-type]
+                     pool=POOL).addCallback(treq.content)
             for _ in range(20)])
         elapsed = time.monotonic() - started
         self.assertEqual(results, [b"slept\n"] * 20)
@@ -264,9 +272,10 @@ class DeclarativeTests(TestCase):
     @deferred
     async def test_post_config_does_not_run_code(self) -> None:
         gateway = await start_gateway(self, database="off")
-        config = {"_format_version": "3.0",
-                  "plugins": [{"name": "pre-function", "config": {
-                      "access": ["kong.response.exit(418)"], "rewrite": ["ngx.ctx.hit = true"]}}]}
+        config: dict[str, Any] = {"_format_version": "3.0",
+                                  "plugins": [{"name": "pre-function", "config": {
+                                      "access": ["kong.response.exit(418)"],
+                                      "rewrite": ["ngx.ctx.hit = true"]}}]}
         status, body, _ = await gateway.call("POST", "/config", json=config)
         self.assertEqual(status, 201, body)
         self.assertEqual(len(body["plugins"]), 1)

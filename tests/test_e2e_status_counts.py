@@ -32,7 +32,8 @@ class ConnectionCountTests(TestCase):
                 break
             await deferLater(reactor, 0.01)
         self.assertEqual(seen, expected)
-        self.assertGreaterEqual(body["server"]["connections_accepted"], before["server"]["connections_accepted"] + 3)
+        self.assertGreaterEqual(body["server"]["connections_accepted"],
+                                before["server"]["connections_accepted"] + 3)
         self.assertEqual(body["server"]["connections_handled"], body["server"]["connections_accepted"])
         for client in [*idle, reading]:
             client.transport.loseConnection()

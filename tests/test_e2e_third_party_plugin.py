@@ -36,11 +36,13 @@ class ThirdPartyPluginTests(TestCase):
         await gateway.expose("http://127.0.0.1:1", "/shop")
         status, body, _ = await gateway.call("POST", "/routes/svc-shop/plugins", data={
             "name": "maintenance", "config.status_code": "600"})
-        self.assertEqual((status, body["fields"]), (400, {"config": {"status_code": "value should be between 400 and 599"}}))
+        self.assertEqual((status, body["fields"]),
+                         (400, {"config": {"status_code": "value should be between 400 and 599"}}))
         status, body, _ = await gateway.call("POST", "/routes/svc-shop/plugins", data={
             "name": "maintenance", "config.retry_after": "120"})
-        self.assertEqual((status, body["config"]), (201, {"status_code": 503, "message": "Down for maintenance",
-                                                          "retry_after": 120}))
+        self.assertEqual((status, body["config"]),
+                         (201, {"status_code": 503, "message": "Down for maintenance",
+                                "retry_after": 120}))
         status, page, headers = await gateway.get("/shop/cart")
         self.assertEqual((status, page, headers.getRawHeaders("retry-after")),
                          (503, b'{"message": "Down for maintenance"}', ["120"]))
@@ -50,4 +52,5 @@ class ThirdPartyPluginTests(TestCase):
         gateway = await start_gateway(self)
         await gateway.expose("http://127.0.0.1:1", "/shop")
         status, body, _ = await gateway.call("POST", "/routes/svc-shop/plugins", data={"name": "maintenance"})
-        self.assertEqual((status, body["fields"]), (400, {"name": "plugin 'maintenance' not enabled; add it to the 'plugins' configuration property"}))
+        self.assertEqual((status, body["fields"]), (400, {
+            "name": "plugin 'maintenance' not enabled; add it to the 'plugins' configuration property"}))

@@ -1,7 +1,8 @@
 """Kong's error bodies and content negotiation."""
 import json
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.proxy.error_pages import choose_type, default_message, render

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish import errors
@@ -67,7 +68,8 @@ class KeyRenderingTests(SynchronousTestCase):
         body = errors.ForeignKeyViolation({"id": UUID}, "services").body()
         self.assertEqual(body, {
             "code": 4, "name": "foreign key violation",
-            "message": f"the foreign key '{{id=\"{UUID}\"}}' does not reference an existing 'services' entity.",
+            "message": f"the foreign key '{{id=\"{UUID}\"}}' does not reference "
+                       "an existing 'services' entity.",
             "fields": {"service": {"id": UUID}}})
 
     def test_foreign_key_violation_named_field(self) -> None:

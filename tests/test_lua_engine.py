@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import attrs
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.iweb import IRequest
 from twisted.web.test.requesthelper import DummyRequest
 
 from kongish.lua.engine import LuaEngine, LuaError, LuaLimitError
@@ -18,7 +20,7 @@ from kongish.proxy.context import RequestContext
 
 
 def new_context() -> RequestContext:
-    return RequestContext(request=DummyRequest([b""]))
+    return RequestContext(request=cast(IRequest, DummyRequest([b""])))
 
 
 @attrs.define(eq=False)
@@ -195,12 +197,14 @@ class AwaitTests(SynchronousTestCase):
         self.assertNoResult(done)
         self.assertEqual(self.probe.said(), [])
         self.clock.advance(2)
+        assert done is not None
         self.assertIsNone(self.successResultOf(done))
         self.assertEqual(self.probe.said(), [("x", 7)])
 
     def test_failed_deferred_is_a_lua_error(self) -> None:
         done = run(self.engine, "local ok, err = pcall(ngx.fail, 'upstream gone') ngx.say(ok, err)")
         self.clock.advance(1)
+        assert done is not None
         self.successResultOf(done)
         self.assertEqual(self.probe.said(), [(False, "upstream gone")])
 
@@ -213,6 +217,7 @@ class AwaitTests(SynchronousTestCase):
     def test_exit_after_waiting(self) -> None:
         done = run(self.engine, "ngx.sleep(1) ngx.exit(204) ngx.say('not reached')", "ngx.say('no')")
         self.clock.advance(1)
+        assert done is not None
         self.successResultOf(done)
         self.assertEqual(self.probe.said(), [("exit", 204)])
 
@@ -221,6 +226,7 @@ class AwaitTests(SynchronousTestCase):
             local co = coroutine.wrap(function(x) local v = ngx.sleep(1, x * 2) coroutine.yield(v + 1) end)
             ngx.say(co(20))""")
         self.clock.advance(1)
+        assert done is not None
         self.successResultOf(done)
         self.assertEqual(self.probe.said(), [(41,)])
 
@@ -236,6 +242,7 @@ class AwaitTests(SynchronousTestCase):
         self.assertNoResult(waiting)
         self.assertIsNone(self.engine.current.context)
         self.clock.advance(5)
+        assert waiting is not None
         self.successResultOf(waiting)
         self.assertEqual(self.probe.records, [(sleeper, ("start",)), (quick, ("start",)),
                                               (quick, ("end",)), (sleeper, ("end",))])
@@ -249,6 +256,7 @@ class AwaitTests(SynchronousTestCase):
                        for _ in range(100)]
             self.clock.advance(1)
             for done in waiting:
+                assert done is not None
                 self.successResultOf(done)
         self.assertEqual(self.probe.said(), [(n,) if n % 2 else ("exit", n) for n in range(1, 201)])
 
@@ -269,7 +277,8 @@ class ErrorTests(SynchronousTestCase):
     def test_runtime_error_carries_message_and_traceback(self) -> None:
         with self.assertRaises(LuaError) as raised:
             run(self.engine, "local function inner() error('this should stop the request') end\ninner()")
-        self.assertEqual(raised.exception.message, """[string "local function inner() error('this should sto..."]:1: """
+        self.assertEqual(raised.exception.message,
+                         """[string "local function inner() error('this should sto..."]:1: """
                          "this should stop the request")
         self.assertIn("stack traceback:", raised.exception.traceback)
         self.assertIn("in function 'inner'", raised.exception.traceback)
@@ -304,6 +313,7 @@ class ErrorTests(SynchronousTestCase):
         waiting = self.engine.run(functions, new_context(), "pre-function", "key")
         self.engine.run(functions, new_context(), "pre-function", "key")
         self.clock.advance(1)
+        assert waiting is not None
         self.successResultOf(waiting)
         self.assertEqual(self.probe.said(), [(False, "cannot resume non-suspended coroutine"),
                                              ("first",)])
@@ -371,6 +381,7 @@ class LimitTests(SynchronousTestCase):
         self.assertLimited(engine, "while true do end",
                            "Lua code exceeded the limit of 200000 instructions")
         clock.advance(1)
+        assert waiting is not None
         self.successResultOf(waiting)
         self.assertEqual(probe.said(), [(50005000,)])
 

@@ -7,10 +7,10 @@ serving.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.lua.engine import LuaEngine, LuaError, LuaLimitError
@@ -177,6 +177,7 @@ class CStackTests(LimitCase):
         run(engine, "ngx.say(coroutine.wrap(function() return 'meanwhile' end)())")
         clock.advance(1)
         clock.advance(1)
+        assert done is not None
         self.successResultOf(done)
         self.assertEqual(b"".join(context.response.body), b"deep enough\nfalseC stack overflow\n")
 
@@ -226,7 +227,8 @@ class PythonWorkTests(LimitCase):
         limit = 8 * 1024 * 1024
         engine = engine_with(memory_limit=limit)
         for source in ["local v = ('x'):rep(1024 * 1024) for i = 1, 100 do ngx.header['x-' .. i] = v end",
-                       "local v = ('x'):rep(1024 * 1024) for i = 1, 100 do kong.response.add_header('x', v) end",
+                       "local v = ('x'):rep(1024 * 1024) for i = 1, 100 do "
+                       "kong.response.add_header('x', v) end",
                        "local v, many = ('x'):rep(1024 * 1024), {} for i = 1, 1000 do many[i] = v end "
                        "ngx.header.x = many"]:
             self.assertFails(engine, source, f"Lua code exceeded the output limit of {limit} bytes",
@@ -241,8 +243,9 @@ class PythonWorkTests(LimitCase):
 class LogTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        observer = cast(ILogObserver, self.events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
 
     def logged(self) -> list[tuple[str, LogLevel, str]]:
         return [(event["log_namespace"], event["log_level"], event["text"]) for event in self.events

@@ -4,7 +4,8 @@
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, cast
 
 import attrs
 from lupa import luajit21
@@ -12,6 +13,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import ILogObserver
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
@@ -20,6 +22,7 @@ from twisted.web.server import Request, Site
 
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk import install_pdk
+from kongish.lua.settings import LuaSettings
 from kongish.proxy.context import RequestContext, UpstreamRequest
 from kongish.proxy.forwarded import RealIp, TrustedNetworks
 
@@ -46,7 +49,7 @@ class _CapturedRequest(Request):
 def parse_request(raw: bytes, secure: bool = False) -> Request:
     """Parse ``raw`` HTTP bytes on a real HTTPChannel, as the proxy would receive them."""
     channel = HTTPChannel()
-    channel.site = Site(Resource())
+    channel.site = Site(Resource())  # type: ignore[attr-defined]  # Site.buildProtocol sets it; the stubs omit it
     channel.requestFactory = _CapturedRequest
     transport = StringTransport(hostAddress=IPv4Address("TCP", "10.0.0.2", 8000),
                                 peerAddress=IPv4Address("TCP", "10.0.0.1", 54321))
@@ -89,7 +92,7 @@ class PDKHarness:
         self.clock = Clock()
         self.current = CurrentRequest()
         await_fn, stop_fn, exceed_fn, self._start = self.lua.execute(_DRIVER)
-        install_pdk(self.lua, self.current, FakeLuaSettings(configuration or {}),
+        install_pdk(self.lua, self.current, cast(LuaSettings, FakeLuaSettings(configuration or {})),
                     await_fn, stop_fn, exceed_fn, self._phase, reactor=self.clock, node_id="node-1")
         #: As the proxy finds the client behind trusted proxies (X-Real-IP, Kong's default).
         self.real_ip = RealIp(TrustedNetworks.parse((configuration or {}).get("trusted_ips")))
@@ -239,7 +242,8 @@ class NgxHeaderTests(SynchronousTestCase):
         self.assertFalse(headers.hasHeader(b"x-a"))
 
     def test_invalid_header_names_are_lua_errors(self) -> None:
-        self.assertIn('invalid header name "X Y"', self.pdk.error(self, 'ngx.header["X Y"] = "v"', self.context))
+        self.assertIn('invalid header name "X Y"',
+                      self.pdk.error(self, 'ngx.header["X Y"] = "v"', self.context))
         self.assertIn('invalid header name "a',
                       self.pdk.error(self, 'ngx.req.set_header("a\\n", "v")', self.context))
 
@@ -271,6 +275,7 @@ class NgxRequestTests(SynchronousTestCase):
 
     def test_set_uri_args_changes_the_upstream_query(self) -> None:
         self.pdk.result(self, 'ngx.req.set_uri_args({b = "x y", a = {1, 2}})', self.context)
+        assert self.context.upstream is not None
         self.assertEqual(self.context.upstream.query, "a=1&a=2&b=x%20y")
 
     def test_planned_upstream_is_made_only_when_asked_for(self) -> None:
@@ -292,6 +297,7 @@ class NgxRequestTests(SynchronousTestCase):
 
     def test_var_args_nil_clears_the_upstream_query(self) -> None:
         self.pdk.result(self, "ngx.var.args = nil", self.context)
+        assert self.context.upstream is not None
         self.assertIsNone(self.context.upstream.query)
         self.assertEqual(self.pdk.result(self, "return ngx.var.args, ngx.var.is_args", self.context),
                          [None, b""])
@@ -317,6 +323,7 @@ class NgxRequestTests(SynchronousTestCase):
     def test_set_and_clear_header_change_the_upstream_request(self) -> None:
         self.pdk.result(self, 'ngx.req.set_header("X-New", "v") ngx.req.set_header("X-L", {"a", "b"}) '
                               'ngx.req.clear_header("host")', self.context)
+        assert self.context.upstream is not None
         headers = self.context.upstream.headers
         self.assertEqual(headers.getRawHeaders(b"x-new"), [b"v"])
         self.assertEqual(headers.getRawHeaders(b"x-l"), [b"a", b"b"])
@@ -333,6 +340,7 @@ class NgxRequestTests(SynchronousTestCase):
 
     def test_method_and_uri(self) -> None:
         self.pdk.result(self, 'ngx.req.set_method(ngx.HTTP_PATCH) ngx.req.set_uri("/new")', self.context)
+        assert self.context.upstream is not None
         self.assertEqual((self.context.upstream.method, self.context.upstream.path), ("PATCH", "/new"))
         self.assertEqual(self.pdk.result(self, "return ngx.req.get_method()", self.context), [b"PATCH"])
         self.assertIn("unsupported HTTP method",
@@ -347,6 +355,7 @@ class NgxRequestTests(SynchronousTestCase):
             return before, post.k, post.k2, ngx.req.get_body_data(), ngx.req.get_body_file()
         """, self.context)
         self.assertEqual(result, [b"k=v&k2=v%21", b"v", b"v!", b"replaced", None])
+        assert self.context.upstream is not None
         self.assertEqual(self.context.upstream.body, b"replaced")
         self.assertEqual(self.context.upstream.headers.getRawHeaders(b"content-length"), [b"8"])
         self.assertEqual(self.context.request.content.read(), b"k=v&k2=v%21")
@@ -354,6 +363,7 @@ class NgxRequestTests(SynchronousTestCase):
     def test_streamed_body(self) -> None:
         self.pdk.result(self, 'ngx.req.init_body() ngx.req.append_body("a") ngx.req.append_body("b") '
                               'ngx.req.finish_body()', self.context)
+        assert self.context.upstream is not None
         self.assertEqual(self.context.upstream.body, b"ab")
 
     def test_misc(self) -> None:
@@ -390,10 +400,12 @@ class NgxVarTests(SynchronousTestCase):
 
     def test_upstream_uri_is_writable(self) -> None:
         self.pdk.result(self, 'ngx.var.upstream_uri = "/new/path?z=9"', self.context)
+        assert self.context.upstream is not None
         self.assertEqual((self.context.upstream.path, self.context.upstream.query), ("/new/path", "z=9"))
 
     def test_read_only_and_unknown_variables(self) -> None:
-        self.assertIn('variable "uri" not changeable', self.pdk.error(self, 'ngx.var.uri = "/x"', self.context))
+        self.assertIn('variable "uri" not changeable',
+                      self.pdk.error(self, 'ngx.var.uri = "/x"', self.context))
         self.assertIn('variable "nope" not found for writing',
                       self.pdk.error(self, 'ngx.var.nope = "/x"', self.context))
 
@@ -450,7 +462,8 @@ class NgxContextTests(SynchronousTestCase):
     def test_time(self) -> None:
         self.pdk.clock.advance(1700000000.25)
         result = self.pdk.result(self, "return ngx.now(), ngx.time(), ngx.utctime(), ngx.http_time(0), "
-                                       "ngx.cookie_time(0), ngx.parse_http_time('Thu, 01 Jan 1970 00:00:10 GMT')",
+                                       "ngx.cookie_time(0), "
+                                       "ngx.parse_http_time('Thu, 01 Jan 1970 00:00:10 GMT')",
                                  self.pdk.context())
         self.assertEqual(result, [1700000000.25, 1700000000, b"2023-11-14 22:13:20",
                                   b"Thu, 01 Jan 1970 00:00:00 GMT", b"Thu, 01-Jan-70 00:00:00 GMT", 10])
@@ -458,8 +471,9 @@ class NgxContextTests(SynchronousTestCase):
     def test_log_reaches_twisted_logger(self) -> None:
         from twisted.logger import globalLogPublisher
         events: list[dict] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events_observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(events_observer)
+        self.addCleanup(globalLogPublisher.removeObserver, events_observer)
         self.pdk.result(self, 'ngx.log(ngx.ERR, "a", 1, nil)', self.pdk.context())
         [event] = [e for e in events if e.get("log_namespace") == "kongish.lua"]
         self.assertEqual((event["text"], event["plugin"], event["log_level"].name),

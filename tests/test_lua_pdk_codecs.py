@@ -7,7 +7,8 @@ import json
 import zlib
 from typing import Any
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.pcre import translate
@@ -51,7 +52,8 @@ class CJSONTests(SynchronousTestCase):
     def test_encoding_errors(self) -> None:
         for code, message in [("{[1] = 1, [20] = 2}", "Cannot serialise table: excessively sparse array"),
                               ("{print}", "Cannot serialise function: type not supported"),
-                              ("{[true] = 1}", "Cannot serialise boolean: table key must be a number or string"),
+                              ("{[true] = 1}",
+                               "Cannot serialise boolean: table key must be a number or string"),
                               ("0/0", "Cannot serialise number: must not be NaN or Infinity")]:
             self.assertEqual(lua("local cjson = __kongish_modules['cjson.safe'] "
                                  f"return select(2, cjson.encode({code}))"), message.encode())
@@ -171,7 +173,8 @@ class NgxCodecTests(SynchronousTestCase):
         self.assertEqual(lua("return ngx.quote_sql_str(\"a'b\\\\\\n\")"), b"'a\\'b\\\\\\n'")
 
     def test_args(self) -> None:
-        self.assertEqual(lua('return ngx.encode_args({b = "x y", a = {1, true, false}, c = true, d = false})'),
+        self.assertEqual(lua('return ngx.encode_args('
+                             '{b = "x y", a = {1, true, false}, c = true, d = false})'),
                          b"a=1&a&b=x%20y&c")
         self.assertEqual(lua('local t = ngx.decode_args("a=1&a=2&b&c=&=x&d=%41+B") '
                              'return t.a[2], t.b, t.c, t[""], t.d'), (b"2", True, b"", None, b"A B"))

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
+from twisted.logger import ILogObserver
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
@@ -71,7 +73,8 @@ class KongRequestTests(SynchronousTestCase):
                          [None, b"unsupported content type 'text/plain'", b"text/plain"])
 
     def test_form_body(self) -> None:
-        context = self.pdk.context(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded"
+        context = self.pdk.context(b"POST / HTTP/1.1\r\nHost: a\r\n"
+                                   b"Content-Type: application/x-www-form-urlencoded"
                                    b"\r\nContent-Length: 7\r\n\r\na=1&b=2")
         self.assertEqual(self.pdk.result(self, "local b = kong.request.get_body() return b.a, b.b", context),
                          [b"1", b"2"])
@@ -95,7 +98,8 @@ class KongResponseTests(SynchronousTestCase):
         response = self.context.response
         self.assertEqual((response.status, response.exited, response.source), (406, True, "exit"))
         self.assertEqual(json.loads(b"".join(response.body)), {"message": "Invalid"})
-        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"application/json; charset=utf-8"])
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"),
+                         [b"application/json; charset=utf-8"])
 
     def test_exit_with_string_body_and_headers(self) -> None:
         self.pdk.result(self, 'kong.response.exit(403, "no", {["Content-Type"] = "text/plain", '
@@ -163,7 +167,8 @@ class KongResponseTests(SynchronousTestCase):
 
     def test_raw_body_buffering(self) -> None:
         context = self.pdk.context(phase="body_filter")
-        code = "local body = kong.response.get_raw_body() if body then kong.response.set_raw_body(body:upper()) end"
+        code = ("local body = kong.response.get_raw_body() "
+                "if body then kong.response.set_raw_body(body:upper()) end")
         for chunk, eof in [(b"ab", False), (b"cd", False), (b"", True)]:
             context.body_chunk, context.body_eof = chunk, eof
             self.pdk.result(self, code, context)
@@ -190,6 +195,7 @@ class KongServiceTests(SynchronousTestCase):
             r.set_body({k = "v"}, "application/json")
         """, self.context)
         upstream = self.context.upstream
+        assert upstream is not None
         self.assertEqual((upstream.path, upstream.query, upstream.method, upstream.scheme),
                          ("/p", "q=a%20b", "PUT", "https"))
         self.assertEqual(upstream.headers.getRawHeaders(b"x-a"), [b"1", b"2"])
@@ -225,7 +231,8 @@ class KongMiscTests(SynchronousTestCase):
         self.context = self.pdk.context()
 
     def test_configuration(self) -> None:
-        result = self.pdk.result(self, "return kong.configuration.plugins[1], kong.configuration.pg_password, "
+        result = self.pdk.result(self, "return kong.configuration.plugins[1], "
+                                       "kong.configuration.pg_password, "
                                        "kong.configuration.missing, kong.configuration.db_cache_ttl",
                                  self.context)
         self.assertEqual(result, [b"bundled", b"******", None, None])
@@ -268,7 +275,8 @@ class KongMiscTests(SynchronousTestCase):
             return a, err_a, b, err_b, c, kong.cache:probe("t")
         """, self.context)
         self.assertEqual(result, [None, b"failed to get from node cache: boom", None,
-                                  b"failed to get from node cache: callback threw an error: bad", 1, 10, None, 1])
+                                  b"failed to get from node cache: callback threw an error: bad",
+                                  1, 10, None, 1])
         self.pdk.clock.advance(11)
         self.assertEqual(self.pdk.result(self, 'return kong.cache:get("t")', self.context), [None])
         self.pdk.result(self, 'kong.cache:get("i", nil, function() return 5 end) kong.cache:invalidate("i")',
@@ -285,22 +293,26 @@ class KongMiscTests(SynchronousTestCase):
     def test_router(self) -> None:
         self.context.route = {"id": "r1", "paths": ["/a"], "hosts": None}
         self.context.service = {"id": "s1", "port": 80}
-        result = self.pdk.result(self, "local route, service = kong.router.get_route(), kong.router.get_service() "
-                                       "return route.id, route.paths[1], route.hosts == ngx.null, service.port",
+        result = self.pdk.result(self, "local route, service = kong.router.get_route(), "
+                                       "kong.router.get_service() "
+                                       "return route.id, route.paths[1], route.hosts == ngx.null, "
+                                       "service.port",
                                  self.context)
         self.assertEqual(result, [b"r1", b"/a", True, 80])
 
     def test_node_version_client(self) -> None:
         result = self.pdk.result(self, "return kong.node.get_id(), kong.version, kong.version_num, "
-                                       "kong.client.get_ip(), kong.client.get_port(), kong.client.get_consumer(), "
+                                       "kong.client.get_ip(), kong.client.get_port(), "
+                                       "kong.client.get_consumer(), "
                                        "type(kong.node.get_hostname())", self.context)
         self.assertEqual(result, [b"node-1", b"3.9.0", 3009000, b"10.0.0.1", 54321, None, b"string"])
 
     def test_log(self) -> None:
         from twisted.logger import globalLogPublisher
         events: list[dict] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events_observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(events_observer)
+        self.addCleanup(globalLogPublisher.removeObserver, events_observer)
         self.pdk.result(self, 'kong.log.warn("a", 1) kong.log("n") kong.log.inspect({b = 1, a = {"x"}})',
                         self.context, plugin="post-function")
         logged = [(e["log_level"].name, e["text"], e["plugin"]) for e in events

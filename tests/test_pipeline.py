@@ -1,20 +1,21 @@
 """The plugin pipeline: precedence, priority order, Deferred waits and short-circuits."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.iweb import IRequest
 from twisted.web.test.requesthelper import DummyRequest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from kongish.plugins.interface import IPlugin, IPluginHandlers
-from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.config import Settings
 from kongish.plugins.host import PluginHost
+from kongish.plugins.interface import IPlugin, IPluginHandlers
+from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry, UnknownPlugin
 from kongish.proxy.context import RequestContext
 
@@ -74,7 +75,7 @@ class PipelineTests(SynchronousTestCase):
         self.first = RecordingPlugin("first", 1000, self.journal)
         self.last = RecordingPlugin("last", -10, self.journal)
         self.plugins = {p.name: p for p in (self.first, self.last)}
-        self.context = RequestContext(DummyRequest([b""]))
+        self.context = RequestContext(cast(IRequest, DummyRequest([b""])))
 
     def test_interfaces(self) -> None:
         verifyObject(IPlugin, self.first)
@@ -101,15 +102,16 @@ class PipelineTests(SynchronousTestCase):
         old = build_plugin_map([kept, dropped], self.plugins.get)
         new = build_plugin_map([dict(kept)], self.plugins.get, previous=old)
         self.assertIs(new.configured[0].handlers, old.configured[0].handlers)
-        self.assertTrue(old.configured[1].handlers.closed)
+        self.assertTrue(cast(RecordingHandlers, old.configured[1].handlers).closed)
 
     def test_phase_waits_for_deferreds_in_order(self) -> None:
         plugin_map = build_plugin_map([entity("a", "first"), entity("b", "last")], self.plugins.get)
-        waiting = Deferred()
+        waiting: Deferred[None] = Deferred()
         self.first.made[0].waits = waiting
         result = plugin_map.for_request(None, None).run("access", self.context)
         self.assertEqual(self.journal, ["access:first@a"])
         waiting.callback(None)
+        assert result is not None
         self.assertIsNone(self.successResultOf(result))
         self.assertEqual(self.journal, ["access:first@a", "access:last@b"])
 
@@ -124,7 +126,7 @@ class PipelineTests(SynchronousTestCase):
 
     def test_handler_errors_propagate(self) -> None:
         plugin_map = build_plugin_map([entity("a", "first")], self.plugins.get)
-        failing = Deferred()
+        failing: Deferred[None] = Deferred()
         self.first.made[0].waits = failing
         result = plugin_map.for_request(None, None).run("access", self.context)
         failing.errback(ValueError("boom"))

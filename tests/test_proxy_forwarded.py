@@ -1,15 +1,19 @@
 """client_side: a trusted proxy's X-Forwarded-* win, anyone else's never do."""
 from __future__ import annotations
 
+from typing import cast
+
 import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IProtocol, ITransport
 from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
+from kongish.proxy.downstream import IProxiedRequest
 from kongish.proxy.forwarded import Forwarded, RealIp, TrustedNetworks, client_side, socket_peer
 
 _FIELDS = ("proto", "host", "port", "path", "prefix")
@@ -43,7 +47,7 @@ class ClientSideTests(SynchronousTestCase):
     def test_trusted_headers_win_field_by_field(self, sent: dict[str, bytes], trusted: bool,
                                                 secure: bool, stripped: str | None) -> None:
         headers = {b"x-forwarded-" + name.encode(): value for name, value in sent.items()}
-        request = _Request({b"host": b"Api.Test:8443", **headers}, secure)
+        request = cast(IProxiedRequest, _Request({b"host": b"Api.Test:8443", **headers}, secure))
         seen = client_side(request, trusted=trusted, raw_target=b"/api/x?q=1", stripped_prefix=stripped)
         own = Forwarded(b"https" if secure else b"http", b"api.test", b"8000", b"/api/x",
                         b"/api" if stripped == "/api" else None)
@@ -52,7 +56,8 @@ class ClientSideTests(SynchronousTestCase):
             self.assertEqual(getattr(seen, field), expected, field)
 
     def test_no_host_header_is_kongs_server_name(self) -> None:
-        seen = client_side(_Request({}), trusted=False, raw_target=b"/", stripped_prefix=None)
+        seen = client_side(cast(IProxiedRequest, _Request({})), trusted=False, raw_target=b"/",
+                           stripped_prefix=None)
         self.assertEqual(seen.host, b"kong")
 
 
@@ -80,7 +85,7 @@ class _Sent:
 class RealIpTests(SynchronousTestCase):
     def _client(self, real_ip: RealIp, peer: str, *lines: bytes) -> str:
         name = real_ip.header or b"-"
-        return real_ip.client_ip(peer, _Sent([(name, line) for line in lines]))
+        return real_ip.client_ip(peer, cast(IProxiedRequest, _Sent([(name, line) for line in lines])))
 
     def test_the_rightmost_address_of_a_trusted_peer(self) -> None:
         xff = RealIp(_TRUSTED, b"x-forwarded-for")
@@ -92,7 +97,8 @@ class RealIpTests(SynchronousTestCase):
 
     def test_lines_and_separators_as_nginx_reads_them(self) -> None:
         recursive = RealIp(_TRUSTED, b"x-forwarded-for", recursive=True)
-        self.assertEqual(self._client(recursive, "127.0.0.1", b"192.0.2.7, 10.0.0.3", b"10.0.0.2"), "192.0.2.7")
+        self.assertEqual(self._client(recursive, "127.0.0.1", b"192.0.2.7, 10.0.0.3", b"10.0.0.2"),
+                         "192.0.2.7")
         self.assertEqual(self._client(recursive, "127.0.0.1", b"192.0.2.1 10.0.0.5"), "192.0.2.1")
         self.assertEqual(self._client(RealIp(_TRUSTED), "10.1.1.1", b"192.0.2.1", b"192.0.2.2"), "192.0.2.1")
 
@@ -126,15 +132,18 @@ class RealIpTests(SynchronousTestCase):
 
 
 class SocketPeerTests(SynchronousTestCase):
-    def _request(self, transport: object) -> object:
+    def _request(self, transport: object) -> IProxiedRequest:
         channel = type("Channel", (), {"transport": transport})()
         claimed = IPv4Address("TCP", "6.6.6.6", 1)  # what a PROXY line would claim
-        return type("Request", (), {"channel": channel, "getClientAddress": lambda self: claimed})()
+        return cast(IProxiedRequest,
+                    type("Request", (), {"channel": channel, "getClientAddress": lambda self: claimed})())
 
     def test_beneath_every_wrapper(self) -> None:
         socket = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 40000))
-        inner, outer = ProtocolWrapper(WrappingFactory(None), None), ProtocolWrapper(WrappingFactory(None), None)
-        inner.transport, outer.transport = socket, inner
+        # Only the transport chain matters here: no factory and no wrapped protocol.
+        inner = ProtocolWrapper(WrappingFactory(None), cast(IProtocol, None))
+        outer = ProtocolWrapper(WrappingFactory(None), cast(IProtocol, None))
+        inner.transport, outer.transport = socket, cast(ITransport, inner)
         self.assertEqual(socket_peer(self._request(outer)), "10.0.0.1")
         self.assertEqual(socket_peer(self._request(socket)), "10.0.0.1")
 

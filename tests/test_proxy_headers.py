@@ -130,7 +130,8 @@ class KongHeadersTests(SynchronousTestCase):
         none.add_own(own, 0, b"id")
         proxied = gateway.GatewayHeaders({b"server": [b"upstream/1"]})
         none.add_proxied(proxied, 1, 2, None, b"id")
-        self.assertEqual((list(own.getAllRawHeaders()), proxied.getRawHeaders(b"server")), ([], [b"upstream/1"]))
+        self.assertEqual((list(own.getAllRawHeaders()), proxied.getRawHeaders(b"server")),
+                         ([], [b"upstream/1"]))
 
     def test_proxied_answers(self) -> None:
         headers = gateway.GatewayHeaders()

@@ -1,7 +1,7 @@
 """BodyRelay against a fake client request and upstream transport, on a fake clock."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -9,6 +9,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseDone, ResponseFailed
+from twisted.web.server import Request
 
 from kongish.proxy.relay import BodyRelay
 
@@ -52,7 +53,7 @@ class FakeUpstream:
 class RelayTests(SynchronousTestCase):
     def _relay(self, body_filter=None) -> BodyRelay:
         self.clock, self.request, self.upstream = Clock(), FakeRequest(), FakeUpstream()
-        relay = BodyRelay(self.request, body_filter, 1.0, self.clock, "id")
+        relay = BodyRelay(cast(Request, self.request), body_filter, 1.0, self.clock, "id")
         relay.makeConnection(self.upstream)
         self.outcome: list[bool] = []
         relay.done.addCallback(self.outcome.append)

@@ -5,10 +5,12 @@ import io
 import os
 import string
 from collections.abc import Callable
+from typing import cast
 
 import attrs
 import httptools
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionLost
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -124,8 +126,10 @@ def connect(resource: Recorder, timeout: float | None = None, max_body_size: int
     clock = MemoryReactorClock()
     factory = ProxyServerFactory(resource, max_body_size, timeout=timeout, reactor=clock)
     logged: list[DownstreamRequest] = []
-    factory.log = logged.append
-    connection = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    # HTTPFactory.log is typed for twisted.web Requests; this factory logs DownstreamRequests.
+    factory.log = logged.append  # type: ignore[method-assign,assignment]
+    # ProxyServerFactory.protocol is ProxyConnection.
+    connection = cast(ProxyConnection, factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000)))
     transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8000),
                                 peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
     connection.makeConnection(transport)
@@ -147,7 +151,8 @@ class KeepAliveTests(SynchronousTestCase):
         for path in (b"/a", b"/b", b"/c"):
             client.send(get(path))
         self.assertEqual([request.uri for request in client.resource.requests], [b"/a", b"/b", b"/c"])
-        self.assertEqual([(r.status, r.body, r.complete) for r in client.responses()], [(200, b"hello", True)] * 3)
+        self.assertEqual([(r.status, r.body, r.complete) for r in client.responses()],
+                         [(200, b"hello", True)] * 3)
         self.assertFalse(client.transport.disconnecting)
         self.assertEqual(client.logged, client.resource.requests)
 
@@ -336,7 +341,8 @@ class RequestBodyTests(SynchronousTestCase):
 
     def test_chunked_body(self) -> None:
         client = connect(Recorder())
-        client.send(get(b"/", b"Transfer-Encoding: chunked", method=b"PUT"), b"3\r\nabc\r\n", b"2\r\nde\r\n0\r\n\r\n")
+        client.send(get(b"/", b"Transfer-Encoding: chunked", method=b"PUT"), b"3\r\nabc\r\n",
+                    b"2\r\nde\r\n0\r\n\r\n")
         self.assertEqual((client.resource.bodies, client.resource.positions), ([b"abcde"], [0]))
 
     def test_large_chunked_body(self) -> None:
@@ -655,7 +661,8 @@ class DrainTests(SynchronousTestCase):
         self.assertFalse(client.transport.disconnecting)
         client.send(data[-5:] + get(b"/after"))
         self.assertEqual(client.resource.bodies, [b"0123456789"])
-        self.assertEqual([response.headers.get(b"connection") for response in client.responses()], [[b"close"]])
+        self.assertEqual([response.headers.get(b"connection") for response in client.responses()],
+                         [[b"close"]])
         self.assertTrue(client.transport.disconnecting)
         client.lose()
         self.successResultOf(drained)
@@ -684,6 +691,7 @@ class DrainTests(SynchronousTestCase):
         client = connect(Recorder())
         client.connection.factory.drain(10)
         late = client.connection.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001))
+        assert late is not None
         transport = StringTransport()
         late.makeConnection(transport)
         self.assertTrue(transport.disconnecting)
@@ -700,7 +708,8 @@ class InterfaceTests(SynchronousTestCase):
         client.send(get())
         request = client.resource.requests[0]
         self.assertTrue(verifyObject(IProxiedRequest, request))
-        self.assertEqual((request.getRequestHostname(), request.getClientAddress().port, request.isSecure()),
+        self.assertEqual((request.getRequestHostname(), cast(IPv4Address, request.getClientAddress()).port,
+                          request.isSecure()),
                          (b"x.test", 40000, False))
 
     def test_headers_read_before_and_after_they_are_built(self) -> None:
@@ -714,9 +723,11 @@ class InterfaceTests(SynchronousTestCase):
 
     def test_local_address_is_asked_once_per_connection(self) -> None:
         client = connect(Recorder())
-        client.transport.getHost = lambda: self.fail("getHost is a system call on TCP")
+        client.transport.getHost = (  # type: ignore[method-assign]  # a test double for one method
+            lambda: self.fail("getHost is a system call on TCP"))
         client.send(get(), get())
-        self.assertEqual([r.getHost().port for r in client.resource.requests], [8000, 8000])
+        self.assertEqual([cast(IPv4Address, r.getHost()).port for r in client.resource.requests],
+                         [8000, 8000])
 
     def test_twisted_web_request_meets_the_same_contract(self) -> None:
         resource = _SiteResource()
@@ -804,7 +815,7 @@ class PropertyTests(SynchronousTestCase):
         wire = b"".join(request[-1] for request in sent)
         cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=8)))
         client = connect(Recorder())
-        client.send(*(wire[start:end] for start, end in zip([0, *cuts], [*cuts, len(wire)])))
+        client.send(*(wire[start:end] for start, end in zip([0, *cuts], [*cuts, len(wire)], strict=True)))
         seen = [(request.method, request.uri, request.requestHeaders) for request in client.resource.requests]
         expected = [(method, target, _headers(headers)) for method, target, headers, _, _ in sent]
         self.assertEqual(seen, expected)
@@ -827,12 +838,14 @@ class LoopbackTests(TestCase):
         await gateway.expose(upstream.url)
         client: RawClient = await gateway.connect()
         self.addCleanup(client.transport.loseConnection)
-        client.transport.write(get(b"/p/delay/0.2") + get(b"/p/second") + post(b"third", b"Connection: close", path=b"/p/third"))
+        client.transport.write(get(b"/p/delay/0.2") + get(b"/p/second")
+                               + post(b"third", b"Connection: close", path=b"/p/third"))
         answer = await client.closed
         reader = _ResponseReader()
         reader.parser.feed_data(answer)
         self.assertEqual([(r.status, r.complete) for r in reader.responses], [(200, True)] * 3)
-        self.assertEqual([seen["uri"] for seen in upstream.resource.received], ["/delay/0.2", "/second", "/third"])
+        self.assertEqual([seen["uri"] for seen in upstream.resource.received],
+                         ["/delay/0.2", "/second", "/third"])
         self.assertEqual(upstream.resource.received[-1]["body"], "third")
         self.assertIn(b'"uri": "/second"', reader.responses[1].body)
         self.assertEqual(reader.responses[2].headers[b"connection"], [b"close"])

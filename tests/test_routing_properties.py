@@ -84,7 +84,8 @@ def path_groups(paths: list[str] | None) -> list[list[str] | None]:
     if not paths:
         return [None]
     lengths = sorted({len(p) for p in paths if not p.startswith("~")})
-    groups = [[p for p in paths if not p.startswith("~") and len(p) == n] for n in lengths]
+    groups: list[list[str] | None] = [[p for p in paths if not p.startswith("~") and len(p) == n]
+                                      for n in lengths]
     regexes = [p for p in paths if p.startswith("~")]
     return groups + ([regexes] if regexes else [])
 
@@ -123,7 +124,7 @@ def reference_match(route_list: list[dict[str, Any]], request: dict[str, Any]):
             prefix = None if group is None else group_prefix(group, path)
             if group is not None and prefix is None:
                 continue
-            is_regex = bool(group) and group[0].startswith("~")
+            is_regex = bool(group) and group is not None and group[0].startswith("~")
             hosts = route["hosts"] or []
             key = (
                 sum(1 for f in ("methods", "hosts", "headers", "paths", "snis") if route[f]),

@@ -1,11 +1,18 @@
 """Host, address and URL parsing behind the entity rules (Kong's ``kong.tools.ip``, LuaSocket)."""
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.schema.addresses import (
-    Address, InvalidAddress, host_error, host_with_port_error, normalize_ip, wildcard_host_error)
+    Address,
+    InvalidAddress,
+    host_error,
+    host_with_port_error,
+    normalize_ip,
+    wildcard_host_error,
+)
 from kongish.schema.url import ParsedURL, parse_url
 
 
@@ -15,7 +22,8 @@ class NormalizeIPTests(SynchronousTestCase):
         self.assertEqual(normalize_ip("010.0.0.1:8000"), Address("ipv4", "10.0.0.1", 8000))
 
     def test_ipv6(self) -> None:
-        self.assertEqual(normalize_ip("::1"), Address("ipv6", "0000:0000:0000:0000:0000:0000:0000:0001", None))
+        self.assertEqual(normalize_ip("::1"),
+                         Address("ipv6", "0000:0000:0000:0000:0000:0000:0000:0001", None))
         self.assertEqual(normalize_ip("[::1]:80").port, 80)
 
     def test_names(self) -> None:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lupa import luajit21
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -16,12 +17,14 @@ UUID = "6f3f4ad9-b4e1-4a3a-8e2a-2d6a1f0b7c11"
 
 class InferenceTests(SynchronousTestCase):
     def test_empty_string_is_null(self) -> None:
-        self.assertEqual(infer(SERVICES, {"name": "", "path": ""}, plugins=lookup), {"name": None, "path": None})
+        self.assertEqual(infer(SERVICES, {"name": "", "path": ""}, plugins=lookup),
+                         {"name": None, "path": None})
 
     def test_numbers(self) -> None:
         inferred = infer(SERVICES, {"port": "80", "retries": "0x05", "connect_timeout": " 1e3 ",
                                     "write_timeout": "abc"}, plugins=lookup)
-        self.assertEqual(inferred, {"port": 80, "retries": 5, "connect_timeout": 1000, "write_timeout": "abc"})
+        self.assertEqual(inferred,
+                         {"port": 80, "retries": 5, "connect_timeout": 1000, "write_timeout": "abc"})
 
     def test_booleans(self) -> None:
         inferred = infer(ROUTES, {"strip_path": "false", "preserve_host": "true", "request_buffering": "1"},

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lupa import luajit21
 from twisted.trial.unittest import SynchronousTestCase
@@ -10,6 +10,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from kongish.errors import SchemaViolation
 from kongish.schema import CONSUMERS, PLUGINS, Array, Integer, Record, String, complete, schema_json
 from kongish.testing import SchemaOnlyPlugin, serverless_schema_plugin
+
+if TYPE_CHECKING:
+    from kongish.plugins.interface import IPlugin
 
 UUID = "6f3f4ad9-b4e1-4a3a-8e2a-2d6a1f0b7c11"
 PHASE_LIST = ("'config.certificate', 'config.rewrite', 'config.access', "
@@ -38,8 +41,9 @@ RATE = SchemaOnlyPlugin("rate", Record(fields={
 PLUGIN_TYPES = {plugin.name: plugin for plugin in (PRE_FUNCTION, RATE)}
 
 
-def lookup(name: str) -> FakePlugin | None:
-    return PLUGIN_TYPES.get(name)
+def lookup(name: str) -> IPlugin | None:
+    # A FakePlugin has just the parts of an IPlugin that validation uses.
+    return cast("IPlugin | None", PLUGIN_TYPES.get(name))
 
 
 def plugin(**data: Any) -> dict[str, Any]:
@@ -73,7 +77,8 @@ class ConsumerTests(PluginTestCase):
 
 class PluginEntityTests(PluginTestCase):
     def test_name_is_required_and_must_be_enabled(self) -> None:
-        self.assertEqual(self.violation(PLUGINS, {"config": {}})["fields"], {"name": "required field missing"})
+        self.assertEqual(self.violation(PLUGINS, {"config": {}})["fields"],
+                         {"name": "required field missing"})
         self.assertEqual(self.violation(PLUGINS, {"name": "nope"})["fields"], {
             "name": "plugin 'nope' not enabled; add it to the 'plugins' configuration property"})
 
@@ -101,7 +106,8 @@ class PluginEntityTests(PluginTestCase):
                          {"config": "required field missing"})
 
     def test_instance_name_and_protocols(self) -> None:
-        fields = self.violation(PLUGINS, {"name": "rate", "instance_name": "a/b", "protocols": ["ftp"]})["fields"]
+        fields = self.violation(PLUGINS, {"name": "rate", "instance_name": "a/b",
+                                          "protocols": ["ftp"]})["fields"]
         self.assertEqual(fields, {
             "instance_name": ("invalid value 'a/b': the only accepted ascii characters are "
                               "alphanumerics or ., -, _, and ~"),
@@ -109,7 +115,8 @@ class PluginEntityTests(PluginTestCase):
 
     def test_foreign_keys(self) -> None:
         entity = plugin(name="rate", route={"id": UUID}, consumer={"id": UUID}, service=None)
-        self.assertEqual((entity["route"], entity["consumer"], entity["service"]), ({"id": UUID}, {"id": UUID}, None))
+        self.assertEqual((entity["route"], entity["consumer"], entity["service"]),
+                         ({"id": UUID}, {"id": UUID}, None))
         self.assertEqual(self.violation(PLUGINS, {"name": "rate", "route": {"id": 1}})["fields"],
                          {"route": {"id": "expected a string"}})
 
@@ -154,7 +161,8 @@ class ServerlessTests(PluginTestCase):
     def test_valid_sources_from_kong(self) -> None:
         sources = ['("hello world!"):find("world")', 'error("should never happen")',
                    "local x = 1 return function() x = x + 1 end", 'return "hello-world"']
-        self.assertEqual(plugin(name="pre-function", config={"rewrite": sources})["config"]["rewrite"], sources)
+        self.assertEqual(plugin(name="pre-function", config={"rewrite": sources})["config"]["rewrite"],
+                         sources)
 
     def test_null_and_non_string_elements(self) -> None:
         body = self.violation(PLUGINS, {"name": "pre-function", "config": {"log": [None, 1]}})

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.errors import SchemaViolation
@@ -21,20 +22,22 @@ INTERESTING = st.sampled_from([
 ])
 JSON = st.recursive(
     # NaN is no JSON value a client can send, and never equals itself: idempotence cannot hold for it
-    st.one_of(INTERESTING, st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8)),
+    st.one_of(INTERESTING, st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+              st.text(max_size=8)),
     lambda children: st.one_of(st.lists(children, max_size=3),
                                st.dictionaries(st.text(max_size=6), children, max_size=3)),
     max_leaves=8)
 
 
 #: A valid minimal input per entity, which examples then change a few fields of.
-MINIMAL = {"services": {"host": "h"}, "routes": {"paths": ["/"]}, "consumers": {"username": "u"},
-           "plugins": {"name": "rate"}}
+MINIMAL: dict[str, dict[str, Any]] = {"services": {"host": "h"}, "routes": {"paths": ["/"]},
+                                      "consumers": {"username": "u"}, "plugins": {"name": "rate"}}
 
 
 #: Valid values per field, so that examples also reach the success path.
 VALID: dict[str, dict[str, list[Any]]] = {
-    "services": {"name": ["svc", "ü"], "port": [8080, 0.0], "protocol": ["https", "grpc"], "path": ["/p", None],
+    "services": {"name": ["svc", "ü"], "port": [8080, 0.0], "protocol": ["https", "grpc"],
+                 "path": ["/p", None],
                  "tags": [["a", "a"], []], "url": ["http://x/y", "https://x:1"], "retries": [0],
                  "tls_verify": [None, True], "id": [UUID], "enabled": [False]},
     "routes": {"protocols": [["https"], ["http", "https"], ["grpc"]], "hosts": [["h", "*.h"]],
@@ -115,7 +118,8 @@ def form_value() -> st.SearchStrategy[Any]:
     return st.recursive(st.one_of(st.text(max_size=6), st.sampled_from(["", "1", "0x1", "true", "false",
                                                                         "rate", "pre-function", "http"])),
                         lambda children: st.one_of(st.lists(children, max_size=3),
-                                                   st.dictionaries(st.text(max_size=6), children, max_size=3)),
+                                                   st.dictionaries(st.text(max_size=6), children,
+                                                                   max_size=3)),
                         max_leaves=6)
 
 

@@ -128,7 +128,8 @@ class AttributeTests(RouteTestCase):
         self.assertEqual(self.fields_of({"paths": ["foo"]}),
                          {"paths": ["should start with: / (fixed path) or ~/ (regex path)"]})
         self.assertEqual(self.fields_of({"paths": ["/a//b"]}), {"paths": ["must not have empty segments"]})
-        self.assertEqual(self.fields_of({"paths": ["/a%zz"]}), {"paths": ["invalid url-encoded value: '%zz'"]})
+        self.assertEqual(self.fields_of({"paths": ["/a%zz"]}),
+                         {"paths": ["invalid url-encoded value: '%zz'"]})
         self.assertEqual(route(paths=["/a b", "/ok"])["paths"], ["/a b", "/ok"])
 
     def test_non_normalized_paths(self) -> None:
@@ -155,12 +156,14 @@ class AttributeTests(RouteTestCase):
         self.assertEqual(self.fields_of({"headers": {"x a": ["v"]}}), {
             "headers": "bad header name 'x a', allowed characters are A-Z, a-z, 0-9, '_', and '-'"})
         self.assertEqual(self.fields_of({"headers": {"x-a": "v"}}), {"headers": "expected an array"})
-        self.assertEqual(route(headers={"x-version": ["v1", "~*V2"]})["headers"], {"x-version": ["v1", "~*V2"]})
+        self.assertEqual(route(headers={"x-version": ["v1", "~*V2"]})["headers"],
+                         {"x-version": ["v1", "~*V2"]})
 
     def test_snis_need_a_tls_protocol(self) -> None:
         self.assertEqual(self.fields_of({"protocols": ["http"], "paths": ["/"], "snis": ["h.test"]}), {
             "snis": "length must be 0",
-            "@entity": ["'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'"]})
+            "@entity": ["'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' "
+                        "or 'tls_passthrough'"]})
         self.assertEqual(route(protocols=["https"], snis=["*.h.test"])["snis"], ["*.h.test"])
 
     def test_sni_values(self) -> None:

@@ -96,7 +96,8 @@ class URLShorthandTests(ServiceTestCase):
 class FieldRuleTests(ServiceTestCase):
     def test_name_charset(self) -> None:
         self.assertEqual(self.fields_of({"host": "h", "name": "a b"}), {
-            "name": "invalid value 'a b': the only accepted ascii characters are alphanumerics or ., -, _, and ~"})
+            "name": "invalid value 'a b': the only accepted ascii characters are alphanumerics "
+                    "or ., -, _, and ~"})
         self.assertEqual(service(host="h", name="sérvice.-_~1")["name"], "sérvice.-_~1")
 
     def test_tags(self) -> None:

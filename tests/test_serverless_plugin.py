@@ -47,7 +47,8 @@ class ServerlessPluginTests(SynchronousTestCase):
             schema = plugin.config_schema
             errors = schema.errors(schema.fill_record({"access": ["x = 1", "print("]}))
             self.assertEqual(errors, {"access": [
-                None, f"""error parsing {plugin.name}: [string "print("]:1: unexpected symbol near '<eof>'"""]})
+                None,
+                f"""error parsing {plugin.name}: [string "print("]:1: unexpected symbol near '<eof>'"""]})
 
     def test_consumer_scope_is_refused(self) -> None:
         self.assertEqual((self.pre.consumer_scoped, self.post.consumer_scoped), (False, False))
@@ -73,7 +74,8 @@ class ServerlessPluginTests(SynchronousTestCase):
                          (406, True, b'{"message":"Invalid"}'))
 
     def test_ngx_exit_with_ngx_status(self) -> None:
-        handlers = self.post.configure(entity("post-function", access=["ngx.status = 503 ngx.exit(ngx.status)"]))
+        handlers = self.post.configure(entity("post-function",
+                                              access=["ngx.status = 503 ngx.exit(ngx.status)"]))
         self.assertEqual(access(handlers).response.status, 503)
 
     def test_exit_that_cannot_yield_still_ends_the_request(self) -> None:
@@ -103,7 +105,8 @@ class ServerlessPluginTests(SynchronousTestCase):
     def test_pre_function_runs_before_post_function(self) -> None:
         plugins = {plugin.name: plugin for plugin in (self.pre, self.post)}
         plugin_map = build_plugin_map([
-            entity("post-function", "id-2", access=["kong.response.exit(200, kong.ctx.shared.seen .. ',post')"]),
+            entity("post-function", "id-2",
+                   access=["kong.response.exit(200, kong.ctx.shared.seen .. ',post')"]),
             entity("pre-function", "id-1", access=["kong.ctx.shared.seen = 'pre'"]),
         ], plugins.get)
         context = new_context()

@@ -67,6 +67,7 @@ class _TwistProcess:
         raise AssertionError(f"kongish did not start:\n{protocol.output.decode(errors='replace')}")
 
     async def _stop(self, protocol: _Collect) -> None:
+        assert protocol.transport is not None
         protocol.transport.signalProcess(signal.SIGTERM)
         await protocol.ended
 
@@ -142,6 +143,7 @@ class LogLevelTests(TestCase):
 
     def _twist(self, *arguments: str):
         from twisted.application.twist._options import TwistOptions
+
         from twisted.plugins.kongish_plugin import serviceMaker
 
         conf = self.mktemp()

@@ -34,7 +34,8 @@ def combined(timestamp: str, request: Any) -> str:
 
 def kong(timestamp: str, request: Any) -> str:
     """Kong's proxy format: ``combined`` and ``kong_request_id: "<id>"``."""
-    return '%s kong_request_id: "%s"' % (combined(timestamp, request), getattr(request, "request_id", None) or "")
+    return '%s kong_request_id: "%s"' % (combined(timestamp, request),
+                                          getattr(request, "request_id", None) or "")
 
 
 def _remote_user(authorization: bytes | None) -> str:

@@ -168,7 +168,8 @@ class Database:
         entity["created_at"] = entity["updated_at"] = self._now()
         return [Change(entity_type, entity["id"], entity)], entity
 
-    def _update(self, entity_type: str, key: str, data: dict[str, Any]) -> tuple[list[Change], dict[str, Any]]:
+    def _update(self, entity_type: str, key: str,
+                data: dict[str, Any]) -> tuple[list[Change], dict[str, Any]]:
         existing = self.find(entity_type, key)
         if existing is None:
             raise errors.NotFound()
@@ -176,7 +177,8 @@ class Database:
         entity.update(id=existing["id"], created_at=existing["created_at"], updated_at=self._now())
         return [Change(entity_type, entity["id"], entity)], entity
 
-    def _upsert(self, entity_type: str, key: str, data: dict[str, Any]) -> tuple[list[Change], dict[str, Any]]:
+    def _upsert(self, entity_type: str, key: str,
+                data: dict[str, Any]) -> tuple[list[Change], dict[str, Any]]:
         existing = self.find(entity_type, key)
         data = dict(data)
         if is_uuid(key):

@@ -5,12 +5,28 @@ Kong's: see ``complete`` for the insert/update path and ``infer`` for form
 bodies.
 """
 from kongish.schema.checks import (
-    AtLeastOneOf, Conditional, ConditionalAtLeastOneOf, EntityCheck, FieldErrors, MutuallyExclusiveSets)
+    AtLeastOneOf,
+    Conditional,
+    ConditionalAtLeastOneOf,
+    EntityCheck,
+    FieldErrors,
+    MutuallyExclusiveSets,
+)
 from kongish.schema.complete import complete
-from kongish.schema.entities import (
-    CONSUMERS, ENTITIES, PLUGINS, ROUTES, SERVICES, EntitySchema, PluginLookup)
+from kongish.schema.entities import CONSUMERS, ENTITIES, PLUGINS, ROUTES, SERVICES, EntitySchema, PluginLookup
 from kongish.schema.fields import (
-    MISSING, Array, Boolean, Field, Foreign, Integer, Map, Number, Record, Set, String)
+    MISSING,
+    Array,
+    Boolean,
+    Field,
+    Foreign,
+    Integer,
+    Map,
+    Number,
+    Record,
+    Set,
+    String,
+)
 from kongish.schema.infer import infer
 from kongish.schema.render import schema_json
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class PluginLookup(Protocol):
-    def __call__(self, name: str) -> "IPlugin | None": ...
+    def __call__(self, name: str) -> IPlugin | None: ...
 
 
 #: Chooses the record override for one value of the subschema key, or None.
@@ -30,7 +30,7 @@ class Shorthand:
     """An input-only field (service ``url``) that expands into real fields."""
 
     field: Field
-    expand: Callable[[Any], "dict[str, Any] | None"]
+    expand: Callable[[Any], dict[str, Any] | None]
 
 
 def _label(key: Any) -> str:
@@ -237,7 +237,8 @@ ROUTES = EntitySchema(
             if_match=_protocols_matching(elements=String(
                 rules=(not_one_of("grpcs", "https", "tls", "tls_passthrough"),))),
             then_field="snis", then_match=attrs.evolve(_SNIS, rules=(len_eq(0),)),
-            then_err="'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'"),
+            then_err="'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' "
+                     "or 'tls_passthrough'"),
     )),
     subschema_key="protocols",
     subschema=lambda protocol, plugins: _ROUTE_SUBSCHEMAS.get(protocol),

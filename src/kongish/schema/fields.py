@@ -39,7 +39,7 @@ class _Missing(enum.Enum):
 MISSING = _Missing.MISSING
 
 
-def _element(field: "Field") -> "Field":
+def _element(field: Field) -> Field:
     """Kong treats array elements, map keys and map values as required."""
     return attrs.evolve(field, required=True)
 
@@ -301,8 +301,8 @@ class Record(Field):
     type_name: ClassVar[str] = "record"
 
     fields: Mapping[str, Field] = attrs.field(kw_only=True, factory=dict)
-    checks: tuple["EntityCheck", ...] = ()
-    entity_checks: tuple["EntityCheck", ...] = ()
+    checks: tuple[EntityCheck, ...] = ()
+    entity_checks: tuple[EntityCheck, ...] = ()
     abstract: bool = False
 
     def fill(self, value: Any) -> Any:
@@ -353,7 +353,7 @@ class Record(Field):
                 errors[name] = error
         return errors
 
-    def specialized(self, override: "Record") -> "Record":
+    def specialized(self, override: Record) -> Record:
         """This record with ``override``'s fields replacing its own and its checks added."""
         return attrs.evolve(self, fields={**self.fields, **override.fields},
                             checks=self.checks + override.checks)

@@ -7,11 +7,22 @@ import re
 from kongish import pcre
 from kongish.routing.normalize import normalize_path
 from kongish.schema import addresses
-from kongish.schema.fields import Array, Boolean, Field, Integer, Map, Record, Set, String
 from kongish.schema.checks import AtLeastOneOf
+from kongish.schema.fields import Array, Boolean, Field, Integer, Map, Record, Set, String
 from kongish.schema.rules import (
-    between, custom, len_min, match, match_all, match_any, match_none, mutually_exclusive_subsets, one_of,
-    starts_with, timestamp, uuid as uuid_rule)
+    between,
+    custom,
+    len_min,
+    match,
+    match_all,
+    match_any,
+    match_none,
+    mutually_exclusive_subsets,
+    one_of,
+    starts_with,
+    timestamp,
+)
+from kongish.schema.rules import uuid as uuid_rule
 
 #: Every protocol Kong knows, in the order its messages list them.
 PROTOCOLS = ("grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp")
