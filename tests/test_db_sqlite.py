@@ -11,8 +11,9 @@ from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
+from kongish.db import sqlite as sqlite_module
 from kongish.db.sqlite import MIGRATIONS, SchemaTooNew, SQLiteStorage
-from kongish.db.storage import Change, IStorage
+from kongish.db.storage import Change, ChangesSince, IStorage
 
 
 def service(service_id: str, name: str, created_at: int = 1700000000) -> dict:
@@ -56,7 +57,7 @@ class SQLiteStorageTests(TestCase):
     @inlineCallbacks
     def test_empty_database_loads_nothing(self):
         storage = yield self.open()
-        self.assertEqual((yield storage.load()), {})
+        self.assertEqual((yield storage.load()).entities, {})
 
     @inlineCallbacks
     def test_writes_survive_a_restart(self):
@@ -71,7 +72,8 @@ class SQLiteStorageTests(TestCase):
 
         second = yield self.open()
         loaded = yield second.load()
-        self.assertEqual(loaded, {
+        self.assertEqual(loaded.version, 3)
+        self.assertEqual(loaded.entities, {
             "services": [service("s2", "other", 1700000000), service("s1", "plugin-testing", 1700000001)],
             "routes": [route],
         })
@@ -83,7 +85,7 @@ class SQLiteStorageTests(TestCase):
                              Change("services", "s2", service("s2", "b"))])
         yield storage.write([Change("services", "s1", service("s1", "renamed")),
                              Change("services", "s2", None)])
-        self.assertEqual((yield storage.load()), {"services": [service("s1", "renamed")]})
+        self.assertEqual((yield storage.load()).entities, {"services": [service("s1", "renamed")]})
 
     @inlineCallbacks
     def test_failing_change_leaves_nothing_written(self):
@@ -95,7 +97,7 @@ class SQLiteStorageTests(TestCase):
             Change(cast(str, None), "s2", service("s2", "b")),  # NOT NULL entity_type: fails mid-transaction
         ]
         yield self.assertFailure(storage.write(batch), sqlite3.IntegrityError)
-        self.assertEqual((yield storage.load()), {"services": [service("s0", "kept")]})
+        self.assertEqual((yield storage.load()).entities, {"services": [service("s0", "kept")]})
 
     @inlineCallbacks
     def test_unencodable_entity_is_rejected_before_anything_is_written(self):
@@ -103,7 +105,7 @@ class SQLiteStorageTests(TestCase):
         batch = [Change("services", "s1", service("s1", "a")),
                  Change("services", "s2", {"id": "s2", "bad": object()})]
         yield self.assertFailure(storage.write(batch), TypeError)
-        self.assertEqual((yield storage.load()), {})
+        self.assertEqual((yield storage.load()).entities, {})
 
     @inlineCallbacks
     def test_write_does_not_block_the_caller(self):
@@ -119,7 +121,8 @@ class SQLiteStorageTests(TestCase):
         writes.append(storage.write([Change("services", "s2", service("s2", "last"))]))
         yield gatherResults(writes)
         loaded = yield storage.load()
-        self.assertEqual(loaded, {"services": [service("s1", "v49"), service("s2", "last")]})
+        self.assertEqual(loaded.entities, {"services": [service("s1", "v49"), service("s2", "last")]})
+        self.assertEqual(loaded.version, 51)
 
     @inlineCallbacks
     def test_close_stops_the_worker_thread(self):
@@ -149,3 +152,53 @@ class SQLiteStorageTests(TestCase):
         self.addCleanup(connection.close)
         self.assertEqual(connection.execute("SELECT version FROM schema_version").fetchall(),
                          [(len(MIGRATIONS),)])
+
+
+class ChangeFeedTests(TestCase):
+    """Every write raises the version; the changes since a version read back in order."""
+
+    def setUp(self):
+        self.path = os.path.join(self.mktemp(), "kongish.db")
+
+    @inlineCallbacks
+    def open(self):
+        storage = yield SQLiteStorage.open(self.path, reactor)
+        self.addCleanup(storage.close)
+        return storage
+
+    @inlineCallbacks
+    def test_versions_and_changes_since(self):
+        storage = yield self.open()
+        self.assertEqual((yield storage.load()).version, 0)
+        self.assertEqual((yield storage.changes_since(0)), ChangesSince(0, ()))
+        first = yield storage.write([Change("services", "s1", service("s1", "a")),
+                                     Change("services", "s2", service("s2", "b"))])
+        second = yield storage.write([Change("services", "s2", None)])
+        self.assertEqual((first, second), (2, 3))
+        self.assertEqual((yield storage.changes_since(0)), ChangesSince(3, (
+            Change("services", "s1", service("s1", "a")), Change("services", "s2", service("s2", "b")),
+            Change("services", "s2", None))))
+        self.assertEqual((yield storage.changes_since(2)), ChangesSince(3, (Change("services", "s2", None),)))
+        self.assertEqual((yield storage.changes_since(3)), ChangesSince(3, ()))
+        self.assertIsNone((yield storage.changes_since(4)))  # a version this database never had
+
+    @inlineCallbacks
+    def test_a_failed_write_raises_no_version(self):
+        storage = yield self.open()
+        yield self.assertFailure(storage.write([Change(cast(str, None), "x", service("x", "x"))]),
+                                 sqlite3.IntegrityError)
+        self.assertEqual((yield storage.changes_since(0)), ChangesSince(0, ()))
+
+    @inlineCallbacks
+    def test_trimmed_feed_asks_for_a_reload(self):
+        self.patch(sqlite_module, "FEED_LENGTH", 2)
+        storage = yield SQLiteStorage.open(self.path, reactor)
+        for name in "abcd":
+            yield storage.write([Change("services", "s1", service("s1", name))])
+        self.assertIsNone((yield storage.changes_since(1)))
+        self.assertEqual((yield storage.changes_since(2)), ChangesSince(4, (
+            Change("services", "s1", service("s1", "c")), Change("services", "s1", service("s1", "d")))))
+        yield storage.close()
+        reopened = yield SQLiteStorage.open(self.path, reactor)
+        self.addCleanup(reopened.close)
+        self.assertEqual((yield reopened.load()).version, 4)  # the version survives trimming and restarts

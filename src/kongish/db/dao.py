@@ -62,6 +62,8 @@ class Database:
     tables: dict[str, dict[str, dict[str, Any]]] = attrs.Factory(
         lambda: {name: {} for name in ENTITIES})
     listeners: list[Callable[[], None]] = attrs.Factory(list)
+    #: The storage's configuration version that ``tables`` reflect (see ``catch_up``).
+    version: int = 0
     _lock: DeferredLock = attrs.Factory(DeferredLock)
 
     @property
@@ -72,7 +74,37 @@ class Database:
     async def load(self) -> None:
         """Fill memory from storage (at start)."""
         assert self.storage is not None
-        self.replace_all(await self.storage.load())
+        snapshot = await self.storage.load()
+        self.version = snapshot.version
+        self.replace_all(snapshot.entities)
+
+    async def catch_up(self) -> bool:
+        """Apply what other writers (worker processes, other nodes) stored since ``version``,
+        from the storage's change feed; reload everything when the feed no longer reaches
+        back. Listeners hear of it as of any change; True when something changed."""
+        assert self.storage is not None
+        await self._lock.acquire()
+        try:
+            since = await self.storage.changes_since(self.version)
+            if since is None:
+                await self.load()
+                return True
+            self.version = since.version
+            if not since.changes:
+                return False
+            self._apply(since.changes)
+            self._changed()
+            return True
+        finally:
+            self._lock.release()
+
+    def _apply(self, changes: Iterable[Change]) -> None:
+        for change in changes:
+            table = self.tables[change.entity_type]
+            if change.entity is None:
+                table.pop(change.entity_id, None)
+            else:
+                table[change.entity_id] = change.entity
 
     def replace_all(self, entities: Mapping[str, Iterable[dict[str, Any]]]) -> None:
         """Swap in a whole configuration at once (stored or declarative)."""
@@ -140,13 +172,12 @@ class Database:
                 if self.storage is None:
                     raise errors.OperationUnsupported(verb, entity_type)
                 self._check_constraints(changes)
-                await self.storage.write(changes)
-                for change in changes:
-                    table = self.tables[change.entity_type]
-                    if change.entity is None:
-                        table.pop(change.entity_id, None)
-                    else:
-                        table[change.entity_id] = change.entity
+                version = await self.storage.write(changes)
+                self._apply(changes)
+                if version == self.version + len(changes):
+                    # nobody else wrote in between; otherwise catch_up reads their changes
+                    # (and these again) from the feed
+                    self.version = version
                 self._changed()
             return result
         finally:

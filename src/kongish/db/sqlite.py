@@ -19,7 +19,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from kongish.db.storage import Change, IStorage
+from kongish.db.storage import Change, ChangesSince, IStorage, Snapshot
 
 _T = TypeVar("_T")
 #: (entity_type, id, (created_at, JSON text) or None for a deletion)
@@ -33,7 +33,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " entity TEXT NOT NULL, PRIMARY KEY (entity_type, id))",
         "CREATE INDEX entities_by_age ON entities (created_at)",
     ),
+    (
+        # the change feed: one row per change; the configuration version is the last row's
+        "CREATE TABLE changes ("
+        " version INTEGER PRIMARY KEY AUTOINCREMENT, entity_type TEXT NOT NULL, id TEXT NOT NULL,"
+        " entity TEXT)",
+    ),
 )
+
+#: How many changes the feed keeps; a follower further behind reloads everything.
+FEED_LENGTH = 10000
 
 
 class SchemaTooNew(Exception):
@@ -56,10 +65,13 @@ class SQLiteStorage:
         opening.addErrback(worker.stop)
         return opening.addCallback(lambda connection: cls(connection, worker))
 
-    def load(self) -> Deferred[dict[str, list[dict[str, Any]]]]:
+    def load(self) -> Deferred[Snapshot]:
         return self._worker.run(_load, self._connection)
 
-    def write(self, changes: Sequence[Change]) -> Deferred[None]:
+    def changes_since(self, version: int) -> Deferred[ChangesSince | None]:
+        return self._worker.run(_changes_since, self._connection, version)
+
+    def write(self, changes: Sequence[Change]) -> Deferred[int]:
         # Encoded here, on the caller's thread, so that later changes to the
         # caller's dicts cannot race with the worker.
         try:
@@ -144,31 +156,58 @@ class _transaction:
         self._connection.execute("ROLLBACK" if kind else "COMMIT")
 
 
-def _load(connection: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
+def _load(connection: sqlite3.Connection) -> Snapshot:
     entities: dict[str, list[dict[str, Any]]] = {}
-    rows = connection.execute(
-        "SELECT entity_type, entity FROM entities ORDER BY created_at, rowid"
-    )
+    with _transaction(connection):  # the entities and the version of one moment
+        rows = connection.execute(
+            "SELECT entity_type, entity FROM entities ORDER BY created_at, rowid"
+        ).fetchall()
+        version = _version(connection)
     for entity_type, text in rows:
         entities.setdefault(entity_type, []).append(json.loads(text))
-    return entities
+    return Snapshot(version, entities)
 
 
-def _write(connection: sqlite3.Connection, rows: list[_Row]) -> None:
+def _version(connection: sqlite3.Connection) -> int:
+    """The last change's number; AUTOINCREMENT keeps it after the feed is trimmed."""
+    row = connection.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+    return row[0] if row else 0
+
+
+def _changes_since(connection: sqlite3.Connection, version: int) -> ChangesSince | None:
+    with _transaction(connection):
+        current = _version(connection)
+        oldest = connection.execute("SELECT min(version) FROM changes").fetchone()[0]
+        if version > current or (version < current and (oldest is None or oldest > version + 1)):
+            return None  # from another database, or trimmed away: the follower reloads
+        rows = connection.execute(
+            "SELECT entity_type, id, entity FROM changes WHERE version > ? ORDER BY version", (version,)
+        ).fetchall()
+    changes = tuple(Change(entity_type, entity_id, None if text is None else json.loads(text))
+                    for entity_type, entity_id, text in rows)
+    return ChangesSince(current, changes)
+
+
+def _write(connection: sqlite3.Connection, rows: list[_Row]) -> int:
     with _transaction(connection):
         for entity_type, entity_id, encoded in rows:
             if encoded is None:
                 connection.execute(
                     "DELETE FROM entities WHERE entity_type = ? AND id = ?", (entity_type, entity_id)
                 )
-                continue
-            created_at, text = encoded
-            connection.execute(
-                "INSERT INTO entities (entity_type, id, created_at, entity) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (entity_type, id) DO UPDATE SET "
-                "created_at = excluded.created_at, entity = excluded.entity",
-                (entity_type, entity_id, created_at, text),
-            )
+            else:
+                created_at, text = encoded
+                connection.execute(
+                    "INSERT INTO entities (entity_type, id, created_at, entity) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (entity_type, id) DO UPDATE SET "
+                    "created_at = excluded.created_at, entity = excluded.entity",
+                    (entity_type, entity_id, created_at, text),
+                )
+            connection.execute("INSERT INTO changes (entity_type, id, entity) VALUES (?, ?, ?)",
+                               (entity_type, entity_id, None if encoded is None else encoded[1]))
+        version = _version(connection)
+        connection.execute("DELETE FROM changes WHERE version <= ?", (version - FEED_LENGTH,))
+        return version
 
 
 def _encode(entity: dict[str, Any] | None) -> tuple[int, str] | None:

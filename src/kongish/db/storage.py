@@ -1,8 +1,10 @@
 """The durable side of the entity database, kept behind one small interface.
 
-The in-memory database answers every read; a storage backend only has to hand
-back everything at start-up and make each batch of changes durable. That is
-all a later PostgreSQL backend would need to provide as well.
+The in-memory database answers every read; a storage backend hands back everything
+at start-up, makes each batch of changes durable, and keeps a change feed: every
+batch raises the configuration version, and the changes since any recent version can
+be read back. Worker processes and other nodes follow that feed to stay current; a
+PostgreSQL backend provides the same three things.
 """
 from __future__ import annotations
 
@@ -21,18 +23,39 @@ class Change:
     entity: dict[str, Any] | None
 
 
+@attrs.frozen
+class Snapshot:
+    """Every stored entity, ``{entity_type: [entity, ...]}`` oldest first, at ``version``."""
+
+    version: int
+    entities: dict[str, list[dict[str, Any]]]
+
+
+@attrs.frozen
+class ChangesSince:
+    """The changes after some version, in the order they were made, up to ``version``."""
+
+    version: int
+    changes: tuple[Change, ...]
+
+
 class IStorage(Interface):
-    """Durable entity storage: whole-database reads, atomic batched writes."""
+    """Durable entity storage: whole-database reads, atomic batched writes, a change feed."""
 
     def load():
-        """Return a Deferred firing with ``{entity_type: [entity, ...]}``, oldest first."""
+        """Return a Deferred firing with a ``Snapshot``: the entities and their version, read
+        together."""
 
     def write(changes):
         """Apply a sequence of ``Change`` in one transaction.
 
-        Return a Deferred that fires with ``None`` once the transaction is
-        durable, or fails with nothing written.
+        Return a Deferred that fires with the new configuration version once the
+        transaction is durable, or fails with nothing written.
         """
+
+    def changes_since(version):
+        """Return a Deferred firing with the ``ChangesSince`` ``version``, or with ``None``
+        when the feed no longer reaches back that far (the follower reloads then)."""
 
     def close():
         """Release the backend; return a Deferred that fires when it is released."""
