@@ -5,6 +5,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.config import ConfigError, Settings, parse_conf, parse_size
 from kongish.listen import ListenError, parse_listen
+from kongish.lua.settings import LuaSettings
 
 
 class ParseConfTests(SynchronousTestCase):
@@ -26,10 +27,23 @@ class ParseConfTests(SynchronousTestCase):
 
 
 class SettingsTests(SynchronousTestCase):
+    def test_parsed_once_into_types(self) -> None:
+        settings = Settings.parse({"trusted_ips": "10.0.0.0/8", "lua_max_uri_args": "7",
+                                   "nginx_http_client_max_body_size": "2k", "proxy_access_log": "off",
+                                   "headers": "off", "error_default_type": "application/json"})
+        self.assertEqual(settings.lua_max["lua_max_uri_args"], 7)
+        self.assertIn("10.1.2.3", settings.trusted_ips)
+        self.assertIs(settings.real_ip.trusted, settings.trusted_ips)
+        self.assertEqual((settings.proxy_max_body_size, settings.proxy_access_log, settings.admin_access_log),
+                         (2048, False, True))
+        self.assertEqual((settings.headers, settings.error_default_type), (frozenset(), "application/json"))
+        lua = LuaSettings.from_settings(settings)
+        self.assertEqual((lua.reader_limits["lua_max_uri_args"], lua.trusted_ips), (7, settings.trusted_ips))
+
     def test_defaults(self) -> None:
         settings = Settings.load(environ={})
-        self.assertEqual(settings.proxy_listen, ["tcp:8000:interface=0.0.0.0"])
-        self.assertEqual(settings.admin_listen, ["tcp:8001:interface=127.0.0.1"])
+        self.assertEqual(settings.proxy_listen, ("tcp:8000:interface=0.0.0.0",))
+        self.assertEqual(settings.admin_listen, ("tcp:8001:interface=127.0.0.1",))
         self.assertEqual(settings.database, "sqlite")
         self.assertEqual(settings.untrusted_lua, "sandbox")
         self.assertEqual(settings.plugins, ("bundled",))
@@ -44,7 +58,7 @@ class SettingsTests(SynchronousTestCase):
         self.assertEqual(settings.prefix, "/from/file")
         self.assertEqual(settings.log_level, "debug")
         self.assertEqual(settings.database, "off")
-        self.assertEqual(settings.proxy_listen, ["tcp:9100:interface=127.0.0.1"])
+        self.assertEqual(settings.proxy_listen, ("tcp:9100:interface=127.0.0.1",))
 
     def test_invalid_values_name_the_setting(self) -> None:
         for name, value in [("database", "cassandra"), ("untrusted_lua", "maybe"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-import attrs
 from lupa import luajit21
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
@@ -20,21 +19,16 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from kongish.config import Settings
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk import install_pdk
 from kongish.lua.settings import LuaSettings
 from kongish.proxy.context import RequestContext, UpstreamRequest
-from kongish.proxy.forwarded import RealIp, TrustedNetworks
+from kongish.proxy.forwarded import RealIp
 
 
 def _refuse_attributes(obj: Any, name: Any, setting: bool) -> None:
     raise AttributeError("access to Python attributes is not allowed")
-
-
-@attrs.define
-class FakeLuaSettings:
-    configuration: Mapping[str, Any] = attrs.Factory(dict)
-    memory_limit: int = 1024 * 1024
 
 
 class _CapturedRequest(Request):
@@ -92,10 +86,11 @@ class PDKHarness:
         self.clock = Clock()
         self.current = CurrentRequest()
         await_fn, stop_fn, exceed_fn, self._start = self.lua.execute(_DRIVER)
-        install_pdk(self.lua, self.current, cast(LuaSettings, FakeLuaSettings(configuration or {})),
+        settings = Settings.parse({"lua_memory_limit": "1m", **(configuration or {})})
+        install_pdk(self.lua, self.current, LuaSettings.from_settings(settings),
                     await_fn, stop_fn, exceed_fn, self._phase, reactor=self.clock, node_id="node-1")
         #: As the proxy finds the client behind trusted proxies (X-Real-IP, Kong's default).
-        self.real_ip = RealIp(TrustedNetworks.parse((configuration or {}).get("trusted_ips")))
+        self.real_ip = RealIp(settings.trusted_ips)
 
     def _phase(self) -> bytes:
         return self.current.require().phase.encode()

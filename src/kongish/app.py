@@ -45,22 +45,10 @@ log = Logger()
 DRAIN_TIMEOUT = 10.0
 
 
-def lua_settings(settings: Settings) -> LuaSettings:
-    return LuaSettings(
-        untrusted_lua=settings.untrusted_lua,
-        sandbox_requires=settings.untrusted_lua_sandbox_requires,
-        sandbox_environment=settings.untrusted_lua_sandbox_environment,
-        instruction_limit=settings.lua_instruction_limit,
-        memory_limit=settings.lua_memory_limit,
-        time_limit=settings.lua_time_limit,
-        configuration=settings.public_view(),
-    )
-
-
 async def build_node(settings: Settings, reactor: Any) -> Node:
     """Open the configured store, load the configuration and return a node ready to proxy."""
     node_id = persistent_node_id(settings.prefix)
-    engine = LuaEngine(lua_settings(settings), reactor, node_id=node_id)
+    engine = LuaEngine(LuaSettings.from_settings(settings), reactor, node_id=node_id)
     host = PluginHost(reactor, settings)
     registry = PluginRegistry.build(settings.plugins, serverless_plugins(engine), host)
     if settings.database == "off":
@@ -134,7 +122,7 @@ class KongishService(MultiService):
                 if role == "proxy":
                     site = listened = ProxyServerFactory(
                         resource, max_body_size=self.settings.proxy_max_body_size,
-                        error_default_type=self.settings.raw["error_default_type"])
+                        error_default_type=self.settings.error_default_type)
                     self.proxy_factories.append(site)
                     self.node.counters.listeners.append(site.connections)
                 else:

@@ -54,9 +54,12 @@ LUA_MAX_SETTINGS = ("lua_max_req_headers", "lua_max_resp_headers", "lua_max_uri_
 #: Settings whose values are never shown (GET /, kong.configuration).
 SECRETS = frozenset({"pg_password"})
 
-_DATABASES = ("sqlite", "off")
-_UNTRUSTED_LUA = ("on", "off", "sandbox")
-_LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
+DATABASES = ("sqlite", "off")
+#: Kong's log levels, most verbose first.
+LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
+#: Kong's ``untrusted_lua``: ``sandbox`` (default), ``on`` (full globals) or ``off``.
+UNTRUSTED_LUA_MODES = ("on", "off", "sandbox")
+_ON_OFF = ("on", "off")
 _LATENCY_HEADERS = ("x-kong-proxy-latency", "x-kong-response-latency", "x-kong-admin-latency",
                     "x-kong-upstream-latency")
 #: ``headers`` entries (any case) and the header names each enables; ``off`` first disables all.
@@ -115,13 +118,47 @@ def _optional(text: str) -> str | None:
 
 @attrs.frozen
 class Settings:
-    """The effective configuration of one kongish node."""
+    """The effective configuration of one kongish node, parsed and checked once at start.
+
+    ``raw`` keeps the text values, for ``GET /`` and ``kong.configuration``; everything
+    else is typed, so no request re-reads a string.
+    """
 
     raw: Mapping[str, str]
+    prefix: str
+    database: str
+    proxy_listen: tuple[str, ...]
+    admin_listen: tuple[str, ...]
+    declarative_config: str | None
+    declarative_config_string: str | None
+    plugins: tuple[str, ...]
+    log_level: str
+    proxy_access_log: bool
+    admin_access_log: bool
+    untrusted_lua: str
+    untrusted_lua_sandbox_requires: tuple[str, ...]
+    untrusted_lua_sandbox_environment: tuple[str, ...]
+    lua_instruction_limit: int
+    lua_time_limit: float
+    lua_memory_limit: int
+    #: Clients whose X-Forwarded-* headers describe the request (a load balancer in front).
+    trusted_ips: TrustedNetworks
+    #: How the client address is found behind trusted proxies (``real_ip_header``, ``real_ip_recursive``).
+    real_ip: RealIp
+    #: Lower-case names of the headers kongish adds to responses (``headers``).
+    headers: frozenset[str]
+    #: Lower-case names of the headers kongish adds to upstream requests (``headers_upstream``).
+    headers_upstream: frozenset[str]
+    error_default_type: str
+    admin_max_body_size: int
+    #: Largest request body the proxy takes; 0 (the default) takes any.
+    proxy_max_body_size: int
+    #: The PDK readers' default limits: ``lua_max_req_headers`` ... ``lua_max_post_args``.
+    lua_max: Mapping[str, int]
 
     @classmethod
     def load(cls, path: str | None = None, environ: Mapping[str, str] | None = None,
-             overrides: Mapping[str, str | None] | None = None) -> "Settings":
+             overrides: Mapping[str, str | None] | None = None) -> Settings:
         """Defaults, then the file at ``path``, then ``KONGISH_*`` variables, then ``overrides``."""
         values = dict(DEFAULTS)
         if path is not None:
@@ -135,142 +172,55 @@ class Settings:
             if name.startswith("KONGISH_"):
                 values[name[len("KONGISH_"):].lower()] = value
         values.update({key: value for key, value in (overrides or {}).items() if value is not None})
-        settings = cls(raw=values)
-        settings.validate()
-        return settings
+        return cls.parse(values)
 
-    def validate(self) -> None:
-        """Fail at start, with the setting's name, rather than on the first request."""
-        self._choice("database", _DATABASES)
-        self._choice("untrusted_lua", _UNTRUSTED_LUA)
-        self._choice("log_level", _LOG_LEVELS)
-        for name in ("proxy_listen", "admin_listen"):
-            try:
-                parse_listen(self.raw[name])
-            except ListenError as error:
-                raise ConfigError(f"{name}: {error}") from None
-        for name in ("proxy_access_log", "admin_access_log", "real_ip_recursive"):
-            self._choice(name, ("on", "off"))
-        for name in ("lua_memory_limit", "nginx_admin_client_max_body_size", "nginx_http_client_max_body_size"):
-            parse_size(self.raw[name])
-        for name, entries in (("headers", _HEADER_ENTRIES), ("headers_upstream", _UPSTREAM_HEADER_ENTRIES)):
-            for token in _list(self.raw[name]):
-                if token != "off" and token.lower() not in entries:  # Kong: only "off" as written
-                    raise ConfigError(f"{name}: invalid entry '{token}'")
+    @classmethod
+    def parse(cls, values: Mapping[str, str]) -> Settings:
+        """Check and convert every setting; a bad one fails the start with its name, rather
+        than the first request."""
+        raw = {**DEFAULTS, **values}
         try:
-            self.trusted_ips
+            trusted_ips = TrustedNetworks.parse(_optional(raw["trusted_ips"]))
         except ValueError as error:
             raise ConfigError(f"trusted_ips: {error}") from None
-        for name in LUA_MAX_SETTINGS:
-            if not self.raw[name].isdigit() or not 1 <= int(self.raw[name]) <= 1000:
-                raise ConfigError(f"{name} must be an integer between 1 and 1000")
-        if not self.raw["lua_instruction_limit"].isdigit() or self.lua_instruction_limit < 1000:
-            raise ConfigError("lua_instruction_limit: expected an integer of at least 1000")
-        try:
-            if self.lua_time_limit <= 0:
-                raise ValueError
-        except ValueError:
-            raise ConfigError("lua_time_limit: expected a positive number of seconds") from None
-
-    def _choice(self, name: str, allowed: tuple[str, ...]) -> None:
-        if self.raw[name] not in allowed:
-            raise ConfigError(f"{name} has an invalid value: '{self.raw[name]}' "
-                              f"(expected one of: {', '.join(allowed)})")
-
-    @property
-    def prefix(self) -> str:
-        return self.raw["prefix"]
-
-    @property
-    def database(self) -> str:
-        return self.raw["database"]
+        real_ip_header = raw["real_ip_header"].strip().lower()
+        return cls(
+            raw=raw,
+            prefix=raw["prefix"],
+            database=_choice(raw, "database", DATABASES),
+            proxy_listen=_listen(raw, "proxy_listen"),
+            admin_listen=_listen(raw, "admin_listen"),
+            declarative_config=_optional(raw["declarative_config"]),
+            declarative_config_string=_optional(raw["declarative_config_string"]),
+            plugins=_list(raw["plugins"]),
+            log_level=_choice(raw, "log_level", LOG_LEVELS),
+            proxy_access_log=_choice(raw, "proxy_access_log", _ON_OFF) == "on",
+            admin_access_log=_choice(raw, "admin_access_log", _ON_OFF) == "on",
+            untrusted_lua=_choice(raw, "untrusted_lua", UNTRUSTED_LUA_MODES),
+            untrusted_lua_sandbox_requires=_list(raw["untrusted_lua_sandbox_requires"]),
+            untrusted_lua_sandbox_environment=_list(raw["untrusted_lua_sandbox_environment"]),
+            lua_instruction_limit=_instruction_limit(raw["lua_instruction_limit"]),
+            lua_time_limit=_time_limit(raw["lua_time_limit"]),
+            lua_memory_limit=_size(raw, "lua_memory_limit"),
+            trusted_ips=trusted_ips,
+            real_ip=RealIp(trusted_ips,
+                           None if real_ip_header == "proxy_protocol" else real_ip_header.encode("latin-1"),
+                           _choice(raw, "real_ip_recursive", _ON_OFF) == "on"),
+            headers=_headers(raw, "headers", _HEADER_ENTRIES),
+            headers_upstream=_headers(raw, "headers_upstream", _UPSTREAM_HEADER_ENTRIES),
+            error_default_type=raw["error_default_type"],
+            admin_max_body_size=_size(raw, "nginx_admin_client_max_body_size"),
+            proxy_max_body_size=_size(raw, "nginx_http_client_max_body_size"),
+            lua_max={name: _lua_max(raw, name) for name in LUA_MAX_SETTINGS},
+        )
 
     @property
     def sqlite_path(self) -> str:
         return os.path.join(self.prefix, "kongish.db")
 
-    @property
-    def proxy_listen(self) -> list[str]:
-        return parse_listen(self.raw["proxy_listen"])
-
-    @property
-    def admin_listen(self) -> list[str]:
-        return parse_listen(self.raw["admin_listen"])
-
-    @property
-    def declarative_config(self) -> str | None:
-        return _optional(self.raw["declarative_config"])
-
-    @property
-    def declarative_config_string(self) -> str | None:
-        return _optional(self.raw["declarative_config_string"])
-
-    @property
-    def plugins(self) -> tuple[str, ...]:
-        return _list(self.raw["plugins"])
-
     def access_log(self, role: str) -> bool:
         """Whether ``role`` ("proxy" or "admin") writes an access log line per request."""
-        return self.raw[f"{role}_access_log"] == "on"
-
-    @property
-    def log_level(self) -> str:
-        return self.raw["log_level"]
-
-    @property
-    def untrusted_lua(self) -> str:
-        return self.raw["untrusted_lua"]
-
-    @property
-    def untrusted_lua_sandbox_requires(self) -> tuple[str, ...]:
-        return _list(self.raw["untrusted_lua_sandbox_requires"])
-
-    @property
-    def untrusted_lua_sandbox_environment(self) -> tuple[str, ...]:
-        return _list(self.raw["untrusted_lua_sandbox_environment"])
-
-    @property
-    def lua_instruction_limit(self) -> int:
-        return int(self.raw["lua_instruction_limit"])
-
-    @property
-    def lua_time_limit(self) -> float:
-        return float(self.raw["lua_time_limit"])
-
-    @property
-    def lua_memory_limit(self) -> int:
-        return parse_size(self.raw["lua_memory_limit"])
-
-    @property
-    def trusted_ips(self) -> TrustedNetworks:
-        """Clients whose X-Forwarded-* headers describe the request (a load balancer in front)."""
-        return TrustedNetworks.parse(_optional(self.raw["trusted_ips"]))
-
-    @property
-    def real_ip(self) -> RealIp:
-        """How the client address is found behind trusted proxies (``real_ip_header``, ``real_ip_recursive``)."""
-        header = self.raw["real_ip_header"].strip().lower()
-        return RealIp(self.trusted_ips, None if header == "proxy_protocol" else header.encode("latin-1"),
-                      self.raw["real_ip_recursive"] == "on")
-
-    @property
-    def headers(self) -> frozenset[str]:
-        """Lower-case names of the headers kongish adds to responses (``headers``)."""
-        return _enabled_headers(self.raw["headers"], _HEADER_ENTRIES)
-
-    @property
-    def headers_upstream(self) -> frozenset[str]:
-        """Lower-case names of the headers kongish adds to upstream requests (``headers_upstream``)."""
-        return _enabled_headers(self.raw["headers_upstream"], _UPSTREAM_HEADER_ENTRIES)
-
-    @property
-    def admin_max_body_size(self) -> int:
-        return parse_size(self.raw["nginx_admin_client_max_body_size"])
-
-    @property
-    def proxy_max_body_size(self) -> int:
-        """Largest request body the proxy takes; 0 (the default) takes any."""
-        return parse_size(self.raw["nginx_http_client_max_body_size"])
+        return self.proxy_access_log if role == "proxy" else self.admin_access_log
 
     def public_view(self) -> dict[str, Any]:
         """The configuration as GET / and kong.configuration show it: secrets masked."""
@@ -282,3 +232,53 @@ class Settings:
                 view[name] = _optional(value)
         view["plugins"] = list(self.plugins)
         return view
+
+
+def _choice(raw: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    if raw[name] not in allowed:
+        raise ConfigError(f"{name} has an invalid value: '{raw[name]}' "
+                          f"(expected one of: {', '.join(allowed)})")
+    return raw[name]
+
+
+def _listen(raw: Mapping[str, str], name: str) -> tuple[str, ...]:
+    try:
+        return tuple(parse_listen(raw[name]))
+    except ListenError as error:
+        raise ConfigError(f"{name}: {error}") from None
+
+
+def _size(raw: Mapping[str, str], name: str) -> int:
+    try:
+        return parse_size(raw[name])
+    except ConfigError as error:
+        raise ConfigError(f"{name}: {error}") from None
+
+
+def _headers(raw: Mapping[str, str], name: str, entries: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    for token in _list(raw[name]):
+        if token != "off" and token.lower() not in entries:  # Kong: only "off" as written
+            raise ConfigError(f"{name}: invalid entry '{token}'")
+    return _enabled_headers(raw[name], entries)
+
+
+def _lua_max(raw: Mapping[str, str], name: str) -> int:
+    if not raw[name].isdigit() or not 1 <= int(raw[name]) <= 1000:
+        raise ConfigError(f"{name} must be an integer between 1 and 1000")
+    return int(raw[name])
+
+
+def _instruction_limit(text: str) -> int:
+    if not text.isdigit() or int(text) < 1000:
+        raise ConfigError("lua_instruction_limit: expected an integer of at least 1000")
+    return int(text)
+
+
+def _time_limit(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0
+    if not seconds > 0:
+        raise ConfigError("lua_time_limit: expected a positive number of seconds")
+    return seconds

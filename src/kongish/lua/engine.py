@@ -41,6 +41,7 @@ from kongish.lua.sandbox import UNTRUSTED_LUA_OFF, environment_factory, run_lua_
 from kongish.lua.settings import LuaSettings
 from kongish.proxy.context import RequestContext
 
+
 @attrs.frozen
 class _Signal:
     """What a worker yields to Python; Lua code cannot make one."""

@@ -23,13 +23,11 @@ from lupa.luajit21 import LuaRuntime
 from twisted.internet.interfaces import IReactorTime
 
 from kongish import KONG_VERSION
-from kongish.config import DEFAULTS, LUA_MAX_SETTINGS
 from kongish.lua import pdk_codec
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk_regex import lua_search
 from kongish.lua.pdk_request import RequestPrimitives
 from kongish.node_id import new_node_id
-from kongish.proxy.forwarded import TrustedNetworks
 
 if TYPE_CHECKING:
     from kongish.lua.settings import LuaSettings
@@ -81,7 +79,7 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: "LuaSettings
     """
     configuration = settings.configuration
     request = RequestPrimitives(lua, current, reactor,
-                                TrustedNetworks.parse(configuration.get("trusted_ips")),
+                                settings.trusted_ips,
                                 output_limit=settings.memory_limit)
     primitives = lua.table_from({**request.exports(), **_CODECS, b"phase": phase_fn,
                                  b"re_search": lua_search(lua, current)})
@@ -97,8 +95,7 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: "LuaSettings
         b"cache_entries": CACHE_ENTRIES,
         b"cache_bytes": settings.memory_limit // 4,
         # what ngx.req.get_headers() and its kin read when not told a maximum
-        **{name.removeprefix("lua_").encode(): int(configuration.get(name) or DEFAULTS[name])
-           for name in LUA_MAX_SETTINGS},
+        **{name.removeprefix("lua_").encode(): limit for name, limit in settings.reader_limits.items()},
         b"configuration": cjson[b"decode"](_configuration_json(configuration)),
     })
     support = _run(lua, "pdk_support.lua", primitives, exceed_fn, settings.memory_limit,

@@ -12,7 +12,8 @@ from typing import Any
 
 import attrs
 
-UNTRUSTED_LUA_MODES = ("on", "off", "sandbox")
+from kongish.config import DEFAULTS, LUA_MAX_SETTINGS, UNTRUSTED_LUA_MODES, Settings
+from kongish.proxy.forwarded import TrustedNetworks
 
 
 @attrs.frozen
@@ -34,3 +35,23 @@ class LuaSettings:
     memory_limit: int = attrs.field(default=256 * 1024 * 1024, validator=attrs.validators.gt(0))
     #: The ``kong.configuration`` view, secrets already masked.
     configuration: Mapping[str, Any] = attrs.field(factory=dict, converter=MappingProxyType)
+    #: ``trusted_ips``, for the PDK's forwarded-header readers.
+    trusted_ips: TrustedNetworks = attrs.field(factory=lambda: TrustedNetworks.parse(None))
+    #: ``lua_max_req_headers`` ... ``lua_max_post_args``: what the PDK's readers return when
+    #: not told a maximum.
+    reader_limits: Mapping[str, int] = attrs.field(
+        factory=lambda: {name: int(DEFAULTS[name]) for name in LUA_MAX_SETTINGS}, converter=MappingProxyType)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LuaSettings:
+        return cls(
+            untrusted_lua=settings.untrusted_lua,
+            sandbox_requires=settings.untrusted_lua_sandbox_requires,
+            sandbox_environment=settings.untrusted_lua_sandbox_environment,
+            instruction_limit=settings.lua_instruction_limit,
+            memory_limit=settings.lua_memory_limit,
+            time_limit=settings.lua_time_limit,
+            configuration=settings.public_view(),
+            trusted_ips=settings.trusted_ips,
+            reader_limits=settings.lua_max,
+        )

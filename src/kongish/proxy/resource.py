@@ -277,7 +277,7 @@ class ProxyFlow:
             media = error_pages.choose_type(accept)
         else:
             media = error_pages.choose_type(accept, _text(request.getHeader(b"content-type")),
-                                            self.node.settings.raw["error_default_type"])
+                                            self.node.settings.error_default_type)
         response.status = status
         response.body[:] = [error_pages.render(media, message, self.context.request_id)]
         response.headers.setRawHeaders(CONTENT_TYPE, [f"{media}; charset=utf-8".encode()])
