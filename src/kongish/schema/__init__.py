@@ -8,7 +8,6 @@ from kongish.schema.checks import (
     AtLeastOneOf,
     Conditional,
     ConditionalAtLeastOneOf,
-    EntityCheck,
     FieldErrors,
     MutuallyExclusiveSets,
 )
@@ -18,6 +17,7 @@ from kongish.schema.fields import (
     MISSING,
     Array,
     Boolean,
+    EntityCheck,
     Field,
     Foreign,
     Integer,

@@ -7,20 +7,12 @@ the plain at-least-one message differently; the checks follow.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 
 from kongish.schema.fields import Field
 from kongish.schema.paths import get_path, is_nonempty, set_path
-
-
-class EntityCheck(Protocol):
-    def run(self, data: dict[str, Any], errors: dict[str, Any], *, updating: bool) -> None:
-        """Add this check's errors for ``data`` to ``errors``."""
-
-    def describe(self) -> dict[str, Any]:
-        """The check as ``GET /schemas`` lists it."""
 
 
 def quoted_list(names: tuple[str, ...] | list[str]) -> str:

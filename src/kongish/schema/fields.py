@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import enum
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import attrs
 
@@ -25,8 +25,16 @@ from kongish.schema.lua import tonumber
 from kongish.schema.paths import is_nonempty
 from kongish.schema.rules import Rule, len_min, uuid
 
-if TYPE_CHECKING:
-    from kongish.schema.checks import EntityCheck
+
+class EntityCheck(Protocol):
+    """A check over a whole record (``kongish.schema.checks`` has Kong's)."""
+
+    def run(self, data: dict[str, Any], errors: dict[str, Any], *, updating: bool) -> None:
+        """Add this check's errors for ``data`` to ``errors``."""
+
+    def describe(self) -> dict[str, Any]:
+        """The check as ``GET /schemas`` lists it."""
+
 
 REQUIRED = "required field missing"
 
