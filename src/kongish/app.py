@@ -26,6 +26,7 @@ from kongish import access_log
 from kongish.admin.connections import AdminConnections
 from kongish.admin.resource import AdminResource
 from kongish.config import Settings
+from kongish.db.backends import open_storage
 from kongish.db.dao import Database
 from kongish.db.declarative import configuration_hash, flatten, parse_declarative
 from kongish.lua.engine import LuaEngine
@@ -51,9 +52,12 @@ async def build_node(settings: Settings, reactor: Any) -> Node:
     engine = LuaEngine(LuaSettings.from_settings(settings), reactor, node_id=node_id)
     host = PluginHost(reactor, settings)
     registry = PluginRegistry.build(settings.plugins, serverless_plugins(engine), host)
-    if settings.database == "off":
-        node = Node(settings, Database(None, registry.lookup, reactor), registry, reactor, engine, node_id,
-                    plugin_host=host)
+    storage = await open_storage(settings, reactor)
+    database = Database(storage, registry.lookup, reactor)
+    if storage is not None:
+        await database.load()
+    node = Node(settings, database, registry, reactor, engine, node_id, plugin_host=host)
+    if storage is None:
         text = settings.declarative_config_string
         filename = None
         if settings.declarative_config is not None:
@@ -63,13 +67,7 @@ async def build_node(settings: Settings, reactor: Any) -> Node:
         if text is not None:
             entities = flatten(parse_declarative(text, filename=filename), plugins=registry.lookup)
             node.load_declarative(entities, configuration_hash(text))
-        return node
-    from kongish.db.sqlite import SQLiteStorage
-
-    storage = await SQLiteStorage.open(settings.sqlite_path, reactor)
-    database = Database(storage, registry.lookup, reactor)
-    await database.load()
-    return Node(settings, database, registry, reactor, engine, node_id, plugin_host=host)
+    return node
 
 
 def proxy_resource(node: Node, client: UpstreamClient) -> IResource:
