@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.app import build_node, proxy_resource
 from kongish.config import Settings
+from kongish.http.interfaces import BodyEnd
 from kongish.node import Node
 from kongish.proxy.server import ProxyServerFactory
 from kongish.testing import StubRequest, StubResponse, StubUpstream
@@ -51,16 +52,19 @@ class StubFlowTests(SynchronousTestCase):
         settings = Settings.load(environ={}, overrides={
             "database": "off", "prefix": prefix, "declarative_config_string": json.dumps(CONFIG)})
         node = self.successResultOf(ensureDeferred(build_node(settings, self.reactor)))
-        if node.plugin_host is not None:
-            self.addCleanup(lambda: node.plugin_host.close())
+        host = node.plugin_host
+        if host is not None:
+            self.addCleanup(host.close)
         return node
 
     def serve(self, handler) -> StubUpstream:
         node = self.node()
         self.stub = StubUpstream(handler, self.reactor)
         factory = ProxyServerFactory(proxy_resource(node, self.stub), 0, reactor=self.reactor)
-        factory.log = lambda request: None
-        self.connection = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        factory.log = lambda request: None  # type: ignore[method-assign]
+        connection = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        assert connection is not None
+        self.connection = connection
         self.transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8000),
                                          peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
         self.connection.makeConnection(self.transport)
@@ -95,7 +99,7 @@ class StubFlowTests(SynchronousTestCase):
         _, body = head_and_body(self.transport.value())
         self.assertEqual(body, b"first second")
         self.assertFalse(self.transport.disconnecting)
-        self.assertEqual(stub.responses[0].end.complete, True)
+        self.assertEqual(stub.responses[0].end, BodyEnd(True))
 
     def test_a_plugin_exit_never_calls_the_upstream(self) -> None:
         stub = self.serve(lambda request: self.fail("the upstream was called"))
@@ -126,9 +130,9 @@ class StubFlowTests(SynchronousTestCase):
         self.get(b"/api")
         self.assertEqual(self.transport.value(), b"")
         self.reactor.advance(2)
-        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 504 Gateway Time-out\r\n")
-                        or self.transport.value().startswith(b"HTTP/1.1 504 Gateway Timeout\r\n"),
-                        self.transport.value()[:40])
+        lines, body = head_and_body(self.transport.value())
+        self.assertEqual(lines[0], b"HTTP/1.1 504 Gateway Timeout")
+        self.assertIn(b"The upstream server is timing out", body)
 
     def test_a_truncated_body_cuts_the_client_connection(self) -> None:
         self.serve(lambda request: StubResponse(200, [], [b"part"], end="truncated", content_length=100))
@@ -137,7 +141,6 @@ class StubFlowTests(SynchronousTestCase):
         self.assertIn(b"Content-Length: 100", lines)
         self.assertEqual(body, b"part")
         self.assertTrue(self.transport.disconnecting)
-        self.flushLoggedErrors()
 
     def test_a_stalled_body_is_cut_after_read_timeout(self) -> None:
         stub = self.serve(lambda request: StubResponse(200, [], [b"part", Deferred()], content_length=100))
@@ -145,7 +148,8 @@ class StubFlowTests(SynchronousTestCase):
         self.assertFalse(self.transport.disconnecting)
         self.reactor.advance(2)
         self.assertTrue(self.transport.disconnecting)
-        self.assertEqual(stub.responses[0].end.aborted, True)
+        end = stub.responses[0].end
+        self.assertTrue(end is not None and end.aborted)
 
     def test_the_client_leaving_cancels_the_upstream_call(self) -> None:
         cancelled: list[bool] = []

@@ -7,7 +7,7 @@ real reactor's and whose timers are the clock's, so nothing here waits on the wa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 from twisted.internet import reactor
@@ -112,7 +112,13 @@ def request(method: str = "GET", path: str = "/", query: str | None = None,
     return UpstreamRequest(method, path, query, headers=sent, host=host, port=port)
 
 
-class UpstreamClientContract:
+if TYPE_CHECKING:
+    _ContractBase = TestCase
+else:
+    _ContractBase = object
+
+
+class UpstreamClientContract(_ContractBase):
     """The behaviours; a subclass provides the client and the upstream it talks to."""
 
     clock: Clock
@@ -241,7 +247,7 @@ class UpstreamClientContract:
     async def test_a_refused_connection_is_a_502(self) -> None:
         host, port = self.refusing()
         sending = self.client().send(request(host=host, port=port), SETTINGS, b"")
-        failure = await self.assertFailure(sending, UpstreamFailure)
+        failure = cast(UpstreamFailure, await self.assertFailure(sending, UpstreamFailure))
         self.assertEqual((failure.status, failure.renderer, failure.proxied), (502, "B", True))
         self.assertEqual(failure.message, "An invalid response was received from the upstream server")
 
@@ -253,7 +259,7 @@ class UpstreamClientContract:
         self.clock.advance(SETTINGS.read_timeout - 0.5)
         self.assertNoResult(sending)
         self.clock.advance(0.5)
-        failure = await self.assertFailure(sending, UpstreamFailure)
+        failure = cast(UpstreamFailure, await self.assertFailure(sending, UpstreamFailure))
         self.assertEqual((failure.status, failure.message), (504, "The upstream server is timing out"))
 
     @deferred
@@ -273,7 +279,7 @@ class UpstreamClientContract:
     @deferred
     async def test_close(self) -> None:
         await self.read(await self.send(Answer(chunks=[b"ok"])))
-        self.assertIsNone(await self.client().close())
+        await self.client().close()
 
 
 # Agent's client on loopback
@@ -318,7 +324,7 @@ class _Scripted(Protocol):
         head = [b"HTTP/1.1 %d %s" % (answer.status, answer.reason)]
         head += [name + b": " + value for name, value in answer.headers]
         if method == "HEAD":
-            head.append(b"Content-Length: %d" % answer.entity_length)
+            head.append(b"Content-Length: %d" % (answer.entity_length or 0))
         elif answer.status == 204:
             pass
         elif answer.framing == "length":
@@ -340,7 +346,7 @@ class _Scripted(Protocol):
             transport.loseConnection()
 
 
-class _ScriptedFactory(Factory):
+class _ScriptedFactory(Factory["_Scripted"]):
     protocol = _Scripted
 
     def __init__(self) -> None:
@@ -381,7 +387,7 @@ class AgentClientContractTests(UpstreamClientContract, TestCase):
             self._factory = factory = _ScriptedFactory()
             self._port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
             self.addCleanup(self._port.stopListening)
-            self.addCleanup(lambda: [p.transport.abortConnection() for p in list(factory.open)])
+            self.addCleanup(lambda: [cast(Any, p.transport).abortConnection() for p in list(factory.open)])
         self._factory.answers.append(answer)
         return "127.0.0.1", self._port.getHost().port
 

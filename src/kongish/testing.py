@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
@@ -191,7 +191,7 @@ class StubUpstream:
                 return failure
             if failure.check(UpstreamFailure):
                 return failure
-            raise classify(failure.value)
+            raise classify(cast(BaseException, failure.value))
 
         def disarm(result: Any) -> Any:
             if timer.active():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
@@ -213,7 +213,9 @@ class ProxyFlow:
         context, request = self.context, self.request
         self.proxied_at = time.time()
         upstream = context.upstream
-        body = upstream.body if upstream.body is not None else request.content
+        assert upstream is not None, "planned before access"
+        body: bytes | BinaryIO = upstream.body if upstream.body is not None else cast(BinaryIO,
+                                                                                        request.content)
         self._sending = self.client.send(upstream, settings_for(service), body)
         request.notifyFinish().addErrback(self._client_lost)
         try:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Hashable, Mapping
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import attrs
 from twisted.internet import error as net_errors
@@ -42,7 +42,7 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
     wrapClientTLS,
 )
-from twisted.internet.interfaces import IConsumer, IDelayedCall, IStreamClientEndpoint
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser, RequestNotSent, _DataLoss
@@ -302,7 +302,7 @@ def _length(declared: list[bytes] | None) -> int | None:
 
 class _Discard(Protocol):
     def connectionMade(self) -> None:
-        self.transport.stopProducing()
+        cast(IPushProducer, self.transport).stopProducing()
 
 
 @implementer(IBodyStream)
@@ -332,13 +332,14 @@ class _BodyProtocol(Protocol):
         else:
             self.receiver.body_data(data)
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        assert reason is not None, "Agent always says why"
         if self._aborted:
             end = BodyEnd(False, aborted=True, reason="aborted")
         elif reason.check(ResponseDone, PotentialDataLoss):
             end = COMPLETE  # PotentialDataLoss: a body without a length, ended by the close
         else:
-            end = BodyEnd(False, truncated=_truncated(reason.value), reason=reason.getErrorMessage())
+            end = BodyEnd(False, truncated=_truncated(reason), reason=reason.getErrorMessage())
         self._end = end
         self._flush()
 
@@ -346,14 +347,14 @@ class _BodyProtocol(Protocol):
         if not self._paused and not self._ended:
             self._paused = True
             if self._end is None:
-                self.transport.pauseProducing()
+                self._producer().pauseProducing()
 
     def resume(self) -> None:
         if self._paused and not self._ended:
             self._paused = False
             self._flush()
             if self._end is None and not self._paused:
-                self.transport.resumeProducing()
+                self._producer().resumeProducing()
 
     def abort(self) -> None:
         if self._ended or self._aborted:
@@ -364,7 +365,11 @@ class _BodyProtocol(Protocol):
             self._end = BodyEnd(False, aborted=True, reason="aborted")
             self._flush()
         else:
-            self.transport.stopProducing()
+            self._producer().stopProducing()
+
+    def _producer(self) -> IPushProducer:
+        """The response's transport: Agent's producer of the body."""
+        return cast(IPushProducer, self.transport)
 
     def _flush(self) -> None:
         while self._held and not self._paused and not self._aborted:
@@ -374,9 +379,9 @@ class _BodyProtocol(Protocol):
             self.receiver.body_ended(self._end)
 
 
-def _truncated(failure: BaseException) -> bool:
+def _truncated(failure: Failure) -> bool:
     """Whether Agent's failure says the connection closed before the announced length arrived."""
-    reasons = getattr(failure, "reasons", ())
+    reasons = getattr(failure.value, "reasons", ())
     return any(reason.check(_DataLoss) for reason in reasons)
 
 
