@@ -26,6 +26,7 @@ from kongish.http.interfaces import (
     IBodyReceiver,
     IBodyStream,
     IUpstreamClient,
+    IUpstreamRequest,
     IUpstreamResponse,
     UpstreamSettings,
 )
@@ -163,6 +164,7 @@ class UpstreamClientContract(_ContractBase):
 
     def test_provides_the_interface(self) -> None:
         self.assertTrue(verifyObject(IUpstreamClient, self.client()))
+        self.assertTrue(verifyObject(IUpstreamRequest, request()))
 
     @deferred
     async def test_status_reason_and_headers_as_spelled(self) -> None:

@@ -148,8 +148,10 @@ class StubUpstream:
     """An in-memory ``IUpstreamClient`` answering every request from ``handler``.
 
     ``requests`` records what it was sent; ``read_timeout`` bounds the wait for the
-    handler's answer on ``clock``, as it bounds the wait for a response head. It does
-    not retry: each request is one call of the handler.
+    handler's answer on ``clock``, as it bounds the wait for a response head (then the
+    handler's Deferred is cancelled, and so it is when the caller cancels). It does not
+    retry, connect or write: each request is one call of the handler, with the body read
+    whole, and ``connect_timeout``, ``write_timeout`` and ``retries`` are only recorded.
     """
 
     handler: StubHandler
