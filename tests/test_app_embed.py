@@ -26,7 +26,7 @@ class EmbedTests(TestCase):
         """A site with its own page at /, the proxy under /gateway and the Admin API under /admin."""
         node = await build_node(Settings.load(environ={}, overrides={"database": "off"}), reactor)
         client = UpstreamClient(reactor)
-        self.addCleanup(client.pool.closeCachedConnections)
+        self.addCleanup(client.close)
         gateway, admin = proxy_resource(node, client), admin_resource(node)
         self.assertTrue(verifyObject(IResource, gateway))
         self.assertTrue(verifyObject(IResource, admin))

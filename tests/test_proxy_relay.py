@@ -1,4 +1,4 @@
-"""BodyRelay against a fake client request and upstream transport, on a fake clock."""
+"""BodyRelay against a fake client request and upstream body stream, on a fake clock."""
 from __future__ import annotations
 
 from typing import Any, cast
@@ -6,12 +6,15 @@ from typing import Any, cast
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.client import ResponseDone, ResponseFailed
 from twisted.web.server import Request
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
+from kongish.http.interfaces import COMPLETE, BodyEnd, IBodyReceiver, IBodyStream
 from kongish.proxy.relay import BodyRelay
+
+_CUT = BodyEnd(False, reason="connection closed")
 
 
 @attrs.define
@@ -35,18 +38,19 @@ class FakeRequest:
         self.closed = True
 
 
+@implementer(IBodyStream)
 @attrs.define
 class FakeUpstream:
     paused: bool = False
     stopped: bool = False
 
-    def pauseProducing(self) -> None:
+    def pause(self) -> None:
         self.paused = True
 
-    def resumeProducing(self) -> None:
+    def resume(self) -> None:
         self.paused = False
 
-    def stopProducing(self) -> None:
+    def abort(self) -> None:
         self.stopped = True
 
 
@@ -54,7 +58,8 @@ class RelayTests(SynchronousTestCase):
     def _relay(self, body_filter=None) -> BodyRelay:
         self.clock, self.request, self.upstream = Clock(), FakeRequest(), FakeUpstream()
         relay = BodyRelay(cast(Request, self.request), body_filter, 1.0, self.clock, "id")
-        relay.makeConnection(self.upstream)
+        self.assertTrue(verifyObject(IBodyReceiver, relay))
+        relay.body_started(self.upstream)
         self.outcome: list[bool] = []
         relay.done.addCallback(self.outcome.append)
         return relay
@@ -67,11 +72,11 @@ class RelayTests(SynchronousTestCase):
             pending.append((waiting, chunk, eof))
             return waiting
         relay = self._relay(body_filter)
-        relay.dataReceived(b"a")
-        relay.dataReceived(b"b")
+        relay.body_data(b"a")
+        relay.body_data(b"b")
         self.assertTrue(self.upstream.paused)
         self.assertEqual([chunk for _, chunk, _ in pending], [b"a"])
-        relay.connectionLost(Failure(ResponseDone()))
+        relay.body_ended(COMPLETE)
         while pending:
             waiting, chunk, eof = pending.pop(0)
             waiting.callback(chunk.upper() + (b"|" if eof else b""))
@@ -81,16 +86,16 @@ class RelayTests(SynchronousTestCase):
 
     def test_a_quiet_upstream_is_cut_after_read_timeout(self) -> None:
         relay = self._relay()
-        relay.dataReceived(b"x")
+        relay.body_data(b"x")
         self.clock.advance(0.9)
-        relay.dataReceived(b"y")
+        relay.body_data(b"y")
         self.clock.advance(0.9)
         self.assertFalse(self.request.closed)
         self.clock.advance(0.1)
         self.assertTrue(self.request.closed)
         self.assertTrue(self.upstream.stopped)
         self.assertEqual(self.outcome, [])
-        relay.connectionLost(Failure(ResponseFailed([Failure(Exception("closed"))])))
+        relay.body_ended(_CUT)
         self.assertEqual(self.outcome, [False])
         self.assertEqual(self.request.written, [b"x", b"y"])
 
@@ -104,21 +109,21 @@ class RelayTests(SynchronousTestCase):
         self.assertFalse(self.upstream.paused)
         self.clock.advance(1)
         self.assertTrue(self.request.closed)
-        relay.connectionLost(Failure(ResponseFailed([])))
+        relay.body_ended(_CUT)
 
     def test_an_upstream_failure_mid_body_cuts_the_client(self) -> None:
         relay = self._relay()
-        relay.dataReceived(b"x")
-        relay.connectionLost(Failure(ResponseFailed([Failure(ConnectionResetError())])))
+        relay.body_data(b"x")
+        relay.body_ended(BodyEnd(False, reason="connection reset"))
         self.assertTrue(self.request.closed)
         self.assertEqual(self.outcome, [False])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_a_filter_error_cuts_both_sides(self) -> None:
         relay = self._relay(lambda chunk, eof: 1 / 0)
-        relay.dataReceived(b"x")
+        relay.body_data(b"x")
         self.assertTrue(self.request.closed)
         self.assertTrue(self.upstream.stopped)
-        relay.connectionLost(Failure(ResponseFailed([])))
+        relay.body_ended(_CUT)
         self.assertEqual(self.outcome, [False])
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)

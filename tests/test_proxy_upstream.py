@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-from typing import Any
 
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.error import ConnectionRefusedError
@@ -10,12 +9,14 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from kongish.http.interfaces import UpstreamSettings
 from kongish.proxy.context import UpstreamRequest
-from kongish.proxy.upstream import UpstreamClient, UpstreamFailure
+from kongish.proxy.upstream import UpstreamClient, UpstreamFailure, settings_for
 
 
-def service(retries: int) -> dict[str, Any]:
-    return {"connect_timeout": 60000, "write_timeout": 60000, "read_timeout": 60000, "retries": retries}
+def service(retries: int) -> UpstreamSettings:
+    return settings_for(
+        {"connect_timeout": 60000, "write_timeout": 60000, "read_timeout": 60000, "retries": retries})
 
 
 class RefusedConnectionTests(SynchronousTestCase):

@@ -4,7 +4,8 @@ The public entry points for embedding kongish in another Twisted application:
 
 - ``await build_node(settings, reactor)`` opens the store and returns a ready ``Node``;
 - ``proxy_resource(node, UpstreamClient(reactor))`` and ``admin_resource(node)`` are ``IResource``
-  providers to mount in any ``twisted.web`` site;
+  providers to mount in any ``twisted.web`` site (any ``IUpstreamClient`` will do for the
+  proxy's: ``kongish.testing.StubUpstream`` answers without sockets);
 - ``KongishService(settings)`` is an ``IService`` that does all of it and listens
   on ``proxy_listen`` and ``admin_listen`` (what ``twist kongish`` runs).
 """
@@ -29,6 +30,7 @@ from kongish.config import Settings
 from kongish.db.backends import open_storage
 from kongish.db.dao import Database
 from kongish.db.declarative import configuration_hash, flatten, parse_declarative
+from kongish.http.interfaces import IUpstreamClient
 from kongish.lua.engine import LuaEngine
 from kongish.lua.settings import LuaSettings
 from kongish.node import Node
@@ -70,8 +72,8 @@ async def build_node(settings: Settings, reactor: Any) -> Node:
     return node
 
 
-def proxy_resource(node: Node, client: UpstreamClient) -> IResource:
-    """The proxy; ``client`` (``UpstreamClient(reactor)``) owns the upstream connection pool."""
+def proxy_resource(node: Node, client: IUpstreamClient) -> IResource:
+    """The proxy; ``client`` (``UpstreamClient(reactor)``) owns the upstream connections."""
     return ProxyResource(node, client)
 
 
@@ -90,7 +92,7 @@ class KongishService(MultiService):
     settings: Settings
     reactor: Any = attrs.field(default=None)
     node: Node | None = attrs.field(default=None, init=False)
-    client: UpstreamClient | None = attrs.field(default=None, init=False)
+    client: IUpstreamClient | None = attrs.field(default=None, init=False)
     ports: list[IListeningPort] = attrs.field(factory=list, init=False)
     proxy_factories: list[ProxyServerFactory] = attrs.field(factory=list, init=False)
     admin_factories: list[AdminConnections] = attrs.field(factory=list, init=False)
@@ -157,7 +159,7 @@ class KongishService(MultiService):
         self.proxy_factories.clear()
         self.admin_factories.clear()
         if self.client is not None:
-            await self.client.pool.closeCachedConnections()
+            await self.client.close()
         if self.node is not None and self.node.plugin_host is not None:
             await self.node.plugin_host.close()
         if self.node is not None and self.node.database.storage is not None:

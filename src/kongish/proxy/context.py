@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
+from zope.interface import implementer
 
+from kongish.http.interfaces import IUpstreamRequest
 from kongish.proxy.forwarded import socket_peer
 from kongish.proxy.headers import GatewayHeaders
 
@@ -53,6 +55,7 @@ class _RequestIds:
 new_request_id = _RequestIds().next
 
 
+@implementer(IUpstreamRequest)
 @attrs.define
 class UpstreamRequest:
     """What the proxy will send upstream; plugins may change any of it in access."""

@@ -7,6 +7,9 @@ it too. ``read_timeout`` bounds each wait for the upstream's next chunk, as
 nginx's does. Once the response head is out, a failure (timeout, upstream
 reset, body_filter error, client gone) can only end the client connection:
 the relay closes both sides and reports the body as cut.
+
+The relay only knows the upstream through ``kongish.http.interfaces``: it is
+the body's ``IBodyReceiver`` and controls it through its ``IBodyStream``.
 """
 from __future__ import annotations
 
@@ -16,14 +19,13 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
-from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.server import Request
 from zope.interface import implementer
 
 from kongish.error_log import error_text
+from kongish.http.interfaces import BodyEnd, IBodyReceiver, IBodyStream, IUpstreamResponse
 
 log = Logger()
 
@@ -31,8 +33,8 @@ log = Logger()
 BodyFilter = Callable[[bytes, bool], "bytes | Deferred[bytes]"]
 
 
-@implementer(IPushProducer)
-class BodyRelay(Protocol):
+@implementer(IPushProducer, IBodyReceiver)
+class BodyRelay:
     """Delivers one upstream body to ``request``; ``done`` fires True when it was complete."""
 
     def __init__(self, request: Request, body_filter: BodyFilter | None, read_timeout: float,
@@ -50,18 +52,20 @@ class BodyRelay(Protocol):
         self._upstream_ended = False
         self._cut = False
         self._queue: deque[tuple[bytes, bool]] = deque()
+        self._stream: IBodyStream | None = None
 
-    # the upstream side (IProtocol)
+    # the upstream side (IBodyReceiver)
 
-    def connectionMade(self) -> None:
+    def body_started(self, stream: IBodyStream) -> None:
+        self._stream = stream
         if self._client_gone():
             self._cut = True
-            self.transport.stopProducing()
+            stream.abort()
             return
         self.request.registerProducer(self, True)
         self._timer = self.reactor.callLater(self.read_timeout, self._timed_out)
 
-    def dataReceived(self, data: bytes) -> None:
+    def body_data(self, data: bytes) -> None:
         if self._cut:
             return
         if self._timer is not None and self._timer.active():
@@ -72,17 +76,17 @@ class BodyRelay(Protocol):
         self._queue.append((data, False))
         self._filter_queued()
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def body_ended(self, end: BodyEnd) -> None:
         self._upstream_ended = True
         self._stop_timer()
         if not self._client_gone():
             self.request.unregisterProducer()
         if self._cut:
             self._end(False)
-        elif not reason.check(ResponseDone, PotentialDataLoss):
+        elif not end.complete:
             log.warn("upstream connection failed while sending the response body "
                      "(request {request_id}): {reason}", request_id=self.request_id,
-                     reason=reason.getErrorMessage())
+                     reason=end.reason)
             self._cut_off()
         elif self.body_filter is None:
             self._end(True)
@@ -165,7 +169,7 @@ class BodyRelay(Protocol):
         if self._upstream_ended:
             self._end(False)
         else:
-            self.transport.stopProducing()
+            self.stream.abort()
 
     def _end(self, complete: bool) -> None:
         if not self.done.called and not self._filtering:
@@ -180,11 +184,16 @@ class BodyRelay(Protocol):
             return
         self._upstream_paused = wanted
         if wanted:
-            self.transport.pauseProducing()
+            self.stream.pause()
             self._stop_timer()
         else:
-            self.transport.resumeProducing()
             self._timer = self.reactor.callLater(self.read_timeout, self._timed_out)
+            self.stream.resume()  # what it held back may come now, and the end with it
+
+    @property
+    def stream(self) -> IBodyStream:
+        assert self._stream is not None, "body_started comes first"
+        return self._stream
 
     def _stop_timer(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -194,11 +203,6 @@ class BodyRelay(Protocol):
         return self.request._disconnected or self.request.finished
 
 
-class _Discard(Protocol):
-    def connectionMade(self) -> None:
-        self.transport.stopProducing()
-
-
-def discard_body(response: Any) -> None:
+def discard_body(response: IUpstreamResponse) -> None:
     """Close the connection of an upstream response whose body will not be sent."""
-    response.deliverBody(_Discard())
+    response.discard()

@@ -5,24 +5,27 @@ The flow follows Kong's runloop: rewrite (global plugins), router, access
 upstream call, header_filter, body_filter (per chunk, plus the final call),
 log (after the response is finished). Response phases run for every answer,
 including kongish's own errors and plugin short-circuits.
+
+The upstream is an ``IUpstreamClient`` (``kongish.http.interfaces``): the
+flow only sees its ``IUpstreamResponse``, never a client library's types.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import attrs
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IResponse
 from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from kongish.http.interfaces import IUpstreamClient, IUpstreamResponse
 from kongish.plugins.pipeline import PluginChain
 from kongish.proxy import error_pages
 from kongish.proxy.downstream import DownstreamRequest, IProxiedRequest
@@ -34,7 +37,7 @@ from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION,
                                    copy_end_to_end, http_date, upstream_headers)
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.target import origin_form
-from kongish.proxy.upstream import UpstreamClient, UpstreamFailure
+from kongish.proxy.upstream import UpstreamFailure, settings_for
 from kongish.routing.router import Match
 from kongish.error_log import error_text
 
@@ -58,7 +61,7 @@ class ProxyResource:
     """Serves proxied traffic for one node; mount it as a twisted.web site's root."""
 
     node: "Node"
-    client: UpstreamClient
+    client: IUpstreamClient
     isLeaf = True
 
     def getChildWithDefault(self, name: bytes, request: Request) -> "ProxyResource":
@@ -86,7 +89,7 @@ class ProxyFlow:
     """One proxied request from start to log phase."""
 
     node: "Node"
-    client: UpstreamClient
+    client: IUpstreamClient
     request: Request
     #: Served by twisted.web's Request, whose headers twisted.web set before render.
     mounted: bool = False
@@ -210,7 +213,11 @@ class ProxyFlow:
     async def _proxy(self, service: dict[str, Any]) -> None:
         context, request = self.context, self.request
         self.proxied_at = time.time()
-        self._sending = ensureDeferred(self.client.send(context.upstream, service, request.content))
+        upstream = context.upstream
+        assert upstream is not None, "planned before access"
+        body: bytes | BinaryIO = upstream.body if upstream.body is not None else cast(BinaryIO,
+                                                                                        request.content)
+        self._sending = self.client.send(upstream, settings_for(service), body)
         request.notifyFinish().addErrback(self._client_lost)
         try:
             response = await self._sending
@@ -232,31 +239,30 @@ class ProxyFlow:
         self._start_response()
         self._relay = BodyRelay(request, self._filter_chunk if filtering else None,
                                 service["read_timeout"] / 1000, self.node.reactor, context.request_id)
-        response.deliverBody(self._relay)
+        response.deliver_body(self._relay)
         complete = await self._relay.done
         await self._finish(complete)
 
-    async def _take_response(self, response: IResponse) -> bool:
+    async def _take_response(self, response: IUpstreamResponse) -> bool:
         """Build the downstream head from the upstream's and run header_filter.
 
         Returns whether the body goes through body_filter.
         """
         context, request = self.context, self.request
-        context.upstream_response = UpstreamResponse(response.code, response.headers)
+        context.upstream_response = UpstreamResponse(response.status, response.headers)
         out = context.response
-        out.status, out.source = response.code, "service"
-        # Twisted's client keeps the framing headers out, except a HEAD response's
-        # Content-Length, which describes the entity and so is passed on
-        out.headers = copy_end_to_end(response.headers)
-        self._proxied(response.code)
+        out.status, out.source = response.status, "service"
+        out.headers = copy_end_to_end(response.headers)  # the client keeps the framing headers out
+        self._proxied(response.status)
         if (pending := self._phase("header_filter")) is not None:
             await pending
         filtering = out.replacement_body is not None or self.chain.handles("body_filter")
         if filtering:
             out.headers.removeHeader(b"content-length")
-        elif (isinstance(response.length, int) and request.method != b"HEAD"
-              and response.code not in _NO_BODY):
-            out.headers.setRawHeaders(CONTENT_LENGTH, [str(response.length).encode()])
+        elif response.content_length is not None and (
+                request.method == b"HEAD" or response.status not in _NO_BODY):
+            # a HEAD response's is the entity's length, passed on as nginx does
+            out.headers.setRawHeaders(CONTENT_LENGTH, [str(response.content_length).encode()])
         return filtering
 
     def _client_lost(self, reason: Failure) -> None:

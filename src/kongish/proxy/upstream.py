@@ -16,33 +16,58 @@ address every 0.3 s (its ``attemptDelay``) and only notices that the list has
 ended at the next tick, so a refused connection to its only address failed
 0.3 s late, on every try. Host names still go through ``HostnameEndpoint``.
 
+The client provides ``kongish.http.interfaces.IUpstreamClient``: the proxy sees
+an ``IUpstreamResponse`` whose body ends with a ``BodyEnd``, and Agent's own
+ways stay here (``ResponseDone``/``PotentialDataLoss``, a HEAD response's
+Content-Length left among the headers, the response's transport as the body's
+flow control, the pool's ``closeCachedConnections``).
+
 Header names keep their spelling both ways, as nginx keeps them: the request's
 headers are ``CasedHeaders``, which Agent writes as given, and the response's
 are parsed into ``CasedHeaders`` too (Twisted's parser lower-cases them).
 """
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any, BinaryIO
+from collections import deque
+from collections.abc import Hashable, Mapping
+from typing import Any, BinaryIO, cast
 
 import attrs
 from twisted.internet import error as net_errors
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
     wrapClientTLS,
 )
-from twisted.internet.interfaces import IConsumer, IDelayedCall, IStreamClientEndpoint
-from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser, RequestNotSent
-from twisted.web.client import URI, Agent, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IStreamClientEndpoint
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser, RequestNotSent, _DataLoss
+from twisted.web.client import (
+    URI,
+    Agent,
+    HTTPConnectionPool,
+    PotentialDataLoss,
+    ResponseDone,
+    _HTTP11ClientFactory,
+)
 from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
 
-from kongish.proxy.context import UpstreamRequest
+from kongish.http.interfaces import (
+    COMPLETE,
+    BodyEnd,
+    IBodyReceiver,
+    IBodyStream,
+    IUpstreamClient,
+    IUpstreamRequest,
+    IUpstreamResponse,
+    UpstreamSettings,
+)
 from kongish.proxy.headers import CasedHeaders
 from kongish.proxy.tls import UpstreamTLSPolicy
 from kongish.routing.upstream_path import escape_path
@@ -83,6 +108,14 @@ def classify(failure_value: BaseException) -> UpstreamFailure:
     return UpstreamFailure(502, "An invalid response was received from the upstream server", "B")
 
 
+def settings_for(service: Mapping[str, Any]) -> UpstreamSettings:
+    """How to call a Service entity: its timeouts (milliseconds in Kong), retries and tls_verify."""
+    return UpstreamSettings(
+        connect_timeout=service["connect_timeout"] / 1000, write_timeout=service["write_timeout"] / 1000,
+        read_timeout=service["read_timeout"] / 1000, retries=int(service.get("retries") or 0),
+        tls_verify=service.get("tls_verify") is True)
+
+
 @attrs.frozen
 class Timeouts:
     """A service's timeouts, in seconds."""
@@ -92,14 +125,14 @@ class Timeouts:
     read: float
 
     @classmethod
-    def of(cls, service: dict[str, Any]) -> Timeouts:
-        return cls(service["connect_timeout"] / 1000, service["write_timeout"] / 1000,
-                   service["read_timeout"] / 1000)
+    def of(cls, settings: UpstreamSettings) -> Timeouts:
+        return cls(settings.connect_timeout, settings.write_timeout, settings.read_timeout)
 
 
+@implementer(IUpstreamClient)
 @attrs.define(eq=False)
 class UpstreamClient:
-    """Sends upstream requests over one persistent connection pool."""
+    """Sends upstream requests through Agent over one persistent connection pool."""
 
     reactor: Any
     pool: HTTPConnectionPool = attrs.field(default=None)
@@ -111,23 +144,29 @@ class UpstreamClient:
             self.pool = _UpstreamPool(self.reactor, persistent=True)
             self.pool.maxPersistentPerHost = 64
 
-    async def send(self, upstream: UpstreamRequest, service: dict[str, Any],
-                   client_body: BinaryIO) -> IResponse:
-        """Try up to ``retries + 1`` times; raise UpstreamFailure when every try failed.
+    def send(self, request: IUpstreamRequest, settings: UpstreamSettings,
+             body: bytes | BinaryIO) -> Deferred[IUpstreamResponse]:
+        """Try up to ``retries + 1`` times; fail with UpstreamFailure when every try failed.
 
         Connection errors and timeouts are retried (nginx's ``error timeout``),
         except for a non-idempotent request that already reached an upstream.
-        Cancelling the returned coroutine (the client went away) ends the try
-        in progress and raises ``CancelledError``.
+        Cancelling the returned Deferred (the client went away) ends the try
+        in progress and fails it with ``CancelledError``.
         """
-        timeouts = Timeouts.of(service)
-        body = upstream.body if upstream.body is not None else client_body
-        attempts = 1 + int(service.get("retries") or 0)
+        return ensureDeferred(self._send(request, settings, body))
+
+    def close(self) -> Deferred[None]:
+        """Close the pool's idle connections."""
+        return self.pool.closeCachedConnections()
+
+    async def _send(self, upstream: IUpstreamRequest, settings: UpstreamSettings,
+                    body: bytes | BinaryIO) -> IUpstreamResponse:
+        timeouts = Timeouts.of(settings)
         last: BaseException | None = None
-        for _ in range(attempts):
-            attempt = _Attempt(self.reactor, self.pool, timeouts, self._tls[service.get("tls_verify") is True])
+        for _ in range(1 + settings.retries):
+            attempt = _Attempt(self.reactor, self.pool, timeouts, self._tls[settings.tls_verify])
             try:
-                return await attempt.run(upstream, body)
+                return _AgentResponse.of(await attempt.run(upstream, body), upstream.method)
             except net_errors.DNSLookupError as failure:
                 raise classify(failure) from None
             except CancelledError:
@@ -165,7 +204,7 @@ class _Attempt:
         # Verified and unverified TLS connections to one address are never shared.
         return self.pool.getConnection((key, self.tls.verify), endpoint).addCallback(self._connected)
 
-    async def run(self, upstream: UpstreamRequest, body: bytes | BinaryIO) -> IResponse:
+    async def run(self, upstream: IUpstreamRequest, body: bytes | BinaryIO) -> IResponse:
         endpoints = _Endpoints(self.reactor, self.tls, self.timeouts.connect)
         agent = Agent.usingEndpointFactory(self.reactor, endpoints, pool=self)
         url = f"{upstream.scheme}://{_url_host(upstream.host)}:{upstream.port}{escape_path(upstream.path)}"
@@ -211,6 +250,139 @@ class _Attempt:
         self.timed_out = True
         if self._pending is not None:
             self._pending.cancel()
+
+
+#: Statuses whose responses have no body, whatever they declare.
+_NO_BODY = frozenset({204, 304})
+
+
+@implementer(IUpstreamResponse)
+@attrs.define(eq=False)
+class _AgentResponse:
+    """Agent's ``IResponse`` as an ``IUpstreamResponse``."""
+
+    response: IResponse
+    status: int
+    reason: bytes
+    headers: Any
+    content_length: int | None
+
+    @classmethod
+    def of(cls, response: IResponse, method: str) -> _AgentResponse:
+        headers = response.headers
+        length: int | None
+        if method == "HEAD":
+            # Agent leaves a HEAD response's Content-Length among the headers (no body follows)
+            declared = headers.getRawHeaders(b"content-length")
+            headers.removeHeader(b"content-length")
+            length = _length(declared)
+        elif response.code in _NO_BODY or response.code < 200:
+            length = None
+        else:
+            length = response.length if isinstance(response.length, int) else None
+        return cls(response, response.code, response.phrase, headers, length)
+
+    def deliver_body(self, receiver: IBodyReceiver) -> None:
+        self.response.deliverBody(_BodyProtocol(receiver))
+
+    def discard(self) -> None:
+        self.response.deliverBody(_Discard())
+
+
+def _length(declared: list[bytes] | None) -> int | None:
+    """A Content-Length's value: one number (repeated identical values count once)."""
+    if not declared:
+        return None
+    values = {value.strip() for line in declared for value in line.split(b",")}
+    if len(values) != 1:
+        return None
+    (value,) = values
+    return int(value) if value.isdigit() else None
+
+
+class _Discard(Protocol):
+    def connectionMade(self) -> None:
+        cast(IPushProducer, self.transport).stopProducing()
+
+
+@implementer(IBodyStream)
+class _BodyProtocol(Protocol):
+    """Delivers Agent's body callbacks to an ``IBodyReceiver`` and is its ``IBodyStream``.
+
+    Agent hands over what it had buffered right after ``connectionMade``, even
+    when the receiver paused there: such data waits here until ``resume()``.
+    """
+
+    def __init__(self, receiver: IBodyReceiver) -> None:
+        self.receiver = receiver
+        self._paused = False
+        self._aborted = False
+        self._held: deque[bytes] = deque()
+        self._end: BodyEnd | None = None
+        self._ended = False
+
+    def connectionMade(self) -> None:
+        self.receiver.body_started(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._ended or self._aborted:
+            return
+        if self._paused or self._held:
+            self._held.append(data)
+        else:
+            self.receiver.body_data(data)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        assert reason is not None, "Agent always says why"
+        if self._aborted:
+            end = BodyEnd(False, aborted=True, reason="aborted")
+        elif reason.check(ResponseDone, PotentialDataLoss):
+            end = COMPLETE  # PotentialDataLoss: a body without a length, ended by the close
+        else:
+            end = BodyEnd(False, truncated=_truncated(reason), reason=reason.getErrorMessage())
+        self._end = end
+        self._flush()
+
+    def pause(self) -> None:
+        if not self._paused and not self._ended:
+            self._paused = True
+            if self._end is None:
+                self._producer().pauseProducing()
+
+    def resume(self) -> None:
+        if self._paused and not self._ended:
+            self._paused = False
+            self._flush()
+            if self._end is None and not self._paused:
+                self._producer().resumeProducing()
+
+    def abort(self) -> None:
+        if self._ended or self._aborted:
+            return
+        self._aborted = True
+        self._held.clear()
+        if self._end is not None:  # the body ended while held back
+            self._end = BodyEnd(False, aborted=True, reason="aborted")
+            self._flush()
+        else:
+            self._producer().stopProducing()
+
+    def _producer(self) -> IPushProducer:
+        """The response's transport: Agent's producer of the body."""
+        return cast(IPushProducer, self.transport)
+
+    def _flush(self) -> None:
+        while self._held and not self._paused and not self._aborted:
+            self.receiver.body_data(self._held.popleft())
+        if self._end is not None and not self._held and not self._ended:
+            self._ended = True
+            self.receiver.body_ended(self._end)
+
+
+def _truncated(failure: Failure) -> bool:
+    """Whether Agent's failure says the connection closed before the announced length arrived."""
+    reasons = getattr(failure.value, "reasons", ())
+    return any(reason.check(_DataLoss) for reason in reasons)
 
 
 class _CasedClientParser(HTTPClientParser):
