@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -13,12 +13,17 @@ from kongish.schema.lua import tonumber
 from kongish.schema.rules import between, contains, len_eq, not_equal, not_one_of, one_of
 from kongish.schema.url import parse_url
 
-if TYPE_CHECKING:
-    from kongish.plugins.interface import IPlugin
+class PluginSchema(Protocol):
+    """What validation needs of a plugin (an ``IPlugin`` has it)."""
+
+    config_schema: Record
+    consumer_scoped: bool
+
+    def check_entity(self, entity: dict[str, Any]) -> dict[str, str]: ...
 
 
 class PluginLookup(Protocol):
-    def __call__(self, name: str) -> IPlugin | None: ...
+    def __call__(self, name: str) -> PluginSchema | None: ...
 
 
 #: Chooses the record override for one value of the subschema key, or None.
