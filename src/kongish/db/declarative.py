@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -113,7 +113,7 @@ def _key(key: Any) -> str:
     return key if isinstance(key, str) else json.dumps(key)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise InvalidDeclarative({"error": message})
 
 

@@ -294,6 +294,7 @@ def _plugin_cache_key(item: _Item) -> str | None:
         if isinstance(value, str):
             parts.append(value)
         elif value is _ABSENT and field == item.parent_key:
+            assert item.parent is not None  # a parent_key comes with its parent
             parent_id = item.parent.data.get("id")
             if not isinstance(parent_id, str):
                 return None
@@ -319,6 +320,7 @@ def _resolve_references(items: list[_Item], errors: _Errors) -> None:
                   by_id.setdefault(item.entity_type, {}), errors)
     for item in items:
         if item.parent is not None:
+            assert item.parent_key is not None  # a parent comes with its parent_key
             item.data[item.parent_key] = {"id": item.parent.data["id"]}
             continue
         for field, referenced_type in FOREIGN_KEYS[item.entity_type].items():
@@ -380,6 +382,7 @@ def _validate(items: list[_Item], errors: _Errors, plugins: PluginLookup,
         try:
             entity = complete(ENTITIES[item.entity_type], data, plugins=plugins)
         except SchemaViolation as violation:
+            assert violation.fields is not None  # a SchemaViolation is made with its fields
             errors.merge(item.path, violation.fields)
             continue
         entities[item.entity_type].append(entity)

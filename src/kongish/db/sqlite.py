@@ -10,11 +10,11 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IReactorCore
+from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
@@ -101,7 +101,8 @@ class _Worker:
         return cls(reactor, pool, trigger)
 
     def run(self, function: Callable[..., _T], *args: Any) -> Deferred[_T]:
-        return deferToThreadPool(self._reactor, self._pool, function, *args)
+        # The reactor a database opens with is a whole reactor: it takes calls from threads too.
+        return deferToThreadPool(cast(IReactorFromThreads, self._reactor), self._pool, function, *args)
 
     def stop(self, outcome: _T) -> _T:
         """Stop the thread, passing ``outcome`` through (usable as a callback or errback)."""

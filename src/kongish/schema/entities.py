@@ -23,7 +23,7 @@ class PluginSchema(Protocol):
 
 
 class PluginLookup(Protocol):
-    def __call__(self, name: str) -> PluginSchema | None: ...
+    def __call__(self, name: str, /) -> PluginSchema | None: ...
 
 
 #: Chooses the record override for one value of the subschema key, or None.
@@ -94,8 +94,9 @@ def _expand_url(url: str) -> dict[str, Any] | None:
     parsed = parse_url(url)
     if parsed is None:
         return None
-    port = tonumber(parsed.port) if parsed.port is not None else None
-    protocol = parsed.scheme or {80: "http", 443: "https"}.get(port) or "http"
+    port: float | str | None = tonumber(parsed.port) if parsed.port is not None else None
+    schemes: dict[float | str | None, str] = {80: "http", 443: "https"}
+    protocol = parsed.scheme or schemes.get(port) or "http"
     if port is None:
         port = parsed.port if parsed.port is not None else {"https": 443}.get(protocol, 80)
     return {"protocol": protocol, "host": parsed.host, "port": port, "path": parsed.path}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any
 
 from kongish import pcre
 from kongish.routing.normalize import normalize_path
@@ -87,8 +88,8 @@ def router_path_error(path: str) -> str | None:
         except (pcre.error, RecursionError, OverflowError) as error:
             return f"invalid regex: '{expression}' (PCRE returned: {error})"
         return None
-    if error := percent_error(path):
-        return error
+    if percent := percent_error(path):
+        return percent
     normalized = normalize_path(path)
     if normalized != path:
         return f"non-normalized path, consider use '{normalized}' instead"
@@ -105,7 +106,7 @@ def host_with_wildcard_error(host: str) -> str | None:
     return addresses.host_with_port_error(host.replace("*", "abc"))
 
 
-def uuid(**options: object) -> String:
+def uuid(**options: Any) -> String:
     return String(rules=(uuid_rule(),), **options)
 
 
@@ -121,15 +122,15 @@ def tags() -> Set:
     return Set(elements=String(rules=(custom(tag_error),)))
 
 
-def protocol(**options: object) -> String:
+def protocol(**options: Any) -> String:
     return String(rules=(one_of(*PROTOCOLS),), **options)
 
 
-def protocols(**options: object) -> Set:
+def protocols(**options: Any) -> Set:
     return Set(elements=protocol(), required=True, default=list(HTTP_PROTOCOLS), **options)
 
 
-def port(**options: object) -> Integer:
+def port(**options: Any) -> Integer:
     return Integer(rules=(between(0, 65535),), **options)
 
 
@@ -137,7 +138,7 @@ def timeout(default: int) -> Integer:
     return Integer(rules=(between(1, 2 ** 31 - 2),), default=default)
 
 
-def host(**options: object) -> String:
+def host(**options: Any) -> String:
     return String(rules=(custom(addresses.host_error),), **options)
 
 
