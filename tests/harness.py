@@ -24,6 +24,7 @@ from zope.interface import implementer
 
 from kongish.app import KongishService
 from kongish.config import Settings
+from kongish.node import Node
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
 #: Test clients open a connection per request, so no socket outlives a test.
@@ -348,6 +349,12 @@ class RawClient(Protocol):
 @attrs.define
 class Gateway:
     service: KongishService
+
+    @property
+    def node(self) -> Node:
+        """The running node (a started gateway always has one)."""
+        assert self.service.node is not None
+        return self.service.node
 
     def _port(self, index: int) -> int:
         return port_number(self.service.ports[index])

@@ -14,14 +14,14 @@ class ChangeFeedTests(TestCase):
         prefix = self.mktemp()
         writer = await start_gateway(self, prefix=prefix)
         follower = await start_gateway(self, prefix=prefix)
-        database = follower.service.node.database
+        database = follower.node.database
         self.assertEqual(database.version, 0)
 
         await writer.expose("http://127.0.0.1:1", "/fed",
                             plugins=({"name": "pre-function", "config": {"access": [HELLO]}},))
         self.assertEqual((await follower.get("/fed"))[0], 404)  # not read yet
         self.assertTrue(await database.catch_up())
-        self.assertEqual(database.version, writer.service.node.database.version)
+        self.assertEqual(database.version, writer.node.database.version)
         self.assertEqual((await follower.get("/fed"))[:2], (200, b"from the feed"))
         self.assertFalse(await database.catch_up())  # nothing new
 
@@ -36,7 +36,7 @@ class ChangeFeedTests(TestCase):
         self.assertEqual((await follower.get("/fed"))[0], 404)
         self.assertEqual(sorted(s["name"] for s in database.tables["services"].values()),
                          ["second", "svc-fed", "third"])
-        writer_database = writer.service.node.database
+        writer_database = writer.node.database
         self.assertTrue(await writer_database.catch_up())
         self.assertEqual(writer_database.tables, database.tables)
         self.assertEqual(writer_database.version, database.version)

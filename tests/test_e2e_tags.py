@@ -28,7 +28,7 @@ class TagsTests(TestCase):
         self.assertEqual([r["tag"] for r in prod["data"]], ["prod", "prod"])
         self.assertNotIn(consumer["id"], [r["entity_id"] for r in everything["data"]])
 
-        seen = []
+        seen: list[tuple[str, str, str]] = []
         path = "/tags?size=1"
         while path:
             status, page, _ = await gateway.call("GET", path)

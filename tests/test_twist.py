@@ -177,6 +177,7 @@ class StartFailureTests(TestCase):
         try:
             code = await protocol.ended.addTimeout(60, reactor)
         except Exception:
+            assert protocol.transport is not None
             protocol.transport.signalProcess(signal.SIGKILL)
             raise
         return code, protocol.output.decode(errors="replace")

@@ -6,7 +6,7 @@ declarative configuration loads.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred
 
@@ -17,7 +17,7 @@ from kongish.db.storage import IStorage
 def _sqlite(settings: Settings, reactor: Any) -> Deferred[IStorage]:
     from kongish.db.sqlite import SQLiteStorage  # sqlite3 is imported only by nodes that use it
 
-    return SQLiteStorage.open(settings.sqlite_path, reactor)
+    return SQLiteStorage.open(settings.sqlite_path, reactor).addCallback(lambda storage: cast(IStorage, storage))
 
 
 #: ``database`` value -> opener; ``kongish.config.DATABASES`` lists these and ``off``.

@@ -6,7 +6,7 @@ exhaust the process.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -16,15 +16,23 @@ from kongish.config import DEFAULTS, LUA_MAX_SETTINGS, UNTRUSTED_LUA_MODES, Sett
 from kongish.proxy.forwarded import TrustedNetworks
 
 
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
+def _read_only(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
 @attrs.frozen
 class LuaSettings:
     #: Kong's ``untrusted_lua``: ``sandbox`` (default), ``on`` (full globals) or ``off``.
     untrusted_lua: str = attrs.field(default="sandbox",
                                      validator=attrs.validators.in_(UNTRUSTED_LUA_MODES))
     #: Kong's ``untrusted_lua_sandbox_requires``: modules sandboxed code may ``require``.
-    sandbox_requires: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    sandbox_requires: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     #: Kong's ``untrusted_lua_sandbox_environment``: dotted global names exposed read-only.
-    sandbox_environment: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    sandbox_environment: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     #: VM instructions one plugin's code may execute in one phase of one request.
     instruction_limit: int = attrs.field(default=10_000_000, validator=attrs.validators.gt(0))
     #: CPU seconds one plugin's code may use in one phase of one request; this also
@@ -34,13 +42,13 @@ class LuaSettings:
     #: Bytes the whole Lua VM may allocate.
     memory_limit: int = attrs.field(default=256 * 1024 * 1024, validator=attrs.validators.gt(0))
     #: The ``kong.configuration`` view, secrets already masked.
-    configuration: Mapping[str, Any] = attrs.field(factory=dict, converter=MappingProxyType)
+    configuration: Mapping[str, Any] = attrs.field(factory=dict, converter=_read_only)
     #: ``trusted_ips``, for the PDK's forwarded-header readers.
     trusted_ips: TrustedNetworks = attrs.field(factory=lambda: TrustedNetworks.parse(None))
     #: ``lua_max_req_headers`` ... ``lua_max_post_args``: what the PDK's readers return when
     #: not told a maximum.
     reader_limits: Mapping[str, int] = attrs.field(
-        factory=lambda: {name: int(DEFAULTS[name]) for name in LUA_MAX_SETTINGS}, converter=MappingProxyType)
+        factory=lambda: {name: int(DEFAULTS[name]) for name in LUA_MAX_SETTINGS}, converter=_read_only)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LuaSettings:

@@ -115,6 +115,7 @@ class BodyRelay:
     # body_filter
 
     def _filter_queued(self) -> None:
+        assert self.body_filter is not None, "only a filtered body is queued"
         while self._queue and not self._filtering and not self._cut:
             data, eof = self._queue.popleft()
             try:
@@ -200,7 +201,7 @@ class BodyRelay:
             self._timer.cancel()
 
     def _client_gone(self) -> bool:
-        return self.request._disconnected or self.request.finished
+        return bool(self.request._disconnected or self.request.finished)
 
 
 def discard_body(response: IUpstreamResponse) -> None:

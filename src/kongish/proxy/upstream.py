@@ -175,6 +175,7 @@ class UpstreamClient:
                 last = failure
                 if attempt.sent and upstream.method not in _IDEMPOTENT:
                     break
+        assert last is not None, "the loop runs at least once"
         raise classify(last) from None
 
 
@@ -499,6 +500,7 @@ class _BodyProducer:
                 self._done.errback(ValueError("request body ended early"))
                 return
             self._offset += len(chunk)
+            assert self._consumer is not None, "startProducing came first"
             self._consumer.write(chunk)
 
     def pauseProducing(self) -> None:

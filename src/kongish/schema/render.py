@@ -11,9 +11,9 @@ def schema_json(target: Any) -> dict[str, Any]:
     """Describe an ``EntitySchema``, or a plugin as Kong shows its sub-schema: the plugin-entity
     fields it narrows (``consumer`` for a plugin that refuses one), ``protocols`` and ``config``."""
     if isinstance(target, EntitySchema):
-        described = target.record.describe()
-        del described["type"]
-        return described
+        entity = target.record.describe()
+        del entity["type"]
+        return entity
     config: Record = target.config_schema
     fields: list[dict[str, Any]] = []
     if not target.consumer_scoped:
