@@ -119,18 +119,21 @@ class KongishService(MultiService):
         for descriptions, resource, role in listeners:
             for description in descriptions:
                 listened: IProtocolFactory
+                site: Any
                 if role == "proxy":
-                    site = listened = ProxyServerFactory(
+                    proxy = ProxyServerFactory(
                         resource, max_body_size=self.settings.proxy_max_body_size,
                         error_default_type=self.settings.error_default_type)
-                    self.proxy_factories.append(site)
-                    self.node.counters.listeners.append(site.connections)
+                    site = listened = proxy
+                    self.proxy_factories.append(proxy)
+                    self.node.counters.listeners.append(proxy.connections)
                 else:
                     site = Site(resource, logFormatter=access_log.combined)
-                    listened = AdminConnections(site, self.reactor)
-                    self.admin_factories.append(listened)
-                    self.node.counters.listeners.append(listened.connections)
-                site.displayTracebacks = False
+                    admin = AdminConnections(site, self.reactor)
+                    listened = admin
+                    self.admin_factories.append(admin)
+                    self.node.counters.listeners.append(admin.connections)
+                site.displayTracebacks = False  # both are twisted.web HTTPFactory kin
                 if not self.settings.access_log(role):
                     site.log = _no_access_log
                 port = await serverFromString(self.reactor, description).listen(listened)
@@ -150,7 +153,9 @@ class KongishService(MultiService):
     async def _stop(self) -> None:
         await self.ready  # a start in progress finishes first, so that its ports and store get closed
         for port in self.ports:
-            await port.stopListening()
+            stopping = port.stopListening()
+            if stopping is not None:  # IListeningPort may answer None for "stopped already"
+                await stopping
         self.ports.clear()
         # as nginx's graceful quit, requests already read are answered first: both listeners
         # wind down together, within one deadline, before the store closes
