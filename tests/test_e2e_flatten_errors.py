@@ -31,10 +31,11 @@ class FlattenErrorsTests(SynchronousTestCase):
         fields = {"consumers": [None, {"@entity": ["one", "two"], "tags": [None, "bad tag"]}],
                   "_format_version": "missing", "upstreams": [{"name": "unknown"}]}
         flattened, left = flatten_errors(document, fields)
-        self.assertEqual(flattened, [{"entity_type": "consumer", "entity": {"username": "a", "id": "not-a-uuid"},
-                                      "errors": [{"type": "entity", "message": "one"},
-                                                 {"type": "entity", "message": "two"},
-                                                 {"type": "field", "field": "tags.2", "message": "bad tag"}]}])
+        self.assertEqual(flattened, [{
+            "entity_type": "consumer", "entity": {"username": "a", "id": "not-a-uuid"},
+            "errors": [{"type": "entity", "message": "one"},
+                       {"type": "entity", "message": "two"},
+                       {"type": "field", "field": "tags.2", "message": "bad tag"}]}])
         self.assertEqual(left, {"_format_version": "missing", "upstreams": [{"name": "unknown"}]})
         self.assertEqual(document["consumers"][1], {"username": "a", "id": "not-a-uuid"})  # not changed
 
@@ -48,7 +49,8 @@ class PostConfigFlattenTests(TestCase):
         self.assertEqual(plain["fields"]["services"][1]["port"], "value should be between 0 and 65535")
         for flag in ("1", "true", "on", "yes"):
             status, body, _ = await gateway.call("POST", f"/config?flatten_errors={flag}", json=DOCUMENT)
-            self.assertEqual((status, body["code"], body["name"]), (400, 14, "invalid declarative configuration"))
+            self.assertEqual((status, body["code"], body["name"]),
+                             (400, 14, "invalid declarative configuration"))
             self.assertEqual((body["fields"], body["message"]), ({}, "declarative config is invalid: {}"))
             self.assertEqual(body["flattened_errors"], EXPECTED)
         status, body, _ = await gateway.call("POST", "/config", json={**DOCUMENT, "flatten_errors": True})

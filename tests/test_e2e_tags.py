@@ -12,7 +12,8 @@ class TagsTests(TestCase):
         gateway = await start_gateway(self)
         _, service, _ = await gateway.call("POST", "/services", json={
             "name": "s", "url": "http://127.0.0.1:1", "tags": ["team-a", "prod"]})
-        _, route, _ = await gateway.call("POST", "/services/s/routes", json={"paths": ["/r"], "tags": ["prod"]})
+        _, route, _ = await gateway.call("POST", "/services/s/routes",
+                                         json={"paths": ["/r"], "tags": ["prod"]})
         _, consumer, _ = await gateway.call("POST", "/consumers", json={"username": "untagged"})
         expected = sorted([("services", service["id"], "team-a"), ("services", service["id"], "prod"),
                            ("routes", route["id"], "prod")], key=lambda row: (row[1], row[0], row[2]))

@@ -193,8 +193,10 @@ class ServerlessTests(PluginTestCase):
             {"mutually_exclusive_sets": {"set1": ["config.functions"], "set2": ["config.access"]}},
             {"at_least_one_of": [f"config.{phase}" for phase in (
                 "certificate", "rewrite", "access", "header_filter", "body_filter", "log")]}])
-        self.assertEqual([next(iter(field)) for field in described["fields"]], ["consumer", "protocols", "config"])
-        self.assertEqual(described["fields"][0]["consumer"], {"type": "foreign", "reference": "consumers", "eq": None})
+        self.assertEqual([next(iter(field)) for field in described["fields"]],
+                         ["consumer", "protocols", "config"])
+        self.assertEqual(described["fields"][0]["consumer"],
+                         {"type": "foreign", "reference": "consumers", "eq": None})
         self.assertEqual(described["fields"][1]["protocols"]["default"], ["grpc", "grpcs", "http", "https"])
         config_fields = [next(iter(field)) for field in described["fields"][2]["config"]["fields"]]
         self.assertEqual(config_fields, ["functions", "certificate", "rewrite", "access",

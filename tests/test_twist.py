@@ -109,7 +109,8 @@ class ErrorLogTests(_TwistProcess, TestCase):
         base = f"http://127.0.0.1:{admin}"
         for path, data in [("/services/", {"name": "failing", "url": "http://127.0.0.1:1"}),
                            ("/services/failing/routes", {"paths[]": "/fail"}),
-                           ("/services/failing/plugins", {"name": "pre-function", "config.access[]": FAILING_CODE})]:
+                           ("/services/failing/plugins",
+                            {"name": "pre-function", "config.access[]": FAILING_CODE})]:
             response = await treq.post((base + path).encode(), data=data, pool=POOL)
             self.assertEqual(response.code, 201, await response.text())
         response = await treq.get(f"http://127.0.0.1:{proxy}/fail".encode(), pool=POOL)
@@ -122,7 +123,8 @@ class ErrorLogTests(_TwistProcess, TestCase):
     async def test_json_lines_keep_the_lua_error(self) -> None:
         output = await self._failing_request()  # output is a pipe: twist writes JSON lines
         events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
-        errors = [event["error"] for event in events if "unexpected error in phase" in event.get("log_format", "")]
+        errors = [event["error"] for event in events
+                  if "unexpected error in phase" in event.get("log_format", "")]
         self.assertEqual(len(errors), 1, output)
         self.assertIn("boom from the function", errors[0])
         self.assertIn("stack traceback:", errors[0])
@@ -131,7 +133,8 @@ class ErrorLogTests(_TwistProcess, TestCase):
     @deferred
     async def test_text_log_keeps_the_lua_error(self) -> None:
         output = await self._failing_request("--log-format=text")
-        line = next((line for line in output.splitlines() if "unexpected error in phase access" in line), None)
+        line = next((line for line in output.splitlines()
+                     if "unexpected error in phase access" in line), None)
         self.assertIsNotNone(line, output)
         self.assertIn("boom from the function", line)
         self.assertIn("stack traceback:", output)

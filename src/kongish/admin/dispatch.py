@@ -37,7 +37,7 @@ class Endpoint:
         if len(pattern) != len(segments):
             return None
         params: dict[str, str] = {}
-        for expected, actual in zip(pattern, segments):
+        for expected, actual in zip(pattern, segments, strict=True):
             if _is_parameter(expected):
                 params[expected[1:-1]] = actual
             elif expected != actual:

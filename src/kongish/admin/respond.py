@@ -27,7 +27,7 @@ class AdminHeaders:
     latency: bool = True
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "AdminHeaders":
+    def from_settings(cls, settings: Settings) -> AdminHeaders:
         enabled = settings.headers
         return cls(server="server" in enabled, latency="x-kong-admin-latency" in enabled)
 

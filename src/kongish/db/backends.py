@@ -17,7 +17,8 @@ from kongish.db.storage import IStorage
 def _sqlite(settings: Settings, reactor: Any) -> Deferred[IStorage]:
     from kongish.db.sqlite import SQLiteStorage  # sqlite3 is imported only by nodes that use it
 
-    return SQLiteStorage.open(settings.sqlite_path, reactor).addCallback(lambda storage: cast(IStorage, storage))
+    opening = SQLiteStorage.open(settings.sqlite_path, reactor)
+    return opening.addCallback(lambda storage: cast(IStorage, storage))
 
 
 #: ``database`` value -> opener; ``kongish.config.DATABASES`` lists these and ``off``.

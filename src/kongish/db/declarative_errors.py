@@ -31,7 +31,8 @@ def _relationships() -> dict[str, list[tuple[str, str, str]]]:
 _RELATIONSHIPS = _relationships()
 
 
-def flatten_errors(document: dict[str, Any], fields: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def flatten_errors(document: dict[str, Any],
+                   fields: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The flattened errors, and what is left of ``fields`` (Kong's ``err_t``, as JSON)."""
     document = copy.deepcopy(document)
     flattened: list[dict[str, Any]] = []

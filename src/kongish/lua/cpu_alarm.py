@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 import signal
 import threading
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

@@ -13,6 +13,7 @@ from kongish.schema.lua import tonumber
 from kongish.schema.rules import between, contains, len_eq, not_equal, not_one_of, one_of
 from kongish.schema.url import parse_url
 
+
 class PluginSchema(Protocol):
     """What validation needs of a plugin (an ``IPlugin`` has it)."""
 
