@@ -375,6 +375,7 @@ class RequestPrimitives:
             b"change_header": self.change_header, b"emit": self.emit, b"exit": self.exit,
             b"slot": self.slot, b"log": self.log, b"sleep": self.sleep, b"now": self.now,
             b"is_trusted": self.is_trusted, b"plugin": self.plugin, b"multipart": self.multipart,
+            b"timings": self.timings,
         }
 
     def read(self, field: Any) -> Any:
@@ -494,6 +495,15 @@ class RequestPrimitives:
 
     def is_trusted(self, address: Any) -> bool:
         return _text(address) in self.trusted
+
+    def timings(self) -> Any:
+        """The request's ``KONG_*`` timing fields set since the last call, or nil if none."""
+        timings = self.current.require().timings
+        if not timings.changed:
+            return None
+        changed = {name.encode(): timings.fields[name] for name in timings.changed}
+        timings.changed.clear()
+        return self.lua.table_from(changed)
 
     def multipart(self, body: Any, content_type: Any) -> Any:
         """A multipart body's fields as lua-multipart gives them (:mod:`kongish.lua.pdk_multipart`)."""
