@@ -257,9 +257,11 @@ class ProxyFlow:
     def _reached_upstream(self) -> None:
         """The upstream call got as far as a connection attempt: Kong's access phase ended
         and its balancer ran, both when the call started (kongish has no balancer phase)."""
-        timings = self.context.timings
-        timings.access_end(self.proxied_at, proxying=True)
-        timings.balancer(self.proxied_at)
+        timings, started = self.context.timings, self.proxied_at
+        if started is None:
+            started = self.proxied_at = self._now()
+        timings.access_end(started, proxying=True)
+        timings.balancer(started)
 
     async def _take_response(self, response: IResponse) -> bool:
         """Build the downstream head from the upstream's and run header_filter.
@@ -388,7 +390,8 @@ class ProxyFlow:
         else:
             upstream = context.upstream_response
             self.node.kong_headers.add_proxied(
-                response.headers, int(timings["KONG_WAITING_TIME"] or 0), int(timings["KONG_PROXY_LATENCY"] or 0),
+                response.headers, int(timings["KONG_WAITING_TIME"] or 0),
+                int(timings["KONG_PROXY_LATENCY"] or 0),
                 upstream.headers.getRawHeaders(b"via") if upstream is not None else None,
                 context.request_id.encode())
         request.setResponseCode(response.status or 200, _reason(response.status or 200))
