@@ -1,9 +1,19 @@
 """Kong's ngx.ctx.KONG_* timing fields, as the proxy's flow sets them."""
 from __future__ import annotations
 
-from twisted.trial.unittest import SynchronousTestCase
+import json
 
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import Clock, deferLater
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Request
+
+from kongish.app import build_node
+from kongish.config import Settings
+from kongish.proxy.resource import ProxyResource
 from kongish.proxy.timing import KongTimings, milliseconds
+from kongish.proxy.upstream import UpstreamFailure
+from tests.test_lua_pdk import parse_request
 
 _PHASES = ("REWRITE", "ACCESS", "BALANCER", "HEADER_FILTER", "BODY_FILTER")
 
@@ -110,3 +120,73 @@ class KongTimingsTests(SynchronousTestCase):
         timings.changed.clear()
         timings.processing_start(2.0)  # set once, as Kong's "if not ctx.KONG_PROCESSING_START"
         self.assertEqual((timings.changed, timings["KONG_PROCESSING_START"]), (set(), 1000))
+
+
+def pre_function_config(code: str) -> dict:
+    return {"name": "pre-function", "config": {"access": [code]}}
+
+
+_CONFIG = {"_format_version": "3.0", "services": [{
+    "name": "s", "url": "http://upstream.test", "routes": [
+        {"name": "exit", "paths": ["/exit"], "plugins": [pre_function_config(
+            "ngx.sleep(0.25) return kong.response.exit(200, 'ok')")]},
+        {"name": "proxy", "paths": ["/proxy"], "plugins": [pre_function_config("ngx.sleep(0.25)")]}],
+    "plugins": [{"name": "post-function", "config": {"header_filter": [
+        "for _, name in ipairs({'KONG_ACCESS_TIME', 'KONG_RESPONSE_LATENCY', 'KONG_WAITING_TIME', "
+        "'KONG_PROXY_LATENCY', 'KONG_BALANCER_TIME'}) do "
+        "kong.response.set_header('X-Seen-' .. name, tostring(ngx.ctx[name])) end"]}}]}]}
+
+
+class _SlowFailingUpstream:
+    """An upstream connection that fails (as a refused one does) after 0.1 s on ``clock``."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    async def send(self, *arguments: object) -> None:
+        await deferLater(self.clock, 0.1, lambda: None)
+        raise UpstreamFailure(502, "An invalid response was received from the upstream server", "B")
+
+
+class ProxyFlowTimingTests(SynchronousTestCase):
+    """The flow on a Clock: plugins wait with ngx.sleep, the fields and headers follow exactly."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+        settings = Settings.load(environ={}, overrides={
+            "database": "off", "prefix": self.mktemp(), "declarative_config_string": json.dumps(_CONFIG)})
+        node = self.successResultOf(ensureDeferred(build_node(settings, self.clock)))
+        self.resource = ProxyResource(node, _SlowFailingUpstream(self.clock))  # type: ignore[arg-type]
+
+    def get(self, path: str) -> Request:
+        request = parse_request(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
+        self.resource.render(request)
+        for _ in range(10):
+            self.clock.advance(0.05)
+        self.assertTrue(request.finished)
+        return request
+
+    def headers(self, request: Request) -> dict[str, str]:
+        names = ("x-seen-kong-access-time", "x-seen-kong-response-latency", "x-seen-kong-waiting-time",
+                 "x-seen-kong-proxy-latency", "x-seen-kong-balancer-time",
+                 # Kong's own headers, the same fields
+                 "x-kong-response-latency", "x-kong-upstream-latency", "x-kong-proxy-latency")
+        return {name: (request.responseHeaders.getRawHeaders(name) or ["(none)"])[0] for name in names}
+
+    def test_answered_in_access(self) -> None:
+        self.assertEqual(self.headers(self.get("/exit")), {
+            "x-seen-kong-access-time": "250", "x-seen-kong-response-latency": "250",
+            "x-seen-kong-waiting-time": "nil", "x-seen-kong-proxy-latency": "nil",
+            "x-seen-kong-balancer-time": "nil", "x-kong-response-latency": "250",
+            "x-kong-upstream-latency": "(none)", "x-kong-proxy-latency": "(none)"})
+
+    def test_proxied(self) -> None:
+        # the upstream fails after 100 ms: Kong's error is a proxied answer
+        request = self.get("/proxy")
+        self.assertEqual(request.code, 502)
+        self.assertEqual(self.headers(request), {
+            "x-seen-kong-access-time": "250", "x-seen-kong-response-latency": "nil",
+            "x-seen-kong-waiting-time": "100", "x-seen-kong-proxy-latency": "250",
+            "x-seen-kong-balancer-time": "0", "x-kong-response-latency": "(none)",
+            "x-kong-upstream-latency": "100", "x-kong-proxy-latency": "250"})
