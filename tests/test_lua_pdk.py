@@ -417,6 +417,27 @@ class NgxContextTests(SynchronousTestCase):
         self.pdk.result(self, "ngx.ctx = {m = 2}", second)
         self.assertEqual(self.pdk.result(self, "return ngx.ctx.m", second), [2])
 
+    def test_ctx_gets_the_timing_fields_as_the_proxy_sets_them(self) -> None:
+        context = self.pdk.context()
+        timings = context.timings
+        timings.processing_start(10.0)
+        timings.rewrite_start(10.001)
+        timings.rewrite_end(10.002)
+        timings.access_start(10.003)
+        code = ("local c = ngx.ctx return c.KONG_PROCESSING_START, c.KONG_REWRITE_TIME, c.KONG_ACCESS_START, "
+                "c.KONG_PROXY_LATENCY, c.KONG_PROXIED, type(c.KONG_ACCESS_START)")
+        self.assertEqual(self.pdk.result(self, code, context), [10000, 1, 10003, None, None, b"number"])
+        # a plugin's own value stays until the proxy sets the field again
+        self.pdk.result(self, "ngx.ctx.KONG_ACCESS_START = 'mine'", context)
+        self.assertEqual(self.pdk.result(self, "return ngx.ctx.KONG_ACCESS_START", context), [b"mine"])
+        timings.access_end(10.005, proxying=True)
+        timings.balancer(10.005)
+        context.phase = "header_filter"
+        timings.header_filter_start(10.020)
+        code = ("local c = ngx.ctx return c.KONG_ACCESS_START, c.KONG_ACCESS_TIME, c.KONG_PROXIED, "
+                "c.KONG_PROXY_LATENCY, c.KONG_WAITING_TIME, c.KONG_RESPONSE_LATENCY")
+        self.assertEqual(self.pdk.result(self, code, context), [b"mine", 2, True, 5, 15, None])
+
     def test_body_filter_arg_round_trip(self) -> None:
         context = self.pdk.context(phase="body_filter")
         context.body_chunk, context.body_eof = b"hello", False

@@ -79,6 +79,39 @@ class KongRequestTests(SynchronousTestCase):
         self.assertEqual(self.pdk.result(self, "local b = kong.request.get_body() return b.a, b.b", context),
                          [b"1", b"2"])
 
+    def test_multipart_body(self) -> None:
+        body = (b'--XyZ\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n'
+                b'--XyZ\r\nContent-Disposition: form-data; name="up"; filename="f.txt"\r\n'
+                b'Content-Type: text/plain\r\n\r\nfile\r\ntext\r\n'
+                b'--XyZ\r\nContent-Disposition: form-data; name="a"\r\n\r\n2\r\n--XyZ--\r\n')
+        context = self.pdk.context(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Type: Multipart/Form-Data; "
+                                   b"boundary=XyZ\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        self.assertEqual(self.pdk.result(self, """
+            local b, err, mime = kong.request.get_body()
+            return b.a[1], b.a[2], #b.a, b.up, err, mime
+        """, context), [b"1", b"2", 2, b"file\r\ntext", None, b"multipart/form-data"])
+        # ``mimetype`` forces the type; without a boundary lua-multipart reads no field
+        self.assertEqual(self.pdk.result(self, """
+            local b, err, mime = kong.request.get_body("multipart/form-data")
+            return next(b), err, mime
+        """, context), [None, None, b"multipart/form-data"])
+        self.assertEqual(self.pdk.result(self, """
+            local b = kong.request.get_body("multipart/form-data; boundary=XyZ", 5000)
+            return b.up
+        """, context), [b"file\r\ntext"])
+
+    def test_body_type_is_a_prefix_of_the_lowered_type(self) -> None:
+        context = self.pdk.context(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+                                   b"Content-Length: 7\r\n\r\n{\"a\":1}")
+        self.assertEqual(self.pdk.result(self, """
+            local b, err, mime = kong.request.get_body("Application/JSONx ; charset=utf-8")
+            local _, err2, mime2 = kong.request.get_body("Text/Plain ; q=1")
+            return b.a, err, mime, err2, mime2
+        """, context), [1, None, b"application/json", b"unsupported content type 'Text/Plain ; q=1'",
+                        b"text/plain "])
+        self.assertIn("max_args must be <= 1000", self.pdk.error(
+            self, 'kong.request.get_body("application/x-www-form-urlencoded", 5000)', context))
+
     def test_argument_errors(self) -> None:
         self.assertIn("header name must be a string",
                       self.pdk.error(self, "kong.request.get_header(1)", self.context))

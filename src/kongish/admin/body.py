@@ -10,7 +10,9 @@ The body comes from the network and is decoded on the reactor thread, so
 every step is linear in its size. That is also why multipart bodies are split
 here rather than by the ``email`` package, whose header parser is quadratic on
 crafted parameters; part headers are read the way Kong's web framework
-(lapis) reads them.
+(lapis) reads them. Plugins' ``kong.request.get_body()`` reads multipart bodies
+with a different parser in Kong (lua-multipart), with different results;
+kongish ports that one in :mod:`kongish.lua.pdk_multipart`.
 """
 from __future__ import annotations
 

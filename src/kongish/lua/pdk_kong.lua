@@ -211,18 +211,31 @@ local function mime_type(content_type)
   return lower((gsub(content_type, "%s*;.*$", "")))
 end
 
+-- As Kong's: the type is the lower-cased Content-Type (or ``mimetype``) up to its
+-- first ";", matched by prefix; a multipart body is read as lua-multipart reads it
+-- (fields to values, a repeated name to an array), with the boundary taken from
+-- the Content-Type or ``mimetype`` as given.
+local CONTENT_TYPE_POST = "application/x-www-form-urlencoded"
+local CONTENT_TYPE_JSON = "application/json"
+local CONTENT_TYPE_FORM_DATA = "multipart/form-data"
+
 function request.get_body(mimetype, max_args)
   local content_type = mimetype or client_header("content-type")
   if not content_type then return nil, "missing content type" end
-  local mime = mime_type(content_type)
-  if mime == "application/x-www-form-urlencoded" then
-    return S.decode_args(request.get_raw_body(), max_args or info.max_post_args), nil, mime
-  elseif mime == "application/json" or find(mime, "^application/[%w.%-]+%+json$") then
+  local mime = lower(content_type)
+  local semicolon = find(mime, ";", 1, true)
+  if semicolon then mime = sub(mime, 1, semicolon - 1) end
+  if find(mime, CONTENT_TYPE_POST, 1, true) == 1 then
+    check_max("max_args", max_args)
+    return S.decode_args(request.get_raw_body(), max_args or info.max_post_args), nil, CONTENT_TYPE_POST
+  elseif find(mime, CONTENT_TYPE_JSON, 1, true) == 1 then
     local ok, body = pcall(cjson.decode, request.get_raw_body())
-    if not ok or type(body) ~= "table" then return nil, "invalid json body", mime end
-    return body, nil, mime
+    if not ok or type(body) ~= "table" then return nil, "invalid json body", CONTENT_TYPE_JSON end
+    return body, nil, CONTENT_TYPE_JSON
+  elseif find(mime, CONTENT_TYPE_FORM_DATA, 1, true) == 1 then
+    return P.multipart(request.get_raw_body(), content_type), nil, CONTENT_TYPE_FORM_DATA
   end
-  return nil, "unsupported content type '" .. mime .. "'", mime
+  return nil, "unsupported content type '" .. content_type .. "'", mime
 end
 
 -- kong.response ----------------------------------------------------------------------

@@ -379,9 +379,20 @@ ngx.config = {
 function ngx.get_phase() return P.phase() end
 
 -- ngx.status, ngx.ctx and ngx.headers_sent read and write the running request.
+-- ngx.ctx also holds Kong's KONG_* timing fields (KONG_PROXY_LATENCY ...): those
+-- the proxy set since the last read are copied in, as Kong's runloop writes them.
+local function ngx_ctx()
+  local ctx = S.request_slot("ngx_ctx")
+  local timings = P.timings()
+  if timings then
+    for name, value in pairs(timings) do rawset(ctx, name, value) end
+  end
+  return ctx
+end
+
 local ngx_fields = {
   status = function() return P.read("status") end,
-  ctx = function() return S.request_slot("ngx_ctx") end,
+  ctx = ngx_ctx,
   headers_sent = function() return SENT_PHASES[P.phase()] == true end,
 }
 

@@ -25,6 +25,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger, LogLevel
 from twisted.web.http_headers import Headers
 
+from kongish.lua import pdk_multipart
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk_codec import as_bytes
 from kongish.proxy.context import RequestContext
@@ -374,7 +375,8 @@ class RequestPrimitives:
             b"header_list": self.header_list, b"header_values": self.header_values,
             b"change_header": self.change_header, b"emit": self.emit, b"exit": self.exit,
             b"slot": self.slot, b"log": self.log, b"sleep": self.sleep, b"now": self.now,
-            b"is_trusted": self.is_trusted, b"plugin": self.plugin,
+            b"is_trusted": self.is_trusted, b"plugin": self.plugin, b"multipart": self.multipart,
+            b"timings": self.timings,
         }
 
     def read(self, field: Any) -> Any:
@@ -495,6 +497,21 @@ class RequestPrimitives:
 
     def is_trusted(self, address: Any) -> bool:
         return _text(address) in self.trusted
+
+    def timings(self) -> Any:
+        """The request's ``KONG_*`` timing fields set since the last call, or nil if none."""
+        timings = self.current.require().timings
+        if not timings.changed:
+            return None
+        changed = {name.encode(): timings.fields[name] for name in timings.changed}
+        timings.changed.clear()
+        return self.lua.table_from(changed)
+
+    def multipart(self, body: Any, content_type: Any) -> Any:
+        """A multipart body's fields as lua-multipart gives them (:mod:`kongish.lua.pdk_multipart`)."""
+        fields = pdk_multipart.parse(as_bytes(body), as_bytes(content_type))
+        return self.lua.table_from({name: value if isinstance(value, bytes) else self.lua.table_from(value)
+                                    for name, value in fields.items()})
 
 
 def _lua_value(value: Any) -> Any:

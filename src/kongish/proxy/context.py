@@ -20,6 +20,7 @@ from zope.interface import implementer
 from kongish.http.interfaces import IUpstreamRequest
 from kongish.proxy.forwarded import socket_peer
 from kongish.proxy.headers import GatewayHeaders
+from kongish.proxy.timing import KongTimings
 
 if TYPE_CHECKING:
     from kongish.proxy.forwarded import RealIp
@@ -136,6 +137,8 @@ class RequestContext:
     #: 32 hex characters, sent as X-Kong-Request-Id.
     request_id: str = ""
     started_at: float = attrs.Factory(time.time)
+    #: Kong's ``ngx.ctx.KONG_*`` timing fields, set by the proxy as the phases pass.
+    timings: KongTimings = attrs.Factory(KongTimings)
     #: The phase now running (``ngx.get_phase()``).
     phase: str = "rewrite"
     #: In body_filter: the chunk being filtered and whether it is the last call.

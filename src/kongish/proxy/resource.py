@@ -11,7 +11,6 @@ flow only sees its ``IUpstreamResponse``, never a client library's types.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -95,26 +94,35 @@ class ProxyFlow:
     mounted: bool = False
     context: RequestContext = attrs.field(init=False)
     chain: PluginChain = attrs.field(init=False)
+    #: When the upstream call started (the reactor's clock, in seconds).
     proxied_at: float | None = None
-    #: Milliseconds until the upstream's response head (or kongish's gateway error).
-    upstream_latency: int | None = None
     match: Match | None = None
     _sending: Deferred | None = None
     _forwarded: Forwarded | None = None
     _relay: BodyRelay | None = None
 
     def __attrs_post_init__(self) -> None:
-        self.context = RequestContext(self.request, request_id=new_request_id(), real_ip=self.node.real_ip)
+        self.context = RequestContext(self.request, request_id=new_request_id(), real_ip=self.node.real_ip,
+                                      started_at=self._now())
+        self.context.timings.processing_start(self.context.started_at)
         self.request.request_id = self.context.request_id  # for the access log
+
+    def _now(self) -> float:
+        """The clock of the latency headers and of ngx.ctx's KONG_* fields."""
+        return self.node.reactor.seconds()
 
     async def run(self) -> None:
         node, request, context = self.node, self.request, self.context
         self.chain = node.plugin_map.for_request(None, None)
+        timings = context.timings
         try:
+            timings.rewrite_start(self._now())
             if (pending := self._phase("rewrite", stop_on_exit=True)) is not None:
                 await pending
             if context.response.exited:
                 return await self._respond_from_plugins()
+            timings.rewrite_end(self._now())
+            timings.access_start(self._now())  # Kong routes at the start of access
             host = request.getHeader(b"host")
             scheme = _scheme(request)
             match = node.router.match(
@@ -136,7 +144,10 @@ class ProxyFlow:
                     await pending
             except Exception:  # Kong catches these and answers with kong.response.error
                 self._plugin_error(Failure(), renderer="A")
+                timings.access_end(self._now(), proxying=False)
                 return await self._respond_from_plugins()
+            if context.response.exited or match.service is None:
+                timings.access_end(self._now(), proxying=False)
             if context.response.exited:
                 return await self._respond_from_plugins()
             if match.service is None:
@@ -212,7 +223,7 @@ class ProxyFlow:
 
     async def _proxy(self, service: dict[str, Any]) -> None:
         context, request = self.context, self.request
-        self.proxied_at = time.time()
+        self.proxied_at = self._now()
         upstream = context.upstream
         assert upstream is not None, "planned before access"
         body: bytes | BinaryIO = upstream.body if upstream.body is not None else cast(BinaryIO,
@@ -222,26 +233,43 @@ class ProxyFlow:
         try:
             response = await self._sending
         except UpstreamFailure as failure:
+            if failure.proxied:
+                self._reached_upstream()
             await self._kong_error(failure.status, failure.message,
                                    renderer=failure.renderer, proxied=failure.proxied)
             return
         except CancelledError:
+            self._reached_upstream()
             context.response.status = _CLIENT_CLOSED
             await self._finish(complete=False)
             return
         finally:
             self._sending = None
+        self._reached_upstream()
         try:
             filtering = await self._take_response(response)
         except Exception:
             discard_body(response)
             raise
         self._start_response()
+        if not filtering:  # Kong's body_filter runs (with no plugin) as the body passes
+            context.timings.body_filter_start(self._now())
         self._relay = BodyRelay(request, self._filter_chunk if filtering else None,
                                 service["read_timeout"] / 1000, self.node.reactor, context.request_id)
         response.deliver_body(self._relay)
         complete = await self._relay.done
+        if complete and not filtering:
+            context.timings.body_filter_end(self._now())
         await self._finish(complete)
+
+    def _reached_upstream(self) -> None:
+        """The upstream call got as far as a connection attempt: Kong's access phase ended
+        and its balancer ran, both when the call started (kongish has no balancer phase)."""
+        timings, started = self.context.timings, self.proxied_at
+        if started is None:
+            started = self.proxied_at = self._now()
+        timings.access_end(started, proxying=True)
+        timings.balancer(started)
 
     async def _take_response(self, response: IUpstreamResponse) -> bool:
         """Build the downstream head from the upstream's and run header_filter.
@@ -254,8 +282,7 @@ class ProxyFlow:
         out.status, out.source = response.status, "service"
         out.headers = copy_end_to_end(response.headers)  # the client keeps the framing headers out
         self._proxied(response.status)
-        if (pending := self._phase("header_filter")) is not None:
-            await pending
+        await self._header_filter()
         filtering = out.replacement_body is not None or self.chain.handles("body_filter")
         if filtering:
             out.headers.removeHeader(b"content-length")
@@ -264,6 +291,13 @@ class ProxyFlow:
             # a HEAD response's is the entity's length, passed on as nginx does
             out.headers.setRawHeaders(CONTENT_LENGTH, [str(response.content_length).encode()])
         return filtering
+
+    async def _header_filter(self) -> None:
+        timings = self.context.timings
+        timings.header_filter_start(self._now())
+        if (pending := self._phase("header_filter")) is not None:
+            await pending
+        timings.header_filter_end(self._now())
 
     def _client_lost(self, reason: Failure) -> None:
         """The client closed its connection: stop the upstream work done on its behalf."""
@@ -300,7 +334,6 @@ class ProxyFlow:
 
     def _proxied(self, upstream_status: int) -> None:
         """The upstream answered, or calling it failed: Kong's proxied answer from here on."""
-        self.upstream_latency = int((time.time() - self.proxied_at) * 1000)
         self.node.kong_headers.add_upstream_status(self.context.response.headers, upstream_status)
 
     async def _respond_from_plugins(self, filtered: bool = True) -> None:
@@ -320,8 +353,7 @@ class ProxyFlow:
             headers.put(CONTENT_TYPE, b"text/plain; charset=utf-8")
         try:
             if filtered:
-                if (pending := self._phase("header_filter")) is not None:
-                    await pending
+                await self._header_filter()
                 body = self._filter_chunk(b"".join(response.body), eof=True)
                 if type(body) is not bytes:  # a Deferred
                     body = await body
@@ -338,26 +370,35 @@ class ProxyFlow:
     def _filter_chunk(self, chunk: bytes, eof: bool) -> bytes | Deferred[bytes]:
         """Run body_filter on one chunk: the chunk as the plugins left it, now or later."""
         context = self.context
+        context.timings.body_filter_start(self._now())
         if context.response.replacement_body is not None:
             chunk = context.response.replacement_body if eof else b""
         elif not self.chain.handles("body_filter"):
-            return chunk
+            return self._body_filtered(chunk, eof)
         context.body_chunk, context.body_eof = chunk, eof
         pending = self.chain.run("body_filter", context)
         if pending is None:
-            return context.body_chunk
-        return pending.addCallback(lambda _: context.body_chunk)
+            return self._body_filtered(context.body_chunk, eof)
+        return pending.addCallback(lambda _: self._body_filtered(context.body_chunk, eof))
+
+    def _body_filtered(self, chunk: bytes, eof: bool) -> bytes:
+        if eof:
+            self.context.timings.body_filter_end(self._now())
+        return chunk
 
     def _start_response(self) -> None:
         request, context = self.request, self.context
-        response = context.response
-        if self.upstream_latency is None:
-            self.node.kong_headers.add_own(response.headers, int((time.time() - context.started_at) * 1000),
+        response, timings = context.response, context.timings
+        timings.header_filter_start(self._now())  # already, unless header_filter was skipped
+        # Kong's latency headers are three of its ngx.ctx fields
+        if not timings["KONG_PROXIED"]:
+            self.node.kong_headers.add_own(response.headers, int(timings["KONG_RESPONSE_LATENCY"] or 0),
                                            context.request_id.encode())
         else:
             upstream = context.upstream_response
             self.node.kong_headers.add_proxied(
-                response.headers, self.upstream_latency, int((self.proxied_at - context.started_at) * 1000),
+                response.headers, int(timings["KONG_WAITING_TIME"] or 0),
+                int(timings["KONG_PROXY_LATENCY"] or 0),
                 upstream.headers.getRawHeaders(b"via") if upstream is not None else None,
                 context.request_id.encode())
         # nginx writes Content-Type itself, from the type it keeps apart from the header list
@@ -378,6 +419,7 @@ class ProxyFlow:
             self.request.remote_addr = self.context.client_ip
         if complete and not self.request._disconnected and not self.request.finished:
             self.request.finish()
+        self.context.timings.log_start(self._now())
         try:
             if (pending := self._phase("log")) is not None:
                 await pending
