@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.admin.body import CODE_FIELDS, BodyRejected, DecodedBody, decode_body, decode_query
+from kongish.admin.body import BodyRejected, DecodedBody, decode_body, decode_query
+from kongish.plugins.serverless_schema import CODE_FIELDS
 
 FORM = b"application/x-www-form-urlencoded"
 JSON = b"application/json"
@@ -26,7 +27,7 @@ LUA_FILE = (
 
 
 def form(body: bytes, method: str = "POST") -> dict[str, Any]:
-    decoded = decode_body([FORM], body, method)
+    decoded = decode_body([FORM], body, method, comma_escaped=CODE_FIELDS)
     return decoded.args
 
 
@@ -57,7 +58,7 @@ def curl_form(*fields: tuple[str, bytes] | tuple[str, bytes, str]) -> tuple[byte
 
 def multipart(*fields: tuple[str, bytes] | tuple[str, bytes, str]) -> dict[str, Any]:
     content_type, body = curl_form(*fields)
-    decoded = decode_body([content_type], body, "POST")
+    decoded = decode_body([content_type], body, "POST", comma_escaped=CODE_FIELDS)
     return decoded.args
 
 
@@ -355,6 +356,12 @@ class CommaEscapeTests(SynchronousTestCase):
     def test_uploaded_files_read_the_comma_escape(self) -> None:
         self.assertEqual(multipart(("config.access", b"-- a\\,b", "f.lua")), {"config": {"access": "-- a,b"}})
         self.assertEqual(multipart(("config.header", b"a\\,b", "f.txt")), {"config": {"header": "a\\,b"}})
+
+    def test_only_the_fields_the_plugins_name_are_unescaped(self) -> None:
+        body = b"config.access=a\\,b&config.header=a\\,b"
+        self.assertEqual(decode_body([FORM], body, "POST").args, {"config": {"access": "a\\,b", "header": "a\\,b"}})
+        self.assertEqual(decode_body([FORM], body, "POST", comma_escaped={"header"}).args,
+                         {"config": {"access": "a\\,b", "header": "a,b"}})
 
     def test_commas_are_never_split(self) -> None:
         self.assertEqual(form(b"config.access=f1\\,f2,f3"), {"config": {"access": "f1,f2,f3"}})

@@ -51,6 +51,7 @@ class RecordingPlugin:
     version: str = "1.0.0"
     config_schema: Any = None
     consumer_scoped: bool = True
+    comma_escaped_fields: frozenset[str] = frozenset()
     made: list[RecordingHandlers] = attrs.Factory(list)
 
     def check_entity(self, entity: dict) -> dict:

@@ -56,6 +56,7 @@ class MaintenancePlugin:
     version: str = "1.0.0"
     config_schema: Record = CONFIG
     consumer_scoped: bool = True
+    comma_escaped_fields: frozenset[str] = frozenset()
 
     def check_entity(self, entity: dict[str, Any]) -> dict[str, str]:
         return {}

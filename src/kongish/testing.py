@@ -38,7 +38,7 @@ from kongish.http.interfaces import (
     UpstreamSettings,
 )
 from kongish.plugins.interface import IPlugin, IPluginHandlers
-from kongish.plugins.serverless_schema import serverless_config_schema
+from kongish.plugins.serverless_schema import CODE_FIELDS, serverless_config_schema
 from kongish.proxy.headers import CasedHeaders
 from kongish.proxy.upstream import UpstreamFailure, UpstreamTimeout, classify
 from kongish.schema import Record
@@ -66,6 +66,7 @@ class SchemaOnlyPlugin:
     name: str
     config_schema: Record
     consumer_scoped: bool = True
+    comma_escaped_fields: frozenset[str] = frozenset()
     check_entity: Callable[[dict[str, Any]], dict[str, str]] = lambda entity: {}
     priority: int = 0
     version: str = "0.0.0"
@@ -78,7 +79,8 @@ def serverless_schema_plugin(name: str, compile_check: Callable[[str], str | Non
                              ) -> SchemaOnlyPlugin:
     """``pre-function`` or ``post-function`` as validation sees it; ``compile_check(source)``
     stands in for LuaJIT's compiler (``None``, or its message)."""
-    return SchemaOnlyPlugin(name, serverless_config_schema(compile_check, name), consumer_scoped=False)
+    return SchemaOnlyPlugin(name, serverless_config_schema(compile_check, name), consumer_scoped=False,
+                            comma_escaped_fields=CODE_FIELDS)
 
 
 # StubUpstream

@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any, Union
 from urllib.parse import unquote_to_bytes
 
 import attrs
 
-from kongish.admin.formkeys import Key, key_path, merge, nest
+from kongish.admin.formkeys import key_path, merge, nest
 
 #: Methods whose body Kong reads; it ignores the bodies of all others.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -33,8 +33,6 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 MAX_ARGUMENTS = 1000
 #: How deeply one form name may nest; real Kong names use a handful of levels.
 MAX_NAME_DEPTH = 100
-#: Serverless plugin fields holding Lua code, for the ``\,`` compatibility step.
-CODE_FIELDS = frozenset({"functions", "access", "rewrite", "header_filter", "body_filter", "log", "certificate"})
 
 _JSON = b"application/json"
 _URLENCODED = b"application/x-www-form-urlencoded"
@@ -80,10 +78,13 @@ def decode_body(
     *,
     allow_yaml: bool = False,
     max_size: int = 10 * 1024 * 1024,
+    comma_escaped: Collection[str] = frozenset(),
 ) -> DecodedBody:
     """Decode an Admin API request body, or raise :class:`BodyRejected`.
 
-    ``content_types`` holds every Content-Type header value of the request.
+    ``content_types`` holds every Content-Type header value of the request;
+    ``comma_escaped`` names the ``config`` fields whose form values read ``\\,`` as
+    ``,`` (what the enabled plugins ask for: the serverless plugins' code fields).
     """
     if len(body) > max_size:
         raise _rejected(413, "Payload too large")
@@ -99,9 +100,9 @@ def decode_body(
     if content_type.startswith(_JSON):
         return DecodedBody(_json_object(body), False)
     if content_type.startswith(_URLENCODED):
-        return DecodedBody(_form_args(_urlencoded_arguments(body)), True)
+        return DecodedBody(_form_args(_urlencoded_arguments(body), comma_escaped), True)
     if content_type.startswith(_MULTIPART):
-        return DecodedBody(_form_args(_multipart_arguments(content_type, body)), True)
+        return DecodedBody(_form_args(_multipart_arguments(content_type, body), comma_escaped), True)
     if allow_yaml and content_type.startswith(_YAML):
         return DecodedBody({}, False, _utf8(body))
     raise BodyRejected(415, b"")
@@ -164,21 +165,17 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-def _form_args(arguments: Iterator[FormArgument]) -> dict[str, Any]:
+def _form_args(arguments: Iterator[FormArgument], comma_escaped: Collection[str]) -> dict[str, Any]:
     """Key-decode and merge form arguments."""
     tables = []
     for name, value in arguments:
         path = key_path(name)
         if len(path) > MAX_NAME_DEPTH:
             raise _rejected(400, "Argument name nests too deeply")
-        if _is_code_field(path):
+        if len(path) >= 2 and path[0] == "config" and path[1] in comma_escaped:
             value = _unescape_commas(value)
         tables.append(nest(path, value))
     return merge(tables)
-
-
-def _is_code_field(path: list[Key]) -> bool:
-    return len(path) >= 2 and path[0] == "config" and path[1] in CODE_FIELDS
 
 
 def _unescape_commas(value: FormValue) -> FormValue:

@@ -39,7 +39,8 @@ class AdminCall:
             self._decoded = decode_body(
                 self.request.requestHeaders.getRawHeaders(b"content-type"),
                 self.request.content.read(), self.request.method.decode("ascii"),
-                allow_yaml=allow_yaml, max_size=self.node.settings.admin_max_body_size)
+                allow_yaml=allow_yaml, max_size=self.node.settings.admin_max_body_size,
+                comma_escaped=self.node.registry.comma_escaped_fields)
         return self._decoded
 
     def header(self, name: str) -> str | None:

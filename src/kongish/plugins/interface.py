@@ -15,6 +15,9 @@ class IPlugin(Interface):
     priority = Attribute("Higher runs first within each phase (Kong's PRIORITY).")
     version = Attribute("The plugin version string shown by GET /.")
     config_schema = Attribute("A kongish.schema Record describing ``config``.")
+    comma_escaped_fields = Attribute(
+        "``config`` field names whose Admin API form values read Kong 0.14's ``\\,`` escape "
+        "as ``,`` (the serverless plugins' code fields); empty for most plugins.")
     consumer_scoped = Attribute(
         "False for a plugin that runs for every consumer and refuses a ``consumer`` scope "
         "(Kong's ``typedefs.no_consumer``).")

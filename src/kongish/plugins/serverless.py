@@ -16,7 +16,7 @@ from zope.interface import implementer
 from kongish import KONG_VERSION
 from kongish.lua.engine import LuaEngine, LuaFunctions
 from kongish.plugins.interface import IPlugin, IPluginHandlers
-from kongish.plugins.serverless_schema import serverless_config_schema
+from kongish.plugins.serverless_schema import CODE_FIELDS, serverless_config_schema
 from kongish.proxy.context import PHASES, RequestContext
 
 
@@ -64,6 +64,8 @@ class ServerlessPlugin:
     config_schema: Any = attrs.field(init=False)
     #: Serverless code runs for every consumer.
     consumer_scoped: bool = False
+    #: Commands written for Kong 0.14 carry ``\,`` in their code.
+    comma_escaped_fields: frozenset[str] = CODE_FIELDS
 
     def __attrs_post_init__(self) -> None:
         self.config_schema = serverless_config_schema(self.engine.compile_check, self.name)

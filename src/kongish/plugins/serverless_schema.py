@@ -21,6 +21,8 @@ from kongish.schema.rules import custom
 
 #: The phases a serverless function can run in, in Kong's field order.
 PHASES = ("certificate", "rewrite", "access", "header_filter", "body_filter", "log")
+#: The config fields that hold Lua code.
+CODE_FIELDS = frozenset({"functions", *PHASES})
 
 
 def serverless_config_schema(compile_check: Callable[[str], str | None], plugin_name: str) -> Record:
