@@ -20,7 +20,7 @@ import json
 import math
 import re
 from collections.abc import Collection, Iterator
-from typing import Any, Union
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import attrs
@@ -43,10 +43,11 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 #: Kong's multipart reader (lua-resty-upload) finds the boundary with this pattern.
 _BOUNDARY = re.compile(rb';\s*boundary\s*=\s*(?:"([^"]+)"|([^\s;]+))')
 _DISPOSITION_TYPE = re.compile(rb"[ \t]*[A-Za-z0-9._-]+")
-_DISPOSITION_PARAMETER = re.compile(rb'[ \t]*;[ \t]*([A-Za-z0-9._-]+)[ \t]*=[ \t]*(?:([A-Za-z0-9._-]+)|"([^"]*)")')
+_DISPOSITION_PARAMETER = re.compile(
+    rb'[ \t]*;[ \t]*([A-Za-z0-9._-]+)[ \t]*=[ \t]*(?:([A-Za-z0-9._-]+)|"([^"]*)")')
 
 #: A form value: a string, or the strings of a repeated name in order.
-FormValue = Union[str, list[str]]
+FormValue = str | list[str]
 #: A form argument before key decoding: name and value.
 FormArgument = tuple[str, FormValue]
 
@@ -200,8 +201,8 @@ def _urlencoded_arguments(body: bytes) -> Iterator[FormArgument]:
         name, _, value = match.group().partition(b"=")
         if name:
             values.setdefault(_utf8(_unquote(name)), []).append(_utf8(_unquote(value)))
-    for name, items in values.items():
-        yield name, items[0] if len(items) == 1 else items
+    for decoded, items in values.items():
+        yield decoded, items[0] if len(items) == 1 else items
 
 
 def _unquote(text: bytes) -> bytes:

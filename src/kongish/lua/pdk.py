@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Mapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from lupa.luajit21 import LuaRuntime
 from twisted.internet.interfaces import IReactorTime
@@ -66,7 +67,7 @@ def _run(lua: LuaRuntime, filename: str, *args: Any) -> Any:
     return lua.execute(source, *args, name=f"@kongish/lua/{filename}")
 
 
-def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: "LuaSettings",
+def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
                 await_fn: Any, stop_fn: Any, exceed_fn: Any, phase_fn: Any, *,
                 reactor: IReactorTime, node_id: str | None = None) -> None:
     """Set the globals ``ngx`` and ``kong`` and offer cjson to the sandbox's ``require``.
@@ -74,8 +75,8 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: "LuaSettings
     ``await_fn(pyfunc, ...)`` (Lua) yields to the engine until the Deferred
     ``pyfunc(...)`` returns has fired; ``stop_fn()`` (Lua) ends the running
     phase handler; ``exceed_fn(message)`` (Lua) ends the running code as over
-    its budget; ``phase_fn()`` answers the running request's phase.  The cjson modules go into the global table
-    ``__kongish_modules`` (``cjson`` and ``cjson.safe``).
+    its budget; ``phase_fn()`` answers the running request's phase. The cjson modules
+    go into the global table ``__kongish_modules`` (``cjson`` and ``cjson.safe``).
     """
     configuration = settings.configuration
     request = RequestPrimitives(lua, current, reactor,

@@ -15,8 +15,9 @@ from __future__ import annotations
 import io
 import json
 import socket
+from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
-from typing import Any, Callable
+from typing import Any
 
 import attrs
 from lupa.luajit21 import LuaRuntime
@@ -436,7 +437,7 @@ class RequestPrimitives:
         if self._over_output_limit(context, sum(map(len, encoded))):
             return True
         if operation == "add":
-            encoded = (headers.getRawHeaders(key) or []) + encoded
+            encoded = [*(headers.getRawHeaders(key) or ()), *encoded]
         if operation == "clear" or not encoded:
             headers.removeHeader(key)
         else:

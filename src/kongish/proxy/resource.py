@@ -24,21 +24,35 @@ from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from kongish.error_log import error_text
 from kongish.http.interfaces import IUpstreamClient, IUpstreamResponse
 from kongish.plugins.pipeline import PluginChain
 from kongish.proxy import error_pages
+from kongish.proxy.context import (
+    DownstreamResponse,
+    RequestContext,
+    UpstreamRequest,
+    UpstreamResponse,
+    new_request_id,
+)
 from kongish.proxy.downstream import DownstreamRequest, IProxiedRequest
 from kongish.proxy.drive import drive
 from kongish.proxy.forwarded import Forwarded, client_side
-from kongish.proxy.context import (DownstreamResponse, RequestContext, UpstreamRequest, UpstreamResponse,
-                                   new_request_id)
-from kongish.proxy.headers import (CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, CasedHeaders, GatewayHeaders,
-                                   copy_end_to_end, http_date, upstream_headers)
+from kongish.proxy.headers import (
+    CONTENT_LENGTH,
+    CONTENT_TYPE,
+    HOST,
+    LOCATION,
+    CasedHeaders,
+    GatewayHeaders,
+    copy_end_to_end,
+    http_date,
+    upstream_headers,
+)
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.target import origin_form
 from kongish.proxy.upstream import UpstreamFailure, settings_for
 from kongish.routing.router import Match
-from kongish.error_log import error_text
 
 if TYPE_CHECKING:
     from kongish.node import Node
@@ -59,11 +73,11 @@ _RESPONSE_FILTERS = frozenset({"header_filter", "body_filter"})
 class ProxyResource:
     """Serves proxied traffic for one node; mount it as a twisted.web site's root."""
 
-    node: "Node"
+    node: Node
     client: IUpstreamClient
     isLeaf = True
 
-    def getChildWithDefault(self, name: bytes, request: Request) -> "ProxyResource":
+    def getChildWithDefault(self, name: bytes, request: Request) -> ProxyResource:
         return self
 
     def putChild(self, path: bytes, child: IResource) -> None:
@@ -87,7 +101,7 @@ class ProxyResource:
 class ProxyFlow:
     """One proxied request from start to log phase."""
 
-    node: "Node"
+    node: Node
     client: IUpstreamClient
     request: Request
     #: Served by twisted.web's Request, whose headers twisted.web set before render.
@@ -218,7 +232,8 @@ class ProxyFlow:
         return upstream_headers(
             request.requestHeaders, host_header=self.match.upstream_host,
             peer_ip=self.context.peer_ip, client_ip=self.context.client_ip, forwarded=self._client_side(),
-            request_id=self.context.request_id if "x-kong-request-id" in self.node.enabled_upstream_headers else "",
+            request_id=(self.context.request_id
+                        if "x-kong-request-id" in self.node.enabled_upstream_headers else ""),
             http_version=request.clientproto.decode("latin-1").partition("/")[2])
 
     async def _proxy(self, service: dict[str, Any]) -> None:
