@@ -33,7 +33,8 @@ def _kong_to_endpoint(entry: str) -> str:
             raise ListenError("the 'ssl' flag needs a certificate: use a Twisted 'ssl:' endpoint string")
         if flag.startswith("backlog="):
             options.append(flag)
-        elif flag != "proxy_protocol" and not flag.startswith(_IGNORED_FLAGS) and not flag.startswith(("ipv6only=", "so_keepalive=")):
+        elif (flag != "proxy_protocol" and not flag.startswith(_IGNORED_FLAGS)
+              and not flag.startswith(("ipv6only=", "so_keepalive="))):
             raise ListenError(f"unknown listen flag '{flag}'")
     return ":".join([*prefix, "tcp", str(port), *options])
 

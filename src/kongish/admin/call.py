@@ -1,7 +1,7 @@
 """One Admin API call: what a handler needs from the request and the node."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, cast
 
 import attrs
 from twisted.web.server import Request
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 @attrs.define(eq=False)
 class AdminCall:
     request: Request
-    node: "Node"
+    node: Node
     params: dict[str, str]
     _decoded: DecodedBody | None = None
 
@@ -35,10 +35,15 @@ class AdminCall:
     def body(self, *, allow_yaml: bool = False) -> DecodedBody:
         """The decoded body (read once); raises BodyRejected with Kong's answer."""
         if self._decoded is None:
-            self.request.content.seek(0)
+            # Request.gotLength gives every request its content before it is rendered.
+            content = cast("IO[bytes]", self.request.content)
+            # getRawHeaders hands back its stored list; decode_body only indexes it.
+            content_types = cast("list[bytes] | None",
+                                 self.request.requestHeaders.getRawHeaders(b"content-type"))
+            content.seek(0)
             self._decoded = decode_body(
-                self.request.requestHeaders.getRawHeaders(b"content-type"),
-                self.request.content.read(), self.request.method.decode("ascii"),
+                content_types,
+                content.read(), self.request.method.decode("ascii"),
                 allow_yaml=allow_yaml, max_size=self.node.settings.admin_max_body_size,
                 comma_escaped=self.node.registry.comma_escaped_fields)
         return self._decoded

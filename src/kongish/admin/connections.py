@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, ITCPTransport
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request, Site
@@ -25,12 +25,17 @@ class _StoppableChannel(HTTPChannel):
 class _CountedConnection(ProtocolWrapper):
     """An Admin API connection whose state ``/status`` counts."""
 
+    # AdminConnections builds its site's channels as _StoppableChannel, over the listener's
+    # TCP (or TCP-like: TLS, UNIX) transport.
+    wrappedProtocol: _StoppableChannel
+    transport: ITCPTransport
+
     @property
     def connection_state(self) -> str:
         return "writing" if self.wrappedProtocol.requests else "waiting"
 
 
-class AdminConnections(WrappingFactory):
+class AdminConnections(WrappingFactory[_CountedConnection]):
     """An Admin API ``Site`` whose connections are known, so that a stopping node closes
     them before its store: idle ones at once, busy ones once they have answered.
 
@@ -42,24 +47,27 @@ class AdminConnections(WrappingFactory):
     protocol = _CountedConnection
 
     def __init__(self, site: Site, reactor: IReactorTime) -> None:
-        site.protocol = _StoppableChannel
+        # Twisted types HTTPFactory.protocol as its HTTP/2-negotiating factory function (a method,
+        # to mypy); any factory of HTTPChannels serves, and HTTPFactory's own assignment is ignored too.
+        site.protocol = _StoppableChannel  # type: ignore[method-assign, assignment]
         super().__init__(site)
-        self.connections: Draining[ProtocolWrapper] = Draining(reactor)
+        self.connections: Draining[_CountedConnection] = Draining(reactor)
 
-    def registerProtocol(self, protocol: ProtocolWrapper) -> None:
+    def registerProtocol(self, protocol: _CountedConnection) -> None:
         super().registerProtocol(protocol)
         self.connections.opened(protocol)
 
-    def unregisterProtocol(self, protocol: ProtocolWrapper) -> None:
+    def unregisterProtocol(self, protocol: _CountedConnection) -> None:
         super().unregisterProtocol(protocol)
         self.connections.closed(protocol)
 
     def close(self, timeout: float) -> Deferred[None]:
-        return self.connections.stop(timeout, _wind_down, lambda protocol: protocol.transport.abortConnection())
+        return self.connections.stop(timeout, _wind_down,
+                                     lambda protocol: protocol.transport.abortConnection())
 
 
-def _wind_down(protocol: ProtocolWrapper) -> None:
-    channel: _StoppableChannel = protocol.wrappedProtocol
+def _wind_down(protocol: _CountedConnection) -> None:
+    channel = protocol.wrappedProtocol
     channel.stopping = True
     if not channel.requests:
         protocol.loseConnection()

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, Union
+from typing import Any, cast
 
 #: A decoded key: a map key, a 1-based array position, or ``None`` for a final
 #: ``[]`` ("append to the array").
-Key = Union[str, int, None]
+Key = str | int | None
 #: A Lua table under construction, and the values it holds.
-Table = dict[Union[str, int], "Node"]
-Node = Union[str, Table]
+Table = dict[str | int, "Node"]
+Node = str | Table
 
 #: Names Kong does not decode: a leading or a trailing dot.
 _UNDECODED = re.compile(r"^\.|\.$")
@@ -61,13 +61,15 @@ def key_path(name: str) -> list[Key]:
 def nest(path: list[Key], value: str | list[str]) -> Table:
     """The table one ``name=value`` pair decodes to; a list value is a repeated name."""
     *outer, last = path
-    node: Node = {position: item for position, item in enumerate(value, 1)} if isinstance(value, list) else value
+    node: Node = ({position: item for position, item in enumerate(value, 1)} if isinstance(value, list)
+                  else value)
     if last is None:
         node = node if isinstance(node, dict) else {1: node}
     else:
         node = {last: node}
     for key in reversed(outer):
-        node = {key: node}
+        # key_path leaves None ("[]") only as the last key.
+        node = {cast("str | int", key): node}
     return node
 
 
@@ -136,8 +138,9 @@ def _combine(target: Table, node: Node) -> None:
         elif isinstance(existing, dict):
             _combine(existing, value)
         else:
-            target[key] = {1: existing}
-            _combine(target[key], value)
+            collected: Table = {1: existing}
+            target[key] = collected
+            _combine(collected, value)
 
 
 def _length(table: Table) -> int:

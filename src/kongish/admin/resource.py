@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 import attrs
@@ -23,6 +25,9 @@ from kongish.admin.respond import AdminHeaders, send
 from kongish.admin.tags import tag_endpoints
 from kongish.error_log import error_text
 
+if TYPE_CHECKING:
+    from kongish.node import Node
+
 log = Logger()
 _UNEXPECTED = {"message": "An unexpected error occurred"}
 
@@ -43,13 +48,13 @@ def admin_endpoint_table() -> EndpointTable:
 class AdminResource:
     """Serves the Admin API of one node; mount it anywhere in a twisted.web site."""
 
-    node: object
+    node: Node
     table: EndpointTable = attrs.Factory(admin_endpoint_table)
     headers: AdminHeaders = attrs.Factory(lambda self: AdminHeaders.from_settings(self.node.settings),
                                           takes_self=True)
     isLeaf = True
 
-    def getChildWithDefault(self, name: bytes, request: Request) -> "AdminResource":
+    def getChildWithDefault(self, name: bytes, request: Request) -> AdminResource:
         return self
 
     def putChild(self, path: bytes, child: IResource) -> None:
@@ -57,7 +62,9 @@ class AdminResource:
 
     def render(self, request: Request) -> object:
         started = time.monotonic()
-        segments = [unquote(s.decode("utf-8", "replace")) for s in request.postpath if s]
+        # twisted.web's Site sets postpath before it renders; the stubs allow None for a bare Request.
+        postpath = cast("list[bytes]", request.postpath)
+        segments = [unquote(s.decode("utf-8", "replace")) for s in postpath if s]
         found = self.table.find(segments)
         method = request.method.decode("ascii", "replace")
         if found is None:
@@ -77,7 +84,9 @@ class AdminResource:
             self._answer(request, started, 405, {"message": "Method not allowed"})
             return NOT_DONE_YET
         call = AdminCall(request, self.node, params)
-        ensureDeferred(handler(call)).addCallbacks(
+        # Every handler is an ``async def``: its Awaitable (dispatch.Handler) is a coroutine.
+        coroutine = cast("Coroutine[Any, Any, tuple[int, Any]]", handler(call))
+        ensureDeferred(coroutine).addCallbacks(
             lambda result: self._answer(request, started, *result),
             lambda failure: self._fail(request, started, failure))
         return NOT_DONE_YET

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-import treq
+from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -23,13 +23,13 @@ class PluginHost:
     reactor: Any
     settings: Settings
     _pool: HTTPConnectionPool | None = attrs.field(default=None, init=False)
-    _http: treq.HTTPClient | None = attrs.field(default=None, init=False)
+    _http: HTTPClient | None = attrs.field(default=None, init=False)
 
     @property
-    def http(self) -> treq.HTTPClient:
+    def http(self) -> HTTPClient:
         if self._http is None:
             self._pool = HTTPConnectionPool(self.reactor)
-            self._http = treq.HTTPClient(Agent(self.reactor, pool=self._pool))
+            self._http = HTTPClient(Agent(self.reactor, pool=self._pool))
         return self._http
 
     def logger(self, name: str) -> Logger:

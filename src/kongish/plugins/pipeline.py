@@ -138,5 +138,7 @@ def _run_handlers(phase: str, plugins: Sequence[ConfiguredPlugin], context: Requ
         result = configured.handlers.run(phase, context)
         if result is not None:  # a Deferred (an isinstance check on Deferred costs an ABC lookup)
             rest = plugins[index + 1:]
-            return result.addCallback(lambda _: _run_handlers(phase, rest, context, stop_on_exit))
+            # The loop returns here, so the lambda's late binding of ``rest`` sees this value.
+            return result.addCallback(
+                lambda _: _run_handlers(phase, rest, context, stop_on_exit))  # noqa: B023
     return None

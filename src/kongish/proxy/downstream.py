@@ -20,6 +20,8 @@ from zope.interface import Attribute, Interface, implementer
 from kongish.proxy.headers import CONTENT_LENGTH, CasedHeaders, host_without_port, http_date
 
 if TYPE_CHECKING:
+    from twisted.internet.address import IPv4Address, IPv6Address
+
     from kongish.proxy.server import ProxyConnection
 
 #: Statuses that never carry a body (RFC 9110 section 6.4.1).
@@ -148,7 +150,7 @@ class DownstreamRequest:
                 return value
         return None
 
-    def getHost(self) -> IAddress:
+    def getHost(self) -> IPv4Address | IPv6Address:
         return self.channel.host
 
     def getClientAddress(self) -> IAddress:
@@ -245,7 +247,7 @@ class DownstreamRequest:
         self._waiters.append(waiter)
         return waiter
 
-    def connection_lost(self, reason: Failure) -> None:
+    def connection_lost(self, reason: Failure | None) -> None:
         """The client went away before the response ended."""
         self._disconnected = True
         self.content.close()

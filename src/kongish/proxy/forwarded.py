@@ -10,12 +10,17 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import attrs
 from twisted.protocols.policies import ProtocolWrapper
 
 from kongish.proxy.downstream import IProxiedRequest
 from kongish.proxy.headers import host_without_port
+
+if TYPE_CHECKING:
+    from twisted.internet.address import IPv4Address, IPv6Address
+    from twisted.internet.interfaces import ITransport
 
 
 @attrs.define
@@ -25,7 +30,7 @@ class TrustedNetworks:
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @classmethod
-    def parse(cls, setting: str | Iterable[str] | None) -> "TrustedNetworks":
+    def parse(cls, setting: str | Iterable[str] | None) -> TrustedNetworks:
         if isinstance(setting, str):
             setting = setting.split(",")
         networks = []
@@ -127,7 +132,8 @@ def socket_peer(request: IProxiedRequest) -> str:
         return getattr(request.getClientAddress(), "host", "")
     while isinstance(transport, ProtocolWrapper):
         transport = transport.transport
-    return getattr(transport.getPeer(), "host", "")
+    # A connected wrapper has its transport (ProtocolWrapper types it Optional).
+    return getattr(cast("ITransport", transport).getPeer(), "host", "")
 
 
 #: nginx's ``$host`` when the request has no Host header: Kong's ``server_name``.
@@ -152,7 +158,8 @@ def client_side(request: IProxiedRequest, *, trusted: bool, raw_target: bytes,
     own = Forwarded(
         proto=b"https" if request.isSecure() else b"http",
         host=host_without_port(request.getHeader(b"host") or SERVER_NAME).lower(),
-        port=b"%d" % request.getHost().port,
+        # Requests arrive over TCP, whose local address has a port (Twisted types it IAddress).
+        port=b"%d" % cast("IPv4Address | IPv6Address", request.getHost()).port,
         path=raw_target.partition(b"?")[0],
         prefix=stripped_prefix.encode("latin-1") if stripped_prefix and stripped_prefix != "/" else None)
     if not trusted:
@@ -169,6 +176,9 @@ def client_side(request: IProxiedRequest, *, trusted: bool, raw_target: bytes,
         prefix=_either(sent(b"x-forwarded-prefix"), own.prefix))
 
 
-def _either(sent: bytes | None, own: bytes | None) -> bytes | None:
+_Own = TypeVar("_Own", bound=bytes | None)
+
+
+def _either(sent: bytes | None, own: _Own) -> bytes | _Own:
     """The trusted proxy's value, even empty (as Kong's Lua ``or`` keeps ``""``), else ours."""
     return own if sent is None else sent

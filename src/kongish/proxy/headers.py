@@ -140,7 +140,7 @@ RESPONSE_LATENCY, UPSTREAM_LATENCY, PROXY_LATENCY, UPSTREAM_STATUS, REQUEST_ID =
 
 def _tokens(headers: Headers, name: bytes) -> frozenset[bytes]:
     """The comma-separated tokens of all ``name`` headers, lower-cased."""
-    tokens = set()
+    tokens: set[bytes] = set()
     for value in headers.getRawHeaders(name, []):
         tokens.update(token.strip().lower() for token in value.split(b","))
     return frozenset(tokens)
@@ -156,7 +156,7 @@ def copy_end_to_end(source: Headers, skip: frozenset[bytes] = frozenset()) -> Ga
     return copied
 
 
-def _appended(existing: list[bytes] | None, value: bytes) -> bytes:
+def _appended(existing: Sequence[bytes] | None, value: bytes) -> bytes:
     return b", ".join([*(existing or []), value])
 
 

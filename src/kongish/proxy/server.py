@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import tempfile
 from collections import deque
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import httptools
 from twisted.internet.defer import Deferred
@@ -37,6 +37,14 @@ from kongish.proxy import error_pages
 from kongish.proxy.context import new_request_id
 from kongish.proxy.downstream import DownstreamRequest
 from kongish.proxy.headers import SERVER_TOKEN, http_date
+
+if TYPE_CHECKING:
+    from twisted.internet.address import IPv4Address, IPv6Address
+    from twisted.internet.interfaces import IConsumer, IPushProducer, ITCPTransport
+
+    class _IConnectionTransport(ITCPTransport, IConsumer, IPushProducer):
+        """What carries a proxy connection: a TCP transport (or TLS or PROXY-protocol over
+        one), which, like every Twisted connection, also consumes and produces."""
 
 log = Logger()
 
@@ -69,7 +77,9 @@ class ProxyConnection(Protocol, TimeoutMixin):
     """One client connection to the proxy."""
 
     factory: ProxyServerFactory
-    timeOut: float | None = None
+    transport: _IConnectionTransport
+    # TimeoutMixin says int, but HTTPFactory.buildProtocol puts its own float | None timeOut here.
+    timeOut: float | None = None  # type: ignore[assignment]
 
     def __init__(self) -> None:
         self._parser = httptools.HttpRequestParser(self)
@@ -110,8 +120,9 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     def connectionMade(self) -> None:
         self.factory.connections.opened(self)
-        #: Asked once: each getHost() of a TCP transport is a system call.
-        self.host = self.transport.getHost()
+        #: Asked once: each getHost() of a TCP transport is a system call. A TCP
+        #: transport's address is an IPv4Address or IPv6Address (Twisted types it IAddress).
+        self.host = cast("IPv4Address | IPv6Address", self.transport.getHost())
         self.secure = ISSLTransport.providedBy(self.transport)
         self._now = self.factory.reactor.seconds
         self._last_read = self._now()
@@ -301,7 +312,9 @@ class ProxyConnection(Protocol, TimeoutMixin):
         """The active request's response ended: close, or go on with the next request."""
         self._active = None
         self._last_read = self._now()  # idle from the end of the answer, not from the request
-        self.factory.log(request)
+        # HTTPFactory.log only hands the request to its logFormatter, access_log.kong, which
+        # reads IProxiedRequest; Twisted types it as a twisted.web Request.
+        self.factory.log(request)  # type: ignore[arg-type]
         if request.persistent:
             self._advance()
         else:
@@ -318,7 +331,8 @@ class ProxyConnection(Protocol, TimeoutMixin):
         def sent(field: bytes) -> str | None:  # repeated lines joined, as Kong reads Accept
             values = [value for name, value in self._headers if name.lower() == field]
             return b",".join(values).decode("latin-1") if values else None
-        media = error_pages.choose_type(sent(b"accept"), sent(b"content-type"), self.factory.error_default_type)
+        media = error_pages.choose_type(sent(b"accept"), sent(b"content-type"),
+                                        self.factory.error_default_type)
         request_id = new_request_id()
         body = error_pages.render(media, error_pages.default_message(status), request_id)
         code = 400 if status == 494 else status
@@ -339,7 +353,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
                                     b"-" if version == "0.0" else b"HTTP/" + version.encode(),
                                     self._headers, io.BytesIO(), persistent=False)
         refused.code, refused.sentLength, refused.request_id = code, length, request_id
-        self.factory.log(refused)
+        self.factory.log(refused)  # type: ignore[arg-type]  # as in request_done
 
     def _close(self) -> None:
         """Close after what was written; nothing more is read or answered."""
@@ -374,7 +388,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
         else:
             last.persistent = False
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self.factory.connections.closed(self)
         self.setTimeout(None)
         if self._abort is not None and self._abort.active():
@@ -404,7 +418,9 @@ class ProxyServerFactory(HTTPFactory):
     ``error_default_type`` is kong.conf's, for refusals whose client states no type.
     """
 
-    protocol = ProxyConnection
+    # Twisted types HTTPFactory.protocol as its HTTP/2-negotiating factory function; any
+    # protocol factory serves (buildProtocol only sets callLater and timeOut on what it makes).
+    protocol = ProxyConnection  # type: ignore[assignment]
 
     def __init__(self, resource: Any, max_body_size: int = 0, error_default_type: str = "text/plain",
                  **kwargs: Any) -> None:

@@ -8,6 +8,8 @@ the certificate is checked against the system's trust store (kongish has no
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 from OpenSSL.SSL import Connection
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -16,6 +18,9 @@ from twisted.internet.ssl import CertificateOptions
 from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
+
+if TYPE_CHECKING:
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -26,7 +31,7 @@ class _Unverified:
     options: CertificateOptions
     server_name: bytes | None
 
-    def clientConnectionForTLS(self, protocol: object) -> Connection:
+    def clientConnectionForTLS(self, protocol: TLSMemoryBIOProtocol) -> Connection:
         connection = self.options.clientConnectionForTLS(protocol)
         if self.server_name is not None:
             connection.set_tlsext_host_name(self.server_name)
