@@ -19,10 +19,12 @@ import cProfile
 import pstats
 import time
 from collections.abc import Callable
+from typing import cast
 
 from lupa import luajit21
 from twisted.internet.task import Clock
 
+from kongish.http.interfaces import IProxiedRequest
 from kongish.lua.engine import LuaEngine
 from kongish.lua.settings import LuaSettings
 from kongish.proxy.context import RequestContext
@@ -58,7 +60,7 @@ def main() -> None:
 
     engine = LuaEngine(LuaSettings(), Clock())
     functions = engine.load([SEED_CODE])
-    contexts = [RequestContext(parse_request(REQUEST), phase="access")
+    contexts = [RequestContext(cast(IProxiedRequest, parse_request(REQUEST)), phase="access")
                 for _ in range(options.runs)]
 
     def engine_run(index: int) -> None:

@@ -359,7 +359,8 @@ class CommaEscapeTests(SynchronousTestCase):
 
     def test_only_the_fields_the_plugins_name_are_unescaped(self) -> None:
         body = b"config.access=a\\,b&config.header=a\\,b"
-        self.assertEqual(decode_body([FORM], body, "POST").args, {"config": {"access": "a\\,b", "header": "a\\,b"}})
+        self.assertEqual(decode_body([FORM], body, "POST").args,
+                         {"config": {"access": "a\\,b", "header": "a\\,b"}})
         self.assertEqual(decode_body([FORM], body, "POST", comma_escaped={"header"}).args,
                          {"config": {"access": "a\\,b", "header": "a,b"}})
 

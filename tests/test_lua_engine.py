@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.iweb import IRequest
 from twisted.web.test.requesthelper import DummyRequest
 
+from kongish.http.interfaces import IProxiedRequest
 from kongish.lua.engine import LuaEngine, LuaError, LuaLimitError
 from kongish.lua.sandbox import UNTRUSTED_LUA_OFF
 from kongish.lua.settings import LuaSettings
@@ -20,7 +20,7 @@ from kongish.proxy.context import RequestContext
 
 
 def new_context() -> RequestContext:
-    return RequestContext(request=cast(IRequest, DummyRequest([b""])))
+    return RequestContext(request=cast(IProxiedRequest, DummyRequest([b""])))
 
 
 @attrs.define(eq=False)

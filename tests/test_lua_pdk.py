@@ -20,6 +20,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from kongish.config import Settings
+from kongish.http.interfaces import IProxiedRequest
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk import install_pdk
 from kongish.lua.settings import LuaSettings
@@ -98,8 +99,8 @@ class PDKHarness:
     def context(self, raw: bytes = b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: Example.com\r\n\r\n",
                 upstream: bool = True, phase: str = "access", secure: bool = False) -> RequestContext:
         request = parse_request(raw, secure)
-        context = RequestContext(request, request_id="0123456789abcdef0123456789abcdef", phase=phase,
-                                 real_ip=self.real_ip)
+        context = RequestContext(cast(IProxiedRequest, request), phase=phase, real_ip=self.real_ip,
+                                 request_id="0123456789abcdef0123456789abcdef")
         if upstream:
             path, _, query = request.uri.partition(b"?")
             context.upstream = UpstreamRequest(

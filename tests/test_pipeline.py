@@ -7,12 +7,12 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.iweb import IRequest
 from twisted.web.test.requesthelper import DummyRequest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from kongish.config import Settings
+from kongish.http.interfaces import IProxiedRequest
 from kongish.plugins.host import PluginHost
 from kongish.plugins.interface import IPlugin, IPluginHandlers
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
@@ -76,7 +76,7 @@ class PipelineTests(SynchronousTestCase):
         self.first = RecordingPlugin("first", 1000, self.journal)
         self.last = RecordingPlugin("last", -10, self.journal)
         self.plugins = {p.name: p for p in (self.first, self.last)}
-        self.context = RequestContext(cast(IRequest, DummyRequest([b""])))
+        self.context = RequestContext(cast(IProxiedRequest, DummyRequest([b""])))
 
     def test_interfaces(self) -> None:
         verifyObject(IPlugin, self.first)

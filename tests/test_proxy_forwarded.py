@@ -13,7 +13,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
-from kongish.proxy.downstream import IProxiedRequest
+from kongish.http.interfaces import IProxiedRequest
 from kongish.proxy.forwarded import Forwarded, RealIp, TrustedNetworks, client_side, socket_peer
 
 _FIELDS = ("proto", "host", "port", "path", "prefix")

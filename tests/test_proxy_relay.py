@@ -7,11 +7,10 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.server import Request
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from kongish.http.interfaces import COMPLETE, BodyEnd, IBodyReceiver, IBodyStream
+from kongish.http.interfaces import COMPLETE, BodyEnd, IBodyReceiver, IBodyStream, IProxiedRequest
 from kongish.proxy.relay import BodyRelay
 
 _CUT = BodyEnd(False, reason="connection closed")
@@ -57,7 +56,7 @@ class FakeUpstream:
 class RelayTests(SynchronousTestCase):
     def _relay(self, body_filter=None) -> BodyRelay:
         self.clock, self.request, self.upstream = Clock(), FakeRequest(), FakeUpstream()
-        relay = BodyRelay(cast(Request, self.request), body_filter, 1.0, self.clock, "id")
+        relay = BodyRelay(cast(IProxiedRequest, self.request), body_filter, 1.0, self.clock, "id")
         self.assertTrue(verifyObject(IBodyReceiver, relay))
         relay.body_started(self.upstream)
         self.outcome: list[bool] = []

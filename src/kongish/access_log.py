@@ -18,6 +18,16 @@ from kongish.proxy.forwarded import socket_peer
 _UNSAFE = re.compile(rb'["\\\x00-\x1f\x7f-\xff]')
 
 
+def record(request: Any, *, request_id: str | None = None, remote_addr: str | None = None) -> None:
+    """Keep on ``request`` what its line needs beyond twisted.web's fields: the request id,
+    and the client a trusted proxy reported. ``Site.log`` and ``HTTPFactory.log`` hand the
+    formatters the request object alone, so that is where these travel."""
+    if request_id is not None:
+        request.request_id = request_id
+    if remote_addr is not None:
+        request.remote_addr = remote_addr
+
+
 def combined(timestamp: str, request: Any) -> str:
     """One line for ``request``; ``timestamp`` is twisted.web's ``[day/Mon/year:H:M:S +0000]``.
 

@@ -1,4 +1,5 @@
-"""The upstream seam: sending one request to an upstream and streaming its response back.
+"""The wire-level seams: the client request the proxy serves (``IProxiedRequest``) and the
+upstream call (sending one request to an upstream and streaming its response back).
 
 Everything here is said in kongish's terms, not in a client library's: a body
 ends with a ``BodyEnd`` (complete, truncated, aborted), never with Twisted's
@@ -13,10 +14,11 @@ socket stops reading from it, so the upstream is held back by TCP.
 """
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import attrs
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress
 from zope.interface import Attribute, Interface
 
 
@@ -143,3 +145,57 @@ class IUpstreamClient(Interface):
 
     def close() -> Deferred[None]:
         """Close the connections kept open for reuse; fires once they are closed."""
+
+
+class IProxiedRequest(Interface):
+    """What the proxy flow and the Lua PDK use of a client request (twisted.web's names)."""
+
+    method = Attribute("Request method, bytes.")
+    uri = Attribute("Request target as received, bytes.")
+    path = Attribute("The target without its query, bytes.")
+    clientproto = Attribute("b'HTTP/1.1' or b'HTTP/1.0'.")
+    prepath = Attribute("Path segments above the mount point (empty at a site's root).")
+    requestHeaders = Attribute("Request headers, a twisted.web Headers.")
+    responseHeaders = Attribute("Response headers, a Headers; may be replaced before the first write.")
+    content = Attribute("The request body, a readable binary file positioned at its start.")
+    channel = Attribute("The connection; its ``transport`` tells whether TLS is in use.")
+    code = Attribute("Response status.")
+    startedWriting = Attribute("Whether the response head was sent.")
+    finished = Attribute("Whether finish() was called.")
+    _disconnected = Attribute("Whether the client connection was lost.")
+
+    def getHeader(name: bytes) -> bytes | None:
+        """The last value of a request header."""
+
+    def getHost() -> IAddress:
+        """The local address the request arrived on."""
+
+    def getClientAddress() -> IAddress:
+        """The client's address."""
+
+    def isSecure() -> bool:
+        """Whether the request came over TLS."""
+
+    def getRequestHostname() -> bytes:
+        """The Host header without its port, else the local host."""
+
+    def setResponseCode(code: int, message: bytes | None = None) -> None:
+        """Set the response status and reason phrase."""
+
+    def write(data: bytes) -> None:
+        """Send body data; the first call sends the head."""
+
+    def finish() -> None:
+        """End the response."""
+
+    def notifyFinish() -> Deferred[None]:
+        """Fires when the response ended, fails when the connection was lost first."""
+
+    def loseConnection() -> None:
+        """Close the client connection (after what was written)."""
+
+    def registerProducer(producer: Any, streaming: bool) -> None:
+        """Let the client connection pause ``producer`` when it cannot take more."""
+
+    def unregisterProducer() -> None:
+        """Undo registerProducer."""

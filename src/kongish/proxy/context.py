@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from kongish.http.interfaces import IUpstreamRequest
+from kongish.http.interfaces import IProxiedRequest, IUpstreamRequest
 from kongish.proxy.forwarded import socket_peer
 from kongish.proxy.headers import GatewayHeaders
 from kongish.proxy.timing import KongTimings
@@ -120,7 +119,7 @@ class UpstreamResponse:
 class RequestContext:
     """Everything the phases of one request share."""
 
-    request: IRequest
+    request: IProxiedRequest
     #: Matched route and its service, as Admin API dicts (``None`` before routing).
     route: dict[str, Any] | None = None
     service: dict[str, Any] | None = None

@@ -9,77 +9,38 @@ which together cost twisted.web more per request than all of kongish's own work.
 """
 from __future__ import annotations
 
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import implementer
 
-from kongish.proxy.headers import CONTENT_LENGTH, CasedHeaders, host_without_port, http_date
+from kongish.http.interfaces import IProxiedRequest
+from kongish.proxy.forwarded import host_without_port
+from kongish.proxy.headers import CONTENT_LENGTH, CasedHeaders, http_date
 
 if TYPE_CHECKING:
     from twisted.internet.address import IPv4Address, IPv6Address
+    from twisted.internet.interfaces import IConsumer, IPushProducer, ITCPTransport
 
-    from kongish.proxy.server import ProxyConnection
+    class IConnectionTransport(ITCPTransport, IConsumer, IPushProducer):
+        """What carries a proxy connection: a TCP transport (or TLS or PROXY-protocol over
+        one), which, like every Twisted connection, also consumes and produces."""
+
+
+class Channel(Protocol):
+    """What a DownstreamRequest needs of its connection (``ProxyConnection``)."""
+
+    host: IPv4Address | IPv6Address
+    secure: bool
+    transport: IConnectionTransport
+
+    def request_done(self, request: DownstreamRequest) -> None: ...
 
 #: Statuses that never carry a body (RFC 9110 section 6.4.1).
 _NO_BODY = frozenset({204, 304})
-
-
-class IProxiedRequest(Interface):
-    """What the proxy flow and the Lua PDK use of a client request (twisted.web's names)."""
-
-    method = Attribute("Request method, bytes.")
-    uri = Attribute("Request target as received, bytes.")
-    path = Attribute("The target without its query, bytes.")
-    clientproto = Attribute("b'HTTP/1.1' or b'HTTP/1.0'.")
-    prepath = Attribute("Path segments above the mount point (empty at a site's root).")
-    requestHeaders = Attribute("Request headers, a twisted.web Headers.")
-    responseHeaders = Attribute("Response headers, a Headers; may be replaced before the first write.")
-    content = Attribute("The request body, a readable binary file positioned at its start.")
-    channel = Attribute("The connection; its ``transport`` tells whether TLS is in use.")
-    code = Attribute("Response status.")
-    startedWriting = Attribute("Whether the response head was sent.")
-    finished = Attribute("Whether finish() was called.")
-    _disconnected = Attribute("Whether the client connection was lost.")
-
-    def getHeader(name: bytes) -> bytes | None:
-        """The last value of a request header."""
-
-    def getHost() -> IAddress:
-        """The local address the request arrived on."""
-
-    def getClientAddress() -> IAddress:
-        """The client's address."""
-
-    def isSecure() -> bool:
-        """Whether the request came over TLS."""
-
-    def getRequestHostname() -> bytes:
-        """The Host header without its port, else the local host."""
-
-    def setResponseCode(code: int, message: bytes | None = None) -> None:
-        """Set the response status and reason phrase."""
-
-    def write(data: bytes) -> None:
-        """Send body data; the first call sends the head."""
-
-    def finish() -> None:
-        """End the response."""
-
-    def notifyFinish() -> Deferred[None]:
-        """Fires when the response ended, fails when the connection was lost first."""
-
-    def loseConnection() -> None:
-        """Close the client connection (after what was written)."""
-
-    def registerProducer(producer: Any, streaming: bool) -> None:
-        """Let the client connection pause ``producer`` when it cannot take more."""
-
-    def unregisterProducer() -> None:
-        """Undo registerProducer."""
 
 
 @implementer(IProxiedRequest)
@@ -91,7 +52,7 @@ class DownstreamRequest:
                  "startedWriting", "finished", "_disconnected", "persistent", "_chunked",
                  "_body_allowed", "_waiters", "request_id", "remote_addr")
 
-    def __init__(self, channel: ProxyConnection, method: bytes, uri: bytes, clientproto: bytes,
+    def __init__(self, channel: Channel, method: bytes, uri: bytes, clientproto: bytes,
                  raw_headers: list[tuple[bytes, bytes]], content: IO[bytes], persistent: bool) -> None:
         self.channel = channel
         self.method = method

@@ -15,12 +15,16 @@ from typing import TYPE_CHECKING, TypeVar, cast
 import attrs
 from twisted.protocols.policies import ProtocolWrapper
 
-from kongish.proxy.downstream import IProxiedRequest
-from kongish.proxy.headers import host_without_port
+from kongish.http.interfaces import IProxiedRequest
 
 if TYPE_CHECKING:
     from twisted.internet.address import IPv4Address, IPv6Address
     from twisted.internet.interfaces import ITransport
+
+
+def host_without_port(host: bytes) -> bytes:
+    """A Host header's host part (an IPv6 literal keeps its brackets)."""
+    return host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
 
 
 @attrs.define

@@ -160,11 +160,6 @@ def _appended(existing: Sequence[bytes] | None, value: bytes) -> bytes:
     return b", ".join([*(existing or []), value])
 
 
-def host_without_port(host: bytes) -> bytes:
-    """A Host header's host part (an IPv6 literal keeps its brackets)."""
-    return host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
-
-
 def upstream_headers(incoming: Headers, *, host_header: str, peer_ip: str, client_ip: str,
                      forwarded: Forwarded, request_id: str, http_version: str = "1.1") -> GatewayHeaders:
     """Headers to send upstream, per Kong's proxy rules (X-Forwarded-*, X-Real-IP, Via).
@@ -225,7 +220,7 @@ class KongHeaders:
             headers.put(UPSTREAM_STATUS, b"%d" % status)
 
     def add_proxied(self, headers: GatewayHeaders, upstream_ms: int, proxy_ms: int,
-                    upstream_via: list[bytes] | None, request_id: bytes) -> None:
+                    upstream_via: Sequence[bytes] | None, request_id: bytes) -> None:
         """For the upstream's answers and the gateway errors of calling it.
 
         ``upstream_via`` is the Via the upstream answered with, if it answered.

@@ -21,11 +21,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.server import Request
 from zope.interface import implementer
 
 from kongish.error_log import error_text
-from kongish.http.interfaces import BodyEnd, IBodyReceiver, IBodyStream, IUpstreamResponse
+from kongish.http.interfaces import BodyEnd, IBodyReceiver, IBodyStream, IProxiedRequest, IUpstreamResponse
 
 log = Logger()
 
@@ -37,7 +36,7 @@ BodyFilter = Callable[[bytes, bool], "bytes | Deferred[bytes]"]
 class BodyRelay:
     """Delivers one upstream body to ``request``; ``done`` fires True when it was complete."""
 
-    def __init__(self, request: Request, body_filter: BodyFilter | None, read_timeout: float,
+    def __init__(self, request: IProxiedRequest, body_filter: BodyFilter | None, read_timeout: float,
                  reactor: Any, request_id: str) -> None:
         self.request = request
         self.body_filter = body_filter

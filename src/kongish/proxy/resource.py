@@ -24,8 +24,9 @@ from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from kongish import access_log
 from kongish.error_log import error_text
-from kongish.http.interfaces import IUpstreamClient, IUpstreamResponse
+from kongish.http.interfaces import IProxiedRequest, IUpstreamClient, IUpstreamResponse
 from kongish.plugins.pipeline import PluginChain
 from kongish.proxy import error_pages
 from kongish.proxy.context import (
@@ -35,7 +36,7 @@ from kongish.proxy.context import (
     UpstreamResponse,
     new_request_id,
 )
-from kongish.proxy.downstream import DownstreamRequest, IProxiedRequest
+from kongish.proxy.downstream import DownstreamRequest
 from kongish.proxy.drive import drive
 from kongish.proxy.forwarded import Forwarded, client_side
 from kongish.proxy.headers import (
@@ -55,6 +56,8 @@ from kongish.proxy.upstream import UpstreamFailure, settings_for
 from kongish.routing.router import Match
 
 if TYPE_CHECKING:
+    from twisted.internet.address import IPv4Address, IPv6Address
+
     from kongish.node import Node
 
 log = Logger()
@@ -92,7 +95,8 @@ class ProxyResource:
             host, request.uri = absolute
             request.path = request.uri.split(b"?", 1)[0]
             request.requestHeaders.setRawHeaders(HOST, [host])
-        flow = ProxyFlow(self.node, self.client, request, mounted)
+        # twisted.web's Request provides IProxiedRequest too (tests.test_proxy_server checks it)
+        flow = ProxyFlow(self.node, self.client, cast(IProxiedRequest, request), mounted)
         drive(flow.run(), flow.crashed)
         return NOT_DONE_YET
 
@@ -103,7 +107,8 @@ class ProxyFlow:
 
     node: Node
     client: IUpstreamClient
-    request: Request
+    #: A DownstreamRequest, or twisted.web's Request where kongish is mounted in a site.
+    request: IProxiedRequest
     #: Served by twisted.web's Request, whose headers twisted.web set before render.
     mounted: bool = False
     context: RequestContext = attrs.field(init=False)
@@ -119,7 +124,13 @@ class ProxyFlow:
         self.context = RequestContext(self.request, request_id=new_request_id(), real_ip=self.node.real_ip,
                                       started_at=self._now())
         self.context.timings.processing_start(self.context.started_at)
-        self.request.request_id = self.context.request_id  # for the access log
+        access_log.record(self.request, request_id=self.context.request_id)
+
+    @property
+    def _routed(self) -> Match:
+        """The route match; what asks for it runs after routing."""
+        assert self.match is not None, "asked before routing"
+        return self.match
 
     def _now(self) -> float:
         """The clock of the latency headers and of ngx.ctx's KONG_* fields."""
@@ -142,7 +153,7 @@ class ProxyFlow:
             match = node.router.match(
                 request.method.decode("latin-1"), mounted_target(request),
                 host.decode("latin-1") if host is not None else None,
-                _HeaderView(request), request.getHost().port, scheme)
+                _HeaderView(request), _local_port(request), scheme)
             if match is None:
                 return await self._kong_error(404, "no Route matched with those values")
             context.route, context.service = match.route, match.service
@@ -200,7 +211,7 @@ class ProxyFlow:
         if self._forwarded is None:
             self._forwarded = client_side(
                 self.request, trusted=self.context.peer_ip in self.node.real_ip.trusted,
-                raw_target=mounted_target(self.request), stripped_prefix=self.match.stripped_prefix)
+                raw_target=mounted_target(self.request), stripped_prefix=self._routed.stripped_prefix)
         return self._forwarded
 
     async def _https_required(self, route: dict[str, Any]) -> None:
@@ -218,7 +229,7 @@ class ProxyFlow:
     # upstream
 
     def _upstream_request(self) -> UpstreamRequest:
-        request, match = self.request, self.match
+        request, match = self.request, self._routed
         service = match.service or {}
         return UpstreamRequest(
             method=request.method.decode("latin-1"), path=match.upstream_path, query=match.upstream_query,
@@ -230,7 +241,7 @@ class ProxyFlow:
         """Built on first use: a request a plugin ends in access never pays for them."""
         request = self.request
         return upstream_headers(
-            request.requestHeaders, host_header=self.match.upstream_host,
+            request.requestHeaders, host_header=self._routed.upstream_host,
             peer_ip=self.context.peer_ip, client_ip=self.context.client_ip, forwarded=self._client_side(),
             request_id=(self.context.request_id
                         if "x-kong-request-id" in self.node.enabled_upstream_headers else ""),
@@ -370,7 +381,7 @@ class ProxyFlow:
             if filtered:
                 await self._header_filter()
                 body = self._filter_chunk(b"".join(response.body), eof=True)
-                if type(body) is not bytes:  # a Deferred
+                if not isinstance(body, bytes):  # a Deferred
                     body = await body
             else:
                 body = b"".join(response.body)
@@ -431,7 +442,7 @@ class ProxyFlow:
     async def _finish(self, complete: bool = True) -> None:
         """End the response (unless it was cut off) and run the log phase."""
         if self.node.real_ip.trusted.networks:  # nginx logs the client trusted proxies report
-            self.request.remote_addr = self.context.client_ip
+            access_log.record(self.request, remote_addr=self.context.client_ip)
         if complete and not self.request._disconnected and not self.request.finished:
             self.request.finish()
         self.context.timings.log_start(self._now())
@@ -479,7 +490,12 @@ def _onto_twisted_web(headers: Headers, preset: Headers) -> CasedHeaders:
     return sent
 
 
-def mounted_target(request: Request) -> bytes:
+def _local_port(request: IProxiedRequest) -> int:
+    """The port the request arrived on: the proxy listens on TCP."""
+    return cast("IPv4Address | IPv6Address", request.getHost()).port
+
+
+def mounted_target(request: IProxiedRequest) -> bytes:
     """The request target below the point where this resource is mounted."""
     if not request.prepath:
         return request.uri

@@ -40,11 +40,8 @@ from kongish.proxy.headers import SERVER_TOKEN, http_date
 
 if TYPE_CHECKING:
     from twisted.internet.address import IPv4Address, IPv6Address
-    from twisted.internet.interfaces import IConsumer, IPushProducer, ITCPTransport
 
-    class _IConnectionTransport(ITCPTransport, IConsumer, IPushProducer):
-        """What carries a proxy connection: a TCP transport (or TLS or PROXY-protocol over
-        one), which, like every Twisted connection, also consumes and produces."""
+    from kongish.proxy.downstream import IConnectionTransport as _IConnectionTransport
 
 log = Logger()
 
