@@ -27,6 +27,9 @@ import attrs
 #: A field's value: milliseconds, or True for ``KONG_PROXIED``.
 TimingValue = int | bool
 
+#: The phases whose ends Kong's later phases fill in, in order.
+_CHAINED = ("REWRITE", "ACCESS", "BALANCER", "HEADER_FILTER")
+
 
 def milliseconds(seconds: float) -> int:
     """A clock reading in whole milliseconds, as Kong's ``ngx.now() * 1000``."""
@@ -59,6 +62,12 @@ class KongTimings:
         """Close ``phase`` at the start of the first of ``next_starts`` that happened."""
         if f"KONG_{phase}_START" in self.fields and f"KONG_{phase}_ENDED_AT" not in self.fields:
             self._finish(phase, self._first(*next_starts))
+
+    def _end_open_phases(self, last: str) -> None:
+        """Close each of rewrite ... header_filter still open at the next that started, else
+        at ``last``, as Kong's body_filter and log phases do."""
+        for index, phase in enumerate(_CHAINED):
+            self._end(phase, *(f"KONG_{later}_START" for later in _CHAINED[index + 1:]), last)
 
     def _finish(self, phase: str, ended_at: int) -> None:
         self._set(f"KONG_{phase}_ENDED_AT", ended_at)
@@ -126,11 +135,7 @@ class KongTimings:
     def body_filter_start(self, now: float) -> None:
         if "KONG_BODY_FILTER_START" not in self.fields:
             self._set("KONG_BODY_FILTER_START", milliseconds(now))
-            self._end("REWRITE", "KONG_ACCESS_START", "KONG_BALANCER_START", "KONG_HEADER_FILTER_START",
-                      "KONG_BODY_FILTER_START")
-            self._end("ACCESS", "KONG_BALANCER_START", "KONG_HEADER_FILTER_START", "KONG_BODY_FILTER_START")
-            self._end("BALANCER", "KONG_HEADER_FILTER_START", "KONG_BODY_FILTER_START")
-            self._end("HEADER_FILTER", "KONG_BODY_FILTER_START")
+            self._end_open_phases("KONG_BODY_FILTER_START")
 
     def body_filter_end(self, now: float) -> None:
         """The last body chunk went through body_filter."""
@@ -146,11 +151,7 @@ class KongTimings:
         self._set("KONG_LOG_START", milliseconds(now))
         # Kong's log phase reads ctx.BODY_FILTER_START (sic), always nil, where the
         # other phases read KONG_BODY_FILTER_START; the same fallbacks are kept here.
-        self._end("REWRITE", "KONG_ACCESS_START", "KONG_BALANCER_START", "KONG_HEADER_FILTER_START",
-                  "KONG_LOG_START")
-        self._end("ACCESS", "KONG_BALANCER_START", "KONG_HEADER_FILTER_START", "KONG_LOG_START")
-        self._end("BALANCER", "KONG_HEADER_FILTER_START", "KONG_LOG_START")
-        self._end("HEADER_FILTER", "KONG_LOG_START")
+        self._end_open_phases("KONG_LOG_START")
         self._end("BODY_FILTER", "KONG_LOG_START")
         if self.fields.get("KONG_PROXIED") and "KONG_WAITING_TIME" not in self.fields:
             self._set("KONG_WAITING_TIME", int(self.fields["KONG_LOG_START"]) - self._first(
