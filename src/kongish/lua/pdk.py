@@ -1,7 +1,7 @@
 """Install the Lua PDK (``ngx``, ``kong``, ``cjson``) into a LuaJIT runtime.
 
 Most of the PDK is Lua (the ``pdk_*.lua`` files next to this module); it
-closes over a small table of Python primitives (:mod:`kongish.lua.pdk_request`,
+closes over a small table of Python primitives (:mod:`kongish.lua.primitives`,
 :mod:`kongish.lua.pdk_codec`, :mod:`kongish.lua.pdk_regex`) held in upvalues,
 never in globals, so sandboxed code cannot reach a Python object.  Values
 cross the boundary as Lua strings (Python ``bytes``), numbers, booleans and
@@ -27,7 +27,7 @@ from kongish import KONG_VERSION
 from kongish.lua import pdk_codec
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk_regex import lua_search
-from kongish.lua.pdk_request import RequestPrimitives
+from kongish.lua.primitives import RequestPrimitives
 from kongish.node_id import new_node_id
 
 if TYPE_CHECKING:
