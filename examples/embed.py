@@ -9,9 +9,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data
 
-from kongish.app import admin_resource, build_node, proxy_resource
-from kongish.config import Settings
-from kongish.proxy.upstream import UpstreamClient
+from kongish import Settings, UpstreamClient, admin_resource, build_node, proxy_resource
 
 
 async def main(reactor) -> None:
