@@ -501,12 +501,10 @@ class RequestPrimitives:
 
     def timings(self) -> Any:
         """The request's ``KONG_*`` timing fields set since the last call, or nil if none."""
-        timings = self.current.require().timings
-        if not timings.changed:
+        changed = self.current.require().timings.changed()
+        if not changed:
             return None
-        changed = {name.encode(): timings.fields[name] for name in timings.changed}
-        timings.changed.clear()
-        return self.lua.table_from(changed)
+        return self.lua.table_from({name.encode(): value for name, value in changed.items()})
 
     def multipart(self, body: Any, content_type: Any) -> Any:
         """A multipart body's fields as lua-multipart gives them (:mod:`kongish.lua.pdk_multipart`)."""

@@ -27,8 +27,15 @@ import attrs
 #: A field's value: milliseconds, or True for ``KONG_PROXIED``.
 TimingValue = int | bool
 
-#: The phases whose ends Kong's later phases fill in, in order.
-_CHAINED = ("REWRITE", "ACCESS", "BALANCER", "HEADER_FILTER")
+_PHASES = ("REWRITE", "ACCESS", "BALANCER", "HEADER_FILTER", "BODY_FILTER", "LOG")
+#: Each phase's (start, ended-at, time) field names, made once: the hot path builds no strings.
+_NAMES = {phase: (f"KONG_{phase}_START", f"KONG_{phase}_ENDED_AT", f"KONG_{phase}_TIME")
+          for phase in _PHASES}
+_REWRITE, _ACCESS, _BALANCER, _HEADER_FILTER, _BODY_FILTER, _LOG = (_NAMES[p] for p in _PHASES)
+_PROCESSING_START = "KONG_PROCESSING_START"
+#: The phases whose ends Kong's later phases fill in, each with the starts that may end it.
+_CHAINED = tuple((_NAMES[phase], tuple(_NAMES[later][0] for later in _PHASES[index + 1:4]))
+                 for index, phase in enumerate(_PHASES[:4]))
 
 
 def milliseconds(seconds: float) -> int:
@@ -38,121 +45,125 @@ def milliseconds(seconds: float) -> int:
 
 @attrs.define
 class KongTimings:
-    """The ``KONG_*`` fields of one request, and which changed since ngx.ctx last got them."""
+    """The ``KONG_*`` fields of one request; ``changed()`` tells ngx.ctx what is new."""
 
     fields: dict[str, TimingValue] = attrs.Factory(dict)
-    changed: set[str] = attrs.Factory(set)
+    #: What ``changed()`` last handed out.
+    _delivered: dict[str, TimingValue] = attrs.Factory(dict)
 
     def __getitem__(self, name: str) -> TimingValue | None:
         return self.fields.get(name)
 
-    def _set(self, name: str, value: TimingValue) -> None:
-        self.fields[name] = value
-        self.changed.add(name)
+    def changed(self) -> dict[str, TimingValue]:
+        """The fields set or changed since the last call."""
+        fresh = {name: value for name, value in self.fields.items() if self._delivered.get(name) != value}
+        self._delivered.update(fresh)
+        return fresh
 
     def _first(self, *names: str) -> int:
         """The first of ``names`` that is set (the last is always set by the caller)."""
+        fields = self.fields
         for name in names:
-            value = self.fields.get(name)
+            value = fields.get(name)
             if value is not None:
                 return int(value)
         raise KeyError(names[-1])
 
-    def _end(self, phase: str, *next_starts: str) -> None:
-        """Close ``phase`` at the start of the first of ``next_starts`` that happened."""
-        if f"KONG_{phase}_START" in self.fields and f"KONG_{phase}_ENDED_AT" not in self.fields:
-            self._finish(phase, self._first(*next_starts))
+    def _end(self, names: tuple[str, str, str], *next_starts: str) -> None:
+        """Close a phase at the start of the first of ``next_starts`` that happened."""
+        start, ended_at, _ = names
+        if start in self.fields and ended_at not in self.fields:
+            self._finish(names, self._first(*next_starts))
 
     def _end_open_phases(self, last: str) -> None:
         """Close each of rewrite ... header_filter still open at the next that started, else
         at ``last``, as Kong's body_filter and log phases do."""
-        for index, phase in enumerate(_CHAINED):
-            self._end(phase, *(f"KONG_{later}_START" for later in _CHAINED[index + 1:]), last)
+        fields = self.fields
+        for names, later_starts in _CHAINED:
+            if names[0] in fields and names[1] not in fields:
+                self._finish(names, self._first(*later_starts, last))
 
-    def _finish(self, phase: str, ended_at: int) -> None:
-        self._set(f"KONG_{phase}_ENDED_AT", ended_at)
-        self._set(f"KONG_{phase}_TIME", ended_at - int(self.fields[f"KONG_{phase}_START"]))
+    def _finish(self, names: tuple[str, str, str], ended_at: int) -> None:
+        start, ended, took = names
+        self.fields[ended] = ended_at
+        self.fields[took] = ended_at - int(self.fields[start])
 
     def processing_start(self, started_at: float) -> None:
         """The request was received (``ngx.req.start_time()``)."""
-        if "KONG_PROCESSING_START" not in self.fields:
-            self._set("KONG_PROCESSING_START", milliseconds(started_at))
+        self.fields.setdefault(_PROCESSING_START, milliseconds(started_at))
 
     def rewrite_start(self, now: float) -> None:
-        if "KONG_REWRITE_START" not in self.fields:
-            self._set("KONG_REWRITE_START", milliseconds(now))
+        self.fields.setdefault(_REWRITE[0], milliseconds(now))
 
     def rewrite_end(self, now: float) -> None:
         """The rewrite phase ran to its end (not when a plugin ended the request in it)."""
-        self._finish("REWRITE", milliseconds(now))
+        self._finish(_REWRITE, milliseconds(now))
 
     def access_start(self, now: float) -> None:
         """Before routing: Kong's router runs at the start of its access phase."""
-        if "KONG_ACCESS_START" not in self.fields:
-            self._set("KONG_ACCESS_START", milliseconds(now))
-            self._end("REWRITE", "KONG_ACCESS_START")
+        if _ACCESS[0] not in self.fields:
+            self.fields[_ACCESS[0]] = milliseconds(now)
+            self._end(_REWRITE, _ACCESS[0])
 
     def access_end(self, now: float, proxying: bool) -> None:
         """The access phase is over: the request goes to the upstream, or is answered here."""
-        self._finish("ACCESS", milliseconds(now))
+        self._finish(_ACCESS, milliseconds(now))
         if proxying:
-            self._set("KONG_PROXIED", True)
+            self.fields["KONG_PROXIED"] = True
         else:
-            self._set("KONG_RESPONSE_LATENCY",
-                      int(self.fields["KONG_ACCESS_ENDED_AT"]) - int(self.fields["KONG_PROCESSING_START"]))
+            self.fields["KONG_RESPONSE_LATENCY"] = (
+                int(self.fields[_ACCESS[1]]) - int(self.fields[_PROCESSING_START]))
 
     def balancer(self, at: float) -> None:
         """The upstream call started at ``at`` (and reached the upstream, or failed trying)."""
-        if "KONG_BALANCER_START" not in self.fields:
-            self._set("KONG_BALANCER_START", milliseconds(at))
-            self._end("REWRITE", "KONG_ACCESS_START", "KONG_BALANCER_START")
-            self._end("ACCESS", "KONG_BALANCER_START")
-        self._finish("BALANCER", milliseconds(at))
-        self._set("KONG_PROXY_LATENCY",
-                  int(self.fields["KONG_BALANCER_ENDED_AT"]) - int(self.fields["KONG_PROCESSING_START"]))
+        if _BALANCER[0] not in self.fields:
+            self.fields[_BALANCER[0]] = milliseconds(at)
+            self._end(_REWRITE, _ACCESS[0], _BALANCER[0])
+            self._end(_ACCESS, _BALANCER[0])
+        self._finish(_BALANCER, milliseconds(at))
+        self.fields["KONG_PROXY_LATENCY"] = int(self.fields[_BALANCER[1]]) - int(self.fields[_PROCESSING_START])
 
     def header_filter_start(self, now: float) -> None:
         """The response head is ready (the upstream's, a plugin's or kongish's own)."""
-        if "KONG_HEADER_FILTER_START" not in self.fields:
-            self._set("KONG_HEADER_FILTER_START", milliseconds(now))
-            self._end("REWRITE", "KONG_BALANCER_START", "KONG_ACCESS_START", "KONG_HEADER_FILTER_START")
-            self._end("ACCESS", "KONG_BALANCER_START", "KONG_HEADER_FILTER_START")
-            self._end("BALANCER", "KONG_HEADER_FILTER_START")
-        start = int(self.fields["KONG_HEADER_FILTER_START"])
-        processing_start = int(self.fields["KONG_PROCESSING_START"])
-        if self.fields.get("KONG_PROXIED"):
-            if "KONG_WAITING_TIME" not in self.fields:
-                self._set("KONG_WAITING_TIME",
-                          start - self._first("KONG_BALANCER_ENDED_AT", "KONG_ACCESS_ENDED_AT"))
-            if "KONG_PROXY_LATENCY" not in self.fields:
-                self._set("KONG_PROXY_LATENCY", start - processing_start)
-        elif "KONG_RESPONSE_LATENCY" not in self.fields:
-            self._set("KONG_RESPONSE_LATENCY", start - processing_start)
+        fields = self.fields
+        if _HEADER_FILTER[0] not in fields:
+            fields[_HEADER_FILTER[0]] = milliseconds(now)
+            self._end(_REWRITE, _BALANCER[0], _ACCESS[0], _HEADER_FILTER[0])
+            self._end(_ACCESS, _BALANCER[0], _HEADER_FILTER[0])
+            self._end(_BALANCER, _HEADER_FILTER[0])
+        start = int(fields[_HEADER_FILTER[0]])
+        processing_start = int(fields[_PROCESSING_START])
+        if fields.get("KONG_PROXIED"):
+            if "KONG_WAITING_TIME" not in fields:
+                fields["KONG_WAITING_TIME"] = start - self._first(_BALANCER[1], _ACCESS[1])
+            if "KONG_PROXY_LATENCY" not in fields:
+                fields["KONG_PROXY_LATENCY"] = start - processing_start
+        elif "KONG_RESPONSE_LATENCY" not in fields:
+            fields["KONG_RESPONSE_LATENCY"] = start - processing_start
 
     def header_filter_end(self, now: float) -> None:
-        self._finish("HEADER_FILTER", milliseconds(now))
+        self._finish(_HEADER_FILTER, milliseconds(now))
 
     def body_filter_start(self, now: float) -> None:
-        if "KONG_BODY_FILTER_START" not in self.fields:
-            self._set("KONG_BODY_FILTER_START", milliseconds(now))
-            self._end_open_phases("KONG_BODY_FILTER_START")
+        if _BODY_FILTER[0] not in self.fields:
+            self.fields[_BODY_FILTER[0]] = milliseconds(now)
+            self._end_open_phases(_BODY_FILTER[0])
 
     def body_filter_end(self, now: float) -> None:
         """The last body chunk went through body_filter."""
-        self._finish("BODY_FILTER", milliseconds(now))
+        self._finish(_BODY_FILTER, milliseconds(now))
         if self.fields.get("KONG_PROXIED"):
-            self._set("KONG_RECEIVE_TIME", int(self.fields["KONG_BODY_FILTER_ENDED_AT"]) - self._first(
-                "KONG_HEADER_FILTER_START", "KONG_BALANCER_ENDED_AT", "KONG_BALANCER_START",
-                "KONG_ACCESS_ENDED_AT"))
+            self.fields["KONG_RECEIVE_TIME"] = int(self.fields[_BODY_FILTER[1]]) - self._first(
+                _HEADER_FILTER[0], _BALANCER[1], _BALANCER[0], _ACCESS[1])
 
     def log_start(self, now: float) -> None:
-        if "KONG_LOG_START" in self.fields:
+        fields = self.fields
+        if _LOG[0] in fields:
             return
-        self._set("KONG_LOG_START", milliseconds(now))
+        fields[_LOG[0]] = milliseconds(now)
         # Kong's log phase reads ctx.BODY_FILTER_START (sic), always nil, where the
         # other phases read KONG_BODY_FILTER_START; the same fallbacks are kept here.
-        self._end_open_phases("KONG_LOG_START")
-        self._end("BODY_FILTER", "KONG_LOG_START")
-        if self.fields.get("KONG_PROXIED") and "KONG_WAITING_TIME" not in self.fields:
-            self._set("KONG_WAITING_TIME", int(self.fields["KONG_LOG_START"]) - self._first(
-                "KONG_BALANCER_ENDED_AT", "KONG_ACCESS_ENDED_AT"))
+        self._end_open_phases(_LOG[0])
+        self._end(_BODY_FILTER, _LOG[0])
+        if fields.get("KONG_PROXIED") and "KONG_WAITING_TIME" not in fields:
+            fields["KONG_WAITING_TIME"] = int(fields[_LOG[0]]) - self._first(_BALANCER[1], _ACCESS[1])
