@@ -121,7 +121,8 @@ class KongTimings:
             self._end(_REWRITE, _ACCESS[0], _BALANCER[0])
             self._end(_ACCESS, _BALANCER[0])
         self._finish(_BALANCER, milliseconds(at))
-        self.fields["KONG_PROXY_LATENCY"] = int(self.fields[_BALANCER[1]]) - int(self.fields[_PROCESSING_START])
+        self.fields["KONG_PROXY_LATENCY"] = (
+            int(self.fields[_BALANCER[1]]) - int(self.fields[_PROCESSING_START]))
 
     def header_filter_start(self, now: float) -> None:
         """The response head is ready (the upstream's, a plugin's or kongish's own)."""
