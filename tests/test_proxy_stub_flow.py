@@ -7,19 +7,13 @@ from __future__ import annotations
 
 import json
 
-from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost, ConnectionRefusedError
-from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.app import build_node, proxy_resource
-from kongish.config import Settings
 from kongish.http.interfaces import BodyEnd
-from kongish.node import Node
-from kongish.proxy.server import ProxyServerFactory
-from kongish.testing import StubRequest, StubResponse, StubUpstream
+from kongish.testing import ProxyHarness, StubRequest, StubResponse, StubUpstream
 
 CONFIG = {
     "_format_version": "3.0",
@@ -46,33 +40,15 @@ def head_and_body(raw: bytes) -> tuple[list[bytes], bytes]:
 
 
 class StubFlowTests(SynchronousTestCase):
-    def node(self) -> Node:
-        self.reactor = MemoryReactorClock()
-        prefix = self.mktemp()
-        settings = Settings.load(environ={}, overrides={
-            "database": "off", "prefix": prefix, "declarative_config_string": json.dumps(CONFIG)})
-        node = self.successResultOf(ensureDeferred(build_node(settings, self.reactor)))
-        host = node.plugin_host
-        if host is not None:
-            self.addCleanup(host.close)
-        return node
-
     def serve(self, handler) -> StubUpstream:
-        node = self.node()
-        self.stub = StubUpstream(handler, self.reactor)
-        factory = ProxyServerFactory(proxy_resource(node, self.stub), 0, reactor=self.reactor)
-        factory.log = lambda request: None  # type: ignore[method-assign]
-        connection = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
-        assert connection is not None
-        self.connection = connection
-        self.transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8000),
-                                         peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
-        self.connection.makeConnection(self.transport)
-        return self.stub
+        harness = ProxyHarness.start(CONFIG, handler, prefix=self.mktemp())
+        self.addCleanup(harness.close)
+        self.harness, self.reactor, self.transport = harness, harness.reactor, harness.transport
+        self.connection = harness.connection
+        return harness.upstream
 
     def get(self, path: bytes, *headers: bytes) -> None:
-        self.connection.dataReceived(b"GET " + path + b" HTTP/1.1\r\nHost: gateway.test\r\n"
-                                     + b"".join(header + b"\r\n" for header in headers) + b"\r\n")
+        self.harness.get(path, *headers)
 
     def test_routing_plugins_upstream_and_a_streamed_answer(self) -> None:
         later: Deferred[bytes] = Deferred()

@@ -11,6 +11,7 @@ The public entry points for embedding kongish in another Twisted application:
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -36,6 +37,7 @@ from kongish.lua.settings import LuaSettings
 from kongish.node import Node
 from kongish.node_id import persistent_node_id
 from kongish.plugins.host import PluginHost
+from kongish.plugins.interface import IPlugin
 from kongish.plugins.registry import PluginRegistry
 from kongish.plugins.serverless import serverless_plugins
 from kongish.proxy.resource import ProxyResource
@@ -48,12 +50,16 @@ log = Logger()
 DRAIN_TIMEOUT = 10.0
 
 
-async def build_node(settings: Settings, reactor: Any) -> Node:
-    """Open the configured store, load the configuration and return a node ready to proxy."""
+async def build_node(settings: Settings, reactor: Any, extra_plugins: Iterable[IPlugin] = ()) -> Node:
+    """Open the configured store, load the configuration and return a node ready to proxy.
+
+    ``extra_plugins`` join the bundled ones (``plugins = bundled`` enables them): how a
+    test hands a node a plugin that is not installed.
+    """
     node_id = persistent_node_id(settings.prefix)
     engine = LuaEngine(LuaSettings.from_settings(settings), reactor, node_id=node_id)
     host = PluginHost(reactor, settings)
-    registry = PluginRegistry.build(settings.plugins, serverless_plugins(engine), host)
+    registry = PluginRegistry.build(settings.plugins, [*serverless_plugins(engine), *extra_plugins], host)
     storage = await open_storage(settings, reactor)
     database = Database(storage, registry.lookup, reactor)
     if storage is not None:
