@@ -84,6 +84,7 @@ class ProxyHarnessTests(SynchronousTestCase):
 
     def test_a_bad_config_is_refused_with_kongs_message(self) -> None:
         bad = {"_format_version": "3.0", "plugins": [{"name": "stamp", "config": {"value": 5}}]}
-        error = self.assertRaises(InvalidDeclarative, ProxyHarness.start, bad, lambda request: StubResponse(200),
-                                  plugins=[StampPlugin()], prefix=self.mktemp())
+        error = self.assertRaises(InvalidDeclarative, ProxyHarness.start, bad,
+                                  lambda request: StubResponse(200), plugins=[StampPlugin()],
+                                  prefix=self.mktemp())
         self.assertIn("expected a string", str(error))
