@@ -10,7 +10,7 @@ from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.access_log import combined, kong
+from kongish.http.access_log import combined, kong
 
 _NOW = "[25/Nov/2026:12:00:00 +0000]"
 #: nginx's combined format, with every field escaped so that it cannot hold a quote or a newline.

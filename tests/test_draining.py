@@ -4,7 +4,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.draining import Draining
+from kongish.http.draining import Draining
 
 
 class DrainingTests(SynchronousTestCase):

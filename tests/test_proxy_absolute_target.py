@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from kongish.proxy.target import origin_form
+from kongish.http.target import origin_form
 from tests.harness import deferred, start_gateway, start_upstream
 
 

@@ -14,7 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
 from kongish.http.interfaces import IProxiedRequest
-from kongish.proxy.forwarded import Forwarded, RealIp, TrustedNetworks, client_side, socket_peer
+from kongish.http.peer import socket_peer
+from kongish.proxy.forwarded import Forwarded, RealIp, TrustedNetworks, client_side
 
 _FIELDS = ("proto", "host", "port", "path", "prefix")
 _VALUES = st.binary(min_size=0, max_size=12).filter(lambda value: b"\r" not in value and b"\n" not in value)

@@ -21,7 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface.verify import verifyObject
 
-from kongish.access_log import combined
+from kongish.http.access_log import combined
 from kongish.http.interfaces import IProxiedRequest
 from kongish.proxy.downstream import DownstreamRequest
 from kongish.proxy.headers import http_date

@@ -24,13 +24,13 @@ from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from kongish import access_log
 from kongish.admin.connections import AdminConnections
 from kongish.admin.resource import AdminResource
 from kongish.config import Settings
 from kongish.db.backends import open_storage
 from kongish.db.dao import Database
 from kongish.db.declarative import configuration_hash, flatten, parse_declarative
+from kongish.http import access_log
 from kongish.http.interfaces import IUpstreamClient
 from kongish.lua.engine import LuaEngine
 from kongish.lua.settings import LuaSettings

@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from kongish.config import Settings
 from kongish.db.dao import Database
-from kongish.draining import Draining
+from kongish.http.draining import Draining
 from kongish.node_id import new_node_id
 from kongish.plugins.host import PluginHost
 from kongish.plugins.pipeline import PluginMap, build_plugin_map

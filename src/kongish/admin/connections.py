@@ -7,7 +7,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request, Site
 
-from kongish.draining import Draining
+from kongish.http.draining import Draining
 
 
 class _StoppableChannel(HTTPChannel):

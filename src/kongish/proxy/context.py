@@ -17,7 +17,7 @@ from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from kongish.http.interfaces import IProxiedRequest, IUpstreamRequest
-from kongish.proxy.forwarded import socket_peer
+from kongish.http.peer import socket_peer
 from kongish.proxy.headers import GatewayHeaders
 from kongish.proxy.timing import KongTimings
 

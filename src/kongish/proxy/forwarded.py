@@ -13,13 +13,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, TypeVar, cast
 
 import attrs
-from twisted.protocols.policies import ProtocolWrapper
 
 from kongish.http.interfaces import IProxiedRequest
 
 if TYPE_CHECKING:
     from twisted.internet.address import IPv4Address, IPv6Address
-    from twisted.internet.interfaces import ITransport
 
 
 def host_without_port(host: bytes) -> bytes:
@@ -126,18 +124,6 @@ def _address(text: str) -> str | None:
     if ip.version == 6 and ip.ipv4_mapped is not None:
         return f"::ffff:{ip.ipv4_mapped}"
     return str(ip)
-
-
-def socket_peer(request: IProxiedRequest) -> str:
-    """The socket's other end, beneath PROXY protocol readers and TLS: never what a PROXY
-    line claims, which only counts from a trusted balancer."""
-    transport = getattr(request.channel, "transport", None)
-    if transport is None:  # an HTTP/2 stream of a mounted site: its connection's address
-        return getattr(request.getClientAddress(), "host", "")
-    while isinstance(transport, ProtocolWrapper):
-        transport = transport.transport
-    # A connected wrapper has its transport (ProtocolWrapper types it Optional).
-    return getattr(cast("ITransport", transport).getPeer(), "host", "")
 
 
 #: nginx's ``$host`` when the request has no Host header: Kong's ``server_name``.

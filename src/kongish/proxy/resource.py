@@ -24,9 +24,10 @@ from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
-from kongish import access_log
 from kongish.error_log import error_text
+from kongish.http import access_log
 from kongish.http.interfaces import IProxiedRequest, IUpstreamClient, IUpstreamResponse
+from kongish.http.target import origin_form
 from kongish.plugins.pipeline import PluginChain
 from kongish.proxy import error_pages
 from kongish.proxy.context import (
@@ -51,7 +52,6 @@ from kongish.proxy.headers import (
     upstream_headers,
 )
 from kongish.proxy.relay import BodyRelay, discard_body
-from kongish.proxy.target import origin_form
 from kongish.proxy.upstream import UpstreamFailure, settings_for
 from kongish.routing.router import Match
 

@@ -30,9 +30,9 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPFactory
 
-from kongish import access_log
-from kongish.draining import Draining
 from kongish.error_log import error_text
+from kongish.http import access_log
+from kongish.http.draining import Draining
 from kongish.proxy import error_pages
 from kongish.proxy.context import new_request_id
 from kongish.proxy.downstream import DownstreamRequest

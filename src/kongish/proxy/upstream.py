@@ -68,8 +68,8 @@ from kongish.http.interfaces import (
     IUpstreamResponse,
     UpstreamSettings,
 )
+from kongish.http.tls import UpstreamTLSPolicy
 from kongish.proxy.headers import CasedHeaders
-from kongish.proxy.tls import UpstreamTLSPolicy
 from kongish.routing.upstream_path import escape_path
 
 #: Methods nginx may send again after a failed try (its ``non_idempotent`` list is the rest).

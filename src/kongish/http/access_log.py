@@ -11,7 +11,7 @@ import binascii
 import re
 from typing import Any
 
-from kongish.proxy.forwarded import socket_peer
+from kongish.http.peer import socket_peer
 
 #: What nginx writes as ``\xHH`` in a logged value: quotes, backslashes and anything
 #: that is not printable ASCII.
