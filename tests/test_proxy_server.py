@@ -22,9 +22,9 @@ from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface.verify import verifyObject
 
 from kongish.http.access_log import combined
+from kongish.http.downstream import DownstreamRequest
+from kongish.http.headers import http_date
 from kongish.http.interfaces import IProxiedRequest
-from kongish.proxy.downstream import DownstreamRequest
-from kongish.proxy.headers import http_date
 from kongish.proxy.server import MAX_HEAD, MAX_LINE, ProxyConnection, ProxyServerFactory
 from tests.harness import RawClient, deferred, start_gateway, start_upstream
 

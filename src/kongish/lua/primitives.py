@@ -26,12 +26,12 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger, LogLevel
 from twisted.web.http_headers import Headers
 
+from kongish.http.headers import CONTENT_LENGTH
 from kongish.lua import pdk_multipart
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk_codec import as_bytes
 from kongish.proxy.context import RequestContext
 from kongish.proxy.forwarded import TrustedNetworks
-from kongish.proxy.headers import CONTENT_LENGTH
 from kongish.routing.normalize import normalize_path, wire_text
 
 log = Logger(namespace="kongish.lua")

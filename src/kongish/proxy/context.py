@@ -16,9 +16,9 @@ import attrs
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
+from kongish.http.headers import GatewayHeaders
 from kongish.http.interfaces import IProxiedRequest, IUpstreamRequest
 from kongish.http.peer import socket_peer
-from kongish.proxy.headers import GatewayHeaders
 from kongish.proxy.timing import KongTimings
 
 if TYPE_CHECKING:

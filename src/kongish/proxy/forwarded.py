@@ -14,15 +14,11 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 import attrs
 
+from kongish.http.headers import host_without_port
 from kongish.http.interfaces import IProxiedRequest
 
 if TYPE_CHECKING:
     from twisted.internet.address import IPv4Address, IPv6Address
-
-
-def host_without_port(host: bytes) -> bytes:
-    """A Host header's host part (an IPv6 literal keeps its brackets)."""
-    return host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
 
 
 @attrs.define

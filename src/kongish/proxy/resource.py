@@ -26,6 +26,17 @@ from zope.interface import implementer
 
 from kongish.error_log import error_text
 from kongish.http import access_log
+from kongish.http.downstream import DownstreamRequest
+from kongish.http.headers import (
+    CONTENT_LENGTH,
+    CONTENT_TYPE,
+    HOST,
+    LOCATION,
+    CasedHeaders,
+    GatewayHeaders,
+    copy_end_to_end,
+    http_date,
+)
 from kongish.http.interfaces import IProxiedRequest, IUpstreamClient, IUpstreamResponse
 from kongish.http.target import origin_form
 from kongish.plugins.pipeline import PluginChain
@@ -37,20 +48,9 @@ from kongish.proxy.context import (
     UpstreamResponse,
     new_request_id,
 )
-from kongish.proxy.downstream import DownstreamRequest
 from kongish.proxy.drive import drive
 from kongish.proxy.forwarded import Forwarded, client_side
-from kongish.proxy.headers import (
-    CONTENT_LENGTH,
-    CONTENT_TYPE,
-    HOST,
-    LOCATION,
-    CasedHeaders,
-    GatewayHeaders,
-    copy_end_to_end,
-    http_date,
-    upstream_headers,
-)
+from kongish.proxy.headers import upstream_headers
 from kongish.proxy.relay import BodyRelay, discard_body
 from kongish.proxy.upstream import UpstreamFailure, settings_for
 from kongish.routing.router import Match

@@ -32,16 +32,17 @@ from twisted.web.http import HTTPFactory
 
 from kongish.error_log import error_text
 from kongish.http import access_log
+from kongish.http.downstream import DownstreamRequest
 from kongish.http.draining import Draining
+from kongish.http.headers import http_date
 from kongish.proxy import error_pages
 from kongish.proxy.context import new_request_id
-from kongish.proxy.downstream import DownstreamRequest
-from kongish.proxy.headers import SERVER_TOKEN, http_date
+from kongish.proxy.headers import SERVER_TOKEN
 
 if TYPE_CHECKING:
     from twisted.internet.address import IPv4Address, IPv6Address
 
-    from kongish.proxy.downstream import IConnectionTransport as _IConnectionTransport
+    from kongish.http.downstream import IConnectionTransport as _IConnectionTransport
 
 log = Logger()
 

@@ -58,6 +58,7 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
 
+from kongish.http.headers import CasedHeaders
 from kongish.http.interfaces import (
     COMPLETE,
     BodyEnd,
@@ -69,7 +70,6 @@ from kongish.http.interfaces import (
     UpstreamSettings,
 )
 from kongish.http.tls import UpstreamTLSPolicy
-from kongish.proxy.headers import CasedHeaders
 from kongish.routing.upstream_path import escape_path
 
 #: Methods nginx may send again after a failed try (its ``non_idempotent`` list is the rest).

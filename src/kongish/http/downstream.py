@@ -17,9 +17,8 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
+from kongish.http.headers import CONTENT_LENGTH, CasedHeaders, host_without_port, http_date
 from kongish.http.interfaces import IProxiedRequest
-from kongish.proxy.forwarded import host_without_port
-from kongish.proxy.headers import CONTENT_LENGTH, CasedHeaders, http_date
 
 if TYPE_CHECKING:
     from twisted.internet.address import IPv4Address, IPv6Address
