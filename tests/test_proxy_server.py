@@ -25,7 +25,9 @@ from kongish.http.access_log import combined
 from kongish.http.downstream import DownstreamRequest
 from kongish.http.headers import http_date
 from kongish.http.interfaces import IProxiedRequest
-from kongish.proxy.server import MAX_HEAD, MAX_LINE, ProxyConnection, ProxyServerFactory
+from kongish.http.server import MAX_HEAD, MAX_LINE, ProxyConnection, ProxyServerFactory
+from kongish.proxy.error_pages import KongRefusals
+from kongish.proxy.headers import SERVER_TOKEN
 from tests.harness import RawClient, deferred, start_gateway, start_upstream
 
 Answer = Callable[[DownstreamRequest], None]
@@ -125,7 +127,8 @@ class Client:
 
 def connect(resource: Recorder, timeout: float | None = None, max_body_size: int = 0) -> Client:
     clock = MemoryReactorClock()
-    factory = ProxyServerFactory(resource, max_body_size, timeout=timeout, reactor=clock)
+    factory = ProxyServerFactory(resource, KongRefusals(), SERVER_TOKEN, max_body_size, timeout=timeout,
+                                 reactor=clock)
     logged: list[DownstreamRequest] = []
     # HTTPFactory.log is typed for twisted.web Requests; this factory logs DownstreamRequests.
     factory.log = logged.append  # type: ignore[method-assign,assignment]

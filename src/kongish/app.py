@@ -32,6 +32,7 @@ from kongish.db.dao import Database
 from kongish.db.declarative import configuration_hash, flatten, parse_declarative
 from kongish.http import access_log
 from kongish.http.interfaces import IUpstreamClient
+from kongish.http.server import ProxyServerFactory
 from kongish.lua.engine import LuaEngine
 from kongish.lua.settings import LuaSettings
 from kongish.node import Node
@@ -40,8 +41,9 @@ from kongish.plugins.host import PluginHost
 from kongish.plugins.interface import IPlugin
 from kongish.plugins.registry import PluginRegistry
 from kongish.plugins.serverless import serverless_plugins
+from kongish.proxy.error_pages import KongRefusals
+from kongish.proxy.headers import SERVER_TOKEN
 from kongish.proxy.resource import ProxyResource
-from kongish.proxy.server import ProxyServerFactory
 from kongish.proxy.upstream import UpstreamClient
 
 log = Logger()
@@ -128,8 +130,8 @@ class KongishService(MultiService):
                 site: Any
                 if role == "proxy":
                     proxy = ProxyServerFactory(
-                        resource, max_body_size=self.settings.proxy_max_body_size,
-                        error_default_type=self.settings.error_default_type)
+                        resource, KongRefusals(self.settings.error_default_type), SERVER_TOKEN,
+                        max_body_size=self.settings.proxy_max_body_size)
                     site = listened = proxy
                     self.proxy_factories.append(proxy)
                     self.node.counters.listeners.append(proxy.connections)

@@ -350,7 +350,9 @@ class ProxyHarness:
         node id (a fresh temporary directory when not given)."""
         from kongish.app import build_node, proxy_resource  # the whole node: loaded only here
         from kongish.config import Settings
-        from kongish.proxy.server import ProxyServerFactory
+        from kongish.http.server import ProxyServerFactory
+        from kongish.proxy.error_pages import KongRefusals
+        from kongish.proxy.headers import SERVER_TOKEN
 
         reactor = MemoryReactorClock()
         values = {"database": "off", "declarative_config_string": json.dumps(config),
@@ -361,7 +363,8 @@ class ProxyHarness:
                                              extra_plugins=plugins))
         node = _result(building)
         upstream = StubUpstream(handler, reactor)
-        factory = ProxyServerFactory(proxy_resource(node, upstream), 0, reactor=reactor)
+        refusals = KongRefusals(node.settings.error_default_type)
+        factory = ProxyServerFactory(proxy_resource(node, upstream), refusals, SERVER_TOKEN, reactor=reactor)
         client = IPv4Address("TCP", "127.0.0.1", 40000)
         connection = factory.buildProtocol(client)
         assert connection is not None, "the proxy factory always builds a connection"

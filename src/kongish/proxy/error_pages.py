@@ -12,6 +12,10 @@ import re
 from collections.abc import Mapping
 from html import escape
 
+import attrs
+
+from kongish.proxy.context import new_request_id
+
 #: Kong's default messages for statuses it ends a request with.
 DEFAULT_MESSAGES: Mapping[int, str] = {
     400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
@@ -92,3 +96,16 @@ def render(media_type: str, message: str, request_id: str) -> bytes:
 
 def _json_escape(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)[1:-1]
+
+
+@attrs.frozen
+class KongRefusals:
+    """Kong's page for a request kongish's listener refuses before routing (400, 413, 414,
+    505 ...): renderer B typed by Accept, then Content-Type, then ``error_default_type``."""
+
+    default_type: str = "text/plain"
+
+    def __call__(self, status: int, accept: str | None, content_type: str | None) -> tuple[str, bytes, str]:
+        media = choose_type(accept, content_type, self.default_type)
+        request_id = new_request_id()
+        return media, render(media, default_message(status), request_id), request_id

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import tempfile
 from collections import deque
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, cast
 
 import httptools
@@ -35,9 +36,6 @@ from kongish.http import access_log
 from kongish.http.downstream import DownstreamRequest
 from kongish.http.draining import Draining
 from kongish.http.headers import http_date
-from kongish.proxy import error_pages
-from kongish.proxy.context import new_request_id
-from kongish.proxy.headers import SERVER_TOKEN
 
 if TYPE_CHECKING:
     from twisted.internet.address import IPv4Address, IPv6Address
@@ -329,14 +327,11 @@ class ProxyConnection(Protocol, TimeoutMixin):
         def sent(field: bytes) -> str | None:  # repeated lines joined, as Kong reads Accept
             values = [value for name, value in self._headers if name.lower() == field]
             return b",".join(values).decode("latin-1") if values else None
-        media = error_pages.choose_type(sent(b"accept"), sent(b"content-type"),
-                                        self.factory.error_default_type)
-        request_id = new_request_id()
-        body = error_pages.render(media, error_pages.default_message(status), request_id)
+        media, body, request_id = self.factory.refusal_page(status, sent(b"accept"), sent(b"content-type"))
         code = 400 if status == 494 else status
         self.transport.writeSequence([
             b"HTTP/1.1 %d %s\r\n" % (code, _REASONS[status]),
-            b"Server: %s\r\nDate: %s\r\n" % (SERVER_TOKEN, http_date()),
+            b"Server: %s\r\nDate: %s\r\n" % (self.factory.server_token, http_date()),
             b"Content-Type: %s; charset=utf-8\r\n" % media.encode(),
             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body), body])
         self._log_refusal(code, len(body), request_id)
@@ -402,6 +397,9 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._waiting.clear()
 
 
+#: ``(status, Accept, Content-Type)`` of a refused request -> ``(media type, body, request id)``.
+RefusalPage = Callable[[int, "str | None", "str | None"], "tuple[str, bytes, str]"]
+
 _REASONS = {400: b"Bad Request", 405: b"Not Allowed", 413: b"Request Entity Too Large",
             414: b"Request-URI Too Large", 494: b"Bad Request", 505: b"HTTP Version Not Supported"}
 #: The versions served, as the parser names them and as a status line writes them.
@@ -413,19 +411,22 @@ class ProxyServerFactory(HTTPFactory):
     """Serves ``resource`` (a ``ProxyResource``) over kongish's own HTTP/1.1 connections.
 
     ``max_body_size`` caps request bodies (0: no cap), as nginx's client_max_body_size;
-    ``error_default_type`` is kong.conf's, for refusals whose client states no type.
+    ``refusal_page`` renders the answer to a request refused before it reached
+    ``resource`` (Kong's error page: ``kongish.proxy.error_pages.KongRefusals``), and
+    ``server_token`` is its ``Server`` header.
     """
 
     # Twisted types HTTPFactory.protocol as its HTTP/2-negotiating factory function; any
     # protocol factory serves (buildProtocol only sets callLater and timeOut on what it makes).
     protocol = ProxyConnection  # type: ignore[assignment]
 
-    def __init__(self, resource: Any, max_body_size: int = 0, error_default_type: str = "text/plain",
-                 **kwargs: Any) -> None:
+    def __init__(self, resource: Any, refusal_page: RefusalPage, server_token: bytes,
+                 max_body_size: int = 0, **kwargs: Any) -> None:
         super().__init__(**{"logFormatter": access_log.kong, **kwargs})
         self.resource = resource
         self.max_body_size = max_body_size
-        self.error_default_type = error_default_type
+        self.refusal_page = refusal_page
+        self.server_token = server_token
         self.connections: Draining[ProxyConnection] = Draining(self.reactor)
 
     def drain(self, timeout: float) -> Deferred[None]:
