@@ -5,7 +5,7 @@ import json
 
 from twisted.trial.unittest import TestCase
 
-from kongish.proxy.upstream import UpstreamFailure
+from kongish.http.client import UpstreamFailure
 from tests.harness import closed_port, deferred, start_gateway, start_upstream
 
 _KONG_HEADERS = (b"server", b"via", b"x-kong-upstream-latency", b"x-kong-proxy-latency",

@@ -9,9 +9,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from kongish.http.client import UpstreamClient, UpstreamFailure, settings_for
 from kongish.http.interfaces import UpstreamSettings
 from kongish.proxy.context import UpstreamRequest
-from kongish.proxy.upstream import UpstreamClient, UpstreamFailure, settings_for
 
 
 def service(retries: int) -> UpstreamSettings:

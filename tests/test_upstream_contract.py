@@ -21,6 +21,7 @@ from twisted.web.http_headers import Headers
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from kongish.http.client import UpstreamClient, UpstreamFailure
 from kongish.http.headers import CasedHeaders
 from kongish.http.interfaces import (
     BodyEnd,
@@ -32,7 +33,6 @@ from kongish.http.interfaces import (
     UpstreamSettings,
 )
 from kongish.proxy.context import UpstreamRequest
-from kongish.proxy.upstream import UpstreamClient, UpstreamFailure
 from kongish.routing.upstream_path import escape_path
 from kongish.testing import StubRequest, StubResponse, StubUpstream
 from tests.harness import closed_port, deferred

@@ -25,7 +25,7 @@ _PUBLIC = {
     "proxy_resource": "kongish.app",
     "admin_resource": "kongish.app",
     "Settings": "kongish.config",
-    "UpstreamClient": "kongish.proxy.upstream",
+    "UpstreamClient": "kongish.http.client",
 }
 
 __all__ = ["KONG_VERSION", "__version__", *_PUBLIC]

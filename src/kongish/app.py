@@ -31,6 +31,7 @@ from kongish.db.backends import open_storage
 from kongish.db.dao import Database
 from kongish.db.declarative import configuration_hash, flatten, parse_declarative
 from kongish.http import access_log
+from kongish.http.client import UpstreamClient
 from kongish.http.interfaces import IUpstreamClient
 from kongish.http.server import ProxyServerFactory
 from kongish.lua.engine import LuaEngine
@@ -44,7 +45,6 @@ from kongish.plugins.serverless import serverless_plugins
 from kongish.proxy.error_pages import KongRefusals
 from kongish.proxy.headers import SERVER_TOKEN
 from kongish.proxy.resource import ProxyResource
-from kongish.proxy.upstream import UpstreamClient
 
 log = Logger()
 

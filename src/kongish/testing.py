@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
+from kongish.http.client import UpstreamFailure, UpstreamTimeout, classify
 from kongish.http.headers import CasedHeaders
 from kongish.http.interfaces import (
     COMPLETE,
@@ -48,7 +49,6 @@ from kongish.http.interfaces import (
 )
 from kongish.plugins.interface import IPlugin, IPluginHandlers
 from kongish.plugins.serverless_schema import CODE_FIELDS, serverless_config_schema
-from kongish.proxy.upstream import UpstreamFailure, UpstreamTimeout, classify
 from kongish.schema import Record
 
 __all__ = ["ProxyHarness", "SchemaOnlyPlugin", "StubRequest", "StubResponse", "StubUpstream",

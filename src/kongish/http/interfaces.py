@@ -136,7 +136,7 @@ class IUpstreamClient(Interface):
         """Send ``request`` with ``body`` (bytes, or a file read from its start on each try and
         left open); fire with the response once its head has arrived.
 
-        The Deferred fails with ``kongish.proxy.upstream.UpstreamFailure`` (Kong's status,
+        The Deferred fails with ``kongish.http.client.UpstreamFailure`` (Kong's status,
         message and renderer for the last try's failure: 503 for a name that did not resolve,
         504 for a timeout, 502 for a refused or broken connection or an invalid response) when
         every try failed. Cancelling it (the client went away) ends the try in progress and

@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from kongish.error_log import error_text
 from kongish.http import access_log
+from kongish.http.client import UpstreamFailure, settings_for
 from kongish.http.downstream import DownstreamRequest
 from kongish.http.headers import (
     CONTENT_LENGTH,
@@ -52,7 +53,6 @@ from kongish.proxy.drive import drive
 from kongish.proxy.forwarded import Forwarded, client_side
 from kongish.proxy.headers import upstream_headers
 from kongish.proxy.relay import BodyRelay, discard_body
-from kongish.proxy.upstream import UpstreamFailure, settings_for
 from kongish.routing.router import Match
 
 if TYPE_CHECKING:
