@@ -21,11 +21,11 @@ from twisted.web.server import Request, Site
 
 from kongish.config import Settings
 from kongish.http.interfaces import IProxiedRequest
+from kongish.http.realip import RealIp
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk import install_pdk
 from kongish.lua.settings import LuaSettings
 from kongish.proxy.context import RequestContext, UpstreamRequest
-from kongish.proxy.forwarded import RealIp
 
 
 def _refuse_attributes(obj: Any, name: Any, setting: bool) -> None:

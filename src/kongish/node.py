@@ -14,11 +14,11 @@ from twisted.internet.interfaces import IReactorTime
 from kongish.config import Settings
 from kongish.db.dao import Database
 from kongish.http.draining import Draining
+from kongish.http.realip import RealIp
 from kongish.node_id import new_node_id
 from kongish.plugins.host import PluginHost
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry
-from kongish.proxy.forwarded import RealIp
 from kongish.proxy.headers import KongHeaders
 from kongish.routing import Router
 

@@ -27,11 +27,11 @@ from twisted.logger import Logger, LogLevel
 from twisted.web.http_headers import Headers
 
 from kongish.http.headers import CONTENT_LENGTH
+from kongish.http.realip import TrustedNetworks
 from kongish.lua import pdk_multipart
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk_codec import as_bytes
 from kongish.proxy.context import RequestContext
-from kongish.proxy.forwarded import TrustedNetworks
 from kongish.routing.normalize import normalize_path, wire_text
 
 log = Logger(namespace="kongish.lua")

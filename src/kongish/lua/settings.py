@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from kongish.config import DEFAULTS, LUA_MAX_SETTINGS, UNTRUSTED_LUA_MODES, Settings
-from kongish.proxy.forwarded import TrustedNetworks
+from kongish.http.realip import TrustedNetworks
 
 
 def _strings(values: Iterable[str]) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ from kongish.http.peer import socket_peer
 from kongish.proxy.timing import KongTimings
 
 if TYPE_CHECKING:
-    from kongish.proxy.forwarded import RealIp
+    from kongish.http.realip import RealIp
 
 #: Phases in the order they run for one request.
 PHASES = ("rewrite", "access", "header_filter", "body_filter", "log")
