@@ -20,6 +20,8 @@ LAYERS = {
                        "kongish.http", "kongish.node", "kongish.app"),
     "kongish.db": ("kongish.proxy", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.http",
                    "kongish.node", "kongish.app"),
+    "kongish.config": ("kongish.proxy", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
+                       "kongish.node", "kongish.app"),
     "kongish.plugins": ("kongish.admin", "kongish.db", "kongish.node", "kongish.app"),
     "kongish.lua": ("kongish.admin", "kongish.db", "kongish.node", "kongish.app"),
 }
