@@ -16,7 +16,7 @@ from zope.interface.verify import verifyObject
 from kongish.app import admin_resource, build_node, proxy_resource
 from kongish.config import Settings
 from kongish.http.client import UpstreamClient
-from kongish.proxy import resource
+from kongish.proxy import flow
 from tests.harness import POOL, RawClient, deferred
 from tests.test_e2e_seed import SEED_CODE
 
@@ -70,7 +70,7 @@ class EmbedTests(TestCase):
         self.assertEqual(response.code, 201, await response.content())
         # the clock as kongish sends, not as twisted.web began
         sending_time = b"Thu, 01 Jan 2099 00:00:00 GMT"
-        self.patch(resource, "http_date", lambda: sending_time)
+        self.patch(flow, "http_date", lambda: sending_time)
         response = await treq.get((base + "/gateway/exit").encode(), pool=POOL)
         self.assertEqual((response.code, await response.content()), (200, b""))
         self.assertEqual(response.headers.getRawHeaders(b"date"), [sending_time])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import TestCase
 
-from kongish.proxy import resource
+from kongish.proxy import flow
 from tests.harness import deferred, start_gateway, start_upstream
 from tests.test_e2e_proxy_streaming import post_function, pre_function
 
@@ -84,7 +84,7 @@ class UnexpectedErrorTests(TestCase):
     @deferred
     async def test_a_failure_after_the_upstream_answered_is_kongs_500(self) -> None:
         gateway = await self._gateway()
-        self.patch(resource, "copy_end_to_end", lambda headers: 1 / 0)
+        self.patch(flow, "copy_end_to_end", lambda headers: 1 / 0)
         self._assert_kong_500(*await gateway.get("/p/bytes/300000"))
 
     @deferred
@@ -93,5 +93,5 @@ class UnexpectedErrorTests(TestCase):
 
         async def broken(flow) -> None:
             1 / 0  # noqa: B018 - raises ZeroDivisionError on purpose
-        self.patch(resource.ProxyFlow, "run", broken)
+        self.patch(flow.ProxyFlow, "run", broken)
         self._assert_kong_500(*await gateway.get("/p"))
