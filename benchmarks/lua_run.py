@@ -27,7 +27,7 @@ from twisted.internet.task import Clock
 from kongish.http.interfaces import IProxiedRequest
 from kongish.lua.engine import LuaEngine
 from kongish.lua.settings import LuaSettings
-from kongish.proxy.context import RequestContext
+from kongish.runloop.context import RequestContext
 from tests.test_lua_pdk import parse_request
 
 SEED_CODE = ("local qs=ngx.req.get_uri_args()if qs and qs.name then ngx.say('Hello '..qs.name..'!')"

@@ -16,7 +16,7 @@ from zope.interface.verify import verifyObject
 from kongish.app import admin_resource, build_node, proxy_resource
 from kongish.config import Settings
 from kongish.http.client import UpstreamClient
-from kongish.proxy import flow
+from kongish.runloop import flow
 from tests.harness import POOL, RawClient, deferred
 from tests.test_e2e_seed import SEED_CODE
 

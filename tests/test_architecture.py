@@ -11,16 +11,16 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 
 #: package -> packages it must not import (at run time or for typing).
 LAYERS = {
-    "kongish.http": ("kongish.proxy", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
+    "kongish.http": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
                      "kongish.node", "kongish.app"),
-    "kongish.routing": ("kongish.proxy", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
+    "kongish.routing": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
                         "kongish.http", "kongish.node", "kongish.app"),
     # schema reads route paths as the router does (kongish.routing.normalize)
-    "kongish.schema": ("kongish.proxy", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
+    "kongish.schema": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
                        "kongish.http", "kongish.node", "kongish.app"),
-    "kongish.db": ("kongish.proxy", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.http",
+    "kongish.db": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.http",
                    "kongish.node", "kongish.app"),
-    "kongish.config": ("kongish.proxy", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
+    "kongish.config": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
                        "kongish.node", "kongish.app"),
     "kongish.plugins": ("kongish.admin", "kongish.db", "kongish.node", "kongish.app"),
     "kongish.lua": ("kongish.admin", "kongish.db", "kongish.node", "kongish.app"),

@@ -7,7 +7,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.proxy.drive import drive
+from kongish.runloop.drive import drive
 
 
 class DriveTests(SynchronousTestCase):

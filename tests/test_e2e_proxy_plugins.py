@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import TestCase
 
-from kongish.proxy import flow
+from kongish.runloop import flow
 from tests.harness import deferred, start_gateway, start_upstream
 from tests.test_e2e_proxy_streaming import post_function, pre_function
 

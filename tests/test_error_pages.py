@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.proxy.error_pages import choose_type, default_message, render
+from kongish.runloop.error_pages import choose_type, default_message, render
 
 
 class ChooseTypeTests(SynchronousTestCase):

@@ -16,7 +16,7 @@ from kongish.http.interfaces import IProxiedRequest
 from kongish.lua.engine import LuaEngine, LuaError, LuaLimitError
 from kongish.lua.sandbox import UNTRUSTED_LUA_OFF
 from kongish.lua.settings import LuaSettings
-from kongish.proxy.context import RequestContext
+from kongish.runloop.context import RequestContext
 
 
 def new_context() -> RequestContext:

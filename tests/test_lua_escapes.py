@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.lua.engine import LuaEngine, LuaError, LuaLimitError
 from kongish.lua.settings import LuaSettings
-from kongish.proxy.context import RequestContext
+from kongish.runloop.context import RequestContext
 from tests.test_lua_engine import new_context
 
 #: Real globals sandboxed code must never get hold of, whatever it walks through.

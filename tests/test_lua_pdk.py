@@ -25,7 +25,7 @@ from kongish.http.realip import RealIp
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk import install_pdk
 from kongish.lua.settings import LuaSettings
-from kongish.proxy.context import RequestContext, UpstreamRequest
+from kongish.runloop.context import RequestContext, UpstreamRequest
 
 
 def _refuse_attributes(obj: Any, name: Any, setting: bool) -> None:

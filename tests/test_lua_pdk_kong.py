@@ -8,7 +8,7 @@ from twisted.logger import ILogObserver
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
-from kongish.proxy.context import UpstreamResponse
+from kongish.runloop.context import UpstreamResponse
 from tests.test_lua_pdk import PDKHarness
 
 _RAW = (b"POST /a/%62?x=1&x=2&y HTTP/1.1\r\nHost: Example.com:8000\r\nX-One: 1\r\n"

@@ -17,7 +17,7 @@ from kongish.plugins.host import PluginHost
 from kongish.plugins.interface import IPlugin, IPluginHandlers
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry, UnknownPlugin
-from kongish.proxy.context import RequestContext
+from kongish.runloop.context import RequestContext
 
 
 @implementer(IPluginHandlers)

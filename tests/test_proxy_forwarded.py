@@ -16,7 +16,7 @@ from twisted.web.http_headers import Headers
 from kongish.http.interfaces import IProxiedRequest
 from kongish.http.peer import socket_peer
 from kongish.http.realip import RealIp, TrustedNetworks
-from kongish.proxy.forwarded import Forwarded, client_side
+from kongish.runloop.forwarded import Forwarded, client_side
 
 _FIELDS = ("proto", "host", "port", "path", "prefix")
 _VALUES = st.binary(min_size=0, max_size=12).filter(lambda value: b"\r" not in value and b"\n" not in value)

@@ -11,7 +11,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from kongish.http.interfaces import COMPLETE, BodyEnd, IBodyReceiver, IBodyStream, IProxiedRequest
-from kongish.proxy.relay import BodyRelay
+from kongish.runloop.relay import BodyRelay
 
 _CUT = BodyEnd(False, reason="connection closed")
 

@@ -26,8 +26,8 @@ from kongish.http.downstream import DownstreamRequest
 from kongish.http.headers import http_date
 from kongish.http.interfaces import IProxiedRequest
 from kongish.http.server import MAX_HEAD, MAX_LINE, ProxyConnection, ProxyServerFactory
-from kongish.proxy.error_pages import KongRefusals
-from kongish.proxy.headers import SERVER_TOKEN
+from kongish.runloop.error_pages import KongRefusals
+from kongish.runloop.headers import SERVER_TOKEN
 from tests.harness import RawClient, deferred, start_gateway, start_upstream
 
 Answer = Callable[[DownstreamRequest], None]

@@ -11,8 +11,8 @@ from twisted.web.server import Request
 from kongish.app import build_node
 from kongish.config import Settings
 from kongish.http.client import UpstreamFailure
-from kongish.proxy.resource import ProxyResource
-from kongish.proxy.timing import KongTimings, milliseconds
+from kongish.runloop.resource import ProxyResource
+from kongish.runloop.timing import KongTimings, milliseconds
 from tests.test_lua_pdk import parse_request
 
 _PHASES = ("REWRITE", "ACCESS", "BALANCER", "HEADER_FILTER", "BODY_FILTER")

@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.http.client import UpstreamClient, UpstreamFailure, settings_for
 from kongish.http.interfaces import UpstreamSettings
-from kongish.proxy.context import UpstreamRequest
+from kongish.runloop.context import UpstreamRequest
 
 
 def service(retries: int) -> UpstreamSettings:

@@ -11,7 +11,7 @@ from zope.interface.verify import verifyObject
 
 from kongish.errors import InvalidDeclarative
 from kongish.plugins.interface import IPlugin, IPluginHandlers
-from kongish.proxy.context import RequestContext
+from kongish.runloop.context import RequestContext
 from kongish.schema import Record, String
 from kongish.testing import ProxyHarness, StubRequest, StubResponse
 

@@ -32,8 +32,8 @@ from kongish.http.interfaces import (
     IUpstreamResponse,
     UpstreamSettings,
 )
-from kongish.proxy.context import UpstreamRequest
 from kongish.routing.upstream_path import escape_path
+from kongish.runloop.context import UpstreamRequest
 from kongish.testing import StubRequest, StubResponse, StubUpstream
 from tests.harness import closed_port, deferred
 

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from kongish.plugins.interface import IPlugin, IPluginHandlers, IPluginHost
-from kongish.proxy.context import RequestContext
+from kongish.runloop.context import RequestContext
 from kongish.schema import Integer, Record, String
 from kongish.schema.rules import between
 

@@ -42,9 +42,9 @@ from kongish.plugins.host import PluginHost
 from kongish.plugins.interface import IPlugin
 from kongish.plugins.registry import PluginRegistry
 from kongish.plugins.serverless import serverless_plugins
-from kongish.proxy.error_pages import KongRefusals
-from kongish.proxy.headers import SERVER_TOKEN
-from kongish.proxy.resource import ProxyResource
+from kongish.runloop.error_pages import KongRefusals
+from kongish.runloop.headers import SERVER_TOKEN
+from kongish.runloop.resource import ProxyResource
 
 log = Logger()
 

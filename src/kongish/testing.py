@@ -351,8 +351,8 @@ class ProxyHarness:
         from kongish.app import build_node, proxy_resource  # the whole node: loaded only here
         from kongish.config import Settings
         from kongish.http.server import ProxyServerFactory
-        from kongish.proxy.error_pages import KongRefusals
-        from kongish.proxy.headers import SERVER_TOKEN
+        from kongish.runloop.error_pages import KongRefusals
+        from kongish.runloop.headers import SERVER_TOKEN
 
         reactor = MemoryReactorClock()
         values = {"database": "off", "declarative_config_string": json.dumps(config),

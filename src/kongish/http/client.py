@@ -8,7 +8,7 @@ Requests go through ``twisted.web.client.Agent`` on a persistent pool. treq's
 Kong's timeouts are per phase, as nginx's are: ``connect_timeout`` bounds
 connecting, ``write_timeout`` each wait for the upstream to take more of the
 request, ``read_timeout`` each wait for the upstream to send something (the
-response head here; the body's chunks in ``kongish.proxy.relay``).
+response head here; the body's chunks in ``kongish.runloop.relay``).
 
 A service whose host is an IP literal is connected to directly, not through
 ``HostnameEndpoint``: that endpoint starts one connection attempt per resolved

@@ -63,7 +63,7 @@ COMPLETE = BodyEnd(True)
 
 
 class IUpstreamRequest(Interface):
-    """What is sent upstream (``kongish.proxy.context.UpstreamRequest`` provides it)."""
+    """What is sent upstream (``kongish.runloop.context.UpstreamRequest`` provides it)."""
 
     method = Attribute("The method, a str (``GET``).")
     scheme = Attribute('``"http"`` or ``"https"``.')

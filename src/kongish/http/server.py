@@ -412,7 +412,7 @@ class ProxyServerFactory(HTTPFactory):
 
     ``max_body_size`` caps request bodies (0: no cap), as nginx's client_max_body_size;
     ``refusal_page`` renders the answer to a request refused before it reached
-    ``resource`` (Kong's error page: ``kongish.proxy.error_pages.KongRefusals``), and
+    ``resource`` (Kong's error page: ``kongish.runloop.error_pages.KongRefusals``), and
     ``server_token`` is its ``Server`` header.
     """
 

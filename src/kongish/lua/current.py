@@ -12,7 +12,7 @@ import math
 
 import attrs
 
-from kongish.proxy.context import RequestContext
+from kongish.runloop.context import RequestContext
 
 
 @attrs.define

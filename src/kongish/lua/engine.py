@@ -39,7 +39,7 @@ from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk import install_pdk
 from kongish.lua.sandbox import UNTRUSTED_LUA_OFF, environment_factory, run_lua_file
 from kongish.lua.settings import LuaSettings
-from kongish.proxy.context import RequestContext
+from kongish.runloop.context import RequestContext
 
 
 @attrs.frozen

@@ -37,7 +37,7 @@ class IPluginHandlers(Interface):
     def run(phase, context):
         """Run one phase for one request.
 
-        ``context`` is a kongish.proxy.context.RequestContext. Return ``None`` when
+        ``context`` is a kongish.runloop.context.RequestContext. Return ``None`` when
         done, or a Deferred that fires when done. To end the request, call
         ``context.exit(...)``. An exception (or failed Deferred) is an unexpected error: the
         request ends with 500 and the error is logged.

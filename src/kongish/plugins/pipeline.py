@@ -14,7 +14,7 @@ import attrs
 from twisted.internet.defer import Deferred
 
 from kongish.plugins.interface import IPlugin, IPluginHandlers
-from kongish.proxy.context import PHASES, RequestContext
+from kongish.runloop.context import PHASES, RequestContext
 
 
 @attrs.frozen

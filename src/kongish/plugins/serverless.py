@@ -17,7 +17,7 @@ from kongish import KONG_VERSION
 from kongish.lua.engine import LuaEngine, LuaFunctions
 from kongish.plugins.interface import IPlugin, IPluginHandlers
 from kongish.plugins.serverless_schema import CODE_FIELDS, serverless_config_schema
-from kongish.proxy.context import PHASES, RequestContext
+from kongish.runloop.context import PHASES, RequestContext
 
 
 @implementer(IPluginHandlers)

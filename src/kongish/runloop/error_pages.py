@@ -14,7 +14,7 @@ from html import escape
 
 import attrs
 
-from kongish.proxy.context import new_request_id
+from kongish.runloop.context import new_request_id
 
 #: Kong's default messages for statuses it ends a request with.
 DEFAULT_MESSAGES: Mapping[int, str] = {

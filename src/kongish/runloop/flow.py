@@ -36,18 +36,18 @@ from kongish.http.headers import (
 )
 from kongish.http.interfaces import IProxiedRequest, IUpstreamClient, IUpstreamResponse
 from kongish.plugins.pipeline import PluginChain
-from kongish.proxy import error_pages
-from kongish.proxy.context import (
+from kongish.routing.router import Match
+from kongish.runloop import error_pages
+from kongish.runloop.context import (
     DownstreamResponse,
     RequestContext,
     UpstreamRequest,
     UpstreamResponse,
     new_request_id,
 )
-from kongish.proxy.forwarded import Forwarded, client_side
-from kongish.proxy.headers import upstream_headers
-from kongish.proxy.relay import BodyRelay, discard_body
-from kongish.routing.router import Match
+from kongish.runloop.forwarded import Forwarded, client_side
+from kongish.runloop.headers import upstream_headers
+from kongish.runloop.relay import BodyRelay, discard_body
 
 if TYPE_CHECKING:
     from twisted.internet.address import IPv4Address, IPv6Address

@@ -19,7 +19,7 @@ from zope.interface import implementer
 from kongish.http.headers import GatewayHeaders
 from kongish.http.interfaces import IProxiedRequest, IUpstreamRequest
 from kongish.http.peer import socket_peer
-from kongish.proxy.timing import KongTimings
+from kongish.runloop.timing import KongTimings
 
 if TYPE_CHECKING:
     from kongish.http.realip import RealIp

@@ -32,7 +32,7 @@ from kongish.http.headers import (
 )
 
 if TYPE_CHECKING:
-    from kongish.proxy.forwarded import Forwarded
+    from kongish.runloop.forwarded import Forwarded
 
 VIA_TOKEN = f"1.1 kong/{KONG_VERSION}".encode()
 SERVER_TOKEN = f"kong/{KONG_VERSION}".encode()

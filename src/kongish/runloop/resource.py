@@ -1,5 +1,5 @@
 """The proxy as a twisted.web resource: what kongish's listener (and any twisted.web site
-kongish is mounted in) hands each request to; ``ProxyFlow`` (``kongish.proxy.flow``) does
+kongish is mounted in) hands each request to; ``ProxyFlow`` (``kongish.runloop.flow``) does
 the rest."""
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from kongish.http.downstream import DownstreamRequest
 from kongish.http.headers import HOST
 from kongish.http.interfaces import IProxiedRequest, IUpstreamClient
 from kongish.http.target import origin_form
-from kongish.proxy.drive import drive
-from kongish.proxy.flow import ProxyFlow
+from kongish.runloop.drive import drive
+from kongish.runloop.flow import ProxyFlow
 
 if TYPE_CHECKING:
     from kongish.node import Node
