@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 
-from kongish.routing import Router
+from kongish.router import Router
 
 SIZES = (10, 100, 1000, 10000)
 CALLS = 20000

@@ -13,9 +13,9 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 LAYERS = {
     "kongish.http": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
                      "kongish.node", "kongish.app"),
-    "kongish.routing": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
+    "kongish.router": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
                         "kongish.http", "kongish.node", "kongish.app"),
-    # schema reads route paths as the router does (kongish.routing.normalize)
+    # schema reads route paths as the router does (kongish.router.normalize)
     "kongish.schema": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
                        "kongish.http", "kongish.node", "kongish.app"),
     "kongish.db": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.http",

@@ -1,8 +1,8 @@
 """The router's remembered decisions never change its answers."""
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.routing import Router
-from kongish.routing import router as router_module
+from kongish.router import Router
+from kongish.router import router as router_module
 
 
 def route(route_id: str, **fields) -> dict:

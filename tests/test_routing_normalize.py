@@ -1,10 +1,10 @@
-"""Tests for kongish.routing.normalize: Kong's request path normalisation."""
+"""Tests for kongish.router.normalize: Kong's request path normalisation."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.routing import normalize_path
-from kongish.routing.normalize import wire_bytes, wire_text
+from kongish.router import normalize_path
+from kongish.router.normalize import wire_bytes, wire_text
 
 #: Text built from the characters that exercise every normalisation rule.
 paths = st.lists(

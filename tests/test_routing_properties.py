@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.routing import Router, normalize_path
+from kongish.router import Router, normalize_path
 from tests.test_routing_router import make_route, make_service
 
 PATHS = ["/", "/a", "/ab", "/a/b", "/b", "/a/", "~/a", "~/a/(?P<x>b+)", "~/[ab]+$", "~/b"]

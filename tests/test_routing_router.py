@@ -1,11 +1,11 @@
-"""Tests for kongish.routing.Router: matching rules (Kong reference 4.2) and priority (4.3)."""
+"""Tests for kongish.router.Router: matching rules (Kong reference 4.2) and priority (4.3)."""
 import itertools
 from typing import Any, cast
 
 from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.routing import Match, Router
+from kongish.router import Match, Router
 
 _ids = itertools.count()
 

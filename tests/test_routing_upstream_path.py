@@ -3,8 +3,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.routing import Router
-from kongish.routing.upstream_path import build_upstream_path, escape_path
+from kongish.router import Router
+from kongish.router.upstream_path import build_upstream_path, escape_path
 from tests.test_routing_router import make_route, make_service
 
 #: service.path, route path, request, v0 strip, v0 no strip, v1 strip, v1 no strip.

@@ -32,7 +32,7 @@ from kongish.http.interfaces import (
     IUpstreamResponse,
     UpstreamSettings,
 )
-from kongish.routing.upstream_path import escape_path
+from kongish.router.upstream_path import escape_path
 from kongish.runloop.context import UpstreamRequest
 from kongish.testing import StubRequest, StubResponse, StubUpstream
 from tests.harness import closed_port, deferred

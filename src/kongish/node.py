@@ -19,7 +19,7 @@ from kongish.node_id import new_node_id
 from kongish.plugins.host import PluginHost
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry
-from kongish.routing import Router
+from kongish.router import Router
 from kongish.runloop.headers import KongHeaders
 
 #: Kong's configuration_hash before any declarative configuration is loaded.

@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 
 from kongish.errors import InvalidDeclarative, SchemaViolation
-from kongish.routing.normalize import RESERVED, normalize_path, wire_bytes, wire_text
+from kongish.router.normalize import RESERVED, normalize_path, wire_bytes, wire_text
 from kongish.schema import ENTITIES, Foreign, PluginLookup, complete
 
 #: The entity types kongish stores, parents first.

@@ -70,7 +70,7 @@ from kongish.http.interfaces import (
     UpstreamSettings,
 )
 from kongish.http.tls import UpstreamTLSPolicy
-from kongish.routing.upstream_path import escape_path
+from kongish.router.upstream_path import escape_path
 
 #: Methods nginx may send again after a failed try (its ``non_idempotent`` list is the rest).
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})

@@ -31,7 +31,7 @@ from kongish.http.realip import TrustedNetworks
 from kongish.lua import pdk_multipart
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk_codec import as_bytes
-from kongish.routing.normalize import normalize_path, wire_text
+from kongish.router.normalize import normalize_path, wire_text
 from kongish.runloop.context import RequestContext
 
 log = Logger(namespace="kongish.lua")

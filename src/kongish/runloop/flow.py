@@ -36,7 +36,7 @@ from kongish.http.headers import (
 )
 from kongish.http.interfaces import IProxiedRequest, IUpstreamClient, IUpstreamResponse
 from kongish.plugins.pipeline import PluginChain
-from kongish.routing.router import Match
+from kongish.router.router import Match
 from kongish.runloop import error_pages
 from kongish.runloop.context import (
     DownstreamResponse,

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from kongish import pcre
-from kongish.routing.normalize import normalize_path
+from kongish.router.normalize import normalize_path
 from kongish.schema import addresses
 from kongish.schema.checks import AtLeastOneOf
 from kongish.schema.fields import Array, Boolean, Field, Integer, Map, Record, Set, String

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator
 
 import attrs
 
-from kongish.routing.conditions import PrefixPaths
-from kongish.routing.entries import RouteEntry, RouteRequest
+from kongish.router.conditions import PrefixPaths
+from kongish.router.entries import RouteEntry, RouteRequest
 
 
 @attrs.frozen

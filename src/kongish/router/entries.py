@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from kongish.routing.conditions import (
+from kongish.router.conditions import (
     NO_PATH,
     HeaderCondition,
     HostPattern,
@@ -19,7 +19,7 @@ from kongish.routing.conditions import (
     PrefixPaths,
     RegexPaths,
 )
-from kongish.routing.normalize import wire_bytes
+from kongish.router.normalize import wire_bytes
 
 #: Kong caps the header count used for ordering at 255.
 MAX_HEADER_COUNT = 255

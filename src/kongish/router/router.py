@@ -8,18 +8,18 @@ import attrs
 from twisted.logger import Logger
 
 from kongish import pcre
-from kongish.routing.conditions import PathMatch, split_host_port
-from kongish.routing.entries import (
+from kongish.router.conditions import PathMatch, split_host_port
+from kongish.router.entries import (
     RouteEntry,
     RouteRequest,
     compile_route,
     is_http_route,
     strip_trailing_dot,
 )
-from kongish.routing.index import RouteIndex
-from kongish.routing.normalize import normalize_path, wire_text
-from kongish.routing.upstream_host import upstream_host
-from kongish.routing.upstream_path import build_upstream_path, escape_path
+from kongish.router.index import RouteIndex
+from kongish.router.normalize import normalize_path, wire_text
+from kongish.router.upstream_host import upstream_host
+from kongish.router.upstream_path import build_upstream_path, escape_path
 
 log = Logger()
 

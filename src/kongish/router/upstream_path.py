@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from kongish.routing.normalize import wire_bytes
+from kongish.router.normalize import wire_bytes
 
 #: Bytes Kong forwards as they are; everything else is percent-encoded.
 _UNESCAPED = re.compile(rb"[^!#$&'()*+,/:;=?@\[\]A-Za-z0-9\-_.~%]")
