@@ -23,8 +23,8 @@ from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
 from kongish.app import KongishService
-from kongish.config import Settings
 from kongish.node import Node
+from kongish.settings import Settings
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
 #: Test clients open a connection per request, so no socket outlives a test.

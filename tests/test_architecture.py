@@ -20,7 +20,7 @@ LAYERS = {
                        "kongish.http", "kongish.node", "kongish.app"),
     "kongish.db": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.http",
                    "kongish.node", "kongish.app"),
-    "kongish.config": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
+    "kongish.settings": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
                        "kongish.node", "kongish.app"),
     "kongish.plugins": ("kongish.admin", "kongish.db", "kongish.node", "kongish.app"),
     "kongish.lua": ("kongish.admin", "kongish.db", "kongish.node", "kongish.app"),

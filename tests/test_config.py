@@ -3,9 +3,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.config import ConfigError, Settings, parse_conf, parse_size
-from kongish.listen import ListenError, parse_listen
 from kongish.lua.settings import LuaSettings
+from kongish.settings import ConfigError, Settings, parse_conf, parse_size
+from kongish.settings.listen import ListenError, parse_listen
 
 
 class ParseConfTests(SynchronousTestCase):

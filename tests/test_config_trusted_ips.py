@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.config import ConfigError, Settings
+from kongish.settings import ConfigError, Settings
 
 
 class TrustedIpsTests(SynchronousTestCase):

@@ -7,9 +7,9 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
-from kongish.config import DATABASES, Settings
 from kongish.db.backends import BACKENDS, open_storage
 from kongish.db.storage import IStorage
+from kongish.settings import DATABASES, Settings
 from tests.harness import deferred
 
 

@@ -11,7 +11,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
 from kongish.app import KongishService
-from kongish.config import Settings
+from kongish.settings import Settings
 from tests.harness import (
     LOOPBACK,
     RawClient,

@@ -19,13 +19,13 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from kongish.config import Settings
 from kongish.http.interfaces import IProxiedRequest
 from kongish.http.realip import RealIp
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk import install_pdk
 from kongish.lua.settings import LuaSettings
 from kongish.runloop.context import RequestContext, UpstreamRequest
+from kongish.settings import Settings
 
 
 def _refuse_attributes(obj: Any, name: Any, setting: bool) -> None:

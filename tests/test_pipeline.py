@@ -11,13 +11,13 @@ from twisted.web.test.requesthelper import DummyRequest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from kongish.config import Settings
 from kongish.http.interfaces import IProxiedRequest
 from kongish.plugins.host import PluginHost
 from kongish.plugins.interface import IPlugin, IPluginHandlers
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry, UnknownPlugin
 from kongish.runloop.context import RequestContext
+from kongish.settings import Settings
 
 
 @implementer(IPluginHandlers)

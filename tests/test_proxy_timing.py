@@ -9,10 +9,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Request
 
 from kongish.app import build_node
-from kongish.config import Settings
 from kongish.http.client import UpstreamFailure
 from kongish.runloop.resource import ProxyResource
 from kongish.runloop.timing import KongTimings, milliseconds
+from kongish.settings import Settings
 from tests.test_lua_pdk import parse_request
 
 _PHASES = ("REWRITE", "ACCESS", "BALANCER", "HEADER_FILTER", "BODY_FILTER")

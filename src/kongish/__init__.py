@@ -24,7 +24,7 @@ _PUBLIC = {
     "build_node": "kongish.app",
     "proxy_resource": "kongish.app",
     "admin_resource": "kongish.app",
-    "Settings": "kongish.config",
+    "Settings": "kongish.settings",
     "UpstreamClient": "kongish.http.client",
 }
 

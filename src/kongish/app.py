@@ -26,7 +26,6 @@ from twisted.web.server import Site
 
 from kongish.admin.connections import AdminConnections
 from kongish.admin.resource import AdminResource
-from kongish.config import Settings
 from kongish.db.backends import open_storage
 from kongish.db.dao import Database
 from kongish.db.declarative import configuration_hash, flatten, parse_declarative
@@ -45,6 +44,7 @@ from kongish.plugins.serverless import serverless_plugins
 from kongish.runloop.error_pages import KongRefusals
 from kongish.runloop.headers import SERVER_TOKEN
 from kongish.runloop.resource import ProxyResource
+from kongish.settings import Settings
 
 log = Logger()
 

@@ -11,7 +11,6 @@ from typing import Any
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from kongish.config import Settings
 from kongish.db.dao import Database
 from kongish.http.draining import Draining
 from kongish.http.realip import RealIp
@@ -21,6 +20,7 @@ from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry
 from kongish.router import Router
 from kongish.runloop.headers import KongHeaders
+from kongish.settings import Settings
 
 #: Kong's configuration_hash before any declarative configuration is loaded.
 EMPTY_HASH = "0" * 32

@@ -349,10 +349,10 @@ class ProxyHarness:
         the bundled ones enabled; ``settings`` are kong.conf values; ``prefix`` holds the
         node id (a fresh temporary directory when not given)."""
         from kongish.app import build_node, proxy_resource  # the whole node: loaded only here
-        from kongish.config import Settings
         from kongish.http.server import ProxyServerFactory
         from kongish.runloop.error_pages import KongRefusals
         from kongish.runloop.headers import SERVER_TOKEN
+        from kongish.settings import Settings
 
         reactor = MemoryReactorClock()
         values = {"database": "off", "declarative_config_string": json.dumps(config),

@@ -33,7 +33,7 @@ class KongishServiceMaker:
 
     def makeService(self, options):
         from kongish.app import KongishService
-        from kongish.config import Settings
+        from kongish.settings import Settings
 
         settings = Settings.load(options["config"], overrides={
             "proxy_listen": options["proxy-listen"], "admin_listen": options["admin-listen"]})

@@ -8,7 +8,7 @@ import attrs
 from twisted.web.server import Request
 
 from kongish import KONG_VERSION
-from kongish.config import Settings
+from kongish.settings import Settings
 
 JSON_TYPE = b"application/json; charset=utf-8"
 SERVER_TOKEN = f"kong/{KONG_VERSION}".encode()

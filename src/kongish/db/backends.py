@@ -10,8 +10,8 @@ from typing import Any, cast
 
 from twisted.internet.defer import Deferred
 
-from kongish.config import Settings
 from kongish.db.storage import IStorage
+from kongish.settings import Settings
 
 
 def _sqlite(settings: Settings, reactor: Any) -> Deferred[IStorage]:
@@ -21,7 +21,7 @@ def _sqlite(settings: Settings, reactor: Any) -> Deferred[IStorage]:
     return opening.addCallback(lambda storage: cast(IStorage, storage))
 
 
-#: ``database`` value -> opener; ``kongish.config.DATABASES`` lists these and ``off``.
+#: ``database`` value -> opener; ``kongish.settings.DATABASES`` lists these and ``off``.
 BACKENDS: dict[str, Callable[[Settings, Any], Deferred[IStorage]]] = {"sqlite": _sqlite}
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import attrs
 
-from kongish.config import DEFAULTS, LUA_MAX_SETTINGS, UNTRUSTED_LUA_MODES, Settings
 from kongish.http.realip import TrustedNetworks
+from kongish.settings import DEFAULTS, LUA_MAX_SETTINGS, UNTRUSTED_LUA_MODES, Settings
 
 
 def _strings(values: Iterable[str]) -> tuple[str, ...]:

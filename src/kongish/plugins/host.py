@@ -10,8 +10,8 @@ from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 from zope.interface import implementer
 
-from kongish.config import Settings
 from kongish.plugins.interface import IPluginHost
+from kongish.settings import Settings
 
 
 @implementer(IPluginHost)

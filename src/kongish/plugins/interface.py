@@ -54,7 +54,7 @@ class IPluginHost(Interface):
     """
 
     reactor = Attribute("The node's reactor: timers (IReactorTime) and outbound connections.")
-    settings = Attribute("The node's kongish.config.Settings, parsed once at start.")
+    settings = Attribute("The node's kongish.settings.Settings, parsed once at start.")
     http = Attribute("A treq.HTTPClient for calls the plugin makes to other services; its "
                      "persistent connections are the node's and close when the node stops.")
 

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from kongish.http.realip import RealIp, TrustedNetworks
-from kongish.listen import ListenError, parse_listen
+from kongish.settings.listen import ListenError, parse_listen
 
 #: Every setting kongish reads, with its default (as text, the way kong.conf writes it).
 DEFAULTS: dict[str, str] = {
