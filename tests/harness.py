@@ -22,8 +22,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
-from kongish.app import KongishService
 from kongish.node import Node
+from kongish.service import KongishService
 from kongish.settings import Settings
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"

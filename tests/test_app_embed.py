@@ -13,9 +13,9 @@ from twisted.web.server import Site
 from twisted.web.static import Data
 from zope.interface.verify import verifyObject
 
-from kongish.app import admin_resource, build_node, proxy_resource
 from kongish.http.client import UpstreamClient
 from kongish.runloop import flow
+from kongish.service import admin_resource, build_node, proxy_resource
 from kongish.settings import Settings
 from tests.harness import POOL, RawClient, deferred
 from tests.test_e2e_seed import SEED_CODE

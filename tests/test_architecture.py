@@ -12,18 +12,18 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 #: package -> packages it must not import (at run time or for typing).
 LAYERS = {
     "kongish.http": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
-                     "kongish.node", "kongish.app"),
+                     "kongish.node", "kongish.service"),
     "kongish.router": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
-                        "kongish.http", "kongish.node", "kongish.app"),
+                        "kongish.http", "kongish.node", "kongish.service"),
     # schema reads route paths as the router does (kongish.router.normalize)
     "kongish.schema": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
-                       "kongish.http", "kongish.node", "kongish.app"),
+                       "kongish.http", "kongish.node", "kongish.service"),
     "kongish.db": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.http",
-                   "kongish.node", "kongish.app"),
+                   "kongish.node", "kongish.service"),
     "kongish.settings": ("kongish.runloop", "kongish.plugins", "kongish.lua", "kongish.admin", "kongish.db",
-                       "kongish.node", "kongish.app"),
-    "kongish.plugins": ("kongish.admin", "kongish.db", "kongish.node", "kongish.app"),
-    "kongish.lua": ("kongish.admin", "kongish.db", "kongish.node", "kongish.app"),
+                       "kongish.node", "kongish.service"),
+    "kongish.plugins": ("kongish.admin", "kongish.db", "kongish.node", "kongish.service"),
+    "kongish.lua": ("kongish.admin", "kongish.db", "kongish.node", "kongish.service"),
 }
 
 

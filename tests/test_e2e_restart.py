@@ -10,7 +10,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
-from kongish.app import KongishService
+from kongish.service import KongishService
 from kongish.settings import Settings
 from tests.harness import (
     LOOPBACK,

@@ -8,10 +8,10 @@ from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Request
 
-from kongish.app import build_node
 from kongish.http.client import UpstreamFailure
 from kongish.runloop.resource import ProxyResource
 from kongish.runloop.timing import KongTimings, milliseconds
+from kongish.service import build_node
 from kongish.settings import Settings
 from tests.test_lua_pdk import parse_request
 

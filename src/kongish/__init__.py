@@ -20,10 +20,10 @@ KONG_VERSION = "3.9.0"
 
 #: Public name -> the module that defines it.
 _PUBLIC = {
-    "KongishService": "kongish.app",
-    "build_node": "kongish.app",
-    "proxy_resource": "kongish.app",
-    "admin_resource": "kongish.app",
+    "KongishService": "kongish.service",
+    "build_node": "kongish.service",
+    "proxy_resource": "kongish.service",
+    "admin_resource": "kongish.service",
     "Settings": "kongish.settings",
     "UpstreamClient": "kongish.http.client",
 }

@@ -348,10 +348,10 @@ class ProxyHarness:
         """Load ``config`` (a declarative document) into a node that has ``plugins`` besides
         the bundled ones enabled; ``settings`` are kong.conf values; ``prefix`` holds the
         node id (a fresh temporary directory when not given)."""
-        from kongish.app import build_node, proxy_resource  # the whole node: loaded only here
         from kongish.http.server import ProxyServerFactory
         from kongish.runloop.error_pages import KongRefusals
         from kongish.runloop.headers import SERVER_TOKEN
+        from kongish.service import build_node, proxy_resource  # the whole node: loaded only here
         from kongish.settings import Settings
 
         reactor = MemoryReactorClock()

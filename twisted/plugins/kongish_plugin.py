@@ -32,7 +32,7 @@ class KongishServiceMaker:
     options = Options
 
     def makeService(self, options):
-        from kongish.app import KongishService
+        from kongish.service import KongishService
         from kongish.settings import Settings
 
         settings = Settings.load(options["config"], overrides={
