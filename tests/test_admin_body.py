@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.admin.body import BodyRejected, DecodedBody, decode_body, decode_query
-from kongish.plugins.serverless_schema import CODE_FIELDS
+from kongish.plugins.serverless.schema import CODE_FIELDS
 
 FORM = b"application/x-www-form-urlencoded"
 JSON = b"application/json"

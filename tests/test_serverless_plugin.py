@@ -13,7 +13,7 @@ from kongish.lua.sandbox import UNTRUSTED_LUA_OFF
 from kongish.lua.settings import LuaSettings
 from kongish.plugins.interface import IPlugin, IPluginHandlers
 from kongish.plugins.pipeline import build_plugin_map
-from kongish.plugins.serverless import ServerlessPlugin, serverless_plugins
+from kongish.plugins.serverless.handler import ServerlessPlugin, serverless_plugins
 from kongish.runloop.context import RequestContext
 from tests.test_lua_engine import new_context
 

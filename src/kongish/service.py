@@ -40,7 +40,7 @@ from kongish.node_id import persistent_node_id
 from kongish.plugins.host import PluginHost
 from kongish.plugins.interface import IPlugin
 from kongish.plugins.registry import PluginRegistry
-from kongish.plugins.serverless import serverless_plugins
+from kongish.plugins.serverless.handler import serverless_plugins
 from kongish.runloop.error_pages import KongRefusals
 from kongish.runloop.headers import SERVER_TOKEN
 from kongish.runloop.resource import ProxyResource

@@ -48,7 +48,7 @@ from kongish.http.interfaces import (
     UpstreamSettings,
 )
 from kongish.plugins.interface import IPlugin, IPluginHandlers
-from kongish.plugins.serverless_schema import CODE_FIELDS, serverless_config_schema
+from kongish.plugins.serverless.schema import CODE_FIELDS, serverless_config_schema
 from kongish.schema import Record
 
 __all__ = ["ProxyHarness", "SchemaOnlyPlugin", "StubRequest", "StubResponse", "StubUpstream",

@@ -16,7 +16,7 @@ from zope.interface import implementer
 from kongish import KONG_VERSION
 from kongish.lua.engine import LuaEngine, LuaFunctions
 from kongish.plugins.interface import IPlugin, IPluginHandlers
-from kongish.plugins.serverless_schema import CODE_FIELDS, serverless_config_schema
+from kongish.plugins.serverless.schema import CODE_FIELDS, serverless_config_schema
 from kongish.runloop.context import PHASES, RequestContext
 
 

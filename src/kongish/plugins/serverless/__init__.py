@@ -1,0 +1,1 @@
+"""The pre-function and post-function plugins: Kong's Serverless Functions."""
