@@ -103,6 +103,7 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
                    f"Lua code exceeded the output limit of {settings.memory_limit} bytes".encode())
     ngx_re = _run(lua, "pdk_ngx_re.lua", primitives)
     ngx = _run(lua, "pdk_ngx.lua", primitives, support, cjson, ngx_re, await_fn, stop_fn, info)
-    kong = _run(lua, "pdk_kong.lua", primitives, support, ngx, cjson, stop_fn, info)
+    cache = _run(lua, "pdk_kong_cache.lua", primitives, info)
+    kong = _run(lua, "pdk_kong.lua", primitives, support, ngx, cjson, stop_fn, info, cache)
     modules = lua.table_from({b"cjson": cjson, b"cjson.safe": cjson_safe})
     lua.execute(b"ngx, kong, __kongish_modules = ...", ngx, kong, modules)
