@@ -36,7 +36,7 @@ from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from kongish.http.client import UpstreamFailure, UpstreamTimeout, classify
-from kongish.http.headers import CasedHeaders
+from kongish.http.headers import NO_BODY_STATUSES, CasedHeaders
 from kongish.http.interfaces import (
     COMPLETE,
     BodyEnd,
@@ -249,7 +249,7 @@ class StubUpstreamResponse:
         if length == "auto":
             complete = response.end == "complete" and all(isinstance(chunk, bytes) for chunk in chunks)
             length = sum(len(chunk) for chunk in chunks if isinstance(chunk, bytes)) if complete else None
-        if method == "HEAD" or response.status in (204, 304) or response.status < 200:
+        if method == "HEAD" or response.status in NO_BODY_STATUSES or response.status < 200:
             chunks, end = [], "complete"
             if method != "HEAD":
                 length = None

@@ -58,7 +58,7 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
 
-from kongish.http.headers import CasedHeaders
+from kongish.http.headers import NO_BODY_STATUSES, CasedHeaders
 from kongish.http.interfaces import (
     COMPLETE,
     BodyEnd,
@@ -116,19 +116,6 @@ def settings_for(service: Mapping[str, Any]) -> UpstreamSettings:
         tls_verify=service.get("tls_verify") is True)
 
 
-@attrs.frozen
-class Timeouts:
-    """A service's timeouts, in seconds."""
-
-    connect: float
-    write: float
-    read: float
-
-    @classmethod
-    def of(cls, settings: UpstreamSettings) -> Timeouts:
-        return cls(settings.connect_timeout, settings.write_timeout, settings.read_timeout)
-
-
 @implementer(IUpstreamClient)
 @attrs.define(eq=False)
 class UpstreamClient:
@@ -161,10 +148,9 @@ class UpstreamClient:
 
     async def _send(self, upstream: IUpstreamRequest, settings: UpstreamSettings,
                     body: bytes | BinaryIO) -> IUpstreamResponse:
-        timeouts = Timeouts.of(settings)
         last: BaseException | None = None
         for _ in range(1 + settings.retries):
-            attempt = _Attempt(self.reactor, self.pool, timeouts, self._tls[settings.tls_verify])
+            attempt = _Attempt(self.reactor, self.pool, settings, self._tls[settings.tls_verify])
             try:
                 return _AgentResponse.of(await attempt.run(upstream, body), upstream.method)
             except net_errors.DNSLookupError as failure:
@@ -190,7 +176,7 @@ class _Attempt:
 
     reactor: Any
     pool: HTTPConnectionPool
-    timeouts: Timeouts
+    settings: UpstreamSettings
     tls: UpstreamTLSPolicy
     sent: bool = False
     timed_out: bool = False
@@ -206,7 +192,7 @@ class _Attempt:
         return self.pool.getConnection((key, self.tls.verify), endpoint).addCallback(self._connected)
 
     async def run(self, upstream: IUpstreamRequest, body: bytes | BinaryIO) -> IResponse:
-        endpoints = _Endpoints(self.reactor, self.tls, self.timeouts.connect)
+        endpoints = _Endpoints(self.reactor, self.tls, self.settings.connect_timeout)
         agent = Agent.usingEndpointFactory(self.reactor, endpoints, pool=self)
         url = f"{upstream.scheme}://{_url_host(upstream.host)}:{upstream.port}{escape_path(upstream.path)}"
         if upstream.query is not None:
@@ -233,7 +219,7 @@ class _Attempt:
 
     def _connected(self, connection: Any) -> Any:
         self.sent = True
-        self.arm(self.timeouts.read)
+        self.arm(self.settings.read_timeout)
         return connection
 
     def arm(self, seconds: float) -> None:
@@ -251,10 +237,6 @@ class _Attempt:
         self.timed_out = True
         if self._pending is not None:
             self._pending.cancel()
-
-
-#: Statuses whose responses have no body, whatever they declare.
-_NO_BODY = frozenset({204, 304})
 
 
 @implementer(IUpstreamResponse)
@@ -277,7 +259,7 @@ class _AgentResponse:
             declared = headers.getRawHeaders(b"content-length")
             headers.removeHeader(b"content-length")
             length = _length(declared)
-        elif response.code in _NO_BODY or response.code < 200:
+        elif response.code in NO_BODY_STATUSES or response.code < 200:
             length = None
         else:
             length = response.length if isinstance(response.length, int) else None
@@ -489,7 +471,7 @@ class _BodyProducer:
     def _write_more(self) -> None:
         while not self._paused and self._done is not None and not self._done.called:
             if self._offset >= self.length:
-                self.attempt.arm(self.attempt.timeouts.read)
+                self.attempt.arm(self.attempt.settings.read_timeout)
                 self._done.callback(None)
                 return
             if self.source is not None:
@@ -505,11 +487,11 @@ class _BodyProducer:
 
     def pauseProducing(self) -> None:
         self._paused = True
-        self.attempt.arm(self.attempt.timeouts.write)
+        self.attempt.arm(self.attempt.settings.write_timeout)
 
     def resumeProducing(self) -> None:
         self._paused = False
-        self.attempt.arm(self.attempt.timeouts.read)
+        self.attempt.arm(self.attempt.settings.read_timeout)
         self._write_more()
 
     def stopProducing(self) -> None:

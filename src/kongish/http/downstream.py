@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
-from kongish.http.headers import CONTENT_LENGTH, CasedHeaders, host_without_port, http_date
+from kongish.http.headers import CONTENT_LENGTH, NO_BODY_STATUSES, CasedHeaders, host_without_port, http_date
 from kongish.http.interfaces import IProxiedRequest
 
 if TYPE_CHECKING:
@@ -37,9 +37,6 @@ class Channel(Protocol):
     transport: IConnectionTransport
 
     def request_done(self, request: DownstreamRequest) -> None: ...
-
-#: Statuses that never carry a body (RFC 9110 section 6.4.1).
-_NO_BODY = frozenset({204, 304})
 
 
 @implementer(IProxiedRequest)
@@ -200,7 +197,7 @@ class DownstreamRequest:
             waiter.callback(None)
 
     def _may_have_body(self) -> bool:
-        return self.method != b"HEAD" and self.code not in _NO_BODY and not 100 <= self.code < 200
+        return self.method != b"HEAD" and self.code not in NO_BODY_STATUSES and not 100 <= self.code < 200
 
     def notifyFinish(self) -> Deferred[None]:
         waiter: Deferred[None] = Deferred()

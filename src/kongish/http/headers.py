@@ -10,6 +10,9 @@ from typing import AnyStr
 from twisted.web.http import datetimeToString
 from twisted.web.http_headers import Headers
 
+#: Statuses whose responses never have a body, whatever their Content-Length says.
+NO_BODY_STATUSES = frozenset({204, 304})
+
 #: Never forwarded in either direction (RFC 9110 section 7.6.1 plus Kong's Proxy* names).
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",

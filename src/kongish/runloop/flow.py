@@ -29,6 +29,7 @@ from kongish.http.headers import (
     CONTENT_LENGTH,
     CONTENT_TYPE,
     LOCATION,
+    NO_BODY_STATUSES,
     CasedHeaders,
     GatewayHeaders,
     copy_end_to_end,
@@ -58,8 +59,6 @@ log = Logger()
 
 #: nginx's status for a request whose client closed the connection before the answer.
 _CLIENT_CLOSED = 499
-#: Statuses whose responses never have a body, whatever their Content-Length says.
-_NO_BODY = frozenset({204, 304})
 #: Phases that see the upstream's response on its way out.
 _RESPONSE_FILTERS = frozenset({"header_filter", "body_filter"})
 
@@ -276,7 +275,7 @@ class ProxyFlow:
         if filtering:
             out.headers.removeHeader(b"content-length")
         elif response.content_length is not None and (
-                request.method == b"HEAD" or response.status not in _NO_BODY):
+                request.method == b"HEAD" or response.status not in NO_BODY_STATUSES):
             # a HEAD response's is the entity's length, passed on as nginx does
             out.headers.setRawHeaders(CONTENT_LENGTH, [str(response.content_length).encode()])
         return filtering
