@@ -8,13 +8,12 @@ names. What cannot be tied to an entity stays in ``fields``.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Iterator
 from typing import Any
 
+from kongish.db.declarative_flatten import as_json
 from kongish.schema import ENTITIES
-
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z", re.IGNORECASE)
+from kongish.schema.rules import is_kong_uuid
 
 
 def _relationships() -> dict[str, list[tuple[str, str, str]]]:
@@ -50,7 +49,7 @@ def flatten_errors(document: dict[str, Any],
             else:
                 kept[position] = errors
         if kept:
-            left[entity_type] = _as_json(kept)
+            left[entity_type] = as_json(kept)
     return flattened, left
 
 
@@ -65,12 +64,6 @@ def _entries(errors: dict[Any, Any] | list[Any]) -> Iterator[tuple[Any, Any]]:
 def _lua_order(item: tuple[Any, Any]) -> tuple[bool, Any]:
     """Numbers in numeric order, names in byte order, as Lua's ``table.sort`` of keys."""
     return isinstance(item[0], str), item[0]
-
-
-def _as_json(table: dict[Any, Any]) -> Any:
-    if table and all(isinstance(key, int) for key in table):
-        return [table.get(position) for position in range(1, max(table) + 1)]
-    return table
 
 
 def _add_entity_errors(entity_type: str, entity: dict[str, Any], errors: Any,
@@ -108,7 +101,7 @@ def _add_entity_errors(entity_type: str, entity: dict[str, Any], errors: Any,
     name, entity_id, tags = entity.get("name"), entity.get("id"), entity.get("tags")
     if isinstance(name, str) and name:
         entry["entity_name"] = name
-    if isinstance(entity_id, str) and _UUID.match(entity_id):
+    if isinstance(entity_id, str) and is_kong_uuid(entity_id):
         entry["entity_id"] = entity_id
     if isinstance(tags, list) and all(isinstance(tag, str) for tag in tags):
         entry["entity_tags"] = tags
@@ -120,7 +113,7 @@ def _add_entity_errors(entity_type: str, entity: dict[str, Any], errors: Any,
 
 def _primary_key(entity: dict[str, Any]) -> dict[str, str] | None:
     entity_id = entity.get("id")
-    return {"id": entity_id} if isinstance(entity_id, str) and _UUID.match(entity_id) else None
+    return {"id": entity_id} if isinstance(entity_id, str) and is_kong_uuid(entity_id) else None
 
 
 def _categorize(errors: dict[Any, Any], namespace: str) -> Iterator[dict[str, Any]]:

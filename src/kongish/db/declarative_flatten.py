@@ -114,16 +114,16 @@ class _Errors:
 
     def raise_any(self) -> None:
         if self.tree:
-            raise InvalidDeclarative(_as_json(self.tree))
+            raise InvalidDeclarative(as_json(self.tree))
 
 
-def _as_json(node: Any) -> Any:
+def as_json(node: Any) -> Any:
     """Render a table the way Kong's JSON encoder does: 1..n keys become an array."""
     if not isinstance(node, dict):
         return node
     if node and all(isinstance(key, int) for key in node):
-        return [_as_json(node.get(position)) for position in range(1, max(node) + 1)]
-    return {str(key): _as_json(value) for key, value in node.items()}
+        return [as_json(node.get(position)) for position in range(1, max(node) + 1)]
+    return {str(key): as_json(value) for key, value in node.items()}
 
 
 def flatten(document: dict[str, Any], *, plugins: PluginLookup,

@@ -65,7 +65,12 @@ def timestamp() -> Rule:
 
 
 def uuid() -> Rule:
-    return Rule(6, "uuid", lambda value: None if _UUID.match(value) else "expected a valid UUID", True)
+    return Rule(6, "uuid", lambda value: None if is_kong_uuid(value) else "expected a valid UUID", True)
+
+
+def is_kong_uuid(text: str) -> bool:
+    """Kong's ``utils.is_valid_uuid``: the 8-4-4-4-12 hexadecimal form, any case."""
+    return _UUID.match(text) is not None
 
 
 def between(low: int, high: int) -> Rule:
