@@ -2,8 +2,6 @@
 one ``{entity_name, entity_id, tag}`` row each, paged like the entity collections."""
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import Any
 
@@ -11,6 +9,7 @@ from kongish import errors
 from kongish.admin.call import AdminCall
 from kongish.admin.dispatch import Endpoint
 from kongish.admin.entities import TAG, escape_uri, page_size
+from kongish.db.dao import decode_position, encode_offset
 from kongish.schema import ENTITIES
 
 Row = dict[str, str]
@@ -32,14 +31,13 @@ def _position(row: Row) -> tuple[str, str, str]:
 
 
 def _encode_offset(row: Row) -> str:
-    text = json.dumps(list(_position(row)), separators=(",", ":"))
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    return encode_offset(json.dumps(list(_position(row)), separators=(",", ":")))
 
 
 def _decode_offset(offset: str) -> tuple[str, str, str]:
     try:
-        position = json.loads(base64.urlsafe_b64decode(offset + "=" * (-len(offset) % 4)))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        position = json.loads(decode_position(offset))
+    except ValueError:
         raise errors.InvalidOffset(offset) from None
     if not (isinstance(position, list) and len(position) == 3 and all(isinstance(p, str) for p in position)):
         raise errors.InvalidOffset(offset)

@@ -38,15 +38,22 @@ def is_uuid(text: str) -> bool:
     return True
 
 
-def encode_offset(entity_id: str) -> str:
-    return base64.urlsafe_b64encode(entity_id.encode()).decode().rstrip("=")
+def encode_offset(position: str) -> str:
+    """An opaque ``offset`` for a page's last position (an entity id, or any text)."""
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def decode_position(offset: str) -> str:
+    """The text ``encode_offset`` made ``offset`` of; Kong's ``invalid offset`` otherwise."""
+    try:
+        return base64.urlsafe_b64decode(offset + "=" * (-len(offset) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise errors.InvalidOffset(offset) from None
 
 
 def decode_offset(offset: str) -> str:
-    try:
-        decoded = base64.urlsafe_b64decode(offset + "=" * (-len(offset) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise errors.InvalidOffset(offset) from None
+    """The entity id a collection page's ``offset`` holds."""
+    decoded = decode_position(offset)
     if not is_uuid(decoded):
         raise errors.InvalidOffset(offset)
     return decoded
