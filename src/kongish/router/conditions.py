@@ -22,14 +22,6 @@ log = Logger()
 REGEX_TIMEOUT = 0.1
 
 
-def compile_regex(pattern: str) -> regex.Pattern[str]:
-    """Compile a route's PCRE regex (``(?<name>...)``, ``a++``, ``(?>...)``, ...).
-
-    Raises :data:`kongish.pcre.error` when it does not compile.
-    """
-    return compile_pcre(pattern)
-
-
 def bounded_search(pattern: regex.Pattern[str], text: str) -> regex.Match[str] | None:
     """``pattern.search(text)``, or ``None`` (logged) past :data:`REGEX_TIMEOUT`."""
     try:
@@ -92,7 +84,7 @@ class HeaderCondition:
         patterns = []
         for value in listed:
             if value.startswith("~*"):
-                patterns.append(compile_regex(value[2:].lower()))
+                patterns.append(compile_pcre(value[2:].lower()))
             else:
                 values.append(value.lower())
         return cls(name.lower(), frozenset(values), tuple(patterns))
@@ -144,7 +136,7 @@ class RegexPaths:
     @classmethod
     def parse(cls, paths: list[str]) -> RegexPaths:
         # "^" is prepended, not a full-match call, so "~/a|/b" behaves as in Kong.
-        return cls(tuple(compile_regex("^" + path[1:]) for path in paths))
+        return cls(tuple(compile_pcre("^" + path[1:]) for path in paths))
 
     def match(self, path: str) -> PathMatch | None:
         for pattern in self.patterns:
