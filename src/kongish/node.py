@@ -13,7 +13,6 @@ from twisted.internet.interfaces import IReactorTime
 
 from kongish.db.dao import Database
 from kongish.http.draining import Draining
-from kongish.http.realip import RealIp
 from kongish.node_id import new_node_id
 from kongish.plugins.host import PluginHost
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
@@ -66,16 +65,11 @@ class Node:
     plugin_host: PluginHost | None = None
     router: Router = attrs.field(init=False)
     plugin_map: PluginMap = attrs.field(init=False)
-    #: Settings the proxy reads on every request, parsed once.
+    #: The ``headers`` setting as the writer of Kong's response headers.
     kong_headers: KongHeaders = attrs.field(init=False)
-    enabled_upstream_headers: frozenset[str] = attrs.field(init=False)
-    #: trusted_ips and how the client behind them is found; ``real_ip.trusted`` is trusted_ips.
-    real_ip: RealIp = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.kong_headers = KongHeaders.enabled(self.settings.headers)
-        self.enabled_upstream_headers = self.settings.headers_upstream
-        self.real_ip = self.settings.real_ip
         self.plugin_map = PluginMap(())  # the "previous" map for the first rebuild
         self.database.listeners.append(self.rebuild)
         self.rebuild()

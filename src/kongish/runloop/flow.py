@@ -83,8 +83,8 @@ class ProxyFlow:
     _relay: BodyRelay | None = None
 
     def __attrs_post_init__(self) -> None:
-        self.context = RequestContext(self.request, request_id=new_request_id(), real_ip=self.node.real_ip,
-                                      started_at=self._now())
+        self.context = RequestContext(self.request, request_id=new_request_id(),
+                                      real_ip=self.node.settings.real_ip, started_at=self._now())
         self.context.timings.processing_start(self.context.started_at)
         access_log.record(self.request, request_id=self.context.request_id)
 
@@ -172,7 +172,7 @@ class ProxyFlow:
         """What the client asked for, as a trusted proxy in front says or as kongish saw it."""
         if self._forwarded is None:
             self._forwarded = client_side(
-                self.request, trusted=self.context.peer_ip in self.node.real_ip.trusted,
+                self.request, trusted=self.context.peer_ip in self.node.settings.real_ip.trusted,
                 raw_target=mounted_target(self.request), stripped_prefix=self._routed.stripped_prefix)
         return self._forwarded
 
@@ -206,7 +206,7 @@ class ProxyFlow:
             request.requestHeaders, host_header=self._routed.upstream_host,
             peer_ip=self.context.peer_ip, client_ip=self.context.client_ip, forwarded=self._client_side(),
             request_id=(self.context.request_id
-                        if "x-kong-request-id" in self.node.enabled_upstream_headers else ""),
+                        if "x-kong-request-id" in self.node.settings.headers_upstream else ""),
             http_version=request.clientproto.decode("latin-1").partition("/")[2])
 
     async def _proxy(self, service: dict[str, Any]) -> None:
@@ -403,7 +403,7 @@ class ProxyFlow:
 
     async def _finish(self, complete: bool = True) -> None:
         """End the response (unless it was cut off) and run the log phase."""
-        if self.node.real_ip.trusted.networks:  # nginx logs the client trusted proxies report
+        if self.node.settings.real_ip.trusted.networks:  # nginx logs the client trusted proxies report
             access_log.record(self.request, remote_addr=self.context.client_ip)
         if complete and not self.request._disconnected and not self.request.finished:
             self.request.finish()
