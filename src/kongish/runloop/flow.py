@@ -48,7 +48,7 @@ from kongish.runloop.context import (
 )
 from kongish.runloop.forwarded import Forwarded, client_side
 from kongish.runloop.headers import upstream_headers
-from kongish.runloop.relay import BodyRelay, discard_body
+from kongish.runloop.relay import BodyRelay
 
 if TYPE_CHECKING:
     from twisted.internet.address import IPv4Address, IPv6Address
@@ -216,7 +216,8 @@ class ProxyFlow:
         assert upstream is not None, "planned before access"
         body: bytes | BinaryIO = upstream.body if upstream.body is not None else cast(BinaryIO,
                                                                                         request.content)
-        self._sending = self.client.send(upstream, settings_for(service), body)
+        settings = settings_for(service)
+        self._sending = self.client.send(upstream, settings, body)
         request.notifyFinish().addErrback(self._client_lost)
         try:
             response = await self._sending
@@ -237,13 +238,13 @@ class ProxyFlow:
         try:
             filtering = await self._take_response(response)
         except Exception:
-            discard_body(response)
+            response.discard()
             raise
         self._start_response()
         if not filtering:  # Kong's body_filter runs (with no plugin) as the body passes
             context.timings.body_filter_start(self._now())
         self._relay = BodyRelay(request, self._filter_chunk if filtering else None,
-                                service["read_timeout"] / 1000, self.node.reactor, context.request_id)
+                                settings.read_timeout, self.node.reactor, context.request_id)
         response.deliver_body(self._relay)
         complete = await self._relay.done
         if complete and not filtering:

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kongish.error_log import error_text
-from kongish.http.interfaces import BodyEnd, IBodyReceiver, IBodyStream, IProxiedRequest, IUpstreamResponse
+from kongish.http.interfaces import BodyEnd, IBodyReceiver, IBodyStream, IProxiedRequest
 
 log = Logger()
 
@@ -202,7 +202,3 @@ class BodyRelay:
     def _client_gone(self) -> bool:
         return bool(self.request._disconnected or self.request.finished)
 
-
-def discard_body(response: IUpstreamResponse) -> None:
-    """Close the connection of an upstream response whose body will not be sent."""
-    response.discard()
