@@ -40,17 +40,23 @@ class _Collect(ProcessProtocol):
         self.ended.callback(reason.value.exitCode)
 
 
+def spawn_twist(prefix: str, twist_options: tuple[str, ...] = (), kongish_options: tuple[str, ...] = (),
+                env: dict[str, str] | None = None) -> _Collect:
+    """``twist [twist_options] kongish [kongish_options]`` on this checkout, with ``env`` added."""
+    protocol = _Collect()
+    environment = dict(os.environ, KONGISH_PREFIX=prefix, **(env or {}),
+                       PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "src"), *sys.path]))
+    reactor.spawnProcess(protocol, sys.executable, [
+        sys.executable, "-m", "twisted", *twist_options, "kongish", *kongish_options], env=environment)
+    return protocol
+
+
 class _TwistProcess:
     """Start, wait for and stop a real ``twist kongish`` process."""
 
     def _spawn(self, prefix: str, proxy: int, admin: int, *twist_options: str) -> _Collect:
-        protocol = _Collect()
-        env = dict(os.environ, KONGISH_PREFIX=prefix,
-                   PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "src"), *sys.path]))
-        reactor.spawnProcess(protocol, sys.executable, [
-            sys.executable, "-m", "twisted", *twist_options, "kongish",
-            "--proxy-listen", f"127.0.0.1:{proxy}", "--admin-listen", f"127.0.0.1:{admin}"], env=env)
-        return protocol
+        return spawn_twist(prefix, twist_options, (
+            "--proxy-listen", f"127.0.0.1:{proxy}", "--admin-listen", f"127.0.0.1:{admin}"))
 
     async def _ready(self, protocol: _Collect, admin: int) -> None:
         for _ in range(300):  # up to 30 s on a loaded machine; it returns as soon as kongish answers
@@ -172,11 +178,7 @@ class StartFailureTests(TestCase):
     """A start that cannot succeed ends the process non-zero, with the reason in its output."""
 
     async def _run_until_exit(self, **env: str) -> tuple[int, str]:
-        protocol = _Collect()
-        environment = dict(os.environ, KONGISH_PREFIX=self.mktemp(), **env,
-                           PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "src"), *sys.path]))
-        reactor.spawnProcess(protocol, sys.executable, [
-            sys.executable, "-m", "twisted", "kongish"], env=environment)
+        protocol = spawn_twist(self.mktemp(), env=env)
         try:
             code = await protocol.ended.addTimeout(60, reactor)
         except Exception:
