@@ -22,6 +22,7 @@ from twisted.web.server import Request, Site
 from kongish.http.interfaces import IProxiedRequest
 from kongish.http.realip import RealIp
 from kongish.lua.current import CurrentRequest
+from kongish.lua.memory import MemoryCap
 from kongish.lua.pdk import install_pdk
 from kongish.lua.settings import LuaSettings
 from kongish.runloop.context import RequestContext, UpstreamRequest
@@ -83,13 +84,15 @@ class PDKHarness:
     def __init__(self, configuration: Mapping[str, Any] | None = None,
                  encoding: str | None = None) -> None:
         self.lua = luajit21.LuaRuntime(encoding=encoding, register_eval=False, register_builtins=False,
-                                       attribute_filter=_refuse_attributes)
+                                       attribute_filter=_refuse_attributes, max_memory=2 * 1024 * 1024)
         self.clock = Clock()
         self.current = CurrentRequest()
         await_fn, stop_fn, exceed_fn, self._start = self.lua.execute(_DRIVER)
         settings = Settings.parse({"lua_memory_limit": "1m", **(configuration or {})})
         install_pdk(self.lua, self.current, LuaSettings.from_settings(settings),
-                    await_fn, stop_fn, exceed_fn, self._phase, reactor=self.clock, node_id="node-1")
+                    await_fn, stop_fn, exceed_fn, self._phase, memory=MemoryCap(self.lua, 1024 * 1024),
+                    guard_primitives=self.lua.eval("function(primitives) return primitives end"),
+                    reactor=self.clock, node_id="node-1")
         #: As the proxy finds the client behind trusted proxies (X-Real-IP, Kong's default).
         self.real_ip = RealIp(settings.trusted_ips)
 

@@ -18,13 +18,15 @@
 -- them overflow the C stack and kill the process. The guarded versions here
 -- count them per run and stop at Lua 5.1's limit with its "C stack overflow".
 
-local AWAIT, STOP, DONE, FAILED, INSTRUCTIONS_EXCEEDED, TIME_EXCEEDED = ...
+local AWAIT, STOP, DONE, FAILED, INSTRUCTIONS_EXCEEDED, TIME_EXCEEDED,
+      MEMORY_LIMIT, MEMORY_EXCEEDED = ...
 
 local co_create, co_resume, co_status, co_yield =
   coroutine.create, coroutine.resume, coroutine.status, coroutine.yield
 local sethook, traceback, clock = debug.sethook, debug.traceback, os.clock
-local error, pcall, rawequal, select, setmetatable, tostring, type, xpcall =
-  error, pcall, rawequal, select, setmetatable, tostring, type, xpcall
+local collectgarbage, getfenv = collectgarbage, getfenv
+local error, next, pairs, pcall, rawequal, select, setmetatable, tostring, type, xpcall =
+  error, next, pairs, pcall, rawequal, select, setmetatable, tostring, type, xpcall
 
 -- Count hooks do not fire inside JIT-compiled traces, so the budget needs the interpreter.
 jit.off()
@@ -59,6 +61,12 @@ local function exceed(message)
   error(message, 0)
 end
 
+-- Lua code is held to MEMORY_LIMIT (bytes, in collectgarbage's count); the
+-- allocator's cap is higher, so that the PDK always has room (see memory.py).
+local function over_memory_limit()
+  return collectgarbage("count") * 1024 > MEMORY_LIMIT
+end
+
 local function count_instructions()
   local left = budget.left - STEP
   budget.left = left
@@ -68,6 +76,22 @@ local function count_instructions()
   if clock() > budget.deadline then
     return exceed(TIME_EXCEEDED)
   end
+  if over_memory_limit() then
+    return exceed(MEMORY_EXCEEDED)
+  end
+end
+
+-- The PDK's Python primitives, each entered only under the memory limit.
+local function guard_primitives(primitives)
+  for name, primitive in pairs(primitives) do
+    primitives[name] = function(...)
+      if over_memory_limit() then
+        exceed(MEMORY_EXCEEDED)
+      end
+      return primitive(...)
+    end
+  end
+  return primitives
 end
 
 -- The phase of the request being served, for the PDK without a call to Python.
@@ -143,7 +167,9 @@ end
 local IDLE_WORKERS = 64
 
 local workers = setmetatable({}, {__mode = "k"})
-local idle, idle_count = {}, 0
+-- Allocated in full now: parking a worker must not need memory, since a run
+-- may have left the VM at its allocator cap.
+local idle, idle_count = require("table.new")(IDLE_WORKERS, 0), 0
 
 -- LuaJIT calls no message handler for memory errors, hence the reset before each call.
 local failure_traceback
@@ -180,8 +206,8 @@ end
 
 local function park(co)
   if idle_count < IDLE_WORKERS then
+    idle[idle_count + 1] = co
     idle_count = idle_count + 1
-    idle[idle_count] = co
   end
 end
 
@@ -260,12 +286,29 @@ end
 -- Kong's pre-function handler: a chunk runs on its first call; if it returns a
 -- function, that function replaces it from then on (keeping its upvalues) and
 -- runs at once. A first call that exits early leaves the chunk in place.
+--
+-- ``reset(runner)`` puts a runner's chunks back as they were loaded, with the
+-- globals they had then: what their runs kept (globals, a returned function's
+-- upvalues) becomes garbage. The engine does this to code that left the VM
+-- over its memory limit.
+local resets = setmetatable({}, {__mode = "k"})
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do
+    c[k] = v
+  end
+  return c
+end
+
 local function phase_runner(chunks)
-  local calls = {}
+  local calls, restores = {}, {}
   for i = 1, #chunks do
     local chunk = chunks[i]
+    local environment = getfenv(chunk)
+    local loaded_globals = copy(environment)
     local first_run_started = false
-    calls[i] = function()
+    local function first_call()
       if first_run_started then
         calls[i] = chunk
         return chunk()
@@ -279,11 +322,29 @@ local function phase_runner(chunks)
       end
       calls[i] = chunk
     end
+    calls[i] = first_call
+    restores[i] = function()
+      for name in next, environment do
+        environment[name] = nil
+      end
+      for name, value in pairs(loaded_globals) do
+        environment[name] = value
+      end
+      chunk, first_run_started, calls[i] = chunks[i], false, first_call
+    end
   end
-  return function()
+  local function runner()
     for i = 1, #calls do
       calls[i]()
     end
+  end
+  resets[runner] = restores
+  return runner
+end
+
+local function reset(runner)
+  for _, restore in pairs(resets[runner] or {}) do
+    restore()
   end
 end
 
@@ -298,4 +359,6 @@ return {
   coroutine = {resume = resume, wrap = wrap},
   guard_callbacks = guard_callbacks,
   phase_runner = phase_runner,
+  reset = reset,
+  guard_primitives = guard_primitives,
 }

@@ -36,6 +36,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from kongish.lua.current import CurrentRequest
+from kongish.lua.memory import LuaMemoryShortage, MemoryCap, headroom_for
 from kongish.lua.pdk import install_pdk
 from kongish.lua.sandbox import UNTRUSTED_LUA_OFF, environment_factory, run_lua_file
 from kongish.lua.settings import LuaSettings
@@ -69,6 +70,10 @@ class LuaError(Exception):
 
 class LuaLimitError(LuaError):
     """Lua code went over its instruction, CPU time or memory budget."""
+
+
+class LuaMemoryLimitError(LuaLimitError):
+    """Lua code left the VM over its memory limit; what it kept has been dropped."""
 
 
 @attrs.frozen
@@ -150,10 +155,12 @@ class LuaEngine:
     _limit_exceeded: Any = attrs.field(init=False)
     _phase_runner: Any = attrs.field(init=False)
     _new_environment: Any = attrs.field(init=False, default=None)
+    _memory: MemoryCap = attrs.field(init=False)
+    _reset: Any = attrs.field(init=False)
+    _purge_cache: Any = attrs.field(init=False)
     # Raw C functions, safe to call while the budget hook fails every instruction.
     _sethook: Any = attrs.field(init=False)
     _load: Any = attrs.field(init=False)
-    _collect_garbage: Any = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         settings = self.settings
@@ -161,21 +168,31 @@ class LuaEngine:
         self.lua = lua = luajit21.LuaRuntime(
             encoding=None, register_eval=False, register_builtins=False,
             unpack_returned_tuples=True, attribute_filter=_refuse_attribute_access,
-            max_memory=settings.memory_limit)
+            max_memory=settings.memory_limit + headroom_for(settings.memory_limit))
+        self._memory = memory = MemoryCap(lua, settings.memory_limit)
         self._sethook = lua.eval("debug.sethook")
         self._load = lua.eval("load")
-        self._collect_garbage = lua.eval("collectgarbage")
         driver = run_lua_file(
             lua, "driver.lua", _AWAIT, _STOP, _DONE, _FAILED,
             f"Lua code exceeded the limit of {settings.instruction_limit} instructions".encode(),
-            f"Lua code exceeded the CPU time limit of {settings.time_limit:g}s".encode())
+            self._time_message.encode(), memory.limit_total(), self._memory_message.encode())
         self._step, self._limit_exceeded = driver[b"step"], driver[b"limit_exceeded"]
-        self._phase_runner = driver[b"phase_runner"]
+        self._phase_runner, self._reset = driver[b"phase_runner"], driver[b"reset"]
         self.await_fn, self.stop_fn = driver[b"await"], driver[b"stop"]
-        install_pdk(lua, self.current, settings, self.await_fn, self.stop_fn, driver[b"exceed"],
-                    driver[b"phase"], reactor=self.reactor, node_id=self.node_id)
+        self._purge_cache = install_pdk(
+            lua, self.current, settings, self.await_fn, self.stop_fn, driver[b"exceed"],
+            driver[b"phase"], memory=memory, guard_primitives=driver[b"guard_primitives"],
+            reactor=self.reactor, node_id=self.node_id)
         if settings.untrusted_lua != "off":
             self._new_environment = environment_factory(lua, settings, driver)
+
+    @property
+    def _time_message(self) -> str:
+        return f"Lua code exceeded the CPU time limit of {self.settings.time_limit:g}s"
+
+    @property
+    def _memory_message(self) -> str:
+        return f"Lua code exceeded the memory limit of {self.settings.memory_limit} bytes"
 
     def memory_used(self) -> int:
         """Bytes the Lua VM has allocated."""
@@ -203,8 +220,12 @@ class LuaEngine:
 
     def _compile(self, source: str, *environment: Any) -> tuple[Any, str | None]:
         """(function, None), or (None, LuaJIT's message); text mode only, never bytecode."""
+        code = _lua_source(source)
         try:
-            compiled = self._load(_lua_source(source), None, b"t", *environment)
+            self._memory.reserve(len(code))
+            compiled = self._load(code, None, b"t", *environment)
+        except LuaMemoryShortage:
+            return None, _OUT_OF_MEMORY
         except luajit21.LuaError as error:
             return None, str(error) or _OUT_OF_MEMORY
         if isinstance(compiled, tuple):
@@ -221,18 +242,46 @@ class LuaEngine:
         """
         if functions.problem is not None:
             raise LuaError(functions.problem)
-        awaited = self._resume(context, plugin_name, plugin_key, self._full_budget,
-                               (functions.runner,))
-        if awaited is None:
-            return None
-        return _Run(self, context, plugin_name, plugin_key, awaited).start()
+        run = _Run(self, functions.runner, context, plugin_name, plugin_key)
+        return run.start(self._resume(run, self._full_budget, (functions.runner,)))
 
-    def _resume(self, context: RequestContext, plugin_name: str, plugin_key: str,
-                budget: _Budget, values: tuple[Any, ...]) -> _Awaited | None:
-        """One resume of a run's worker: None once its code has finished, else what it awaits."""
+    def _resume(self, run: _Run, budget: _Budget, values: tuple[Any, ...]) -> _Awaited | None:
+        """One resume of a run's worker: None once its code has finished, else what it awaits.
+
+        The VM is under its memory limit before each resume and after it: a run
+        that leaves it over the limit fails, and its functions are reset.
+        """
+        memory = self._memory
+        if not memory.settle():
+            raise LuaMemoryLimitError(self._memory_message)
+        try:
+            memory.reserve(sum(len(value) for value in values if type(value) is bytes))
+            awaited = self._step_once(run, budget, values)
+        except LuaMemoryShortage:
+            awaited = None
+            memory_failed = True
+        except LuaLimitError as error:
+            if error.message != self._memory_message:
+                raise
+            memory_failed = True
+        else:
+            memory_failed = not memory.settle()
+        if memory_failed:
+            self._reset(run.runner)
+            if not memory.settle():
+                self._purge_cache()
+                memory.settle()
+            raise LuaMemoryLimitError(self._memory_message)
+        return awaited
+
+    def _step_once(self, run: _Run, budget: _Budget, values: tuple[Any, ...]) -> _Awaited | None:
+        context = run.context
         current = self.current
+        plugin_name, plugin_key = run.plugin_name, run.plugin_key
         current.context, current.plugin_name, current.plugin_key = (
             context, plugin_name, plugin_key)
+        if budget.seconds <= 0:  # short resumes never reach the hook: charge them here
+            raise LuaLimitError(self._time_message)
         current.deadline = deadline = time.process_time() + budget.seconds
         try:
             result = self._step(budget.worker, budget.instructions, deadline, budget.nesting,
@@ -264,26 +313,30 @@ class LuaEngine:
 
     def _failure(self, message: str, traceback: str) -> LuaError:
         if message == _OUT_OF_MEMORY:
-            self._collect_garbage(b"collect")
-            return LuaLimitError(
-                f"Lua code exceeded the memory limit of {self.settings.memory_limit} bytes")
+            return LuaLimitError(self._memory_message)
         return LuaError(message, traceback)
 
 
 @attrs.define(eq=False)
 class _Run:
-    """A ``LuaEngine.run`` whose worker awaits something, with its Deferred once it waits."""
+    """One ``LuaEngine.run``: its functions, its request, and its Deferred once it waits."""
 
     engine: LuaEngine
+    #: The phase runner, which ``reset`` puts back as loaded.
+    runner: Any
     context: RequestContext
     plugin_name: str
     plugin_key: str
-    awaited: _Awaited
+    awaited: _Awaited | None = None
     done: Deferred[None] | None = None
     _answered_inline: bool = False
     _inline_answer: tuple[Any, ...] | None = None
 
-    def start(self) -> Deferred[None] | None:
+    def start(self, awaited: _Awaited | None) -> Deferred[None] | None:
+        """None if the first resume finished the code, else a Deferred firing when it has."""
+        if awaited is None:
+            return None
+        self.awaited = awaited
         if self._drive():
             return None
         self.done = Deferred()
@@ -292,6 +345,7 @@ class _Run:
     def _drive(self) -> bool:
         """Answer and resume until the code finishes (True) or waits for a Deferred (False)."""
         while True:
+            assert self.awaited is not None
             answer = self._call(self.awaited.pyfunc, self.awaited.args)
             if answer is None:
                 return False
@@ -300,8 +354,8 @@ class _Run:
 
     def _resume(self, answer: tuple[Any, ...]) -> bool:
         """Resume the worker with ``answer``; True once its code has finished."""
-        awaited = self.engine._resume(self.context, self.plugin_name, self.plugin_key,
-                                      self.awaited.budget, answer)
+        assert self.awaited is not None
+        awaited = self.engine._resume(self, self.awaited.budget, answer)
         if awaited is None:
             return True
         self.awaited = awaited

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from kongish import KONG_VERSION
 from kongish.lua import pdk_codec
 from kongish.lua.current import CurrentRequest
+from kongish.lua.memory import MemoryCap
 from kongish.lua.pdk_regex import lua_search
 from kongish.lua.primitives import RequestPrimitives
 from kongish.node_id import new_node_id
@@ -33,7 +34,7 @@ from kongish.node_id import new_node_id
 if TYPE_CHECKING:
     from kongish.lua.settings import LuaSettings
 
-_CODECS = {
+_CODECS: dict[bytes, Callable[..., Any]] = {
     b"md5": pdk_codec.md5_hex, b"md5_bin": pdk_codec.md5_bin, b"sha1_bin": pdk_codec.sha1_bin,
     b"hmac_sha1": pdk_codec.hmac_sha1, b"crc32": pdk_codec.crc32,
     b"encode_base64": pdk_codec.encode_base64, b"decode_base64": pdk_codec.decode_base64,
@@ -69,21 +70,29 @@ def _run(lua: LuaRuntime, filename: str, *args: Any) -> Any:
 
 def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
                 await_fn: Any, stop_fn: Any, exceed_fn: Any, phase_fn: Any, *,
-                reactor: IReactorTime, node_id: str | None = None) -> None:
+                memory: MemoryCap, guard_primitives: Any,
+                reactor: IReactorTime, node_id: str | None = None) -> Any:
     """Set the globals ``ngx`` and ``kong`` and offer cjson to the sandbox's ``require``.
 
     ``await_fn(pyfunc, ...)`` (Lua) yields to the engine until the Deferred
     ``pyfunc(...)`` returns has fired; ``stop_fn()`` (Lua) ends the running
     phase handler; ``exceed_fn(message)`` (Lua) ends the running code as over
-    its budget; ``phase_fn()`` answers the running request's phase. The cjson modules
+    its budget; ``phase_fn()`` answers the running request's phase;
+    ``guard_primitives(table)`` (Lua) makes each Python primitive refuse to run over
+    the memory limit, and ``memory`` refuses results the VM has no room for. The cjson modules
     go into the global table ``__kongish_modules`` (``cjson`` and ``cjson.safe``).
+    Returns ``purge()``, which empties kong.cache: what the engine drops last when
+    the VM stays over its memory limit.
     """
     configuration = settings.configuration
     request = RequestPrimitives(lua, current, reactor,
                                 settings.trusted_ips,
-                                output_limit=settings.memory_limit)
-    primitives = lua.table_from({**request.exports(), **_CODECS, b"phase": phase_fn,
-                                 b"re_search": lua_search(lua, current)})
+                                output_limit=settings.memory_limit, reserve=memory.reserve)
+    python_primitives: dict[bytes, Callable[..., Any]] = {**request.exports(), **_CODECS,
+                         b"re_search": lua_search(lua, current, memory.reserve)}
+    primitives = guard_primitives(lua.table_from(
+        {b"phase": phase_fn, **{name: memory.bounded(function)
+                                for name, function in python_primitives.items()}}))
     cjson, cjson_safe = _run(lua, "pdk_cjson.lua")()
     info = lua.table_from({
         b"pid": os.getpid(),
@@ -107,3 +116,4 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
     kong = _run(lua, "pdk_kong.lua", primitives, support, ngx, cjson, stop_fn, info, cache)
     modules = lua.table_from({b"cjson": cjson, b"cjson.safe": cjson_safe})
     lua.execute(b"ngx, kong, __kongish_modules = ...", ngx, kong, modules)
+    return lua.execute(b"local cache = ... return function() return cache:purge() end", cache)

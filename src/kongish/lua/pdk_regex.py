@@ -112,7 +112,8 @@ def search(subject: bytes | str, pattern: bytes | str, options: bytes | str,
     return Match(groups, spans, names)
 
 
-def lua_search(lua: LuaRuntime, current: CurrentRequest) -> Callable[..., object]:
+def lua_search(lua: LuaRuntime, current: CurrentRequest,
+               reserve: Callable[[int], None]) -> Callable[..., object]:
     """``search`` shaped for Lua: a table {captures, spans, names}, nil, or an error string.
 
     ``captures`` holds group 0 first; ``spans`` holds a 1-based inclusive
@@ -125,6 +126,7 @@ def lua_search(lua: LuaRuntime, current: CurrentRequest) -> Callable[..., object
     CPU-time alarm enforces the budget; ``regex``'s own ``timeout``, set to
     the same number of (wall-clock) seconds, bounds the match even where the
     alarm cannot be armed (off the main thread, or under a profiler).
+    ``reserve(size)`` refuses captures the Lua VM has no room for.
     """
     def lua_search_primitive(subject, pattern, options, start):
         remaining = current.deadline - time.process_time()
@@ -144,6 +146,7 @@ def lua_search(lua: LuaRuntime, current: CurrentRequest) -> Callable[..., object
             return b"bad UTF-8 string"
         if found is None:
             return None
+        reserve(sum(len(group) for group in found.groups if group is not None))
         captures = lua.table_from([False if group is None else group for group in found.groups])
         spans = lua.table_from([position for span in found.spans
                                 for position in ((False, False) if span is None

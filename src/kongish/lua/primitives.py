@@ -369,6 +369,8 @@ class RequestPrimitives:
     #: Bytes of body output and header values Lua code may hand over per request:
     #: Python keeps them, outside the Lua VM's memory cap.
     output_limit: int = attrs.field(kw_only=True)
+    #: Refuses (``not enough memory``) tables the Lua VM has no room for.
+    reserve: Callable[[int], None] = attrs.field(kw_only=True)
 
     def exports(self) -> dict[bytes, Callable[..., Any]]:
         return {
@@ -417,6 +419,7 @@ class RequestPrimitives:
         for name, values in (headers.getAllRawHeaders() if headers else ()):
             for value in values:
                 flat += [name, value]
+        self.reserve(sum(map(len, flat)))
         return self.lua.table_from(flat)
 
     def header_values(self, source: Any, name: Any) -> Any:
@@ -508,7 +511,9 @@ class RequestPrimitives:
 
     def multipart(self, body: Any, content_type: Any) -> Any:
         """A multipart body's fields as lua-multipart gives them (:mod:`kongish.lua.pdk_multipart`)."""
-        fields = pdk_multipart.parse(as_bytes(body), as_bytes(content_type))
+        body = as_bytes(body)
+        self.reserve(len(body))
+        fields = pdk_multipart.parse(body, as_bytes(content_type))
         return self.lua.table_from({name: value if isinstance(value, bytes) else self.lua.table_from(value)
                                     for name, value in fields.items()})
 

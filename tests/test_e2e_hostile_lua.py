@@ -1,0 +1,104 @@
+"""Hostile Lua through a real ``twist kongish``: a bad function costs its own request a 500.
+
+Each test starts the gateway with a small ``lua_memory_limit`` (so bombs are
+quick), installs the attacks and a victim route, and checks that after each
+attack the process still serves the victim and its Admin API.
+"""
+from __future__ import annotations
+
+import json
+
+import treq
+from twisted.internet.defer import ensureDeferred
+from twisted.trial.unittest import TestCase
+
+from tests.harness import POOL, deferred
+from tests.test_twist import _TwistProcess, free_port, spawn_twist
+
+MEMORY_LIMIT = 32 * 1024 * 1024
+
+VICTIM = "local h = ngx.req.get_headers() ngx.say('victim ok') return ngx.exit(200)"
+
+#: Ways to fill the VM, then make the PDK (Python) work near the cap.
+MEMORY_ATTACKS = {
+    # small allocations up to the cap, then a PDK call
+    "fill-then-say": "local hold = {} for _, size in ipairs({8388608, 1048576, 65536, 4096, 256, 16}) "
+                     "do pcall(function() while true do hold[#hold+1] = string.rep('x', size) .. #hold end "
+                     "end) end ngx.say('survived') return ngx.exit(200)",
+    # within a few KB of the cap, then PDK calls returning large strings
+    "fill-then-large-result": "local s = string.rep('a', 1048576) local hold = {} "
+                              "for _, size in ipairs({8388608, 1048576, 65536, 1024, 64}) do "
+                              "pcall(function() while true do hold[#hold+1] = string.rep('x', size) "
+                              ".. #hold end end) end "
+                              "for i = 1, 20 do pcall(ngx.encode_base64, s) pcall(ngx.req.get_headers) end "
+                              "return ngx.exit(200)",
+    "coroutine-bomb": "local t = {} while true do t[#t+1] = coroutine.create(function() end) end",
+    # kept in the function's globals, so it outlives the request
+    "global-hoard": "hoard = hoard or {} "
+                    "while true do hoard[#hoard+1] = string.rep('y', 65536) .. #hoard end",
+    # kept in a returned function's upvalues
+    "upvalue-hoard": "local hoard = {} return function() "
+                     "while true do hoard[#hoard+1] = string.rep('z', 65536) .. #hoard end end",
+    "cache-fill": "for i = 1, 1e6 do kong.cache:get('k' .. i, nil, "
+                  "function() return {string.rep('c', 1048576) .. i} end) end return ngx.exit(200)",
+}
+
+
+class HostileLuaTests(_TwistProcess, TestCase):
+    async def _start(self, **settings: str) -> None:
+        prefix, self.proxy, self.admin = self.mktemp(), free_port(), free_port()
+        env = {f"KONGISH_{name.upper()}": value for name, value in settings.items()}
+        self.process = spawn_twist(prefix, (), ("--proxy-listen", f"127.0.0.1:{self.proxy}",
+                                                "--admin-listen", f"127.0.0.1:{self.admin}"), env)
+        self.addCleanup(lambda: None if self.process.ended.called
+                        else ensureDeferred(self._stop(self.process)))
+        await self._ready(self.process, self.admin)
+        await self._route("victim", VICTIM)
+
+    async def _route(self, name: str, code: str) -> None:
+        base = f"http://127.0.0.1:{self.admin}"
+        for path, data in [("/services", {"name": name, "url": "http://127.0.0.1:1"}),
+                           (f"/services/{name}/routes", {"name": name, "paths[]": f"/{name}"}),
+                           (f"/routes/{name}/plugins", {"name": "pre-function", "config.access[]": code})]:
+            response = await treq.post((base + path).encode(), data=data, pool=POOL)
+            self.assertEqual(response.code, 201, await response.text())
+
+    async def _get(self, path: str) -> tuple[int, bytes]:
+        url = f"http://127.0.0.1:{self.proxy}{path}".encode()
+        response = await treq.get(url, pool=POOL, timeout=60)
+        return response.code, await response.content()
+
+    async def _healthy(self, after: str) -> None:
+        self.assertEqual(await self._get("/victim"), (200, b"victim ok\n"),
+                         f"after {after}: {self.process.output[-3000:]!r}")
+        response = await treq.get(f"http://127.0.0.1:{self.admin}/status?unit=b".encode(), pool=POOL)
+        self.assertEqual(response.code, 200, f"after {after}")
+        status = json.loads(await response.content())
+        used = int(status["memory"]["workers_lua_vms"][0]["http_allocated_gc"])
+        self.assertLess(used, MEMORY_LIMIT, f"after {after}: the VM is still full")
+
+    @deferred
+    async def test_memory_bombs_cost_only_their_request(self) -> None:
+        await self._start(lua_memory_limit=str(MEMORY_LIMIT), lua_time_limit="5",
+                          lua_instruction_limit="100000000")
+        for name, code in MEMORY_ATTACKS.items():
+            await self._route(name, code)
+        for round_ in range(2):  # again, on a VM that has been through every attack
+            for name in MEMORY_ATTACKS:
+                status, body = await self._get(f"/{name}")
+                self.assertEqual(status, 500, f"{name}: {body!r}")
+                await self._healthy(f"{name}, round {round_ + 1}")
+        self.assertFalse(self.process.ended.called)
+        self.assertNotIn(b"PANIC", self.process.output)
+
+    @deferred
+    async def test_budgets_are_charged_across_resumes(self) -> None:
+        """``ngx.sleep(0)`` resumes are each too short for the budget hook; their sum is not."""
+        await self._start(lua_time_limit="0.2")
+        await self._route("spinner", "while true do ngx.sleep(0) end")
+        await self._route("counted", "local n = 0 while true do n = n + 1 ngx.sleep(0) end")
+        for name in ("spinner", "counted"):
+            status, body = await self._get(f"/{name}")
+            self.assertEqual(status, 500, body)
+            await self._healthy(name)
+        self.assertIn(b"exceeded the CPU time limit of 0.2s", self.process.output)
