@@ -10,6 +10,7 @@ import json
 
 import treq
 from twisted.internet.defer import ensureDeferred
+from twisted.web.http_headers import Headers
 from twisted.trial.unittest import TestCase
 
 from tests.harness import POOL, deferred
@@ -44,7 +45,9 @@ MEMORY_ATTACKS = {
 }
 
 
-class HostileLuaTests(_TwistProcess, TestCase):
+class _Gateway(_TwistProcess, TestCase):
+    """A running ``twist kongish`` with a victim route."""
+
     async def _start(self, **settings: str) -> None:
         prefix, self.proxy, self.admin = self.mktemp(), free_port(), free_port()
         env = {f"KONGISH_{name.upper()}": value for name, value in settings.items()}
@@ -77,6 +80,10 @@ class HostileLuaTests(_TwistProcess, TestCase):
         used = int(status["memory"]["workers_lua_vms"][0]["http_allocated_gc"])
         self.assertLess(used, MEMORY_LIMIT, f"after {after}: the VM is still full")
 
+
+class HostileLuaTests(_Gateway):
+    """Memory and CPU bombs (issue 9, items 1, 2 and 5)."""
+
     @deferred
     async def test_memory_bombs_cost_only_their_request(self) -> None:
         await self._start(lua_memory_limit=str(MEMORY_LIMIT), lua_time_limit="5",
@@ -102,3 +109,54 @@ class HostileLuaTests(_TwistProcess, TestCase):
             self.assertEqual(status, 500, body)
             await self._healthy(name)
         self.assertIn(b"exceeded the CPU time limit of 0.2s", self.process.output)
+
+
+#: Tries to change what other functions call and read, under pcall. Six writes are refused;
+#: two (into kong.configuration.plugins and the string library) land in its own copy or view.
+HIJACKER = """
+local stash = {}
+local attempts = {
+  function() local real = ngx.req.get_headers
+    ngx.req.get_headers = function(...)
+      local h = real(...) stash[#stash+1] = h.authorization return h end end,
+  function() local say = ngx.say ngx.say = function(...) return say('[hijacked] ', ...) end end,
+  function() kong.response.exit = function() end end,
+  function() kong.configuration.plugins[1] = 'pwned' end,
+  function() table.insert(string, 'x') end,
+  function() string.upper = function() return 'pwned' end end,
+  function() local cjson = require('cjson') local encode = cjson.encode
+    cjson.encode = function(v) stash[#stash+1] = 'seen' return encode(v) end end,
+  function() ngx.__stash = stash end,
+}
+local refused = 0
+for _, attempt in ipairs(attempts) do
+  if not pcall(attempt) then refused = refused + 1 end
+end
+ngx.say(refused, ' of ', #attempts, ' refused')
+return ngx.exit(200)
+"""
+
+#: Reads what the hijacker tried to change.
+READER = """
+local h = ngx.req.get_headers()
+ngx.say(h.authorization, ' ', kong.configuration.plugins[1], ' ', #string, ' ', string.upper('ok'),
+        ' ', require('cjson').encode({1}), ' ', tostring(ngx.__stash))
+return kong.response.exit(200)
+"""
+
+
+class IsolationTests(_Gateway):
+    """One function cannot change what another one calls or reads (issue 9, item 3)."""
+
+    @deferred
+    async def test_no_function_changes_another_ones_view(self) -> None:
+        await self._start(untrusted_lua_sandbox_requires="cjson")
+        await self._route("hijacker", HIJACKER)
+        await self._route("reader", READER)
+        for _ in range(2):  # the second time, on what the first one left
+            self.assertEqual(await self._get("/hijacker"), (200, b"6 of 8 refused\n"))
+            url = f"http://127.0.0.1:{self.proxy}/reader".encode()
+            response = await treq.get(url, headers=Headers({b"Authorization": [b"Bearer secret"]}), pool=POOL)
+            self.assertEqual((response.code, await response.content()),
+                             (200, b"Bearer secret bundled 0 OK [1] nil\n"))
+            await self._healthy("the hijacker")

@@ -56,7 +56,6 @@ class ReachTests(SynchronousTestCase):
 
     WALK = """
         local unsafe, found = kong.__unsafe, {}
-        kong.__unsafe = nil
         local seen = {}
         local function walk(value, path)
           local kind = type(value)
@@ -123,11 +122,23 @@ class ReachTests(SynchronousTestCase):
                 run(engine, source)
             self.assertTrue(raised.exception.message.startswith(start), raised.exception.message)
 
-    def test_shared_tables_are_shared_between_plugins_as_in_kong(self) -> None:
-        engine = engine_with()
-        run(engine, "ngx.kongish_marker = 'set by one plugin' kong.kongish_marker = 2")
-        said = run(engine, "ngx.say(ngx.kongish_marker, kong.kongish_marker)")
-        self.assertEqual(said, b"set by one plugin2\n")
+    def test_no_function_changes_what_another_one_sees(self) -> None:
+        """Unlike Kong, where ``ngx`` and ``kong`` are one writable table for every plugin."""
+        engine = engine_with(sandbox_requires=("cjson",))
+        for write, name in [("ngx.kongish_marker = 1", "ngx.kongish_marker"),
+                            ("ngx.say = print", "ngx.say"),
+                            ("ngx.req.get_headers = nil", "ngx.req.get_headers"),
+                            ("kong.response.exit = nil", "kong.response.exit"),
+                            ("kong.log.err = print", "kong.log.err"),
+                            ("string.format = nil", "string.format"),
+                            ("require('cjson').encode = nil", "cjson.encode")]:
+            said = run(engine, f"ngx.say(select(2, pcall(function() {write} end)))")
+            self.assertEqual(said, f"Cannot modify {name}. Protected by the sandbox.\n".encode())
+        run(engine, "table.insert(string, 'x') table.insert(kong.configuration.plugins, 'pwned') "
+                    "kong.configuration.plugins[1] = 'pwned'")
+        said = run(engine, "ngx.say(#string, ' ', kong.configuration.plugins[1], ' ', "
+                           "type(ngx.say), ' ', type(require('cjson').encode))")
+        self.assertEqual(said, b"0 bundled function function\n")
 
 
 class CStackTests(LimitCase):

@@ -14,12 +14,20 @@
 -- methods through the string metatable, anything through _G when on), so
 -- kongish's versions replace them in the real libraries. This runs after
 -- the PDK has taken its own references to the originals.
+--
+-- No chunk can change what another one calls or reads: each sees kong, ngx,
+-- the libraries and required modules through views of its own. A view reads
+-- through and refuses writes; a plain data table read through one (say
+-- kong.configuration.plugins) comes back as the reader's own copy, so # and
+-- ipairs work on it. What acts on the running request passes through as it
+-- is: ngx.header, ngx.var, ngx.arg, ngx.ctx and kong.ctx.shared / plugin (the
+-- request's own tables); ngx.status and ngx.ctx can be assigned.
 
 local mode, requires, exposed, driver = ...
 
 local G = _G
-local error, format, ipairs, pairs, pcall, require, setmetatable, tostring, type =
-  error, string.format, ipairs, pairs, pcall, require, setmetatable, tostring, type
+local error, format, ipairs, next, pairs, pcall, require, setmetatable, tostring, type =
+  error, string.format, ipairs, next, pairs, pcall, require, setmetatable, tostring, type
 
 -- C functions that call Lua callbacks nest on the C stack; the driver counts them.
 string.gsub = driver.guard_callbacks(string.gsub, 3)
@@ -40,10 +48,144 @@ for name, module in pairs(__kongish_modules) do
   package.loaded[name] = module
 end
 
+-- Views ----------------------------------------------------------------------
+
+-- Tables that are viewed rather than copied: the PDK's namespaces, library
+-- tables, modules; marked with every table they hold.
+local namespaces = setmetatable({}, {__mode = "k"})
+
+local function mark(t)
+  if namespaces[t] then
+    return t
+  end
+  namespaces[t] = true
+  for _, value in next, t do
+    if type(value) == "table" then
+      mark(value)
+    end
+  end
+  return t
+end
+
+mark(G.ngx)
+mark(G.kong)
+
+-- Fields read as they are, and fields written through, per viewed table.
+local PASS = {
+  [G.ngx] = {header = true, var = true, arg = true, ctx = true},
+  [G.kong.ctx] = {shared = true, plugin = true},
+}
+local WRITABLE = {[G.ngx] = {status = true, ctx = true}}
+
+-- Each view's table, so that pairs, ipairs and next walk views as tables.
+local viewed = setmetatable({}, {__mode = "k"})
+
+local raw_next, raw_pairs, raw_ipairs = next, pairs, ipairs
+
+local function view_next(t, key)
+  local value = viewed[t]
+  if value == nil then
+    return raw_next(t, key)
+  end
+  local next_key = raw_next(value, key)
+  if next_key == nil then
+    return nil
+  end
+  return next_key, t[next_key]
+end
+
+local function view_ipairs_step(t, i)
+  i = i + 1
+  local item = t[i]
+  if item ~= nil then
+    return i, item
+  end
+end
+
+-- Every mode's code reaches the real globals' pairs (through _G when on).
+function G.next(t, key)
+  return view_next(t, key)
+end
+
+function G.pairs(t)
+  if viewed[t] == nil then
+    return raw_pairs(t)
+  end
+  return view_next, t, nil
+end
+
+function G.ipairs(t)
+  if viewed[t] == nil then
+    return raw_ipairs(t)
+  end
+  return view_ipairs_step, t, 0
+end
+
+-- One chunk's viewer: its views are made once each and kept with it.
+local function new_viewer()
+  local views = setmetatable({}, {__mode = "k"})
+  local view
+
+  local function copy(value, copies)
+    if type(value) ~= "table" then
+      return value
+    end
+    if namespaces[value] then
+      return view(value, "?")
+    end
+    local existing = copies[value]
+    if existing then
+      return existing
+    end
+    local result = {}
+    copies[value] = result
+    for key, item in next, value do
+      result[copy(key, copies)] = copy(item, copies)
+    end
+    return result
+  end
+
+  function view(value, name)
+    if type(value) ~= "table" then
+      return value
+    end
+    if not namespaces[value] then
+      return copy(value, {})
+    end
+    local existing = views[value]
+    if existing then
+      return existing
+    end
+    local pass, writable = PASS[value], WRITABLE[value]
+    local proxy = setmetatable({}, {
+      __index = function(_, key)
+        local item = value[key]
+        if type(item) ~= "table" or (pass and pass[key]) then
+          return item
+        end
+        return views[item] or view(item, name .. "." .. tostring(key))
+      end,
+      __newindex = function(_, key, item)
+        if writable and writable[key] then
+          value[key] = item
+          return
+        end
+        error(format("Cannot modify %s.%s. Protected by the sandbox.", name, tostring(key)), 0)
+      end,
+    })
+    views[value] = proxy
+    viewed[proxy] = value
+    return proxy
+  end
+
+  return view
+end
+
 if mode == "on" then
   local ENVIRONMENT = {__index = G}
   return function()
-    return setmetatable({kong = G.kong, ngx = G.ngx}, ENVIRONMENT)
+    local view = new_viewer()
+    return setmetatable({kong = view(mark(G.kong), "kong"), ngx = view(mark(G.ngx), "ngx")}, ENVIRONMENT)
   end
 end
 
@@ -92,65 +234,32 @@ local SOURCE = setmetatable({
   }, {__index = G.table}),
 }, {__index = G})
 
-local function refuse_writes(name)
-  return function(_, key)
-    error(format("Cannot modify %s.%s. Protected by the sandbox.", name, tostring(key)), 0)
-  end
-end
+-- Kong's link(): "a.b.c" makes namespace.a.b.c the global _G.a.b.c, seen
+-- through the chunk's views like everything else.
+local linked = {}
 
--- Views of the globals exposed by untrusted_lua_sandbox_environment; tables
--- inside them are viewed the same way, so no write reaches the real one.
-local views = setmetatable({}, {__mode = "k"})
-
-local function view(value, name)
-  if type(value) ~= "table" then
-    return value
-  end
-  local proxy = setmetatable({}, {
-    __index = function(_, key)
-      return view(value[key], name .. "." .. tostring(key))
-    end,
-    __newindex = refuse_writes(name),
-  })
-  views[proxy] = true
-  return proxy
-end
-
--- Kong's link(): "a.b.c" makes namespace.a.b.c a view of _G.a.b.c.
-local function link(namespace, path, source, prefix)
+local function link(namespace, path, source)
   local head, rest = path:match("^([^%.]+)%.?(.*)$")
   local value = head and source[head]
   if value == nil then
     return
   end
-  local name = prefix and prefix .. "." .. head or head
   if rest == "" then
-    namespace[head] = view(value, name)
+    namespace[head] = type(value) == "table" and mark(value) or value
+    if type(value) == "table" then
+      linked[value] = true
+    end
     return
   end
   local inner = namespace[head]
-  if type(value) ~= "table" or views[inner] then
+  if type(value) ~= "table" or linked[inner] then
     return
   end
   if type(inner) ~= "table" then
     inner = {}
     namespace[head] = inner
   end
-  link(inner, rest, value, name)
-end
-
--- Library tables become proxies whose every write fails (a plain table's
--- __newindex would miss writes to existing keys).
-local function protect(namespace, name)
-  for key, value in pairs(namespace) do
-    if type(value) == "table" and not views[value] then
-      namespace[key] = protect(value, name and name .. "." .. key or key)
-    end
-  end
-  if not name then
-    return namespace
-  end
-  return setmetatable({}, {__index = namespace, __newindex = refuse_writes(name)})
+  link(inner, rest, value)
 end
 
 local namespace = {}
@@ -169,7 +278,11 @@ end
 for _, path in ipairs(exposed) do
   link(namespace, path, G)
 end
-local BASE = protect(namespace)
+for _, value in pairs(namespace) do
+  if type(value) == "table" then
+    mark(value)
+  end
+end
 
 local allowed = {}
 for _, name in ipairs(requires) do
@@ -180,17 +293,21 @@ local function sandboxed_require(name)
   if not allowed[name] then
     error(format("require '%s' not allowed within sandbox", tostring(name)), 0)
   end
-  return require(name)
+  local module = require(name)
+  return type(module) == "table" and mark(module) or module
 end
 
 return function()
+  local view = new_viewer()
   local env = {}
-  for key, value in pairs(BASE) do
-    env[key] = value
+  for key, value in pairs(namespace) do
+    env[key] = view(value, key)
   end
-  env.require = sandboxed_require
-  env.kong = G.kong
-  env.ngx = G.ngx
+  function env.require(name)
+    return view(sandboxed_require(name), name)
+  end
+  env.kong = view(mark(G.kong), "kong")
+  env.ngx = view(mark(G.ngx), "ngx")
   env._G = env
   return env
 end
