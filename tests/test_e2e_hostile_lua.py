@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 
 import treq
+from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
-from twisted.web.http_headers import Headers
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
+from twisted.web.http_headers import Headers
 
 from tests.harness import POOL, deferred
 from tests.test_twist import _TwistProcess, free_port, spawn_twist
@@ -160,3 +162,35 @@ class IsolationTests(_Gateway):
             self.assertEqual((response.code, await response.content()),
                              (200, b"Bearer secret bundled 0 OK [1] nil\n"))
             await self._healthy("the hijacker")
+
+
+class AbandonedTests(_Gateway):
+    """A request whose client left ends at its Lua's next yield, as nginx ends it (item 6)."""
+
+    @deferred
+    async def test_code_waiting_for_a_client_that_left_is_ended(self) -> None:
+        await self._start()
+        await self._route("forever", "ngx.sleep(1e9) ngx.say('never')")
+        await self._route("looping", "while true do pcall(ngx.sleep, 3600) end")
+        abandoned = {"forever": 20, "looping": 5}
+        for name in abandoned:  # nginx runs the log phase of a request whose client left
+            response = await treq.post(f"http://127.0.0.1:{self.admin}/routes/{name}/plugins".encode(), data={
+                "name": "post-function",
+                "config.log[]": "kong.log.notice('ended ', ngx.var.uri, ' ', kong.response.get_status())"},
+                pool=POOL)
+            self.assertEqual(response.code, 201, await response.text())
+        for name, count in abandoned.items():
+            waits = [treq.get(f"http://127.0.0.1:{self.proxy}/{name}".encode(), persistent=False)
+                     for _ in range(count)]
+            await self._healthy(f"{name} started")  # the requests are in: their code waits
+            for waiting in waits:
+                waiting.cancel()  # the client closes its connection
+                waiting.addErrback(lambda failure: None)
+        for name, count in abandoned.items():
+            line = f'"text": "ended /{name} 499"'.encode()  # once per JSON event
+            for _ in range(300):  # up to 30 s on a loaded machine, returning once every one is logged
+                if self.process.output.count(line) == count:
+                    break
+                await deferLater(reactor, 0.1)
+            self.assertEqual(self.process.output.count(line), count, name)
+        await self._healthy("the abandoned requests")

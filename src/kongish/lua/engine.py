@@ -329,6 +329,9 @@ class _Run:
     plugin_key: str
     awaited: _Awaited | None = None
     done: Deferred[None] | None = None
+    #: What the worker waits for now, and whether the run was cancelled (its client left).
+    _waiting: Deferred[Any] | None = None
+    _cancelled: bool = False
     _answered_inline: bool = False
     _inline_answer: tuple[Any, ...] | None = None
 
@@ -339,8 +342,17 @@ class _Run:
         self.awaited = awaited
         if self._drive():
             return None
-        self.done = Deferred()
+        self.done = Deferred(self._cancel)
         return self.done
+
+    def _cancel(self, done: Deferred[None]) -> None:
+        """As nginx ends a request's Lua at its next yield: the worker is never resumed again,
+        what it waits for is cancelled, and its stack becomes garbage."""
+        self._cancelled = True
+        self.awaited = None
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.cancel()
 
     def _drive(self) -> bool:
         """Answer and resume until the code finishes (True) or waits for a Deferred (False)."""
@@ -373,9 +385,14 @@ class _Run:
         result.addBoth(self._answered)
         self._answered_inline = False
         answer, self._inline_answer = self._inline_answer, None
+        if answer is None:
+            self._waiting = result
         return answer
 
     def _answered(self, result: Any) -> None:
+        self._waiting = None
+        if self._cancelled:
+            return None
         answer = _answer(result)
         if self._answered_inline:
             self._inline_answer = answer

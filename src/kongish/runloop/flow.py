@@ -79,6 +79,9 @@ class ProxyFlow:
     proxied_at: float | None = None
     match: Match | None = None
     _sending: Deferred | None = None
+    #: A phase whose plugins wait (Lua in ngx.sleep, say); cancelled if the client leaves.
+    _waiting: Deferred | None = None
+    _client_gone: bool = False
     _forwarded: Forwarded | None = None
     _relay: BodyRelay | None = None
 
@@ -102,6 +105,7 @@ class ProxyFlow:
         node, request, context = self.node, self.request, self.context
         self.chain = node.plugin_map.for_request(None, None)
         timings = context.timings
+        request.notifyFinish().addErrback(self._client_lost)
         try:
             timings.rewrite_start(self._now())
             if (pending := self._phase("rewrite", stop_on_exit=True)) is not None:
@@ -130,6 +134,8 @@ class ProxyFlow:
                 if (pending := self._phase("access", stop_on_exit=True)) is not None:
                     await pending
             except Exception:  # Kong catches these and answers with kong.response.error
+                if self._client_gone:
+                    raise
                 self._plugin_error(Failure(), renderer="A")
                 timings.access_end(self._now(), proxying=False)
                 return await self._respond_from_plugins()
@@ -141,6 +147,10 @@ class ProxyFlow:
                 return await self._kong_error(503, "no Service found with those values")
             await self._proxy(match.service)
         except Exception:
+            if self._client_gone:  # what ran for it was cancelled: nginx's 499, and the log phase
+                context.response.status = _CLIENT_CLOSED
+                await self._finish(complete=False)
+                return
             if self.request.startedWriting:
                 raise  # too late for an error page: crashed() closes the connection
             failed_in = context.phase
@@ -152,7 +162,15 @@ class ProxyFlow:
 
     def _phase(self, phase: str, stop_on_exit: bool = False) -> Deferred | None:
         """Run one phase; a Deferred only when a plugin waits (callers await it then)."""
-        return self.chain.run(phase, self.context, stop_on_exit=stop_on_exit)
+        waiting = self.chain.run(phase, self.context, stop_on_exit=stop_on_exit)
+        if waiting is not None and phase != "log":  # the log phase runs after the client left
+            self._waiting = waiting
+            waiting.addBoth(self._phase_done)
+        return waiting
+
+    def _phase_done(self, result: object) -> object:
+        self._waiting = None
+        return result
 
     def _plugin_error(self, failure: Failure, renderer: str = "B") -> None:
         """Kong's 500 instead of whatever the response was; nginx-level (renderer B) unless
@@ -218,7 +236,6 @@ class ProxyFlow:
                                                                                         request.content)
         settings = settings_for(service)
         self._sending = self.client.send(upstream, settings, body)
-        request.notifyFinish().addErrback(self._client_lost)
         try:
             response = await self._sending
         except UpstreamFailure as failure:
@@ -289,8 +306,11 @@ class ProxyFlow:
         timings.header_filter_end(self._now())
 
     def _client_lost(self, reason: Failure) -> None:
-        """The client closed its connection: stop the upstream work done on its behalf."""
-        if self._sending is not None:
+        """The client closed its connection: stop the work done on its behalf."""
+        self._client_gone = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+        elif self._sending is not None:
             self._sending.cancel()
         elif self._relay is not None:
             self._relay.client_lost()
