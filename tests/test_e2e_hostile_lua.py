@@ -52,6 +52,7 @@ class _Gateway(_TwistProcess, TestCase):
 
     async def _start(self, **settings: str) -> None:
         prefix, self.proxy, self.admin = self.mktemp(), free_port(), free_port()
+        self.memory_limit = int(settings.get("lua_memory_limit", 256 * 1024 * 1024))
         env = {f"KONGISH_{name.upper()}": value for name, value in settings.items()}
         self.process = spawn_twist(prefix, (), ("--proxy-listen", f"127.0.0.1:{self.proxy}",
                                                 "--admin-listen", f"127.0.0.1:{self.admin}"), env)
@@ -80,7 +81,7 @@ class _Gateway(_TwistProcess, TestCase):
         self.assertEqual(response.code, 200, f"after {after}")
         status = json.loads(await response.content())
         used = int(status["memory"]["workers_lua_vms"][0]["http_allocated_gc"])
-        self.assertLess(used, MEMORY_LIMIT, f"after {after}: the VM is still full")
+        self.assertLess(used, self.memory_limit, f"after {after}: the VM is still full")
 
 
 class HostileLuaTests(_Gateway):
@@ -111,6 +112,28 @@ class HostileLuaTests(_Gateway):
             self.assertEqual(status, 500, body)
             await self._healthy(name)
         self.assertIn(b"exceeded the CPU time limit of 0.2s", self.process.output)
+
+    @deferred
+    async def test_c_and_pdk_work_is_charged_call_by_call(self) -> None:
+        """Loops of one slow C or PDK call each: the hook alone (every 1000 instructions)
+        let such a loop run for seconds past a 0.25 s budget; each call is now charged."""
+        await self._start(lua_time_limit="0.25")
+        attacks = {
+            "md5": "local s = string.rep('a', 48 * 1048576) while true do ngx.md5(s) end",
+            "upper": "local s = string.rep('a', 64 * 1048576) while true do s:upper() end",
+            "sort": "local t = {} for i = 1, 1000000 do t[i] = (i * 7919) % 1000003 end "
+                    "while true do table.sort(t) end",
+            "base64": "local s = string.rep('a', 32 * 1048576) while true do ngx.encode_base64(s) end",
+        }
+        for name, code in attacks.items():
+            await self._route(name, code)
+        for name in attacks:
+            started = reactor.seconds()
+            status, body = await self._get(f"/{name}")
+            elapsed = reactor.seconds() - started
+            self.assertEqual(status, 500, body)
+            self.assertLess(elapsed, 4, f"{name} held the process for {elapsed:.1f} s")
+            await self._healthy(name)
 
 
 #: Tries to change what other functions call and read, under pcall. Six writes are refused;

@@ -81,17 +81,49 @@ local function count_instructions()
   end
 end
 
--- The PDK's Python primitives, each entered only under the memory limit.
+-- After a call that may have taken long (PDK work, C work on large inputs):
+-- the hook alone would let a loop run up to STEP such calls past the budget.
+local function charge(...)
+  if clock() > budget.deadline then
+    exceed(TIME_EXCEEDED)
+  end
+  return ...
+end
+
+-- The PDK's Python primitives, each entered only under the memory limit and
+-- charged for its time as it returns.
 local function guard_primitives(primitives)
   for name, primitive in pairs(primitives) do
     primitives[name] = function(...)
       if over_memory_limit() then
         exceed(MEMORY_EXCEEDED)
       end
-      return primitive(...)
+      return charge(primitive(...))
     end
   end
   return primitives
+end
+
+-- Inputs from which a C library call is worth a clock reading after it.
+local LARGE = 4096
+
+local function large(value)
+  if type(value) == "string" then
+    return #value >= LARGE
+  end
+  return type(value) == "table" and #value >= LARGE
+end
+
+-- ``c_function`` charged for its time whenever its first argument is a large
+-- string or array (string methods, table.sort, table.concat), or it repeats
+-- (``string.rep`` by its count).
+local function metered(c_function)
+  return function(first, second, ...)
+    if large(first) or (type(second) == "number" and second >= LARGE) then
+      return charge(c_function(first, second, ...))
+    end
+    return c_function(first, second, ...)
+  end
 end
 
 -- The phase of the request being served, for the PDK without a call to Python.
@@ -358,6 +390,7 @@ return {
   xpcall = guarded_xpcall,
   coroutine = {resume = resume, wrap = wrap},
   guard_callbacks = guard_callbacks,
+  metered = metered,
   phase_runner = phase_runner,
   reset = reset,
   guard_primitives = guard_primitives,

@@ -120,8 +120,8 @@ def lua_search(lua: LuaRuntime, current: CurrentRequest,
     (from, to) pair per group, as ngx.re.find returns them.  Unmatched
     groups are ``false`` in both.  A bad pattern is returned as a message, as
     OpenResty does; bad options come back as ``{raise = message}`` for the Lua
-    side to raise, as OpenResty raises them.  A match may use what is left of
-    the running code's CPU budget; past that it fails as PCRE fails at its
+    side to raise, as OpenResty raises them.  A match may use half of what is
+    left of the running code's CPU budget; past that it fails as PCRE fails at its
     match limit (and the budget hook ends the run at its next check).  The
     CPU-time alarm enforces the budget; ``regex``'s own ``timeout``, set to
     the same number of (wall-clock) seconds, bounds the match even where the
@@ -129,7 +129,7 @@ def lua_search(lua: LuaRuntime, current: CurrentRequest,
     ``reserve(size)`` refuses captures the Lua VM has no room for.
     """
     def lua_search_primitive(subject, pattern, options, start):
-        remaining = current.deadline - time.process_time()
+        remaining = (current.deadline - time.process_time()) / 2  # the code can go on after a failure
         timeout = None if remaining == math.inf else max(remaining, 0.0)
         try:
             found = with_cpu_limit(

@@ -32,6 +32,14 @@ local error, format, ipairs, next, pairs, pcall, require, setmetatable, tostring
 -- C functions that call Lua callbacks nest on the C stack; the driver counts them.
 string.gsub = driver.guard_callbacks(string.gsub, 3)
 table.sort = driver.guard_callbacks(table.sort, 2)
+-- C work on large strings and arrays is charged to the budget call by call.
+for _, name in ipairs({"byte", "find", "format", "gmatch", "gsub", "lower", "match", "rep",
+                       "reverse", "sub", "upper"}) do
+  string[name] = driver.metered(string[name])
+end
+for _, name in ipairs({"concat", "sort", "insert", "remove"}) do
+  table[name] = driver.metered(table[name])
+end
 -- ngx.exit and ngx.sleep work inside user coroutines, which cannot resume a worker.
 coroutine.resume, coroutine.wrap = driver.coroutine.resume, driver.coroutine.wrap
 -- An xpcall message handler cannot outrun the budget.
