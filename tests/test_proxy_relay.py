@@ -24,6 +24,10 @@ class FakeRequest:
     _disconnected: bool = False
     finished: bool = False
 
+    @property
+    def startedWriting(self) -> bool:
+        return bool(self.written)
+
     def write(self, data: bytes) -> None:
         self.written.append(data)
 
@@ -118,11 +122,24 @@ class RelayTests(SynchronousTestCase):
         self.assertEqual(self.outcome, [False])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_a_filter_error_cuts_both_sides(self) -> None:
-        relay = self._relay(lambda chunk, eof: 1 / 0)
+    def test_a_filter_error_after_output_cuts_both_sides(self) -> None:
+        relay = self._relay(lambda chunk, eof: chunk if chunk == b"x" else 1 / 0)
         relay.body_data(b"x")
+        relay.body_data(b"y")
         self.assertTrue(self.request.closed)
         self.assertTrue(self.upstream.stopped)
         relay.body_ended(_CUT)
         self.assertEqual(self.outcome, [False])
+        self.assertIsNone(relay.unsent_failure)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_a_filter_error_before_output_leaves_the_client_to_the_flow(self) -> None:
+        relay = self._relay(lambda chunk, eof: 1 / 0)
+        relay.body_data(b"x")
+        self.assertFalse(self.request.closed)  # the flow answers Kong's 500 on it
+        self.assertTrue(self.upstream.stopped)
+        relay.body_ended(_CUT)
+        self.assertEqual(self.outcome, [False])
+        assert relay.unsent_failure is not None
+        self.assertTrue(relay.unsent_failure.check(ZeroDivisionError))
+        self.assertEqual(self.flushLoggedErrors(ZeroDivisionError), [])  # the flow logs it

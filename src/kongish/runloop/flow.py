@@ -264,6 +264,10 @@ class ProxyFlow:
                                 settings.read_timeout, self.node.reactor, context.request_id)
         response.deliver_body(self._relay)
         complete = await self._relay.done
+        if self._relay.unsent_failure is not None:  # nothing was sent: Kong's 500 can still go
+            self._plugin_error(self._relay.unsent_failure)
+            await self._respond_from_plugins(filtered=False)
+            return
         if complete and not filtering:
             context.timings.body_filter_end(self._now())
         await self._finish(complete)

@@ -6,7 +6,9 @@ the body, never all of it. A body_filter that waits (``ngx.sleep``) pauses
 it too. ``read_timeout`` bounds each wait for the upstream's next chunk, as
 nginx's does. Once the response head is out, a failure (timeout, upstream
 reset, body_filter error, client gone) can only end the client connection:
-the relay closes both sides and reports the body as cut.
+the relay closes both sides and reports the body as cut. A body_filter that
+fails before anything of the response was written leaves the client
+connection to the flow, which answers Kong's 500 instead (``unsent_failure``).
 
 The relay only knows the upstream through ``kongish.http.interfaces``: it is
 the body's ``IBodyReceiver`` and controls it through its ``IBodyStream``.
@@ -52,6 +54,8 @@ class BodyRelay:
         self._cut = False
         self._queue: deque[tuple[bytes, bool]] = deque()
         self._stream: IBodyStream | None = None
+        #: A body_filter failure that came before any of the response was written.
+        self.unsent_failure: Failure | None = None
 
     # the upstream side (IBodyReceiver)
 
@@ -147,6 +151,10 @@ class BodyRelay:
 
     def _filter_failed(self, failure: Failure) -> None:
         self._filtering = False
+        if not self.request.startedWriting and not self._client_gone():
+            self.unsent_failure = failure  # the flow logs it and answers 500
+            self._cut_off(close_client=False)
+            return
         log.failure("unexpected error in phase body_filter (request {request_id}): {error}", failure,
                     request_id=self.request_id, error=error_text(failure))
         self._cut_off()
@@ -158,14 +166,15 @@ class BodyRelay:
                  request_id=self.request_id)
         self._cut_off()
 
-    def _cut_off(self) -> None:
+    def _cut_off(self, close_client: bool = True) -> None:
         """Close both connections; ``done`` fires False once the upstream one is gone."""
         if self._cut or self.done.called:
             return
         self._cut = True
         self._queue.clear()
         self._stop_timer()
-        self.request.loseConnection()
+        if close_client:
+            self.request.loseConnection()
         if self._upstream_ended:
             self._end(False)
         else:
