@@ -90,15 +90,26 @@ local function charge(...)
   return ...
 end
 
--- The PDK's Python primitives, each entered only under the memory limit and
--- charged for its time as it returns.
-local function guard_primitives(primitives)
+-- The PDK's Python primitives, each entered only under the memory limit; the
+-- ``charged`` ones (work proportional to their input: hashes, codecs, regexes)
+-- are charged for their time as they return. A CPU-clock reading costs a
+-- system call, so the cheap ones are left to the hook.
+local function guard_primitives(primitives, charged)
   for name, primitive in pairs(primitives) do
-    primitives[name] = function(...)
-      if over_memory_limit() then
-        exceed(MEMORY_EXCEEDED)
+    if charged[name] then
+      primitives[name] = function(...)
+        if over_memory_limit() then
+          exceed(MEMORY_EXCEEDED)
+        end
+        return charge(primitive(...))
       end
-      return charge(primitive(...))
+    else
+      primitives[name] = function(...)
+        if over_memory_limit() then
+          exceed(MEMORY_EXCEEDED)
+        end
+        return primitive(...)
+      end
     end
   end
   return primitives

@@ -42,6 +42,9 @@ _CODECS: dict[bytes, Callable[..., Any]] = {
 }
 
 
+#: Primitives whose work grows with their input, charged to the CPU budget call by call.
+_CHARGED = (*_CODECS, b"re_search", b"multipart")
+
 #: kong.cache's entry cap; it also keeps to a quarter of the VM's memory cap in
 #: keys and string values, so a plugin caching per-request keys cannot fill the VM.
 CACHE_ENTRIES = 100_000
@@ -78,9 +81,9 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
     ``pyfunc(...)`` returns has fired; ``stop_fn()`` (Lua) ends the running
     phase handler; ``exceed_fn(message)`` (Lua) ends the running code as over
     its budget; ``phase_fn()`` answers the running request's phase;
-    ``guard_primitives(table)`` (Lua) makes each Python primitive refuse to run over
-    the memory limit, and ``memory`` refuses results the VM has no room for. The cjson modules
-    go into the global table ``__kongish_modules`` (``cjson`` and ``cjson.safe``).
+    ``guard_primitives(table, charged)`` (Lua) makes each Python primitive refuse to
+    run over the memory limit and charges the ``charged`` ones' time, and ``memory``
+    refuses results the VM has no room for. The cjson modules go into the global table ``__kongish_modules`` (``cjson`` and ``cjson.safe``).
     Returns ``purge()``, which empties kong.cache: what the engine drops last when
     the VM stays over its memory limit.
     """
@@ -92,7 +95,8 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
                          b"re_search": lua_search(lua, current, memory.reserve)}
     primitives = guard_primitives(lua.table_from(
         {b"phase": phase_fn, **{name: memory.bounded(function)
-                                for name, function in python_primitives.items()}}))
+                                for name, function in python_primitives.items()}}),
+        lua.table_from({name: True for name in _CHARGED}))
     cjson, cjson_safe = _run(lua, "pdk_cjson.lua")()
     info = lua.table_from({
         b"pid": os.getpid(),
