@@ -83,7 +83,8 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
     its budget; ``phase_fn()`` answers the running request's phase;
     ``guard_primitives(table, charged)`` (Lua) makes each Python primitive refuse to
     run over the memory limit and charges the ``charged`` ones' time, and ``memory``
-    refuses results the VM has no room for. The cjson modules go into the global table ``__kongish_modules`` (``cjson`` and ``cjson.safe``).
+    refuses results the VM has no room for. The cjson modules go into the global
+    table ``__kongish_modules`` (``cjson`` and ``cjson.safe``).
     Returns ``purge()``, which empties kong.cache: what the engine drops last when
     the VM stays over its memory limit.
     """
