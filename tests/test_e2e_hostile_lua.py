@@ -267,3 +267,25 @@ class BodyFilterErrorTests(_Gateway):
             self.assertTrue(body.startswith(b"An unexpected error occurred"), body)
             await self._healthy("a failed body_filter")
         self.assertIn(b"filter broke", self.process.output)
+
+
+class InvalidStatusTests(_Gateway):
+    """Only final HTTP statuses leave the gateway; others are Kong's 500 and a log line (item 11)."""
+
+    @deferred
+    async def test_non_final_statuses_are_a_500(self) -> None:
+        await self._start()
+        codes = {"continue": "return kong.response.exit(100, 'x')",
+                 "switching": "return kong.response.exit(101)",
+                 "thousand": "return ngx.exit(1000)", "huge": "return ngx.exit(1e300)",
+                 "set-then": "ngx.status = 199 return kong.response.exit(ngx.status, 'x')"}
+        for name, code in codes.items():
+            await self._route(name, code)
+        for name in codes:
+            status, body = await self._get(f"/{name}")
+            self.assertEqual(status, 500, name)
+            self.assertTrue(body.startswith(b"An unexpected error occurred"), body)
+        self.assertEqual(self.process.output.count(b"not a final HTTP status; answering 500"), len(codes))
+        await self._route("fine", "return kong.response.exit(599, 'ok')")
+        self.assertEqual(await self._get("/fine"), (599, b"ok"))
+        await self._healthy("non-final statuses")

@@ -172,11 +172,22 @@ class ProxyFlow:
         self._waiting = None
         return result
 
+    def _refuse_status(self, status: int) -> None:
+        """A plugin's answer whose status is not a final HTTP status (1xx, past 599): Kong's 500,
+        never ``100 Continue`` or a 301-digit status line."""
+        log.error("plugin answered with status {status}, not a final HTTP status; answering 500 "
+                  "(request {request_id})", status=str(status)[:20], request_id=self.context.request_id)
+        self._replace_with_500("B")
+
     def _plugin_error(self, failure: Failure, renderer: str = "B") -> None:
         """Kong's 500 instead of whatever the response was; nginx-level (renderer B) unless
         Kong itself caught the error (an access handler's)."""
         log.failure("unexpected error in phase {phase} (request {request_id}): {error}", failure,
                     phase=self.context.phase, request_id=self.context.request_id, error=error_text(failure))
+        self._replace_with_500(renderer)
+
+    def _replace_with_500(self, renderer: str) -> None:
+        """Kong's 500 in place of whatever the response was."""
         response = self.context.response
         response.body.clear()
         response.headers = GatewayHeaders()
@@ -293,6 +304,8 @@ class ProxyFlow:
         out.headers = copy_end_to_end(response.headers)  # the client keeps the framing headers out
         self._proxied(response.status)
         await self._header_filter()
+        if not _is_final(out.status or 0):
+            raise ValueError(f"header_filter set the status to {out.status}, not a final HTTP status")
         filtering = out.replacement_body is not None or self.chain.handles("body_filter")
         if filtering:
             out.headers.removeHeader(b"content-length")
@@ -358,6 +371,8 @@ class ProxyFlow:
         response = self.context.response
         if response.status is None:
             response.status = 200
+        if not _is_final(response.status):
+            self._refuse_status(response.status)
         if not response.body and response.status >= 400:
             self._set_kong_error(response.status, error_pages.default_message(response.status),
                                  renderer="B")
@@ -513,6 +528,11 @@ class _HeaderView(Mapping[str, list[str]]):
 
     def __len__(self) -> int:
         return len(self._headers())
+
+
+def _is_final(status: int) -> bool:
+    """Whether ``status`` may end a response: 200-599 (a 1xx is never final)."""
+    return 200 <= status <= 599
 
 
 def _scheme(request: IProxiedRequest) -> str:
