@@ -25,6 +25,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from kongish.admin.connections import AdminConnections
+from kongish.admin.request import admin_request
 from kongish.admin.resource import AdminResource
 from kongish.db.backends import open_storage
 from kongish.db.dao import Database
@@ -136,7 +137,7 @@ class KongishService(MultiService):
                     self.proxy_factories.append(proxy)
                     self.node.counters.listeners.append(proxy.connections)
                 else:
-                    site = Site(resource, logFormatter=access_log.combined)
+                    site = Site(resource, logFormatter=access_log.combined, requestFactory=admin_request)
                     admin = AdminConnections(site, self.reactor)
                     listened = admin
                     self.admin_factories.append(admin)
