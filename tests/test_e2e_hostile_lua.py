@@ -52,15 +52,17 @@ class _Gateway(_TwistProcess, TestCase):
     """A running ``twist kongish`` with a victim route."""
 
     async def _start(self, **settings: str) -> None:
+        await self._launch({f"KONGISH_{name.upper()}": value for name, value in settings.items()})
+        await self._route("victim", VICTIM)
+
+    async def _launch(self, env: dict[str, str]) -> None:
         prefix, self.proxy, self.admin = self.mktemp(), free_port(), free_port()
-        self.memory_limit = int(settings.get("lua_memory_limit", 256 * 1024 * 1024))
-        env = {f"KONGISH_{name.upper()}": value for name, value in settings.items()}
+        self.memory_limit = int(env.get("KONGISH_LUA_MEMORY_LIMIT", 256 * 1024 * 1024))
         self.process = spawn_twist(prefix, (), ("--proxy-listen", f"127.0.0.1:{self.proxy}",
                                                 "--admin-listen", f"127.0.0.1:{self.admin}"), env)
         self.addCleanup(lambda: None if self.process.ended.called
                         else ensureDeferred(self._stop(self.process)))
         await self._ready(self.process, self.admin)
-        await self._route("victim", VICTIM)
 
     def _cpu_seconds(self) -> float:
         """CPU time the gateway process has used: what an attack costs, whatever the machine's load."""
@@ -289,3 +291,26 @@ class InvalidStatusTests(_Gateway):
         await self._route("fine", "return kong.response.exit(599, 'ok')")
         self.assertEqual(await self._get("/fine"), (599, b"ok"))
         await self._healthy("non-final statuses")
+
+
+class SecretsTests(_Gateway):
+    """Settings that carry secrets read ``******`` from Lua and from ``GET /`` (item 10)."""
+
+    @deferred
+    async def test_secrets_are_masked_for_lua_and_the_admin_api(self) -> None:
+        config = {"_format_version": "3.0", "consumers": [{"username": "u", "custom_id": "secret-id"}],
+                  "services": [{"name": "reader", "url": "http://127.0.0.1:1", "routes": [
+                      {"name": "reader", "paths": ["/reader"]}], "plugins": [
+                      {"name": "pre-function", "config": {"access": [
+                          "local c = kong.configuration "
+                          "ngx.say(c.declarative_config_string, ' ', tostring(c.pg_password)) "
+                          "return ngx.exit(200)"]}}]}]}
+        await self._launch({"KONGISH_DATABASE": "off", "KONGISH_PG_PASSWORD": "hunter2",
+                            "KONGISH_DECLARATIVE_CONFIG_STRING": json.dumps(config)})
+        self.assertEqual(await self._get("/reader"), (200, b"****** ******\n"))
+        response = await treq.get(f"http://127.0.0.1:{self.admin}/".encode(), pool=POOL)
+        configuration = json.loads(await response.content())["configuration"]
+        self.assertEqual((configuration["declarative_config_string"], configuration["pg_password"]),
+                         ("******", "******"))
+        self.assertNotIn(b"secret-id", await (await treq.get(
+            f"http://127.0.0.1:{self.admin}/".encode(), pool=POOL)).content())

@@ -51,8 +51,10 @@ DEFAULTS: dict[str, str] = {
 #: Default limits of the PDK's header and argument readers, 1 to 1000 as in Kong.
 LUA_MAX_SETTINGS = ("lua_max_req_headers", "lua_max_resp_headers", "lua_max_uri_args", "lua_max_post_args")
 
-#: Settings whose values are never shown (GET /, kong.configuration).
-SECRETS = frozenset({"pg_password"})
+#: Settings whose values are never shown (GET /, kong.configuration): Kong's CONF_SENSITIVE.
+#: A declarative_config_string holds every credential of the configuration.
+SECRETS = frozenset({"pg_password", "pg_ro_password", "proxy_server", "declarative_config_string",
+                     "cluster_cert_key", "ssl_cert_key"})
 
 DATABASES = ("sqlite", "off")
 #: Kong's log levels, most verbose first.
