@@ -28,7 +28,7 @@ class _Slow(Resource):
 class AdminConnectionsTests(SynchronousTestCase):
     def _connect(self, admin: AdminConnections) -> tuple[Any, StringTransport]:
         # Any: the tests drive the protocol by hand, ending it with a None reason.
-        protocol = admin.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        protocol: Any = admin.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         transport = StringTransport()
         protocol.makeConnection(transport)
         return protocol, transport

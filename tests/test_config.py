@@ -4,7 +4,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.lua.settings import LuaSettings
-from kongish.settings import ConfigError, Settings, parse_conf, parse_size
+from kongish.settings import ConfigError, Settings, parse_conf, parse_duration, parse_size
 from kongish.settings.listen import ListenError, parse_listen
 
 
@@ -42,8 +42,8 @@ class SettingsTests(SynchronousTestCase):
 
     def test_defaults(self) -> None:
         settings = Settings.load(environ={})
-        self.assertEqual(settings.proxy_listen, ("tcp:8000:interface=0.0.0.0",))
-        self.assertEqual(settings.admin_listen, ("tcp:8001:interface=127.0.0.1",))
+        self.assertEqual(settings.proxy_listen, ("tcp:8000:interface=0.0.0.0:backlog=16384",))
+        self.assertEqual(settings.admin_listen, ("tcp:8001:interface=127.0.0.1:backlog=16384",))
         self.assertEqual(settings.database, "sqlite")
         self.assertEqual(settings.untrusted_lua, "sandbox")
         self.assertEqual(settings.plugins, ("bundled",))
@@ -58,7 +58,7 @@ class SettingsTests(SynchronousTestCase):
         self.assertEqual(settings.prefix, "/from/file")
         self.assertEqual(settings.log_level, "debug")
         self.assertEqual(settings.database, "off")
-        self.assertEqual(settings.proxy_listen, ("tcp:9100:interface=127.0.0.1",))
+        self.assertEqual(settings.proxy_listen, ("tcp:9100:interface=127.0.0.1:backlog=511",))
 
     def test_invalid_values_name_the_setting(self) -> None:
         for name, value in [("database", "cassandra"), ("untrusted_lua", "maybe"),
@@ -122,10 +122,12 @@ class SettingsTests(SynchronousTestCase):
 class ListenTests(SynchronousTestCase):
     def test_kong_forms(self) -> None:
         self.assertEqual(parse_listen("0.0.0.0:8000 reuseport backlog=16384, 127.0.0.1:8100"),
-                         ["tcp:8000:interface=0.0.0.0:backlog=16384", "tcp:8100:interface=127.0.0.1"])
-        self.assertEqual(parse_listen("[::1]:8001"), ["tcp:8001:interface=\\:\\:1"])
+                         ["tcp:8000:interface=0.0.0.0:backlog=16384",
+                          "tcp:8100:interface=127.0.0.1:backlog=511"])
+        self.assertEqual(parse_listen("[::1]:8001"), ["tcp:8001:interface=\\:\\:1:backlog=511"])
         self.assertEqual(parse_listen("off"), [])
-        self.assertEqual(parse_listen("0.0.0.0:8000 proxy_protocol"), ["haproxy:tcp:8000:interface=0.0.0.0"])
+        self.assertEqual(parse_listen("0.0.0.0:8000 proxy_protocol"),
+                         ["haproxy:tcp:8000:interface=0.0.0.0:backlog=511"])
 
     def test_endpoint_strings_pass_through(self) -> None:
         self.assertEqual(parse_listen("tcp:0:interface=127.0.0.1"), ["tcp:0:interface=127.0.0.1"])
@@ -138,4 +140,48 @@ class ListenTests(SynchronousTestCase):
 
     @given(st.integers(0, 65535), st.ip_addresses(v=4))
     def test_any_ipv4_address_and_port(self, port: int, address) -> None:
-        self.assertEqual(parse_listen(f"{address}:{port}"), [f"tcp:{port}:interface={address}"])
+        self.assertEqual(parse_listen(f"{address}:{port}"),
+                         [f"tcp:{port}:interface={address}:backlog=511"])
+
+
+_UNITS = {"ms": 0.001, "": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000,
+          "y": 31536000}
+_UNIT_NAMES = sorted(set(_UNITS) - {""})
+#: A time can only be made of these: text with anything else is never one.
+_TIME_CHARACTERS = set("0123456789smhdwMy")
+
+
+class DurationTests(SynchronousTestCase):
+    @given(st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(_UNIT_NAMES)), max_size=3),
+           st.one_of(st.none(), st.integers(0, 10**6)))
+    def test_nginx_time_syntax_sums_its_parts(self, parts: list[tuple[int, str]],
+                                              seconds: int | None) -> None:
+        # only the last part may be a bare number: two bare numbers in a row read as one
+        parts = parts + ([] if seconds is None and parts else [(seconds or 0, "")])
+        text = "".join(f"{number}{unit}" for number, unit in parts)
+        self.assertAlmostEqual(parse_duration(text),
+                               sum(number * _UNITS[unit] for number, unit in parts))
+
+    @given(st.text(max_size=12).filter(
+        lambda text: not text.strip() or not set(text.strip()) <= _TIME_CHARACTERS))
+    def test_anything_else_is_refused(self, text: str) -> None:
+        with self.assertRaises(ConfigError):
+            parse_duration(text)
+
+    def test_client_timeouts_have_nginx_defaults_and_refuse_zero(self) -> None:
+        settings = Settings.load(environ={})
+        timeouts = (settings.client_header_timeout, settings.client_body_timeout, settings.keepalive_timeout)
+        self.assertEqual(timeouts, (60, 60, 75))
+        self.assertEqual(Settings.load(environ={"KONGISH_NGINX_HTTP_CLIENT_HEADER_TIMEOUT": "1m30s"})
+                         .client_header_timeout, 90)
+        with self.assertRaises(ConfigError) as raised:
+            Settings.load(environ={"KONGISH_NGINX_HTTP_CLIENT_BODY_TIMEOUT": "0s"})
+        self.assertIn("nginx_http_client_body_timeout", str(raised.exception))
+
+    def test_descriptor_settings_are_auto_or_positive(self) -> None:
+        self.assertIsNone(Settings.load(environ={}).worker_connections)
+        self.assertEqual(Settings.load(environ={"KONGISH_NGINX_EVENTS_WORKER_CONNECTIONS": "512"})
+                         .worker_connections, 512)
+        for value in ("0", "-1", "many"):
+            with self.assertRaises(ConfigError):
+                Settings.load(environ={"KONGISH_NGINX_MAIN_WORKER_RLIMIT_NOFILE": value})

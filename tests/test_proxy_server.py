@@ -125,10 +125,11 @@ class Client:
         return reason
 
 
-def connect(resource: Recorder, timeout: float | None = None, max_body_size: int = 0) -> Client:
+def connect(resource: Recorder, timeout: float | None = None, max_body_size: int = 0,
+            header_timeout: float = 60, body_timeout: float = 60) -> Client:
     clock = MemoryReactorClock()
     factory = ProxyServerFactory(resource, KongRefusals(), SERVER_TOKEN, max_body_size, timeout=timeout,
-                                 reactor=clock)
+                                 header_timeout=header_timeout, body_timeout=body_timeout, reactor=clock)
     logged: list[DownstreamRequest] = []
     # HTTPFactory.log is typed for twisted.web Requests; this factory logs DownstreamRequests.
     factory.log = logged.append  # type: ignore[method-assign,assignment]
@@ -577,21 +578,61 @@ class TimeoutTests(SynchronousTestCase):
         client.clock.advance(1)
         self.assertTrue(client.transport.disconnecting)
 
-    def test_partial_head_times_out(self) -> None:
-        client = connect(Recorder(), timeout=10)
+    def test_partial_head_times_out_with_a_408_in_the_log(self) -> None:
+        client = connect(Recorder(), timeout=100, header_timeout=10)
         client.send(b"GET / HTTP/1.1\r\nHost: x")
-        client.clock.advance(10)
+        client.clock.advance(9.5)
+        self.assertFalse(client.transport.disconnecting)
+        client.clock.advance(0.5)
         self.assertTrue(client.transport.disconnecting)
         self.assertEqual(client.resource.requests, [])
+        self.assertEqual(client.transport.value(), b"")  # nginx sends nothing either
+        self.assertEqual([request.code for request in client.logged], [408])
 
-    def test_data_keeps_a_connection_from_being_idle(self) -> None:
-        client = connect(Recorder(), timeout=10)
-        client.clock.advance(6)
-        client.send(b"GET / HTTP/1.1\r\n")
+    def test_a_head_trickled_in_is_cut_at_its_deadline_from_the_accept(self) -> None:
+        client = connect(Recorder(), timeout=100, header_timeout=10)
+        client.clock.advance(4)
+        for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 100:
+            client.send(bytes([byte]))
+            client.clock.advance(0.25)
+            if client.transport.disconnecting:
+                break
+        self.assertEqual(client.clock.seconds(), 10)
+        self.assertTrue(client.transport.disconnecting)
+        self.assertEqual([request.code for request in client.logged], [408])
+
+    def test_a_later_head_is_timed_from_its_first_byte(self) -> None:
+        client = connect(Recorder(), timeout=100, header_timeout=10)
+        client.send(get())
+        client.clock.advance(50)
+        client.send(b"GET /b HTTP/1.1\r\n")
         client.clock.advance(9)
         self.assertFalse(client.transport.disconnecting)
         client.clock.advance(1)
         self.assertTrue(client.transport.disconnecting)
+        self.assertEqual([request.code for request in client.logged], [200, 408])
+
+    def test_a_body_may_pause_up_to_its_timeout_between_reads(self) -> None:
+        client = connect(Recorder(), timeout=100, header_timeout=100, body_timeout=10)
+        request = post(b"x" * 30)
+        client.send(request[:-30])
+        for _ in range(3):
+            client.clock.advance(9)
+            client.send(b"x")
+        self.assertFalse(client.transport.disconnecting)
+        client.clock.advance(10)
+        self.assertTrue(client.transport.disconnecting)
+        self.assertEqual(client.resource.requests, [])
+        self.assertEqual([request.code for request in client.logged], [408])
+
+    def test_a_body_that_keeps_coming_is_read(self) -> None:
+        client = connect(Recorder(), timeout=100, header_timeout=100, body_timeout=10)
+        request = post(b"x" * 30)
+        client.send(request[:-30])
+        for _ in range(30):
+            client.clock.advance(9)
+            client.send(b"x")
+        self.assertEqual([response.status for response in client.responses()], [200])
 
     def test_idle_time_counts_from_the_end_of_the_answer(self) -> None:
         client = connect(Recorder(answer=None), timeout=10)
@@ -604,7 +645,7 @@ class TimeoutTests(SynchronousTestCase):
         self.assertTrue(client.transport.disconnecting)
 
     def test_idle_connection_that_does_not_read_is_aborted(self) -> None:
-        client = connect(Recorder(), timeout=10)
+        client = connect(Recorder(), timeout=10, header_timeout=10)
         client.clock.advance(10)
         self.assertTrue(client.transport.disconnecting)
         self.assertFalse(client.transport.disconnected)
@@ -683,8 +724,9 @@ class DrainTests(SynchronousTestCase):
         client = connect(Recorder(answer=None))
         client.send(get())
         factory = client.connection.factory
+        timers = len(client.clock.getDelayedCalls())  # the connection's own
         first, second = factory.drain(10), factory.drain(10)
-        self.assertEqual(len(client.clock.getDelayedCalls()), 1)
+        self.assertEqual(len(client.clock.getDelayedCalls()), timers + 1)
         hello(client.resource.requests[0])
         client.lose()
         self.successResultOf(first)

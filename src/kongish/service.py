@@ -32,6 +32,8 @@ from kongish.db.dao import Database
 from kongish.db.declarative import configuration_hash, flatten, parse_declarative
 from kongish.http import access_log
 from kongish.http.client import UpstreamClient
+from kongish.http.connection_cap import ConnectionCap
+from kongish.http.descriptors import raise_descriptor_limit
 from kongish.http.interfaces import IUpstreamClient
 from kongish.http.server import ProxyServerFactory
 from kongish.lua.engine import LuaEngine
@@ -105,6 +107,8 @@ class KongishService(MultiService):
     ports: list[IListeningPort] = attrs.field(factory=list, init=False)
     proxy_factories: list[ProxyServerFactory] = attrs.field(factory=list, init=False)
     admin_factories: list[AdminConnections] = attrs.field(factory=list, init=False)
+    #: The cap on client connections of every listener, set once the descriptor limit is.
+    connection_cap: ConnectionCap | None = attrs.field(default=None, init=False)
     #: Why the start failed, if it did; ``twist kongish`` then exits non-zero, as ``kong start`` does.
     start_failure: Failure | None = attrs.field(default=None, init=False)
 
@@ -123,6 +127,9 @@ class KongishService(MultiService):
     async def _start(self) -> None:
         self.node = await build_node(self.settings, self.reactor)
         self.client = UpstreamClient(self.reactor)
+        descriptors = raise_descriptor_limit(self.settings.rlimit_nofile)
+        self.connection_cap = cap = ConnectionCap.for_descriptors(
+            descriptors, self.settings.worker_connections, self.reactor.seconds)
         listeners = [(self.settings.proxy_listen, proxy_resource(self.node, self.client), "proxy"),
                      (self.settings.admin_listen, admin_resource(self.node), "admin")]
         for descriptions, resource, role in listeners:
@@ -132,13 +139,16 @@ class KongishService(MultiService):
                 if role == "proxy":
                     proxy = ProxyServerFactory(
                         resource, KongRefusals(self.settings.error_default_type), SERVER_TOKEN,
-                        max_body_size=self.settings.proxy_max_body_size)
+                        max_body_size=self.settings.proxy_max_body_size, cap=cap,
+                        timeout=self.settings.keepalive_timeout,
+                        header_timeout=self.settings.client_header_timeout,
+                        body_timeout=self.settings.client_body_timeout)
                     site = listened = proxy
                     self.proxy_factories.append(proxy)
                     self.node.counters.listeners.append(proxy.connections)
                 else:
                     site = Site(resource, logFormatter=access_log.combined, requestFactory=admin_request)
-                    admin = AdminConnections(site, self.reactor)
+                    admin = AdminConnections(site, self.reactor, cap)
                     listened = admin
                     self.admin_factories.append(admin)
                     self.node.counters.listeners.append(admin.connections)

@@ -1,12 +1,15 @@
 """The Admin API site's open connections, closed gracefully when the node stops."""
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime, ITCPTransport
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request, Site
 
+from kongish.http.connection_cap import ConnectionCap
 from kongish.http.draining import Draining
 
 
@@ -46,12 +49,21 @@ class AdminConnections(WrappingFactory[_CountedConnection]):
 
     protocol = _CountedConnection
 
-    def __init__(self, site: Site, reactor: IReactorTime) -> None:
+    def __init__(self, site: Site, reactor: IReactorTime, cap: ConnectionCap | None = None) -> None:
         # Twisted types HTTPFactory.protocol as its HTTP/2-negotiating factory function (a method,
         # to mypy); any factory of HTTPChannels serves, and HTTPFactory's own assignment is ignored too.
         site.protocol = _StoppableChannel  # type: ignore[method-assign, assignment]
         super().__init__(site)
         self.connections: Draining[_CountedConnection] = Draining(reactor)
+        self.cap = cap
+        if cap is not None:
+            cap.listeners.append(self.connections.open)
+
+    def buildProtocol(self, addr: Any) -> _CountedConnection | None:  # type: ignore[override]
+        """A connection, or None past the process's cap (the Admin API's share included)."""
+        if self.cap is not None and not self.cap.admits(admin=True):
+            return None
+        return super().buildProtocol(addr)
 
     def registerProtocol(self, protocol: _CountedConnection) -> None:
         super().registerProtocol(protocol)

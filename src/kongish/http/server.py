@@ -12,7 +12,15 @@ A connection serves its requests one at a time, in order: pipelined requests
 wait, parsed, until the one before them has been answered, and the connection
 stops reading while any wait. Bodies are read completely before the request
 is handed on, as twisted.web does. The factory is a twisted.web
-``HTTPFactory``, so the access log and idle timeout work as for any site.
+``HTTPFactory``, so the access log works as for any site.
+
+A client is timed as nginx times it: a request head must arrive whole within
+``client_header_timeout`` of its first byte (of the accept, for a connection's
+first request), a body may pause at most ``client_body_timeout`` between two
+reads, and an idle keep-alive connection closes after the factory's
+``timeOut``. A head or body that runs out of time ends the connection with no
+answer and a 408 in the access log, as nginx's does: bytes trickled in one at
+a time hold a connection no longer than its head's deadline.
 """
 from __future__ import annotations
 
@@ -27,12 +35,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPFactory
 
 from kongish.error_log import error_text
 from kongish.http import access_log
+from kongish.http.connection_cap import ConnectionCap
 from kongish.http.downstream import DownstreamRequest
 from kongish.http.draining import Draining
 from kongish.http.headers import http_date
@@ -55,6 +63,10 @@ _MEMORY_BODY = 100_000
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: twisted.web's wait, after closing an idle connection, before aborting it.
 _ABORT_AFTER = 15
+#: nginx's ``client_header_timeout`` and ``client_body_timeout`` defaults, in seconds.
+HEADER_TIMEOUT = 60.0
+BODY_TIMEOUT = 60.0
+_NEVER = float("inf")
 
 
 class _Refused(Exception):
@@ -69,13 +81,13 @@ class _Ignored(Exception):
     """Bytes after the request that ends the connection, which nginx ignores too."""
 
 
-class ProxyConnection(Protocol, TimeoutMixin):
+class ProxyConnection(Protocol):
     """One client connection to the proxy."""
 
     factory: ProxyServerFactory
     transport: _IConnectionTransport
-    # TimeoutMixin says int, but HTTPFactory.buildProtocol puts its own float | None timeOut here.
-    timeOut: float | None = None  # type: ignore[assignment]
+    #: The keep-alive timeout, which HTTPFactory.buildProtocol sets from its own.
+    timeOut: float | None = None
 
     def __init__(self) -> None:
         self._parser = httptools.HttpRequestParser(self)
@@ -113,6 +125,12 @@ class ProxyConnection(Protocol, TimeoutMixin):
         #: Whether a request has begun arriving, and whether the node is stopping.
         self._in_message = False
         self._draining = False
+        #: When the head being read began (the accept, for the first), how many heads began,
+        #: and when the timer next fires (it is re-armed only to fire sooner).
+        self._head_started = 0.0
+        self._heads = 0
+        self._fires_at = _NEVER
+        self._timer: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         self.factory.connections.opened(self)
@@ -121,8 +139,8 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self.host = cast("IPv4Address | IPv6Address", self.transport.getHost())
         self.secure = ISSLTransport.providedBy(self.transport)
         self._now = self.factory.reactor.seconds
-        self._last_read = self._now()
-        self.setTimeout(self.timeOut)
+        self._last_read = self._head_started = self._now()
+        self._expect(self._head_started + self.factory.header_timeout)
         if self.factory.connections.stopping:  # accepted as the node stops: nothing to answer yet
             self.drain()
 
@@ -170,6 +188,10 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     def on_message_begin(self) -> None:
         self._in_message = True
+        self._heads += 1
+        if self._heads > 1:  # the first head's time counts from the accept
+            self._head_started = self._now()
+            self._expect(self._head_started + self.factory.header_timeout)
 
     def on_url(self, url: bytes) -> None:
         if not self._reading:  # the request before ended the connection; stop parsing
@@ -209,6 +231,8 @@ class ProxyConnection(Protocol, TimeoutMixin):
             self._body = tempfile.TemporaryFile()
         else:
             self._body = io.BytesIO()
+        if self._chunked or self._length:
+            self._expect(self._now() + self.factory.body_timeout)
         if fields.get(b"expect", b"").lower() == b"100-continue" and clientproto == b"HTTP/1.1":
             if self._active is None:
                 self.transport.write(_CONTINUE)
@@ -308,6 +332,9 @@ class ProxyConnection(Protocol, TimeoutMixin):
         """The active request's response ended: close, or go on with the next request."""
         self._active = None
         self._last_read = self._now()  # idle from the end of the answer, not from the request
+        if self._in_message:  # a pipelined head is timed from when its turn came, as nginx reads it
+            self._head_started = self._last_read
+        self._expect(self._deadline())
         # HTTPFactory.log only hands the request to its logFormatter, access_log.kong, which
         # reads IProxiedRequest; Twisted types it as a twisted.web Request.
         self.factory.log(request)  # type: ignore[arg-type]
@@ -337,7 +364,7 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._log_refusal(code, len(body), request_id)
         self._close()
 
-    def _log_refusal(self, code: int, length: int, request_id: str) -> None:
+    def _log_refusal(self, code: int, length: int, request_id: str | None) -> None:
         """An access log line for a refused request, as nginx writes one, with what was parsed of it."""
         # the parser names a method only once the target follows it, a version once it read one
         method = self._parser.get_method() if self._url else b"-"
@@ -353,18 +380,38 @@ class ProxyConnection(Protocol, TimeoutMixin):
         self._reading, self._closed = False, True
         self.transport.loseConnection()
 
-    def timeoutConnection(self) -> None:
-        """Idle too long; a request in progress is bounded by its service's timeouts instead."""
-        assert self.timeOut is not None
-        idle = self._now() - self._last_read
-        if self._active is not None:
-            self.setTimeout(self.timeOut)
-        elif idle < self.timeOut:
-            self.setTimeout(self.timeOut - idle)
-        else:
-            self._close()
-            # A client that stops reading would keep the connection open for ever.
-            self._abort = self.callLater(_ABORT_AFTER, self.transport.abortConnection)
+    def _deadline(self) -> float:
+        """When what the connection is waiting for runs out of time; a request being
+        answered is bounded by its service's timeouts instead."""
+        if self._active is not None or self._waiting:
+            return _NEVER
+        if self._upgrading is not None or (self._in_message and not self._in_head):
+            return self._last_read + self.factory.body_timeout
+        if self._in_message or self._heads == 0:
+            return self._head_started + self.factory.header_timeout
+        return _NEVER if self.timeOut is None else self._last_read + self.timeOut
+
+    def _expect(self, deadline: float) -> None:
+        """Have the timer fire by ``deadline``; a later one is looked at when it fires."""
+        if deadline < self._fires_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._fires_at = deadline
+            delay = max(deadline - self._now(), 0.0)
+            self._timer = self.factory.reactor.callLater(delay, self._timed_out)
+
+    def _timed_out(self) -> None:
+        now, deadline = self._now(), self._deadline()
+        self._timer, self._fires_at = None, _NEVER
+        if deadline > now:
+            self._expect(deadline)
+            return
+        if self._in_message or self._upgrading is not None:
+            # nginx's 408: logged, never sent (the client is not sending, so likely not reading)
+            self._log_refusal(408, 0, None)
+        self._close()
+        # A client that stops reading would keep the connection open for ever.
+        self._abort = self.factory.reactor.callLater(_ABORT_AFTER, self.transport.abortConnection)
 
     def drain(self) -> None:
         """Take no more requests: answer those read or being read, the last with Connection:
@@ -383,7 +430,9 @@ class ProxyConnection(Protocol, TimeoutMixin):
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self.factory.connections.closed(self)
-        self.setTimeout(None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._abort is not None and self._abort.active():
             self._abort.cancel()
         self._reading, self._closed = False, True
@@ -411,23 +460,40 @@ class ProxyServerFactory(HTTPFactory):
     """Serves ``resource`` (a ``ProxyResource``) over kongish's own HTTP/1.1 connections.
 
     ``max_body_size`` caps request bodies (0: no cap), as nginx's client_max_body_size;
+    ``header_timeout`` and ``body_timeout`` are nginx's ``client_header_timeout`` and
+    ``client_body_timeout``, and ``timeout`` its ``keepalive_timeout``; ``cap``, when
+    given, refuses connections past the process's limit;
     ``refusal_page`` renders the answer to a request refused before it reached
     ``resource`` (Kong's error page: ``kongish.runloop.error_pages.KongRefusals``), and
     ``server_token`` is its ``Server`` header.
     """
 
     # Twisted types HTTPFactory.protocol as its HTTP/2-negotiating factory function; any
-    # protocol factory serves (buildProtocol only sets callLater and timeOut on what it makes).
+    # protocol factory serves (buildProtocol only sets callLater and timeOut, the keep-alive
+    # timeout, on what it makes).
     protocol = ProxyConnection  # type: ignore[assignment]
 
     def __init__(self, resource: Any, refusal_page: RefusalPage, server_token: bytes,
-                 max_body_size: int = 0, **kwargs: Any) -> None:
+                 max_body_size: int = 0, header_timeout: float = HEADER_TIMEOUT,
+                 body_timeout: float = BODY_TIMEOUT, cap: ConnectionCap | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**{"logFormatter": access_log.kong, **kwargs})
         self.resource = resource
         self.max_body_size = max_body_size
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self.refusal_page = refusal_page
         self.server_token = server_token
         self.connections: Draining[ProxyConnection] = Draining(self.reactor)
+        self.cap = cap
+        if cap is not None:
+            cap.listeners.append(self.connections.open)
+
+    def buildProtocol(self, addr: Any) -> ProxyConnection | None:  # type: ignore[override]
+        """A connection, or None past the cap: Twisted then closes the socket unanswered."""
+        if self.cap is not None and not self.cap.admits(admin=False):
+            return None
+        return cast(ProxyConnection, super().buildProtocol(addr))
 
     def drain(self, timeout: float) -> Deferred[None]:
         """A graceful stop, once the port no longer listens: fires when every connection

@@ -18,8 +18,8 @@ from kongish.settings.listen import ListenError, parse_listen
 #: Every setting kongish reads, with its default (as text, the way kong.conf writes it).
 DEFAULTS: dict[str, str] = {
     "prefix": ".kongish",
-    "proxy_listen": "0.0.0.0:8000",
-    "admin_listen": "127.0.0.1:8001",
+    "proxy_listen": "0.0.0.0:8000 reuseport backlog=16384",
+    "admin_listen": "127.0.0.1:8001 reuseport backlog=16384",
     "database": "sqlite",
     "declarative_config": "NONE",
     "declarative_config_string": "NONE",
@@ -41,6 +41,11 @@ DEFAULTS: dict[str, str] = {
     "error_default_type": "text/plain",
     "nginx_admin_client_max_body_size": "10m",
     "nginx_http_client_max_body_size": "0",
+    "nginx_http_client_header_timeout": "60s",
+    "nginx_http_client_body_timeout": "60s",
+    "nginx_http_keepalive_timeout": "75s",
+    "nginx_main_worker_rlimit_nofile": "auto",
+    "nginx_events_worker_connections": "auto",
     "lua_max_req_headers": "100",
     "lua_max_resp_headers": "100",
     "lua_max_uri_args": "100",
@@ -73,6 +78,11 @@ _HEADER_ENTRIES: dict[str, frozenset[str]] = {
 }
 _UPSTREAM_HEADER_ENTRIES = {"x-kong-request-id": frozenset({"x-kong-request-id"})}
 _SIZE = re.compile(r"^(\d+)([kmg]?)$", re.IGNORECASE)
+#: nginx's time syntax: a sequence of numbers with units, largest first (``1m30s``); bare seconds.
+_DURATION = re.compile(r"^(?:\d+(?:ms|[smhdwMy])?)+$")
+_DURATION_PART = re.compile(r"(\d+)(ms|[smhdwMy]?)")
+_DURATION_UNITS = {"ms": 0.001, "": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400,
+                   "M": 30 * 86400, "y": 365 * 86400}
 
 
 class ConfigError(Exception):
@@ -100,6 +110,14 @@ def parse_size(text: str) -> int:
         raise ConfigError(f"invalid size: {text!r}")
     number, unit = match.groups()
     return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit.lower()]
+
+
+def parse_duration(text: str) -> float:
+    """nginx time syntax, in seconds: ``60s``, ``1m30s``, ``500ms``, or a bare number of seconds."""
+    text = text.strip()
+    if not _DURATION.match(text):
+        raise ConfigError(f"invalid time: {text!r}")
+    return sum(int(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
 
 
 def _list(text: str) -> tuple[str, ...]:
@@ -157,6 +175,13 @@ class Settings:
     proxy_max_body_size: int
     #: The PDK readers' default limits: ``lua_max_req_headers`` ... ``lua_max_post_args``.
     lua_max: Mapping[str, int]
+    #: nginx's client timeouts, in seconds: a whole head, a pause within a body, an idle keep-alive.
+    client_header_timeout: float
+    client_body_timeout: float
+    keepalive_timeout: float
+    #: The descriptor limit to set at start, and the connections one process holds (None: ``auto``).
+    rlimit_nofile: int | None
+    worker_connections: int | None
 
     @classmethod
     def load(cls, path: str | None = None, environ: Mapping[str, str] | None = None,
@@ -214,6 +239,11 @@ class Settings:
             admin_max_body_size=_size(raw, "nginx_admin_client_max_body_size"),
             proxy_max_body_size=_size(raw, "nginx_http_client_max_body_size"),
             lua_max={name: _lua_max(raw, name) for name in LUA_MAX_SETTINGS},
+            client_header_timeout=_timeout(raw, "nginx_http_client_header_timeout"),
+            client_body_timeout=_timeout(raw, "nginx_http_client_body_timeout"),
+            keepalive_timeout=_timeout(raw, "nginx_http_keepalive_timeout"),
+            rlimit_nofile=_auto_count(raw, "nginx_main_worker_rlimit_nofile"),
+            worker_connections=_auto_count(raw, "nginx_events_worker_connections"),
         )
 
     @property
@@ -255,6 +285,26 @@ def _size(raw: Mapping[str, str], name: str) -> int:
         return parse_size(raw[name])
     except ConfigError as error:
         raise ConfigError(f"{name}: {error}") from None
+
+
+def _timeout(raw: Mapping[str, str], name: str) -> float:
+    try:
+        seconds = parse_duration(raw[name])
+    except ConfigError as error:
+        raise ConfigError(f"{name}: {error}") from None
+    if seconds <= 0:
+        raise ConfigError(f"{name}: expected a time greater than 0")
+    return seconds
+
+
+def _auto_count(raw: Mapping[str, str], name: str) -> int | None:
+    """``auto`` (None) or a positive integer."""
+    text = raw[name].strip()
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{name}: expected 'auto' or a positive integer")
+    return int(text)
 
 
 def _headers(raw: Mapping[str, str], name: str, entries: Mapping[str, frozenset[str]]) -> frozenset[str]:

@@ -2,7 +2,9 @@
 
 Kong's ``proxy_protocol`` flag becomes Twisted's ``haproxy:`` endpoint: a
 connection starts with a PROXY line (v1 or v2), whose source address is the
-client's from then on.
+client's from then on. An entry without ``backlog=N`` listens with nginx's
+default backlog on Linux, 511 (Twisted's own is 50: a burst of connections
+then waits for SYN retries); the kernel caps it at ``net.core.somaxconn``.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import re
 _KONG_ADDRESS = re.compile(r"^(?:\[(?P<ipv6>[0-9a-fA-F:.]+)\]|(?P<host>[^\s:\[\]]+)):(?P<port>\d{1,5})$")
 _ENDPOINT = re.compile(r"^(tcp|tcp6|unix|ssl|systemd|tls|haproxy):")
 _IGNORED_FLAGS = ("reuseport", "deferred", "bind", "http2")
+#: nginx's ``NGX_LISTEN_BACKLOG`` on Linux.
+DEFAULT_BACKLOG = 511
 
 
 class ListenError(ValueError):
@@ -28,6 +32,8 @@ def _kong_to_endpoint(entry: str) -> str:
     host = match["ipv6"] or match["host"]
     options = [f"interface={host.replace(':', chr(92) + ':')}"]
     prefix = ["haproxy"] if "proxy_protocol" in flags else []
+    if not any(flag.startswith("backlog=") for flag in flags):
+        options.append(f"backlog={DEFAULT_BACKLOG}")
     for flag in flags:
         if flag == "ssl":
             raise ListenError("the 'ssl' flag needs a certificate: use a Twisted 'ssl:' endpoint string")
