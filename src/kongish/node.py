@@ -19,6 +19,7 @@ from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry
 from kongish.router import Router
 from kongish.runloop.headers import KongHeaders
+from kongish.runloop.output import OutputLedger
 from kongish.settings import Settings
 
 #: Kong's configuration_hash before any declarative configuration is loaded.
@@ -67,9 +68,12 @@ class Node:
     plugin_map: PluginMap = attrs.field(init=False)
     #: The ``headers`` setting as the writer of Kong's response headers.
     kong_headers: KongHeaders = attrs.field(init=False)
+    #: The response output all of the node's requests hold for their clients (``lua_output_limit``).
+    output: OutputLedger = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.kong_headers = KongHeaders.enabled(self.settings.headers)
+        self.output = OutputLedger(self.settings.lua_output_limit)
         self.plugin_map = PluginMap(())  # the "previous" map for the first rebuild
         self.database.listeners.append(self.rebuild)
         self.rebuild()

@@ -347,7 +347,7 @@ local function send(status, body, headers, empty_body)
     if body ~= nil then P.write("replacement_body", body) end
   else
     if body == nil then body = empty_body end
-    P.exit(status, body)
+    S.exit(status, body)
   end
   return stop()
 end

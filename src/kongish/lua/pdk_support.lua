@@ -190,6 +190,12 @@ function S.emit(data)
   return check_refusal(P.emit(data))
 end
 
+-- kong.response.exit's body is output too.
+function S.exit(status, body)
+  if body ~= nil then check_output(#body) end
+  return check_refusal(P.exit(status, body))
+end
+
 local function total_size(...)
   local size = 0
   for i = 1, select("#", ...) do

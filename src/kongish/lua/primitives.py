@@ -43,9 +43,6 @@ _LOG_LEVELS = {0: LogLevel.critical, 1: LogLevel.critical, 2: LogLevel.critical,
 
 #: nginx writes at most this many bytes of one error log message (NGX_MAX_ERROR_STR).
 _MAX_LOG_MESSAGE = 2048
-#: Where a request's context counts the output its Lua code handed over.
-_OUTPUT_SLOT = "lua_output_bytes"
-
 Reader = Callable[[RequestContext], Any]
 Writer = Callable[[RequestContext, Any], None]
 #: By name, as text and as the bytes Lua hands over (no decoding per call).
@@ -462,15 +459,19 @@ class RequestPrimitives:
         return False
 
     def _over_output_limit(self, context: RequestContext, size: int) -> bool:
-        """Count ``size`` more bytes of the request's output, unless that goes over the limit."""
-        used = context.slots.get(_OUTPUT_SLOT, 0) + size
-        if used > self.output_limit:
-            return True
-        context.slots[_OUTPUT_SLOT] = used
-        return False
+        """Count ``size`` more bytes of the request's output, unless that goes over its
+        limit or the process's (``kongish.runloop.output``)."""
+        return not context.output.take(context.slots, size, self.output_limit)
 
-    def exit(self, status: Any, body: Any = None) -> None:
-        self.current.require().exit(int(status), None if body is None else as_bytes(body))
+    def exit(self, status: Any, body: Any = None) -> bool:
+        """``kong.response.exit``/``ngx.exit``: True (and no exit) when the body would go
+        over the output limit."""
+        context = self.current.require()
+        data = None if body is None else as_bytes(body)
+        if data and self._over_output_limit(context, len(data)):
+            return True
+        context.exit(int(status), data)
+        return False
 
     def slot(self) -> Any:
         """This request's Lua state (ngx.ctx, kong.ctx.*), kept in ``context.slots``."""

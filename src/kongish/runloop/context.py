@@ -19,6 +19,7 @@ from zope.interface import implementer
 from kongish.http.headers import GatewayHeaders
 from kongish.http.interfaces import IProxiedRequest, IUpstreamRequest
 from kongish.http.peer import socket_peer
+from kongish.runloop.output import UNBOUNDED, OutputLedger
 from kongish.runloop.timing import KongTimings
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ class RequestContext:
     #: Free slots for components that keep per-request state (the Lua engine keeps
     #: its ``ngx.ctx``/``kong.ctx`` tables here), keyed by the component's name.
     slots: dict[str, Any] = attrs.Factory(dict)
+    #: Counts the output this request holds for its client, with every other request's.
+    output: OutputLedger = UNBOUNDED
 
     @property
     def upstream(self) -> UpstreamRequest | None:

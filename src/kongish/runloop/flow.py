@@ -36,6 +36,7 @@ from kongish.http.headers import (
     http_date,
 )
 from kongish.http.interfaces import IProxiedRequest, IUpstreamClient, IUpstreamResponse
+from kongish.http.paced import PacedBody
 from kongish.plugins.pipeline import PluginChain
 from kongish.router.router import Match
 from kongish.runloop import error_pages
@@ -87,7 +88,8 @@ class ProxyFlow:
 
     def __attrs_post_init__(self) -> None:
         self.context = RequestContext(self.request, request_id=new_request_id(),
-                                      real_ip=self.node.settings.real_ip, started_at=self._now())
+                                      real_ip=self.node.settings.real_ip, started_at=self._now(),
+                                      output=self.node.output)
         self.context.timings.processing_start(self.context.started_at)
         access_log.record(self.request, request_id=self.context.request_id)
 
@@ -102,6 +104,12 @@ class ProxyFlow:
         return self.node.reactor.seconds()
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:  # however the request ended, the output it held is free
+            self.context.output.release(self.context.slots)
+
+    async def _run(self) -> None:
         node, request, context = self.node, self.request, self.context
         self.chain = node.plugin_map.for_request(None, None)
         timings = context.timings
@@ -382,17 +390,21 @@ class ProxyFlow:
         try:
             if filtered:
                 await self._header_filter()
-                body = self._filter_chunk(b"".join(response.body), eof=True)
+                body = self._filter_chunk(_joined(response.body), eof=True)
                 if not isinstance(body, bytes):  # a Deferred
                     body = await body
             else:
-                body = b"".join(response.body)
+                body = _joined(response.body)
         except Exception:
             self._plugin_error(Failure())
             return await self._respond_from_plugins(filtered=False)
         headers.put(CONTENT_LENGTH, b"%d" % len(body))
+        response.body.clear()  # the body goes out from here: its chunks are not kept twice
         self._start_response()
-        self._write(body)
+        if body and not self.request._disconnected and not self.request.finished:
+            # as the client takes it: a client that does not read holds one buffer of it, not all
+            await PacedBody(self.request, body, self.node.reactor, self.node.settings.send_timeout).start()
+        self.context.output.release(self.context.slots)
         await self._finish()
 
     def _filter_chunk(self, chunk: bytes, eof: bool) -> bytes | Deferred[bytes]:
@@ -473,6 +485,11 @@ class ProxyFlow:
         self._start_response()
         request.write(body)
         request.finish()
+
+
+def _joined(chunks: list[bytes]) -> bytes:
+    """One body from its chunks; a single one (``kong.response.exit``) is not copied."""
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _onto_twisted_web(headers: Headers, preset: Headers) -> CasedHeaders:

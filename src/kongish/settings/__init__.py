@@ -33,6 +33,7 @@ DEFAULTS: dict[str, str] = {
     "lua_instruction_limit": "10000000",
     "lua_time_limit": "1",
     "lua_memory_limit": "256m",
+    "lua_output_limit": "512m",
     "headers": "server_tokens, latency_tokens, x-kong-request-id",
     "headers_upstream": "x-kong-request-id",
     "trusted_ips": "NONE",
@@ -44,6 +45,7 @@ DEFAULTS: dict[str, str] = {
     "nginx_http_client_header_timeout": "60s",
     "nginx_http_client_body_timeout": "60s",
     "nginx_http_keepalive_timeout": "75s",
+    "nginx_http_send_timeout": "60s",
     "nginx_main_worker_rlimit_nofile": "auto",
     "nginx_events_worker_connections": "auto",
     "lua_max_req_headers": "100",
@@ -161,6 +163,8 @@ class Settings:
     lua_instruction_limit: int
     lua_time_limit: float
     lua_memory_limit: int
+    #: Response output (Lua's bodies and header values) all requests together may hold for clients.
+    lua_output_limit: int
     #: Clients whose X-Forwarded-* headers describe the request (a load balancer in front).
     trusted_ips: TrustedNetworks
     #: How the client address is found behind trusted proxies (``real_ip_header``, ``real_ip_recursive``).
@@ -179,6 +183,8 @@ class Settings:
     client_header_timeout: float
     client_body_timeout: float
     keepalive_timeout: float
+    #: nginx's ``send_timeout``: a client that takes nothing of a response for this long is cut off.
+    send_timeout: float
     #: The descriptor limit to set at start, and the connections one process holds (None: ``auto``).
     rlimit_nofile: int | None
     worker_connections: int | None
@@ -229,6 +235,7 @@ class Settings:
             lua_instruction_limit=_instruction_limit(raw["lua_instruction_limit"]),
             lua_time_limit=_time_limit(raw["lua_time_limit"]),
             lua_memory_limit=_size(raw, "lua_memory_limit"),
+            lua_output_limit=_size(raw, "lua_output_limit"),
             trusted_ips=trusted_ips,
             real_ip=RealIp(trusted_ips,
                            None if real_ip_header == "proxy_protocol" else real_ip_header.encode("latin-1"),
@@ -242,6 +249,7 @@ class Settings:
             client_header_timeout=_timeout(raw, "nginx_http_client_header_timeout"),
             client_body_timeout=_timeout(raw, "nginx_http_client_body_timeout"),
             keepalive_timeout=_timeout(raw, "nginx_http_keepalive_timeout"),
+            send_timeout=_timeout(raw, "nginx_http_send_timeout"),
             rlimit_nofile=_auto_count(raw, "nginx_main_worker_rlimit_nofile"),
             worker_connections=_auto_count(raw, "nginx_events_worker_connections"),
         )
