@@ -44,8 +44,16 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web._newclient import HTTP11ClientProtocol, HTTPClientParser, RequestNotSent, _DataLoss
+from twisted.web._newclient import (
+    HEADER,
+    STATUS,
+    HTTP11ClientProtocol,
+    HTTPClientParser,
+    RequestNotSent,
+    _DataLoss,
+)
 from twisted.web.client import (
     URI,
     Agent,
@@ -72,10 +80,14 @@ from kongish.http.interfaces import (
 from kongish.http.tls import UpstreamTLSPolicy
 from kongish.router.upstream_path import escape_path
 
+log = Logger()
+
 #: Methods nginx may send again after a failed try (its ``non_idempotent`` list is the rest).
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 #: How much of the request body is handed to the upstream connection at a time.
 _CHUNK = 65536
+#: Kong's ``proxy_buffer_size`` (160k): an upstream's status line and headers must fit in it.
+HEAD_LIMIT = 160 * 1024
 
 
 class UpstreamFailure(Exception):
@@ -97,6 +109,10 @@ class UpstreamFailure(Exception):
 
 class UpstreamTimeout(Exception):
     """A write or read timeout of one try fired."""
+
+
+class UpstreamHeadTooLarge(Exception):
+    """The upstream's response head outgrew ``HEAD_LIMIT``: nginx's invalid header, not retried."""
 
 
 def classify(failure_value: BaseException) -> UpstreamFailure:
@@ -159,6 +175,11 @@ class UpstreamClient:
                 raise
             except Exception as failure:  # each try's failure decides whether to retry
                 last = failure
+                if _head_too_large(failure):  # as nginx's proxy_next_upstream, which skips invalid_header
+                    log.error("upstream sent too big header while reading response header from upstream "
+                              "{host}:{port} (more than {limit} bytes)", host=upstream.host,
+                              port=upstream.port, limit=HEAD_LIMIT)
+                    break
                 if attempt.sent and upstream.method not in _IDEMPOTENT:
                     break
         assert last is not None, "the loop runs at least once"
@@ -362,6 +383,11 @@ class _BodyProtocol(Protocol):
             self.receiver.body_ended(self._end)
 
 
+def _head_too_large(failure: BaseException) -> bool:
+    """Whether Agent's failure came from a response head past ``HEAD_LIMIT``."""
+    return any(reason.check(UpstreamHeadTooLarge) for reason in getattr(failure, "reasons", ()))
+
+
 def _truncated(failure: Failure) -> bool:
     """Whether Agent's failure says the connection closed before the announced length arrived."""
     reasons = getattr(failure.value, "reasons", ())
@@ -369,7 +395,21 @@ def _truncated(failure: Failure) -> bool:
 
 
 class _CasedClientParser(HTTPClientParser):
-    """Twisted's response parser, with the response's header names spelled as received."""
+    """Twisted's response parser, with the response's header names spelled as received and
+    the head bounded as nginx bounds it (``proxy_buffer_size``)."""
+
+    MAX_LENGTH = HEAD_LIMIT
+    _head_size = 0
+
+    def lineReceived(self, line: bytes) -> None:
+        if self.state in (STATUS, HEADER):
+            self._head_size += len(line) + 1
+            if self._head_size > HEAD_LIMIT:
+                raise UpstreamHeadTooLarge()
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        raise UpstreamHeadTooLarge()
 
     def headerReceived(self, name: bytes, value: bytes) -> None:
         lowered = name.lower()
