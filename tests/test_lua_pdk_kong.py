@@ -8,7 +8,7 @@ from twisted.logger import ILogObserver
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
-from kongish.runloop.context import UpstreamResponse
+from kongish.runloop.context import RequestContext, UpstreamResponse
 from tests.test_lua_pdk import PDKHarness
 
 _RAW = (b"POST /a/%62?x=1&x=2&y HTTP/1.1\r\nHost: Example.com:8000\r\nX-One: 1\r\n"
@@ -99,6 +99,35 @@ class KongRequestTests(SynchronousTestCase):
             local b = kong.request.get_body("multipart/form-data; boundary=XyZ", 5000)
             return b.up
         """, context), [b"file\r\ntext"])
+
+    def test_a_body_past_the_client_body_buffer_is_not_read_as_kong_does(self) -> None:
+        """Kong's default client_body_buffer_size is 8k: a larger body is in nginx's temp file."""
+        def posted(content_type: bytes, body: bytes) -> RequestContext:
+            return self.pdk.context(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Type: %s\r\n"
+                                    b"Content-Length: %d\r\n\r\n" % (content_type, len(body)) + body)
+        in_file = (b"request body did not fit into client body buffer, consider raising "
+                   b"'client_body_buffer_size'")
+        big_json = posted(b"application/json", b'{"a":"' + b"x" * 8192 + b'"}')
+        self.assertEqual(self.pdk.result(self, """
+            local raw, raw_err = kong.request.get_raw_body()
+            local body, err, mime = kong.request.get_body()
+            return raw, raw_err, body, err, mime, ngx.req.get_body_data(), ngx.var.request_body
+        """, big_json), [None, in_file, None, in_file, b"application/json", None, None])
+        self.assertEqual(self.pdk.result(self, """
+            local body, err, mime = kong.request.get_body()
+            local args, args_err = ngx.req.get_post_args()
+            return body, err, mime, args, args_err
+        """, posted(b"application/x-www-form-urlencoded", b"a=" + b"x" * 8192)),
+            [None, b"request body in temp file not supported", b"application/x-www-form-urlencoded",
+             None, b"request body in temp file not supported"])
+        fits = b'{"a":"' + b"x" * 8180 + b'"}'  # 8188 bytes: in the buffer
+        self.assertEqual(self.pdk.result(self, "return #kong.request.get_body().a, #ngx.req.get_body_data()",
+                                         posted(b"application/json", fits)), [8180, len(fits)])
+        # a body a plugin set is in memory, whatever its size
+        self.assertEqual(self.pdk.result(self, """
+            ngx.req.set_body_data(string.rep("y", 10000))
+            return #kong.request.get_raw_body(), #ngx.req.get_body_data()
+        """, big_json), [10000, 10000])
 
     def test_body_type_is_a_prefix_of_the_lowered_type(self) -> None:
         context = self.pdk.context(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"

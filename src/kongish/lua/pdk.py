@@ -91,7 +91,8 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
     configuration = settings.configuration
     request = RequestPrimitives(lua, current, reactor,
                                 settings.trusted_ips,
-                                output_limit=settings.memory_limit, reserve=memory.reserve)
+                                output_limit=settings.memory_limit, reserve=memory.reserve,
+                                body_buffer_size=settings.body_buffer_size)
     python_primitives: dict[bytes, Callable[..., Any]] = {**request.exports(), **_CODECS,
                          b"re_search": lua_search(lua, current, memory.reserve)}
     primitives = guard_primitives(lua.table_from(

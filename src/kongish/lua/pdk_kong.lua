@@ -193,7 +193,14 @@ function request.get_headers(max_headers)
   return S.headers_table(P.header_list("client"), max_headers or info.max_req_headers)
 end
 
-function request.get_raw_body() return P.read("body") or "" end
+local BODY_IN_FILE =
+  "request body did not fit into client body buffer, consider raising 'client_body_buffer_size'"
+
+function request.get_raw_body()
+  local body = P.buffered_body()
+  if body == false then return nil, BODY_IN_FILE end
+  return body or ""
+end
 
 function request.get_uri_captures()
   local captures = P.read("uri_captures_json")
@@ -227,13 +234,19 @@ function request.get_body(mimetype, max_args)
   if semicolon then mime = sub(mime, 1, semicolon - 1) end
   if find(mime, CONTENT_TYPE_POST, 1, true) == 1 then
     check_max("max_args", max_args)
-    return S.decode_args(request.get_raw_body(), max_args or info.max_post_args), nil, CONTENT_TYPE_POST
+    local args, err = ngx.req.get_post_args(max_args or info.max_post_args)
+    if not args then return nil, err, CONTENT_TYPE_POST end
+    return args, nil, CONTENT_TYPE_POST
   elseif find(mime, CONTENT_TYPE_JSON, 1, true) == 1 then
-    local ok, body = pcall(cjson.decode, request.get_raw_body())
+    local raw, err = request.get_raw_body()
+    if not raw then return nil, err, CONTENT_TYPE_JSON end
+    local ok, body = pcall(cjson.decode, raw)
     if not ok or type(body) ~= "table" then return nil, "invalid json body", CONTENT_TYPE_JSON end
     return body, nil, CONTENT_TYPE_JSON
   elseif find(mime, CONTENT_TYPE_FORM_DATA, 1, true) == 1 then
-    return P.multipart(request.get_raw_body(), content_type), nil, CONTENT_TYPE_FORM_DATA
+    local raw, err = request.get_raw_body()
+    if not raw then return nil, err, CONTENT_TYPE_FORM_DATA end
+    return P.multipart(raw, content_type), nil, CONTENT_TYPE_FORM_DATA
   end
   return nil, "unsupported content type '" .. content_type .. "'", mime
 end

@@ -175,8 +175,11 @@ function req.set_uri_args(args)
   P.write("query", args)
 end
 
+-- A body past client_body_buffer_size is in nginx's temp file, which these do not read.
 function req.get_post_args(max_args)
-  return S.decode_args(P.read("body") or "", max_args or info.max_post_args)
+  local body = P.buffered_body()
+  if body == false then return nil, "request body in temp file not supported" end
+  return S.decode_args(body or "", max_args or info.max_post_args)
 end
 
 function req.get_headers(max_headers, raw)
@@ -195,7 +198,7 @@ function req.clear_header(name) return req.set_header(name, nil) end
 function req.read_body() end
 function req.discard_body() end
 function req.get_body_file() return nil end
-function req.get_body_data() return P.read("body") end
+function req.get_body_data() return P.buffered_body() or nil end
 
 function req.set_body_data(data)
   if type(data) ~= "string" then

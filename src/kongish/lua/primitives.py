@@ -229,13 +229,6 @@ def _set_upstream_scheme(context: RequestContext, scheme: Any) -> None:
         context.upstream.scheme = _text(scheme)
 
 
-@_reader("body")
-def _body(context: RequestContext) -> bytes | None:
-    if context.upstream and context.upstream.body is not None:
-        return context.upstream.body or None
-    return _client_body(context)
-
-
 @_writer("body")
 def _set_body(context: RequestContext, body: Any) -> None:
     body = as_bytes(body) if body is not None else b""
@@ -368,6 +361,8 @@ class RequestPrimitives:
     output_limit: int = attrs.field(kw_only=True)
     #: Refuses (``not enough memory``) tables the Lua VM has no room for.
     reserve: Callable[[int], None] = attrs.field(kw_only=True)
+    #: nginx's ``client_body_buffer_size``: a larger client body is in a file, not in memory.
+    body_buffer_size: int = attrs.field(kw_only=True, default=8192)
 
     def exports(self) -> dict[bytes, Callable[..., Any]]:
         return {
@@ -376,7 +371,7 @@ class RequestPrimitives:
             b"change_header": self.change_header, b"emit": self.emit, b"exit": self.exit,
             b"slot": self.slot, b"log": self.log, b"sleep": self.sleep, b"now": self.now,
             b"is_trusted": self.is_trusted, b"plugin": self.plugin, b"multipart": self.multipart,
-            b"timings": self.timings,
+            b"timings": self.timings, b"buffered_body": self.buffered_body,
         }
 
     def read(self, field: Any) -> Any:
@@ -403,11 +398,28 @@ class RequestPrimitives:
             return f"{self.now():.3f}".encode()
         if name == "request_time":
             return f"{self.now() - context.started_at:.3f}".encode()
+        if name == "request_body":
+            return self._buffered_body(context) or None
         if name in _VARIABLE_READERS:
             return _lua_value(_VARIABLE_READERS[name](context))
         if name in _READERS:
             return _lua_value(_READERS[name](context))
         return None
+
+    def buffered_body(self) -> bytes | bool | None:
+        """The request body as nginx holds it in memory (``ngx.req.get_body_data``): None
+        when empty, False when the client's body was past ``client_body_buffer_size``
+        (nginx keeps it in a file; Kong's readers then answer ``nil, err``). A body a
+        plugin set is in memory, whatever its size."""
+        return self._buffered_body(self.current.require())
+
+    def _buffered_body(self, context: RequestContext) -> bytes | bool | None:
+        if context.upstream and context.upstream.body is not None:
+            return context.upstream.body or None
+        body = _client_body(context)
+        if body is not None and len(body) > self.body_buffer_size:
+            return False
+        return body
 
     def header_list(self, source: Any) -> Any:
         """All headers of ``source`` as a flat Lua array: name, value, name, value..."""
@@ -549,7 +561,6 @@ _VARIABLE_READERS: dict[str, Reader] = {
     "realip_remote_port": _remote_port,
     "content_type": lambda context: context.request.getHeader(b"content-type"),
     "content_length": lambda context: context.request.getHeader(b"content-length"),
-    "request_body": _body,
     "upstream_uri": _upstream_uri,
     "upstream_host": _upstream_host,
     "upstream_status": lambda context: None if context.upstream_response is None

@@ -41,6 +41,9 @@ class LuaSettings:
     time_limit: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     #: Bytes the whole Lua VM may allocate.
     memory_limit: int = attrs.field(default=256 * 1024 * 1024, validator=attrs.validators.gt(0))
+    #: nginx's ``client_body_buffer_size``: a larger request body is not in memory to
+    #: ``kong.request.get_raw_body`` and ``ngx.req.get_body_data``, as in Kong.
+    body_buffer_size: int = attrs.field(default=8192, validator=attrs.validators.ge(0))
     #: The ``kong.configuration`` view, secrets already masked.
     configuration: Mapping[str, Any] = attrs.field(factory=dict, converter=_read_only)
     #: ``trusted_ips``, for the PDK's forwarded-header readers.
@@ -58,6 +61,7 @@ class LuaSettings:
             sandbox_environment=settings.untrusted_lua_sandbox_environment,
             instruction_limit=settings.lua_instruction_limit,
             memory_limit=settings.lua_memory_limit,
+            body_buffer_size=settings.client_body_buffer_size,
             time_limit=settings.lua_time_limit,
             configuration=settings.public_view(),
             trusted_ips=settings.trusted_ips,

@@ -42,6 +42,7 @@ DEFAULTS: dict[str, str] = {
     "error_default_type": "text/plain",
     "nginx_admin_client_max_body_size": "10m",
     "nginx_http_client_max_body_size": "0",
+    "nginx_http_client_body_buffer_size": "8k",
     "nginx_http_client_header_timeout": "60s",
     "nginx_http_client_body_timeout": "60s",
     "nginx_http_keepalive_timeout": "75s",
@@ -177,6 +178,8 @@ class Settings:
     admin_max_body_size: int
     #: Largest request body the proxy takes; 0 (the default) takes any.
     proxy_max_body_size: int
+    #: nginx's ``client_body_buffer_size``: larger bodies are "in a file" to the PDK's body readers.
+    client_body_buffer_size: int
     #: The PDK readers' default limits: ``lua_max_req_headers`` ... ``lua_max_post_args``.
     lua_max: Mapping[str, int]
     #: nginx's client timeouts, in seconds: a whole head, a pause within a body, an idle keep-alive.
@@ -245,6 +248,7 @@ class Settings:
             error_default_type=raw["error_default_type"],
             admin_max_body_size=_size(raw, "nginx_admin_client_max_body_size"),
             proxy_max_body_size=_size(raw, "nginx_http_client_max_body_size"),
+            client_body_buffer_size=_size(raw, "nginx_http_client_body_buffer_size"),
             lua_max={name: _lua_max(raw, name) for name in LUA_MAX_SETTINGS},
             client_header_timeout=_timeout(raw, "nginx_http_client_header_timeout"),
             client_body_timeout=_timeout(raw, "nginx_http_client_body_timeout"),
