@@ -612,13 +612,17 @@ class TimeoutTests(SynchronousTestCase):
         self.assertTrue(client.transport.disconnecting)
         self.assertEqual([request.code for request in client.logged], [200, 408])
 
-    def test_a_body_may_pause_up_to_its_timeout_between_reads(self) -> None:
+    def _body_sent_slowly(self, sent: int) -> Client:
+        """A 30-byte body announced, then ``sent`` of its bytes, each 9 s after the one before."""
         client = connect(Recorder(), timeout=100, header_timeout=100, body_timeout=10)
-        request = post(b"x" * 30)
-        client.send(request[:-30])
-        for _ in range(3):
+        client.send(post(b"x" * 30)[:-30])
+        for _ in range(sent):
             client.clock.advance(9)
             client.send(b"x")
+        return client
+
+    def test_a_body_may_pause_up_to_its_timeout_between_reads(self) -> None:
+        client = self._body_sent_slowly(3)
         self.assertFalse(client.transport.disconnecting)
         client.clock.advance(10)
         self.assertTrue(client.transport.disconnecting)
@@ -626,12 +630,7 @@ class TimeoutTests(SynchronousTestCase):
         self.assertEqual([request.code for request in client.logged], [408])
 
     def test_a_body_that_keeps_coming_is_read(self) -> None:
-        client = connect(Recorder(), timeout=100, header_timeout=100, body_timeout=10)
-        request = post(b"x" * 30)
-        client.send(request[:-30])
-        for _ in range(30):
-            client.clock.advance(9)
-            client.send(b"x")
+        client = self._body_sent_slowly(30)
         self.assertEqual([response.status for response in client.responses()], [200])
 
     def test_idle_time_counts_from_the_end_of_the_answer(self) -> None:
