@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 from twisted.test.proto_helpers import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.http.paced import CHUNK, PacedBody
+from kongish.http.paced import CHUNK, PacedBody, send_paced
 from kongish.runloop.output import OutputLedger
 
 
@@ -102,6 +102,13 @@ class PacedBodyTests(SynchronousTestCase):
         self.assertTrue(self.transport.aborted)
         self.successResultOf(done)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_one_chunk_or_less_is_written_at_once(self) -> None:
+        self.assertIsNone(send_paced(self.request, b"x" * CHUNK, self.clock))  # type: ignore[arg-type]
+        self.assertEqual(self.transport.value(), b"x" * CHUNK)
+        self.assertIsNone(self.transport.producer)
+        pending = send_paced(self.request, b"y" * (CHUNK + 1), self.clock)  # type: ignore[arg-type]
+        self.assertIsNotNone(pending)
 
     def test_a_connection_that_closes_ends_the_write(self) -> None:
         body = PacedBody(self.request, self.body, self.clock)  # type: ignore[arg-type]

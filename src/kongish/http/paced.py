@@ -21,6 +21,16 @@ SEND_TIMEOUT = 60.0
 CHUNK = 65536
 
 
+def send_paced(request: IProxiedRequest, body: bytes, reactor: IReactorTime,
+               send_timeout: float = SEND_TIMEOUT) -> Deferred[None] | None:
+    """Write ``body``: at once when it is one chunk or less (no more than a paced write would
+    hand over), else paced; a Deferred only when the write goes on (callers await it then)."""
+    if len(body) <= CHUNK:
+        request.write(body)
+        return None
+    return PacedBody(request, body, reactor, send_timeout).start()
+
+
 @implementer(IPushProducer)
 class PacedBody:
     """One body on its way to one client; ``done`` fires once the transport has it all

@@ -36,7 +36,7 @@ from kongish.http.headers import (
     http_date,
 )
 from kongish.http.interfaces import IProxiedRequest, IUpstreamClient, IUpstreamResponse
-from kongish.http.paced import PacedBody
+from kongish.http.paced import send_paced
 from kongish.plugins.pipeline import PluginChain
 from kongish.router.router import Match
 from kongish.runloop import error_pages
@@ -403,7 +403,9 @@ class ProxyFlow:
         self._start_response()
         if body and not self.request._disconnected and not self.request.finished:
             # as the client takes it: a client that does not read holds one buffer of it, not all
-            await PacedBody(self.request, body, self.node.reactor, self.node.settings.send_timeout).start()
+            paced = send_paced(self.request, body, self.node.reactor, self.node.settings.send_timeout)
+            if paced is not None:
+                await paced
         self.context.output.release(self.context.slots)
         await self._finish()
 
