@@ -12,12 +12,13 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.internet.threads import deferToThread
 
 from kongish.http.descriptors import raise_descriptor_limit
-from tests.harness import POOL, RawClient, deferred
+from tests.harness import POOL, RawClient, deferred, start_upstream
 from tests.test_e2e_hostile_lua import _Gateway
 
 #: Long enough that a trickle still going when the gateway cuts it shows the cut came from the timeout.
@@ -151,3 +152,26 @@ def _connect_burst(port: int, count: int) -> int:
     finally:
         for sock in sockets:
             sock.close()
+
+
+class ProxiedSendTimeoutTests(_Gateway):
+    @deferred
+    async def test_a_client_that_stops_reading_a_proxied_body_is_cut_and_frees_the_upstream(self) -> None:
+        upstream = await start_upstream(self)
+        await self._start(nginx_http_send_timeout="1s")
+        base = f"http://127.0.0.1:{self.admin}"
+        for path, data in [("/services", {"name": "stream", "url": upstream.url}),
+                           ("/services/stream/routes", {"name": "stream", "paths[]": "/stream"})]:
+            response = await treq.post((base + path).encode(), data=data, pool=POOL)
+            self.assertEqual(response.code, 201, await response.text())
+        client = RawClient()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxy)
+        await endpoint.connect(Factory.forProtocol(lambda: client))
+        self.addCleanup(client.transport.abortConnection)
+        IPushProducer(client.transport).pauseProducing()  # never reads
+        client.transport.write(b"GET /stream/produce/%d HTTP/1.1\r\nHost: x\r\n\r\n" % (200 * 1024 * 1024))
+        # the upstream is held back by the client, then let go when the gateway cuts the client
+        await self._until(lambda: upstream.resource.lost == ["/produce/%d" % (200 * 1024 * 1024)],
+                          "the upstream's request ended early")
+        self.assertLess(upstream.resource.production["sent"], 200 * 1024 * 1024)
+        await self._healthy("a client that stopped reading")

@@ -21,6 +21,7 @@ class FakeRequest:
     written: list[bytes] = attrs.Factory(list)
     producer: Any = None
     closed: bool = False
+    aborted: bool = False
     _disconnected: bool = False
     finished: bool = False
 
@@ -39,6 +40,17 @@ class FakeRequest:
 
     def loseConnection(self) -> None:
         self.closed = True
+
+    @property
+    def channel(self) -> Any:
+        return self
+
+    @property
+    def transport(self) -> Any:
+        return self
+
+    def abortConnection(self) -> None:
+        self.aborted = True
 
 
 @implementer(IBodyStream)
@@ -84,6 +96,29 @@ class RelayTests(SynchronousTestCase):
             waiting, chunk, eof = pending.pop(0)
             waiting.callback(chunk.upper() + (b"|" if eof else b""))
         self.assertEqual(self.request.written, [b"A", b"B", b"|"])
+        self.assertEqual(self.outcome, [True])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_client_that_takes_nothing_for_the_send_timeout_is_cut(self) -> None:
+        self.clock, self.request, self.upstream = Clock(), FakeRequest(), FakeUpstream()
+        relay = BodyRelay(cast(IProxiedRequest, self.request), None, 100.0, self.clock, "id", send_timeout=5)
+        relay.body_started(self.upstream)
+        relay.body_data(b"x")
+        relay.pauseProducing()
+        self.clock.advance(4)
+        relay.resumeProducing()  # it took something: the wait starts again
+        relay.pauseProducing()
+        self.clock.advance(4.9)
+        self.assertFalse(self.request.aborted)
+        self.clock.advance(0.1)
+        self.assertTrue(self.request.aborted)
+        self.assertTrue(self.upstream.stopped)  # the upstream connection is let go too
+
+    def test_no_send_timeout_outlives_the_body(self) -> None:
+        relay = self._relay()
+        relay.body_data(b"x")
+        relay.pauseProducing()
+        relay.body_ended(COMPLETE)
         self.assertEqual(self.outcome, [True])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 

@@ -280,7 +280,8 @@ class ProxyFlow:
         if not filtering:  # Kong's body_filter runs (with no plugin) as the body passes
             context.timings.body_filter_start(self._now())
         self._relay = BodyRelay(request, self._filter_chunk if filtering else None,
-                                settings.read_timeout, self.node.reactor, context.request_id)
+                                settings.read_timeout, self.node.reactor, context.request_id,
+                                self.node.settings.send_timeout)
         response.deliver_body(self._relay)
         complete = await self._relay.done
         if self._relay.unsent_failure is not None:  # nothing was sent: Kong's 500 can still go

@@ -4,8 +4,10 @@ The relay is the client request's producer: a client that reads slowly
 pauses the upstream connection, so kongish holds about a socket buffer of
 the body, never all of it. A body_filter that waits (``ngx.sleep``) pauses
 it too. ``read_timeout`` bounds each wait for the upstream's next chunk, as
-nginx's does. Once the response head is out, a failure (timeout, upstream
-reset, body_filter error, client gone) can only end the client connection:
+nginx's does, and ``send_timeout`` each wait for the client to take more: a
+client that stops reading is cut off, which frees the upstream connection.
+Once the response head is out, a failure (timeout, upstream reset, body_filter
+error, client gone) can only end the client connection:
 the relay closes both sides and reports the body as cut. A body_filter that
 fails before anything of the response was written leaves the client
 connection to the flow, which answers Kong's 500 instead (``unsent_failure``).
@@ -27,6 +29,7 @@ from zope.interface import implementer
 
 from kongish.error_log import error_text
 from kongish.http.interfaces import BodyEnd, IBodyReceiver, IBodyStream, IProxiedRequest
+from kongish.http.paced import SEND_TIMEOUT
 
 log = Logger()
 
@@ -39,14 +42,17 @@ class BodyRelay:
     """Delivers one upstream body to ``request``; ``done`` fires True when it was complete."""
 
     def __init__(self, request: IProxiedRequest, body_filter: BodyFilter | None, read_timeout: float,
-                 reactor: Any, request_id: str) -> None:
+                 reactor: Any, request_id: str, send_timeout: float = SEND_TIMEOUT) -> None:
         self.request = request
         self.body_filter = body_filter
         self.read_timeout = read_timeout
         self.reactor = reactor
         self.request_id = request_id
         self.done: Deferred[bool] = Deferred()
+        self.send_timeout = send_timeout
         self._timer: IDelayedCall | None = None
+        #: Armed while the client takes nothing (nginx's ``send_timeout``).
+        self._stall: IDelayedCall | None = None
         self._client_paused = False
         self._filtering = False
         self._upstream_paused = False
@@ -101,10 +107,13 @@ class BodyRelay:
 
     def pauseProducing(self) -> None:
         self._client_paused = True
+        if self._stall is None and not self._cut:
+            self._stall = self.reactor.callLater(self.send_timeout, self._client_stalled)
         self._flow_control()
 
     def resumeProducing(self) -> None:
         self._client_paused = False
+        self._stop_stall()
         self._flow_control()
 
     def stopProducing(self) -> None:
@@ -161,6 +170,20 @@ class BodyRelay:
 
     # ending
 
+    def _client_stalled(self) -> None:
+        """The client took nothing for ``send_timeout``: nginx closes such a connection; it is
+        aborted, since a client that does not read never lets a graceful close finish."""
+        self._stall = None
+        log.info("client timed out while sending the response body (request {request_id})",
+                 request_id=self.request_id)
+        self._cut_off()
+        self.request.channel.transport.abortConnection()
+
+    def _stop_stall(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
     def _timed_out(self) -> None:
         log.warn("upstream timed out while reading the response body (request {request_id})",
                  request_id=self.request_id)
@@ -173,6 +196,7 @@ class BodyRelay:
         self._cut = True
         self._queue.clear()
         self._stop_timer()
+        self._stop_stall()
         if close_client:
             self.request.loseConnection()
         if self._upstream_ended:
@@ -181,6 +205,7 @@ class BodyRelay:
             self.stream.abort()
 
     def _end(self, complete: bool) -> None:
+        self._stop_stall()  # from here the connection's own timers bound a client that does not read
         if not self.done.called and not self._filtering:
             self.done.callback(complete)
 
