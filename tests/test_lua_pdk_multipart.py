@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from kongish.lua.pdk_multipart import boundary, parse
+from kongish.lua.pdk.multipart import boundary, parse
 
 _BOUNDARY = b"------------------------d74496d66958873e"
 _CONTENT_TYPE = b"multipart/form-data; boundary=" + _BOUNDARY

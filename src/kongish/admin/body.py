@@ -12,7 +12,7 @@ here rather than by the ``email`` package, whose header parser is quadratic on
 crafted parameters; part headers are read the way Kong's web framework
 (lapis) reads them. Plugins' ``kong.request.get_body()`` reads multipart bodies
 with a different parser in Kong (lua-multipart), with different results;
-kongish ports that one in :mod:`kongish.lua.pdk_multipart`.
+kongish ports that one in :mod:`kongish.lua.pdk.multipart`.
 """
 from __future__ import annotations
 

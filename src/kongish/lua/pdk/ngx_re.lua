@@ -1,5 +1,5 @@
 -- ngx.re: match, find, gmatch, sub and gsub over the Python matcher
--- (kongish.lua.pdk_regex), which returns {captures, spans, names}, nil on no
+-- (kongish.lua.pdk.regex), which returns {captures, spans, names}, nil on no
 -- match, an error string for a pattern that does not compile, or
 -- {raise = message} for unknown option letters.
 

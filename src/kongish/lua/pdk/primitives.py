@@ -28,9 +28,9 @@ from twisted.web.http_headers import Headers
 
 from kongish.http.headers import CONTENT_LENGTH
 from kongish.http.realip import TrustedNetworks
-from kongish.lua import pdk_multipart
 from kongish.lua.current import CurrentRequest
-from kongish.lua.pdk_codec import as_bytes
+from kongish.lua.pdk import multipart
+from kongish.lua.pdk.codec import as_bytes
 from kongish.router.normalize import normalize_path, wire_text
 from kongish.runloop.context import RequestContext
 
@@ -523,10 +523,10 @@ class RequestPrimitives:
         return self.lua.table_from({name.encode(): value for name, value in changed.items()})
 
     def multipart(self, body: Any, content_type: Any) -> Any:
-        """A multipart body's fields as lua-multipart gives them (:mod:`kongish.lua.pdk_multipart`)."""
+        """A multipart body's fields as lua-multipart gives them (:mod:`kongish.lua.pdk.multipart`)."""
         body = as_bytes(body)
         self.reserve(len(body))
-        fields = pdk_multipart.parse(body, as_bytes(content_type))
+        fields = multipart.parse(body, as_bytes(content_type))
         return self.lua.table_from({name: value if isinstance(value, bytes) else self.lua.table_from(value)
                                     for name, value in fields.items()})
 

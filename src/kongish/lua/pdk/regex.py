@@ -21,7 +21,7 @@ from lupa.luajit21 import LuaRuntime
 from kongish import pcre
 from kongish.lua.cpu_alarm import CpuTimeExceeded, with_cpu_limit
 from kongish.lua.current import CurrentRequest
-from kongish.lua.pdk_codec import as_bytes
+from kongish.lua.pdk.codec import as_bytes
 
 _OPTION_FLAGS = {"i": regex.IGNORECASE, "m": regex.MULTILINE, "s": regex.DOTALL, "x": regex.VERBOSE}
 #: Options that change PCRE's speed or nginx's caching, not what matches.

@@ -1,8 +1,10 @@
 """Install the Lua PDK (``ngx``, ``kong``, ``cjson``) into a LuaJIT runtime.
 
-Most of the PDK is Lua (the ``pdk_*.lua`` files next to this module); it
-closes over a small table of Python primitives (:mod:`kongish.lua.primitives`,
-:mod:`kongish.lua.pdk_codec`, :mod:`kongish.lua.pdk_regex`) held in upvalues,
+Most of the PDK is Lua, in this package: ``ngx.lua``, ``ngx_re.lua``, ``cjson.lua``,
+``support.lua`` (what they share), and ``kong/`` with one file per ``kong.*``
+namespace, as Kong's ``kong/pdk/`` has. The Lua closes over a small table of
+Python primitives (:mod:`~kongish.lua.pdk.primitives`, :mod:`~kongish.lua.pdk.codec`,
+:mod:`~kongish.lua.pdk.regex`) held in upvalues,
 never in globals, so sandboxed code cannot reach a Python object.  Values
 cross the boundary as Lua strings (Python ``bytes``), numbers, booleans and
 Lua tables only.
@@ -17,28 +19,28 @@ import json
 import os
 import socket
 from collections.abc import Callable, Mapping
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from lupa.luajit21 import LuaRuntime
 from twisted.internet.interfaces import IReactorTime
 
 from kongish import KONG_VERSION
-from kongish.lua import pdk_codec
 from kongish.lua.current import CurrentRequest
 from kongish.lua.memory import MemoryCap
-from kongish.lua.pdk_regex import lua_search
-from kongish.lua.primitives import RequestPrimitives
+from kongish.lua.pdk import codec
+from kongish.lua.pdk.primitives import RequestPrimitives
+from kongish.lua.pdk.regex import lua_search
+from kongish.lua.sandbox import run_lua_file
 from kongish.node_id import new_node_id
 
 if TYPE_CHECKING:
     from kongish.lua.settings import LuaSettings
 
 _CODECS: dict[bytes, Callable[..., Any]] = {
-    b"md5": pdk_codec.md5_hex, b"md5_bin": pdk_codec.md5_bin, b"sha1_bin": pdk_codec.sha1_bin,
-    b"hmac_sha1": pdk_codec.hmac_sha1, b"crc32": pdk_codec.crc32,
-    b"encode_base64": pdk_codec.encode_base64, b"decode_base64": pdk_codec.decode_base64,
-    b"parse_http_time": pdk_codec.parse_http_time,
+    b"md5": codec.md5_hex, b"md5_bin": codec.md5_bin, b"sha1_bin": codec.sha1_bin,
+    b"hmac_sha1": codec.hmac_sha1, b"crc32": codec.crc32,
+    b"encode_base64": codec.encode_base64, b"decode_base64": codec.decode_base64,
+    b"parse_http_time": codec.parse_http_time,
 }
 
 
@@ -67,8 +69,30 @@ def _configuration_json(configuration: Mapping[str, Any]) -> bytes:
 
 
 def _run(lua: LuaRuntime, filename: str, *args: Any) -> Any:
-    source = resources.files("kongish.lua").joinpath(filename).read_bytes()
-    return lua.execute(source, *args, name=f"@kongish/lua/{filename}")
+    return run_lua_file(lua, f"pdk/{filename}", *args)
+
+
+def _kong(lua: LuaRuntime, primitives: Any, support: Any, ngx: Any, cjson: Any, stop_fn: Any,
+          info: Any, cache: Any) -> Any:
+    """The ``kong`` table: each namespace from its own file, given what it uses."""
+    private = _run(lua, "kong/private.lua", primitives, support, info)
+    return lua.table_from({
+        b"version": info[b"version"], b"version_num": info[b"version_num"],
+        b"request": _run(lua, "kong/request.lua", primitives, support, private, ngx, cjson, info),
+        b"response": _run(lua, "kong/response.lua", primitives, support, private, ngx, cjson, stop_fn),
+        b"service": _run(lua, "kong/service.lua", primitives, support, private, cjson),
+        b"client": _run(lua, "kong/client.lua", primitives),
+        b"router": _run(lua, "kong/router.lua", primitives, cjson),
+        b"ip": _run(lua, "kong/ip.lua", primitives),
+        b"node": _run(lua, "kong/node.lua", info),
+        b"plugin": _run(lua, "kong/plugin.lua", primitives),
+        b"nginx": _run(lua, "kong/nginx.lua"),
+        b"table": _run(lua, "kong/table.lua"),
+        b"log": _run(lua, "kong/log.lua", primitives, ngx),
+        b"ctx": _run(lua, "kong/ctx.lua", primitives, support),
+        b"cache": cache,
+        b"configuration": _run(lua, "kong/configuration.lua", info),
+    })
 
 
 def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
@@ -99,7 +123,7 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
         {b"phase": phase_fn, **{name: memory.bounded(function)
                                 for name, function in python_primitives.items()}}),
         lua.table_from({name: True for name in _CHARGED}))
-    cjson, cjson_safe = _run(lua, "pdk_cjson.lua")()
+    cjson, cjson_safe = _run(lua, "cjson.lua")()
     info = lua.table_from({
         b"pid": os.getpid(),
         b"prefix": str(configuration.get("prefix", "/usr/local/kong")).rstrip("/").encode() + b"/",
@@ -114,12 +138,12 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
         **{name.removeprefix("lua_").encode(): limit for name, limit in settings.reader_limits.items()},
         b"configuration": cjson[b"decode"](_configuration_json(configuration)),
     })
-    support = _run(lua, "pdk_support.lua", primitives, exceed_fn, settings.memory_limit,
+    support = _run(lua, "support.lua", primitives, exceed_fn, settings.memory_limit,
                    f"Lua code exceeded the output limit of {settings.memory_limit} bytes".encode())
-    ngx_re = _run(lua, "pdk_ngx_re.lua", primitives)
-    ngx = _run(lua, "pdk_ngx.lua", primitives, support, cjson, ngx_re, await_fn, stop_fn, info)
-    cache = _run(lua, "pdk_kong_cache.lua", primitives, info)
-    kong = _run(lua, "pdk_kong.lua", primitives, support, ngx, cjson, stop_fn, info, cache)
+    ngx_re = _run(lua, "ngx_re.lua", primitives)
+    ngx = _run(lua, "ngx.lua", primitives, support, cjson, ngx_re, await_fn, stop_fn, info)
+    cache = _run(lua, "kong/cache.lua", primitives, info)
+    kong = _kong(lua, primitives, support, ngx, cjson, stop_fn, info, cache)
     modules = lua.table_from({b"cjson": cjson, b"cjson.safe": cjson_safe})
     lua.execute(b"ngx, kong, __kongish_modules = ...", ngx, kong, modules)
     return lua.execute(b"local cache = ... return function() return cache:purge() end", cache)
