@@ -1,36 +1,15 @@
-"""Tools for testing kongish and plugins written for it, as ``treq.testing`` is for treq.
-
-``SchemaOnlyPlugin`` validates like a real plugin and runs nothing: what Admin API,
-schema and storage tests need of a plugin, without a Lua engine.
-
-``StubUpstream`` is an ``IUpstreamClient`` that answers from a Python function,
-in memory: a ``ProxyResource`` built with one runs the whole proxy flow without
-a socket. Its timeouts run on the clock it is given (a ``Clock`` in tests)::
-
-    def handler(request: StubRequest) -> StubResponse:
-        return StubResponse(200, [("Content-Type", "text/plain")], [b"hello ", b"world"])
-
-    upstream = StubUpstream(handler, clock)
-
-``ProxyHarness`` puts both together: a node with a declarative configuration and the
-plugins under test, serving one in-memory client connection through kongish's own
-HTTP/1.1 server, on a ``MemoryReactorClock``.
-"""
+"""``StubUpstream``: an ``IUpstreamClient`` that answers from a Python function, in memory."""
 from __future__ import annotations
 
-import json
-import tempfile
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
-from typing import Any, BinaryIO, TypeVar, cast
+from typing import Any, BinaryIO, cast
 
 import attrs
-from twisted.internet.address import IPv4Address
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
@@ -47,54 +26,6 @@ from kongish.http.interfaces import (
     IUpstreamResponse,
     UpstreamSettings,
 )
-from kongish.plugins.interface import IPlugin, IPluginHandlers
-from kongish.plugins.serverless.schema import CODE_FIELDS, serverless_config_schema
-from kongish.schema import Record
-
-__all__ = ["ProxyHarness", "SchemaOnlyPlugin", "StubRequest", "StubResponse", "StubUpstream",
-           "serverless_schema_plugin"]
-
-_T = TypeVar("_T")
-
-
-@implementer(IPluginHandlers)
-@attrs.frozen
-class _NoHandlers:
-    phases: frozenset[str] = frozenset()
-
-    def run(self, phase: str, context: Any) -> None:
-        """Never called: no phases."""
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-@implementer(IPlugin)
-@attrs.frozen
-class SchemaOnlyPlugin:
-    """A plugin with a name, a config schema and an entity check, and no handlers."""
-
-    name: str
-    config_schema: Record
-    consumer_scoped: bool = True
-    comma_escaped_fields: frozenset[str] = frozenset()
-    check_entity: Callable[[dict[str, Any]], dict[str, str]] = lambda entity: {}
-    priority: int = 0
-    version: str = "0.0.0"
-
-    def configure(self, entity: dict[str, Any]) -> _NoHandlers:
-        return _NoHandlers()
-
-
-def serverless_schema_plugin(name: str, compile_check: Callable[[str], str | None] = lambda source: None,
-                             ) -> SchemaOnlyPlugin:
-    """``pre-function`` or ``post-function`` as validation sees it; ``compile_check(source)``
-    stands in for LuaJIT's compiler (``None``, or its message)."""
-    return SchemaOnlyPlugin(name, serverless_config_schema(compile_check, name), consumer_scoped=False,
-                            comma_escaped_fields=CODE_FIELDS)
-
-
-# StubUpstream
 
 #: How a stubbed body ends: whole, cut short of its Content-Length, or by a broken connection.
 BODY_ENDS = ("complete", "truncated", "reset")
@@ -323,77 +254,3 @@ class _StubStream:
     def abort(self) -> None:
         self.response._finish(BodyEnd(False, aborted=True, reason="aborted"))
 
-
-@attrs.define(eq=False)
-class ProxyHarness:
-    """A DB-less node serving one in-memory client connection: the whole proxy flow
-    (kongish's HTTP/1.1 server, routing, plugins, Kong's answers) with no socket, on a
-    ``MemoryReactorClock``, calling a ``StubUpstream``::
-
-        harness = ProxyHarness.start({"_format_version": "3.0", "services": [...]}, handler,
-                                     plugins=[MyPlugin()])
-        answer = harness.get(b"/path", b"X-Client: c1")   # the raw bytes sent back so far
-        harness.reactor.advance(2)                         # timeouts run on its clock
-    """
-
-    node: Any
-    reactor: MemoryReactorClock
-    upstream: StubUpstream
-    transport: StringTransport
-    connection: Any
-
-    @classmethod
-    def start(cls, config: Mapping[str, Any], handler: StubHandler, *, plugins: Sequence[IPlugin] = (),
-              settings: Mapping[str, str] | None = None, prefix: str | None = None) -> ProxyHarness:
-        """Load ``config`` (a declarative document) into a node that has ``plugins`` besides
-        the bundled ones enabled; ``settings`` are kong.conf values; ``prefix`` holds the
-        node id (a fresh temporary directory when not given)."""
-        from kongish.http.server import ProxyServerFactory
-        from kongish.runloop.error_pages import KongRefusals
-        from kongish.runloop.headers import SERVER_TOKEN
-        from kongish.service import build_node, proxy_resource  # the whole node: loaded only here
-        from kongish.settings import Settings
-
-        reactor = MemoryReactorClock()
-        values = {"database": "off", "declarative_config_string": json.dumps(config),
-                  "prefix": prefix or tempfile.mkdtemp(prefix="kongish-harness-"),
-                  "plugins": ",".join(["bundled", *(plugin.name for plugin in plugins)]),
-                  **(settings or {})}
-        building = ensureDeferred(build_node(Settings.load(environ={}, overrides=values), reactor,
-                                             extra_plugins=plugins))
-        node = _result(building)
-        upstream = StubUpstream(handler, reactor)
-        refusals = KongRefusals(node.settings.error_default_type)
-        factory = ProxyServerFactory(proxy_resource(node, upstream), refusals, SERVER_TOKEN, reactor=reactor)
-        client = IPv4Address("TCP", "127.0.0.1", 40000)
-        connection = factory.buildProtocol(client)
-        assert connection is not None, "the proxy factory always builds a connection"
-        transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8000), peerAddress=client)
-        connection.makeConnection(transport)
-        return cls(node, reactor, upstream, transport, connection)
-
-    def send(self, data: bytes) -> bytes:
-        """Feed raw client bytes; return everything sent back so far."""
-        self.connection.dataReceived(data)
-        return self.transport.value()
-
-    def get(self, path: bytes, *headers: bytes, host: bytes = b"gateway.test") -> bytes:
-        """A ``GET`` with ``headers`` (``b"Name: value"``); everything sent back so far."""
-        return self.send(b"GET " + path + b" HTTP/1.1\r\nHost: " + host + b"\r\n"
-                         + b"".join(header + b"\r\n" for header in headers) + b"\r\n")
-
-    def close(self) -> Deferred[None]:
-        """Release what the node holds (its plugins' HTTP client)."""
-        host = self.node.plugin_host
-        return host.close() if host is not None else succeed(None)
-
-
-def _result(deferred: Deferred[_T]) -> _T:
-    """A Deferred that has fired, as its result (or its failure, raised)."""
-    outcome: list[Any] = []
-    deferred.addBoth(outcome.append)
-    if not outcome:
-        raise RuntimeError("the node did not build without waiting")
-    if isinstance(outcome[0], Failure):
-        outcome[0].raiseException()
-    return cast(_T, outcome[0])

@@ -1,0 +1,93 @@
+"""``ProxyHarness``: a whole node serving one in-memory client connection."""
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+import attrs
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+
+from kongish.plugins.interface import IPlugin
+from kongish.testing.upstream import StubHandler, StubUpstream
+
+_T = TypeVar("_T")
+
+
+@attrs.define(eq=False)
+class ProxyHarness:
+    """A DB-less node serving one in-memory client connection: the whole proxy flow
+    (kongish's HTTP/1.1 server, routing, plugins, Kong's answers) with no socket, on a
+    ``MemoryReactorClock``, calling a ``StubUpstream``::
+
+        harness = ProxyHarness.start({"_format_version": "3.0", "services": [...]}, handler,
+                                     plugins=[MyPlugin()])
+        answer = harness.get(b"/path", b"X-Client: c1")   # the raw bytes sent back so far
+        harness.reactor.advance(2)                         # timeouts run on its clock
+    """
+
+    node: Any
+    reactor: MemoryReactorClock
+    upstream: StubUpstream
+    transport: StringTransport
+    connection: Any
+
+    @classmethod
+    def start(cls, config: Mapping[str, Any], handler: StubHandler, *, plugins: Sequence[IPlugin] = (),
+              settings: Mapping[str, str] | None = None, prefix: str | None = None) -> ProxyHarness:
+        """Load ``config`` (a declarative document) into a node that has ``plugins`` besides
+        the bundled ones enabled; ``settings`` are kong.conf values; ``prefix`` holds the
+        node id (a fresh temporary directory when not given)."""
+        from kongish.http.server import ProxyServerFactory
+        from kongish.runloop.error_pages import KongRefusals
+        from kongish.runloop.headers import SERVER_TOKEN
+        from kongish.service import build_node, proxy_resource  # the whole node: loaded only here
+        from kongish.settings import Settings
+
+        reactor = MemoryReactorClock()
+        values = {"database": "off", "declarative_config_string": json.dumps(config),
+                  "prefix": prefix or tempfile.mkdtemp(prefix="kongish-harness-"),
+                  "plugins": ",".join(["bundled", *(plugin.name for plugin in plugins)]),
+                  **(settings or {})}
+        building = ensureDeferred(build_node(Settings.load(environ={}, overrides=values), reactor,
+                                             extra_plugins=plugins))
+        node = _result(building)
+        upstream = StubUpstream(handler, reactor)
+        refusals = KongRefusals(node.settings.error_default_type)
+        factory = ProxyServerFactory(proxy_resource(node, upstream), refusals, SERVER_TOKEN, reactor=reactor)
+        client = IPv4Address("TCP", "127.0.0.1", 40000)
+        connection = factory.buildProtocol(client)
+        assert connection is not None, "the proxy factory always builds a connection"
+        transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8000), peerAddress=client)
+        connection.makeConnection(transport)
+        return cls(node, reactor, upstream, transport, connection)
+
+    def send(self, data: bytes) -> bytes:
+        """Feed raw client bytes; return everything sent back so far."""
+        self.connection.dataReceived(data)
+        return self.transport.value()
+
+    def get(self, path: bytes, *headers: bytes, host: bytes = b"gateway.test") -> bytes:
+        """A ``GET`` with ``headers`` (``b"Name: value"``); everything sent back so far."""
+        return self.send(b"GET " + path + b" HTTP/1.1\r\nHost: " + host + b"\r\n"
+                         + b"".join(header + b"\r\n" for header in headers) + b"\r\n")
+
+    def close(self) -> Deferred[None]:
+        """Release what the node holds (its plugins' HTTP client)."""
+        host = self.node.plugin_host
+        return host.close() if host is not None else succeed(None)
+
+
+def _result(deferred: Deferred[_T]) -> _T:
+    """A Deferred that has fired, as its result (or its failure, raised)."""
+    outcome: list[Any] = []
+    deferred.addBoth(outcome.append)
+    if not outcome:
+        raise RuntimeError("the node did not build without waiting")
+    if isinstance(outcome[0], Failure):
+        outcome[0].raiseException()
+    return cast(_T, outcome[0])
