@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase
@@ -136,6 +138,51 @@ _CONFIG = {"_format_version": "3.0", "services": [{
         "for _, name in ipairs({'KONG_ACCESS_TIME', 'KONG_RESPONSE_LATENCY', 'KONG_WAITING_TIME', "
         "'KONG_PROXY_LATENCY', 'KONG_BALANCER_TIME'}) do "
         "kong.response.set_header('X-Seen-' .. name, tostring(ngx.ctx[name])) end"]}}]}]}
+
+
+#: The readings the flow takes, in its orders: an exit in rewrite, one in access, a request
+#: with no route (answered before header_filter runs), and a proxied one. "respond" is the
+#: header_filter_start reading taken when the answer starts, where the latency headers are read.
+FLOW_ORDERS = {
+    "rewrite exit": ("processing_start", "rewrite_start", "header_filter_start", "header_filter_end",
+                     "respond", "body_filter_start", "body_filter_end", "log_start"),
+    "access exit": ("processing_start", "rewrite_start", "rewrite_end", "access_start", "answered",
+                    "header_filter_start", "header_filter_end", "respond", "body_filter_start",
+                    "body_filter_end", "log_start"),
+    "no route": ("processing_start", "rewrite_start", "rewrite_end", "access_start", "answered",
+                 "respond", "body_filter_start", "body_filter_end", "log_start"),
+    "proxied": ("processing_start", "rewrite_start", "rewrite_end", "access_start", "proxied", "balancer",
+                "header_filter_start", "header_filter_end", "respond", "body_filter_start",
+                "body_filter_end", "log_start"),
+}
+
+
+class LatencyHeaderProperties(SynchronousTestCase):
+    """The latency headers' values, computed from three readings, are Kong's fields."""
+
+    @given(st.sampled_from(sorted(FLOW_ORDERS)), st.lists(st.integers(0, 40_000), min_size=12, max_size=12),
+           st.integers(0, 10**9))
+    def test_headers_read_the_fields(self, order: str, gaps: list[int], start: int) -> None:
+        timings, now = KongTimings(), start / 1000
+        for point, gap in zip(FLOW_ORDERS[order], gaps, strict=False):
+            now += gap / 1_000_000
+            if point == "answered":
+                timings.access_end(now, proxying=False)
+            elif point == "proxied":
+                timings.access_end(now, proxying=True)
+            elif point == "balancer":
+                timings.balancer(now)
+            elif point == "respond":
+                timings.header_filter_start(now)
+                fields = timings.fields
+                self.assertEqual(timings.proxied, order == "proxied")
+                if timings.proxied:
+                    self.assertEqual(timings.proxy_latencies(),
+                                     (fields["KONG_WAITING_TIME"], fields["KONG_PROXY_LATENCY"]))
+                else:
+                    self.assertEqual(timings.response_latency(), fields["KONG_RESPONSE_LATENCY"])
+            else:
+                getattr(timings, point)(now)
 
 
 class _SlowFailingUpstream:

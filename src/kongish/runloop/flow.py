@@ -434,14 +434,13 @@ class ProxyFlow:
         response, timings = context.response, context.timings
         timings.header_filter_start(self._now())  # already, unless header_filter was skipped
         # Kong's latency headers are three of its ngx.ctx fields
-        if not timings["KONG_PROXIED"]:
-            self.node.kong_headers.add_own(response.headers, int(timings["KONG_RESPONSE_LATENCY"] or 0),
+        if not timings.proxied:
+            self.node.kong_headers.add_own(response.headers, timings.response_latency(),
                                            context.request_id.encode())
         else:
             upstream = context.upstream_response
             self.node.kong_headers.add_proxied(
-                response.headers, int(timings["KONG_WAITING_TIME"] or 0),
-                int(timings["KONG_PROXY_LATENCY"] or 0),
+                response.headers, *timings.proxy_latencies(),
                 upstream.headers.getRawHeaders(b"via") if upstream is not None else None,
                 context.request_id.encode())
         # nginx writes Content-Type itself, from the type it keeps apart from the header list

@@ -17,10 +17,17 @@ connects, so ``KONG_UPSTREAM_DNS_*`` are not set; Kong's own
 ``KONG_UPSTREAM_DNS_TIME`` is set only for buffered proxying, which kongish
 does not do. Kong's ``*_NS`` fields (nanosecond clocks for its tracing) and
 its stream-module fields (``KONG_PREREAD_*``) are not set either.
+
+What a request pays is one clock reading kept per point of the flow: the fields are
+derived from the readings (replayed in the order they were taken, by
+:class:`_KongFields`) only when something reads them, Lua's ``ngx.ctx`` or a test.
+Kong's latency headers, sent on every answer, are computed from the three readings
+they need, with the same results (``tests/test_proxy_timing.py`` holds the two to it).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import attrs
 
@@ -43,13 +50,39 @@ def milliseconds(seconds: float) -> int:
     return math.floor(round(seconds * 1000, 6))
 
 
-@attrs.define
-class KongTimings:
-    """The ``KONG_*`` fields of one request; ``changed()`` tells ngx.ctx what is new."""
+#: The points of the flow, in the order of _KongFields's methods that a reading replays.
+(_PROCESSING_START_AT, _REWRITE_START_AT, _REWRITE_END_AT, _ACCESS_START_AT, _ANSWERED_AT, _PROXIED_AT,
+ _BALANCER_AT, _HEADER_FILTER_START_AT, _HEADER_FILTER_END_AT, _BODY_FILTER_START_AT, _BODY_FILTER_END_AT,
+ _LOG_START_AT) = range(12)
 
-    fields: dict[str, TimingValue] = attrs.Factory(dict)
+
+@attrs.define(slots=True)
+class KongTimings:
+    """The clock readings of one request, and the ``KONG_*`` fields derived from them."""
+
+    _readings: list[tuple[int, float]] = attrs.Factory(list)
+    #: The fields as of the first ``n`` readings: (n, fields).
+    _derived: tuple[int, dict[str, TimingValue]] = (0, {})
     #: What ``changed()`` last handed out.
     _delivered: dict[str, TimingValue] = attrs.Factory(dict)
+    # What Kong's latency headers need, kept apart so that sending them derives nothing.
+    _processing_start: float | None = None
+    #: When the access phase last ended with the request answered, not proxied.
+    _answered_at: float | None = None
+    _balanced_at: float | None = None
+    _header_filter_start: float | None = None
+    #: Whether the request went to the upstream (Kong's ``KONG_PROXIED``).
+    proxied: bool = False
+
+    @property
+    def fields(self) -> dict[str, TimingValue]:
+        """Kong's fields as of now (derived afresh after each new reading)."""
+        readings = self._readings
+        count, fields = self._derived
+        if count != len(readings):
+            fields = _KongFields.replay(readings)
+            self._derived = (len(readings), fields)
+        return fields
 
     def __getitem__(self, name: str) -> TimingValue | None:
         return self.fields.get(name)
@@ -59,6 +92,94 @@ class KongTimings:
         fresh = {name: value for name, value in self.fields.items() if self._delivered.get(name) != value}
         self._delivered.update(fresh)
         return fresh
+
+    def response_latency(self) -> int:
+        """``KONG_RESPONSE_LATENCY`` of an answered request, once header_filter has started."""
+        answered = self._answered_at if self._answered_at is not None else self._header_filter_start
+        if answered is None or self._processing_start is None:
+            return 0
+        return milliseconds(answered) - milliseconds(self._processing_start)
+
+    def proxy_latencies(self) -> tuple[int, int]:
+        """``KONG_WAITING_TIME`` and ``KONG_PROXY_LATENCY`` of a proxied request, once
+        header_filter has started."""
+        balanced, started = self._balanced_at, self._processing_start
+        if balanced is None or started is None or self._header_filter_start is None:
+            return 0, 0
+        balanced_ms = milliseconds(balanced)
+        return milliseconds(self._header_filter_start) - balanced_ms, balanced_ms - milliseconds(started)
+
+    def processing_start(self, started_at: float) -> None:
+        """The request was received (``ngx.req.start_time()``)."""
+        self._readings.append((_PROCESSING_START_AT, started_at))
+        if self._processing_start is None:
+            self._processing_start = started_at
+
+    def rewrite_start(self, now: float) -> None:
+        self._readings.append((_REWRITE_START_AT, now))
+
+    def rewrite_end(self, now: float) -> None:
+        """The rewrite phase ran to its end (not when a plugin ended the request in it)."""
+        self._readings.append((_REWRITE_END_AT, now))
+
+    def access_start(self, now: float) -> None:
+        """Before routing: Kong's router runs at the start of its access phase."""
+        self._readings.append((_ACCESS_START_AT, now))
+
+    def access_end(self, now: float, proxying: bool) -> None:
+        """The access phase is over: the request goes to the upstream, or is answered here."""
+        if proxying:
+            self._readings.append((_PROXIED_AT, now))
+            self.proxied = True
+        else:
+            self._readings.append((_ANSWERED_AT, now))
+            self._answered_at = now
+
+    def balancer(self, at: float) -> None:
+        """The upstream call started at ``at`` (and reached the upstream, or failed trying)."""
+        self._readings.append((_BALANCER_AT, at))
+        self._balanced_at = at
+
+    def header_filter_start(self, now: float) -> None:
+        """The response head is ready (the upstream's, a plugin's or kongish's own)."""
+        self._readings.append((_HEADER_FILTER_START_AT, now))
+        if self._header_filter_start is None:
+            self._header_filter_start = now
+
+    def header_filter_end(self, now: float) -> None:
+        self._readings.append((_HEADER_FILTER_END_AT, now))
+
+    def body_filter_start(self, now: float) -> None:
+        self._readings.append((_BODY_FILTER_START_AT, now))
+
+    def body_filter_end(self, now: float) -> None:
+        """The last body chunk went through body_filter."""
+        self._readings.append((_BODY_FILTER_END_AT, now))
+
+    def log_start(self, now: float) -> None:
+        self._readings.append((_LOG_START_AT, now))
+
+
+@attrs.define
+class _KongFields:
+    """Kong's fields, set reading by reading with Kong's rules."""
+
+    fields: dict[str, TimingValue] = attrs.Factory(dict)
+
+    @classmethod
+    def replay(cls, readings: list[tuple[int, float]]) -> dict[str, TimingValue]:
+        derived = cls()
+        steps = derived._steps()
+        for point, at in readings:
+            steps[point](at)
+        return derived.fields
+
+    def _steps(self) -> tuple[Callable[[float], None], ...]:
+        """Each point's rule, indexed as the readings name them."""
+        return (self.processing_start, self.rewrite_start, self.rewrite_end, self.access_start,
+                lambda at: self.access_end(at, proxying=False), lambda at: self.access_end(at, proxying=True),
+                self.balancer, self.header_filter_start, self.header_filter_end, self.body_filter_start,
+                self.body_filter_end, self.log_start)
 
     def _first(self, *names: str) -> int:
         """The first of ``names`` that is set (the last is always set by the caller)."""
