@@ -126,7 +126,7 @@ class KongishService(MultiService):
 
     async def _start(self) -> None:
         self.node = await build_node(self.settings, self.reactor)
-        self.client = UpstreamClient(self.reactor)
+        self.client = UpstreamClient(self.reactor, self.settings.upstream_keepalive)
         descriptors = raise_descriptor_limit(self.settings.rlimit_nofile)
         self.connection_cap = cap = ConnectionCap.for_descriptors(
             descriptors, self.settings.worker_connections, self.reactor.seconds)

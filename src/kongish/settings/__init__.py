@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from kongish.http.pool import KeepaliveSettings
 from kongish.http.realip import RealIp, TrustedNetworks
 from kongish.settings.listen import ListenError, parse_listen
 
@@ -53,6 +54,9 @@ DEFAULTS: dict[str, str] = {
     "lua_max_resp_headers": "100",
     "lua_max_uri_args": "100",
     "lua_max_post_args": "100",
+    "upstream_keepalive_pool_size": "512",
+    "upstream_keepalive_max_requests": "10000",
+    "upstream_keepalive_idle_timeout": "60",
     "pg_password": "NONE",
 }
 
@@ -191,6 +195,9 @@ class Settings:
     #: The descriptor limit to set at start, and the connections one process holds (None: ``auto``).
     rlimit_nofile: int | None
     worker_connections: int | None
+    #: Kong's upstream keep-alive pools: idle connections per upstream, requests per
+    #: connection, seconds idle (0: none, no limit, no limit).
+    upstream_keepalive: KeepaliveSettings
 
     @classmethod
     def load(cls, path: str | None = None, environ: Mapping[str, str] | None = None,
@@ -256,6 +263,10 @@ class Settings:
             send_timeout=_timeout(raw, "nginx_http_send_timeout"),
             rlimit_nofile=_auto_count(raw, "nginx_main_worker_rlimit_nofile"),
             worker_connections=_auto_count(raw, "nginx_events_worker_connections"),
+            upstream_keepalive=KeepaliveSettings(
+                pool_size=_count(raw, "upstream_keepalive_pool_size"),
+                max_requests=_count(raw, "upstream_keepalive_max_requests"),
+                idle_timeout=_count(raw, "upstream_keepalive_idle_timeout")),
         )
 
     @property
@@ -316,6 +327,14 @@ def _auto_count(raw: Mapping[str, str], name: str) -> int | None:
         return None
     if not text.isdigit() or int(text) < 1:
         raise ConfigError(f"{name}: expected 'auto' or a positive integer")
+    return int(text)
+
+
+def _count(raw: Mapping[str, str], name: str) -> int:
+    """A whole number, 0 or more."""
+    text = raw[name].strip()
+    if not text.isdigit():
+        raise ConfigError(f"{name}: expected a number of 0 or more")
     return int(text)
 
 
