@@ -29,6 +29,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 
 SEED_CODE = ("local qs=ngx.req.get_uri_args()if qs and qs.name then ngx.say('Hello '..qs.name..'!')"
              "else ngx.say('Hello Serverless Functions!')end;ngx.exit(200)")
@@ -75,10 +76,11 @@ def post(url: str, fields: dict[str, str]) -> None:
         assert response.status == 201, response.status
 
 
-def run_wrk(url: str, duration: int, connections: int) -> tuple[float, float]:
-    """(requests per second, p99 latency in ms) from one wrk run."""
+def run_wrk(url: str, duration: int, connections: int, prefix: Sequence[str] = ()) -> tuple[float, float]:
+    """(requests per second, p99 latency in ms) from one wrk run; ``prefix`` goes before the
+    command (``taskset -c 1``)."""
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        [*prefix, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
         check=True, capture_output=True, text=True).stdout
     rate_match = re.search(r"Requests/sec:\s+([\d.]+)", output)
     p99_match = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)

@@ -32,7 +32,7 @@ from typing import Any, BinaryIO, cast
 import attrs
 from twisted.internet import error as net_errors
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
@@ -42,6 +42,7 @@ from twisted.internet.endpoints import (
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kongish.http.interfaces import IUpstreamClient, IUpstreamRequest, IUpstreamResponse, UpstreamSettings
@@ -163,48 +164,11 @@ class UpstreamClient:
         Cancelling the returned Deferred (the client went away) ends the try
         in progress and fails it with ``CancelledError``.
         """
-        return ensureDeferred(self._send(request, settings, body))
+        return _Call.start(self, request, settings, body)
 
     def close(self) -> Deferred[None]:
         """Close the idle connections."""
         return self.pools.close()
-
-    async def _send(self, upstream: IUpstreamRequest, settings: UpstreamSettings,
-                    body: bytes | BinaryIO) -> IUpstreamResponse:
-        method = upstream.method
-        length = len(body) if isinstance(body, bytes) else body.seek(0, 2)
-        head = request_head(upstream, length)
-        key = (upstream.scheme, upstream.host, upstream.port, settings.tls_verify)
-        failed_tries = 0
-        while True:
-            connection = self.pools.take(key)
-            reused = connection is not None
-            try:
-                if connection is None:
-                    connection = await self._connect(upstream, settings)
-                self.pools.adopt(key, connection)
-                return await connection.exchange(head, body, length, method == "HEAD",
-                                                 settings.write_timeout, settings.read_timeout)
-            except (CancelledError, net_errors.ConnectingCancelledError):
-                raise CancelledError() from None
-            except net_errors.DNSLookupError as failure:
-                raise classify(failure) from None
-            except Exception as failure:  # each try's failure decides whether to retry
-                if reused and isinstance(failure, UpstreamClosed) and not failure.answered \
-                        and method in _IDEMPOTENT:
-                    continue  # it died while idle in the pool: not a try
-                last = failure
-                if isinstance(failure, UpstreamHeadTooLarge):  # nginx's proxy_next_upstream skips it
-                    log.error("upstream sent too big header while reading response header from upstream "
-                              "{host}:{port} (more than {limit} bytes)", host=upstream.host,
-                              port=upstream.port, limit=HEAD_LIMIT)
-                    break
-                if connection is not None and method not in _IDEMPOTENT:
-                    break  # it reached the upstream: never sent twice
-                failed_tries += 1
-                if failed_tries > settings.retries:
-                    break
-        raise classify(last) from None
 
     def _connect(self, upstream: IUpstreamRequest,
                  settings: UpstreamSettings) -> Deferred[UpstreamConnection]:
@@ -230,3 +194,89 @@ class UpstreamClient:
             tls = self._tls[settings.tls_verify]
             return wrapClientTLS(tls.creatorForNetloc(_ascii_host(host), port), endpoint)
         return endpoint
+
+
+@attrs.define(eq=False)
+class _Call:
+    """One ``send``: its tries, each on an idle pooled connection or a new one.
+
+    Callbacks, not a coroutine: a request on a kept-alive connection is one method
+    call and one Deferred here, which is most proxied requests.
+    """
+
+    client: UpstreamClient
+    upstream: IUpstreamRequest
+    settings: UpstreamSettings
+    body: bytes | BinaryIO
+    length: int
+    head: bytes
+    done: Deferred[IUpstreamResponse] = attrs.field(init=False)
+    failed_tries: int = 0
+    #: The connection attempt or the exchange in progress.
+    _step: Deferred[Any] | None = None
+    _cancelled: bool = False
+
+    @classmethod
+    def start(cls, client: UpstreamClient, upstream: IUpstreamRequest, settings: UpstreamSettings,
+              body: bytes | BinaryIO) -> Deferred[IUpstreamResponse]:
+        length = len(body) if isinstance(body, bytes) else body.seek(0, 2)
+        call = cls(client, upstream, settings, body, length, request_head(upstream, length))
+        call.done = Deferred(call._cancel)
+        call._try()
+        return call.done
+
+    @property
+    def _key(self) -> tuple[str, str, int, bool]:
+        upstream = self.upstream
+        return (upstream.scheme, upstream.host, upstream.port, self.settings.tls_verify)
+
+    def _try(self) -> None:
+        connection = self.client.pools.take(self._key)
+        if connection is not None:
+            self._exchange(connection, reused=True)
+            return
+        connecting = self._step = self.client._connect(self.upstream, self.settings)
+        connecting.addCallbacks(self._exchange, self._failed, callbackArgs=(False,),
+                                errbackArgs=(None, False))
+
+    def _exchange(self, connection: UpstreamConnection, reused: bool) -> None:
+        self.client.pools.adopt(self._key, connection)
+        settings = self.settings
+        exchange = self._step = connection.exchange(
+            self.head, self.body, self.length, self.upstream.method == "HEAD",
+            settings.write_timeout, settings.read_timeout)
+        exchange.addCallbacks(self._answered, self._failed, errbackArgs=(connection, reused))
+
+    def _answered(self, response: IUpstreamResponse) -> None:
+        self._step = None
+        self.done.callback(response)
+
+    def _failed(self, failure: Failure, connection: UpstreamConnection | None, reused: bool) -> None:
+        """A try failed: try again, or fail the call with Kong's answer for it."""
+        self._step = None
+        if self._cancelled:
+            return
+        error, method, upstream = failure.value, self.upstream.method, self.upstream
+        assert error is not None, "a Failure holds its exception"
+        if isinstance(error, net_errors.DNSLookupError):
+            self.done.errback(classify(error))
+            return
+        if reused and isinstance(error, UpstreamClosed) and not error.answered and method in _IDEMPOTENT:
+            self._try()  # it died while idle in the pool: not a try
+            return
+        if isinstance(error, UpstreamHeadTooLarge):  # nginx's proxy_next_upstream skips it
+            log.error("upstream sent too big header while reading response header from upstream "
+                      "{host}:{port} (more than {limit} bytes)", host=upstream.host,
+                      port=upstream.port, limit=HEAD_LIMIT)
+        elif connection is None or method in _IDEMPOTENT:  # never sent twice once it reached one
+            self.failed_tries += 1
+            if self.failed_tries <= self.settings.retries:
+                self._try()
+                return
+        self.done.errback(classify(error))
+
+    def _cancel(self, done: Deferred[IUpstreamResponse]) -> None:
+        """The client went away: end the try in progress; ``done`` fails with CancelledError."""
+        self._cancelled = True
+        if self._step is not None:
+            self._step.cancel()

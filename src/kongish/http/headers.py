@@ -137,6 +137,15 @@ def copy_end_to_end(source: Headers, skip: frozenset[bytes] = frozenset()) -> Ga
     """The headers of ``source`` minus hop-by-hop ones and those in ``skip``."""
     dropped = HOP_BY_HOP | header_tokens(source, b"connection") | skip
     copied = GatewayHeaders()
+    if isinstance(source, CasedHeaders):  # checked and sanitized once already: copied as they are
+        raw, given = copied._rawHeaders, copied._given
+        spelled = source._given
+        for key, kept in source._rawHeaders.items():
+            if key.lower() not in dropped:
+                raw[key] = list(kept)
+                if key in spelled:
+                    given[key] = spelled[key]
+        return copied
     for name, values in source.getAllRawHeaders():
         if name.lower() not in dropped:
             copied.setRawHeaders(name, values)

@@ -68,7 +68,7 @@ class KeepalivePools:
         idle = self._idle.setdefault(key, [])
         if len(idle) >= settings.pool_size or (
                 settings.max_requests and connection.requests >= settings.max_requests):
-            connection.close()
+            connection.abort()
             return
         idle.append(connection)
         connection.on_free = None
@@ -79,7 +79,7 @@ class KeepalivePools:
 
     def _expire(self, key: Hashable, connection: UpstreamConnection) -> None:
         self._timers.pop(connection, None)
-        connection.close()
+        connection.abort()
 
     def _forget(self, key: Hashable, connection: UpstreamConnection) -> None:
         """An idle connection closed (the upstream's keep-alive ran out, or ours did)."""
@@ -99,7 +99,7 @@ class KeepalivePools:
         """Close every idle connection; fires once all are closed."""
         closing = [connection for idle in self._idle.values() for connection in idle]
         for connection in closing:
-            connection.close()
+            connection.abort()
         if not closing:
             return succeed(None)
         done: Deferred[None] = DeferredList([connection.closed for connection in closing]).addCallback(

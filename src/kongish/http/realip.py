@@ -31,6 +31,8 @@ class TrustedNetworks:
         return cls(tuple(networks))
 
     def __contains__(self, address: str) -> bool:
+        if not self.networks:  # the default (trusted_ips = NONE): nothing to parse per request
+            return False
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:

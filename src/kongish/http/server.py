@@ -44,6 +44,7 @@ from kongish.http.connection_cap import ConnectionCap
 from kongish.http.downstream import DownstreamRequest
 from kongish.http.draining import Draining
 from kongish.http.headers import http_date
+from kongish.http.nodelay import no_delay
 
 if TYPE_CHECKING:
     from twisted.internet.address import IPv4Address, IPv6Address
@@ -138,6 +139,7 @@ class ProxyConnection(Protocol):
         #: transport's address is an IPv4Address or IPv6Address (Twisted types it IAddress).
         self.host = cast("IPv4Address | IPv6Address", self.transport.getHost())
         self.secure = ISSLTransport.providedBy(self.transport)
+        no_delay(self.transport)
         self._now = self.factory.reactor.seconds
         self._last_read = self._head_started = self._now()
         self._expect(self._head_started + self.factory.header_timeout)

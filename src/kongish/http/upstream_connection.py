@@ -64,7 +64,6 @@ class _Wire(Structural):
     """What a connection uses of its transport (TCP, or TLS over TCP)."""
 
     def write(self, data: bytes) -> None: ...
-    def loseConnection(self) -> None: ...
     def abortConnection(self) -> None: ...
     def pauseProducing(self) -> None: ...
     def resumeProducing(self) -> None: ...
@@ -93,10 +92,6 @@ class UpstreamConnection(Protocol):
     def wire(self) -> _Wire:
         assert self.transport is not None, "connected"
         return cast(_Wire, self.transport)
-
-    def close(self) -> None:
-        """Close once what was written is sent."""
-        self.wire.loseConnection()
 
     def connectionMade(self) -> None:
         self.wire.registerProducer(self, True)
@@ -150,7 +145,7 @@ class UpstreamConnection(Protocol):
             return
         self._exchange = None
         if not reusable or self.on_free is None:
-            self.wire.loseConnection()
+            self.abort()  # nothing is in flight: no TLS close_notify exchange to wait for
             return
         self.wire.resumeProducing()
         self.on_free(self)

@@ -45,6 +45,10 @@ _RECOMPUTED = frozenset({
 })
 
 
+#: Via's value per client HTTP version, made once.
+_VIA = {version: f"{version} kong/{KONG_VERSION}".encode() for version in ("1.0", "1.1")}
+
+
 def _appended(existing: Sequence[bytes] | None, value: bytes) -> bytes:
     return b", ".join([*(existing or []), value])
 
@@ -60,23 +64,25 @@ def upstream_headers(incoming: Headers, *, host_header: str, peer_ip: str, clien
     """
     headers = copy_end_to_end(incoming, _RECOMPUTED)
     client = client_ip.encode()
-    headers.setRawHeaders(HOST, [host_header.encode("latin-1")])
-    headers.setRawHeaders(CONNECTION, [b"keep-alive"])
+    # values the client sent (sanitized by Headers when parsed) or kongish made
+    put = headers.put
+    put(HOST, host_header.encode("latin-1"))
+    put(CONNECTION, b"keep-alive")
     if b"trailers" in header_tokens(incoming, b"te"):
-        headers.setRawHeaders(TE, [b"trailers"])
+        put(TE, b"trailers")
     sent_for = incoming.getRawHeaders(b"x-forwarded-for")
-    headers.setRawHeaders(X_FORWARDED_FOR, [_appended(sent_for, peer_ip.encode()) if sent_for else client])
-    headers.setRawHeaders(X_FORWARDED_PROTO, [forwarded.proto])
-    headers.setRawHeaders(X_FORWARDED_HOST, [forwarded.host])
-    headers.setRawHeaders(X_FORWARDED_PORT, [forwarded.port])
-    headers.setRawHeaders(X_FORWARDED_PATH, [forwarded.path])
+    put(X_FORWARDED_FOR, _appended(sent_for, peer_ip.encode()) if sent_for else client)
+    put(X_FORWARDED_PROTO, forwarded.proto)
+    put(X_FORWARDED_HOST, forwarded.host)
+    put(X_FORWARDED_PORT, forwarded.port)
+    put(X_FORWARDED_PATH, forwarded.path)
     if forwarded.prefix is not None:
-        headers.setRawHeaders(X_FORWARDED_PREFIX, [forwarded.prefix])
-    headers.setRawHeaders(X_REAL_IP, [client])
-    via = f"{http_version} kong/{KONG_VERSION}".encode()
-    headers.setRawHeaders(VIA, [_appended(incoming.getRawHeaders(b"via"), via)])
+        put(X_FORWARDED_PREFIX, forwarded.prefix)
+    put(X_REAL_IP, client)
+    via = _VIA.get(http_version) or f"{http_version} kong/{KONG_VERSION}".encode()
+    put(VIA, _appended(incoming.getRawHeaders(b"via"), via))
     if request_id:
-        headers.setRawHeaders(REQUEST_ID, [request_id.encode()])
+        put(REQUEST_ID, request_id.encode())
     return headers
 
 

@@ -1,0 +1,176 @@
+"""Requests/s and p99 of kongish proxying, against nginx's proxy_pass, measured in one run.
+
+Every target proxies to the same upstream (an nginx answering 200 "ok"), except the
+seed demo, which answers from Lua:
+
+  nginx proxy_pass          nginx with an upstream block kept alive (Kong's data plane)
+  twisted ReverseProxyResource
+  kongish proxy             a route to the upstream, no plugin
+  kongish proxy + lua       the same with a pre-function (access) and a post-function
+                            (header_filter)
+  kongish seed              the seed demo's pre-function answering with ngx.exit
+
+Each server under test runs on core 0 (``taskset``), wrk and the upstream on core 1;
+nothing writes an access log. Rounds alternate between the targets so drift hits all
+alike. Prints the medians and the ratios the fast data plane issue sets targets for.
+
+Needs nginx and wrk (``apt-get install nginx wrk``).
+Usage (from the repository root): PYTHONPATH=. python benchmarks/proxy_vs_nginx.py
+    [--duration 5] [--rounds 3] [--connections 50]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import urllib.request
+
+from benchmarks.seed_vs_bare import SEED_CODE, free_port, run_wrk, wait_for
+
+UPSTREAM_NGINX = """
+worker_processes 1;
+daemon off;
+pid {dir}/upstream.pid;
+error_log {dir}/upstream-error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{ return 200 "ok"; }}
+    }}
+}}
+"""
+
+PROXY_NGINX = """
+worker_processes 1;
+daemon off;
+pid {dir}/proxy.pid;
+error_log {dir}/proxy-error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    upstream service {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://service;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+REVERSE_PROXY = """
+import sys
+from twisted.internet import reactor
+from twisted.web.proxy import ReverseProxyResource
+from twisted.web.server import Site
+
+site = Site(ReverseProxyResource("127.0.0.1", int(sys.argv[2]), b""))
+site.log = lambda request: None
+reactor.listenTCP(int(sys.argv[1]), site, interface="127.0.0.1", backlog=4096)
+reactor.run()
+"""
+
+PRE_ACCESS = "kong.service.request.set_header('X-Pre', 'access')"
+POST_HEADER_FILTER = "kong.response.set_header('X-Post', 'header_filter')"
+
+
+def declarative(upstream: int) -> str:
+    url = f"http://127.0.0.1:{upstream}"
+    return json.dumps({"_format_version": "3.0", "services": [
+        {"name": "plain", "url": url, "routes": [{"name": "plain", "paths": ["/plain"]}]},
+        {"name": "lua", "url": url, "routes": [{"name": "lua", "paths": ["/lua"]}], "plugins": [
+            {"name": "pre-function", "config": {"access": [PRE_ACCESS]}},
+            {"name": "post-function", "config": {"header_filter": [POST_HEADER_FILTER]}}]},
+        {"name": "seed", "url": "http://dead.end.com", "routes": [{"name": "seed", "paths": ["/test"]}],
+         "plugins": [{"name": "pre-function", "config": {"access": [SEED_CODE]}}]},
+    ]})
+
+
+def pinned(core: int, command: list[str]) -> list[str]:
+    return ["taskset", "-c", str(core), *command]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each target")
+    parser.add_argument("--connections", type=int, default=50)
+    args = parser.parse_args()
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    for tool in (nginx, "wrk", "taskset"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is needed: apt-get install nginx wrk")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.path.join(repo, "src")]))
+    upstream, anchor, reverse, proxy, admin = (free_port() for _ in range(5))
+    servers: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory() as work:
+        for name, template, core, port in (("upstream", UPSTREAM_NGINX, 1, upstream),
+                                           ("proxy", PROXY_NGINX, 0, anchor)):
+            conf = os.path.join(work, f"{name}.conf")
+            with open(conf, "w") as file:
+                file.write(template.format(dir=work, port=port, upstream=upstream))
+            servers.append(subprocess.Popen(pinned(core, [nginx, "-c", conf, "-p", work]),
+                                            stderr=subprocess.DEVNULL))
+        servers.append(subprocess.Popen(pinned(0, [sys.executable, "-c", REVERSE_PROXY, str(reverse),
+                                                   str(upstream)]), env=env,
+                                        stderr=subprocess.DEVNULL))  # its errors as wrk stops
+        servers.append(subprocess.Popen(
+            pinned(0, [sys.executable, "-m", "twisted", "--log-level", "warn", "kongish",
+                       "--proxy-listen", f"127.0.0.1:{proxy} backlog=4096",
+                       "--admin-listen", f"127.0.0.1:{admin}"]),
+            env=dict(env, KONGISH_PREFIX=work, KONGISH_PROXY_ACCESS_LOG="off", KONGISH_DATABASE="off",
+                     KONGISH_DECLARATIVE_CONFIG_STRING=declarative(upstream))))
+        try:
+            targets = {"nginx proxy_pass": f"http://127.0.0.1:{anchor}/",
+                       "twisted ReverseProxyResource": f"http://127.0.0.1:{reverse}/",
+                       "kongish proxy": f"http://127.0.0.1:{proxy}/plain",
+                       "kongish proxy + lua": f"http://127.0.0.1:{proxy}/lua",
+                       "kongish seed": f"http://127.0.0.1:{proxy}/test?name=Kong"}
+            for url in targets.values():
+                wait_for(url)
+            with urllib.request.urlopen(targets["kongish proxy + lua"]) as response:
+                assert response.read() == b"ok" and response.headers["X-Post"] == "header_filter"
+            runs: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
+            for url in targets.values():
+                run_wrk(url, 2, args.connections, pinned(1, []))  # warm-up
+            for _ in range(args.rounds):
+                for name, url in targets.items():
+                    runs[name].append(run_wrk(url, args.duration, args.connections, pinned(1, [])))
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait()
+    medians = {name: (statistics.median(rate for rate, _ in results),
+                      statistics.median(p99 for _, p99 in results)) for name, results in runs.items()}
+    for name, (rate, p99) in medians.items():
+        print(f"{name:30s} {rate:10.1f} req/s   p99 {p99:7.2f} ms   (median of {args.rounds})")
+    ratios = {
+        "kongish proxy / nginx proxy_pass (target >= 0.30)":
+            medians["kongish proxy"][0] / medians["nginx proxy_pass"][0],
+        "kongish proxy / ReverseProxyResource (target >= 5)":
+            medians["kongish proxy"][0] / medians["twisted ReverseProxyResource"][0],
+        "kongish proxy + lua / kongish proxy (target >= 0.8)":
+            medians["kongish proxy + lua"][0] / medians["kongish proxy"][0],
+        "kongish proxy p99 / nginx p99 (target <= 3)":
+            medians["kongish proxy"][1] / medians["nginx proxy_pass"][1],
+    }
+    for name, value in ratios.items():
+        print(f"{name:55s} {value:6.3f}")
+    print(json.dumps({"medians": medians, "ratios": {name.split(" (")[0]: round(value, 3)
+                                                     for name, value in ratios.items()}}))
+
+
+if __name__ == "__main__":
+    main()
