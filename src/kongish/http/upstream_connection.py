@@ -29,6 +29,7 @@ from zope.interface import implementer
 
 from kongish.http.headers import NO_BODY_STATUSES, CasedHeaders
 from kongish.http.interfaces import COMPLETE, BodyEnd, IBodyReceiver, IBodyStream, IUpstreamResponse
+from kongish.http.nodelay import no_delay
 
 #: Kong's ``proxy_buffer_size`` (160k): an upstream's status line and headers must fit in it.
 HEAD_LIMIT = 160 * 1024
@@ -94,6 +95,7 @@ class UpstreamConnection(Protocol):
         return cast(_Wire, self.transport)
 
     def connectionMade(self) -> None:
+        no_delay(self.transport)
         self.wire.registerProducer(self, True)
 
     def exchange(self, head: bytes, body: bytes | BinaryIO, length: int, head_only: bool,
@@ -340,8 +342,9 @@ class _Exchange:
             self._message_complete()
 
     def _message_complete(self) -> None:
-        self._finish_body(COMPLETE)
+        # the connection is free before the body's end is told: what that starts may reuse it
         self.connection.finished(self, self._keep_alive and self._written)
+        self._finish_body(COMPLETE)
 
     def connection_lost(self, reason: Failure) -> None:
         if not self._head_done:
