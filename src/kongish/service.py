@@ -30,6 +30,7 @@ from kongish.admin.resource import AdminResource
 from kongish.db.backends import open_storage
 from kongish.db.dao import Database
 from kongish.db.declarative import configuration_hash, flatten, parse_declarative
+from kongish.heap import settle_heap
 from kongish.http import access_log
 from kongish.http.client import UpstreamClient
 from kongish.http.connection_cap import ConnectionCap
@@ -102,6 +103,10 @@ class KongishService(MultiService):
 
     settings: Settings
     reactor: Any = attrs.field(default=None)
+    #: Freeze what the started process holds out of the cycle collector's view
+    #: (:mod:`kongish.heap`): for a process kongish owns, as under ``twist kongish``;
+    #: a service composed into another program leaves that program's heap alone.
+    owns_process: bool = attrs.field(default=False, kw_only=True)
     node: Node | None = attrs.field(default=None, init=False)
     client: IUpstreamClient | None = attrs.field(default=None, init=False)
     ports: list[IListeningPort] = attrs.field(factory=list, init=False)
@@ -158,6 +163,8 @@ class KongishService(MultiService):
                 port = await serverFromString(self.reactor, description).listen(listened)
                 self.ports.append(port)
                 log.info("kongish {role} listening on {address}", role=role, address=port.getHost())
+        if self.owns_process:
+            settle_heap()
 
     def _failed_to_start(self, failure: Failure) -> None:
         """Say why in one line, keep the traceback for debug logs, and stop the reactor."""

@@ -41,7 +41,7 @@ class KongishServiceMaker:
         if twist is not None and twist.get("logLevel") == getattr(twist, "defaultLogLevel", None):
             # log_level applies unless twist's own --log-level chose another level.
             twist["logLevel"] = LOG_LEVELS[settings.log_level]
-        service = KongishService(settings)
+        service = KongishService(settings, owns_process=True)
         atexit.register(_exit_if_start_failed, service)
         return service
 
