@@ -31,62 +31,43 @@ def clock() -> None:
         now()
 
 
-def _answered(timings: KongTimings) -> None:
+def _readings(timings: KongTimings, proxying: bool) -> None:
+    """The readings the flow takes for an answered (or a proxied) request."""
     now = time.monotonic
     timings.processing_start(now())
     timings.rewrite_start(now())
     timings.rewrite_end(now())
     timings.access_start(now())
-    timings.access_end(now(), proxying=False)
+    ended = now()
+    timings.access_end(ended, proxying=proxying)
+    if proxying:
+        timings.balancer(ended)
     timings.header_filter_start(now())
     timings.header_filter_end(now())
     timings.header_filter_start(now())
     timings.body_filter_start(now())
     timings.body_filter_end(now())
     timings.log_start(now())
+
+
+def _answered(timings: KongTimings) -> None:
+    _readings(timings, proxying=False)
 
 
 def _proxied(timings: KongTimings) -> None:
-    now = time.monotonic
-    timings.processing_start(now())
-    timings.rewrite_start(now())
-    timings.rewrite_end(now())
-    timings.access_start(now())
-    started = now()
-    timings.access_end(started, proxying=True)
-    timings.balancer(started)
-    timings.header_filter_start(now())
-    timings.header_filter_end(now())
-    timings.header_filter_start(now())
-    timings.body_filter_start(now())
-    timings.body_filter_end(now())
-    timings.log_start(now())
+    _readings(timings, proxying=True)
 
 
-def answered_headers() -> None:
-    timings = KongTimings()
-    _answered(timings)
-    timings.response_latency()
-
-
-def answered_fields() -> None:
-    timings = KongTimings()
-    _answered(timings)
-    timings.response_latency()
-    timings.changed()
-
-
-def proxied_headers() -> None:
-    timings = KongTimings()
-    _proxied(timings)
-    timings.proxy_latencies()
-
-
-def proxied_fields() -> None:
-    timings = KongTimings()
-    _proxied(timings)
-    timings.proxy_latencies()
-    timings.changed()
+def one_request(flow: Callable[[KongTimings], None], latencies: Callable[[KongTimings], object],
+                fields: bool) -> Callable[[], None]:
+    """A request's timings: its readings, its latency header values, and all fields if asked."""
+    def run() -> None:
+        timings = KongTimings()
+        flow(timings)
+        latencies(timings)
+        if fields:
+            timings.changed()
+    return run
 
 
 def microseconds(function: Callable[[], None], requests: int) -> float:
@@ -99,9 +80,10 @@ def main() -> None:
     requests = parser.parse_args().requests
     base = microseconds(clock, requests)
     print(f"clock reads alone: {base:.2f} µs/request")
-    for name, headers, fields in (("answered", answered_headers, answered_fields),
-                                  ("proxied", proxied_headers, proxied_fields)):
-        with_headers, with_fields = microseconds(headers, requests), microseconds(fields, requests)
+    for name, flow, latencies in (("answered", _answered, KongTimings.response_latency),
+                                  ("proxied", _proxied, KongTimings.proxy_latencies)):
+        with_headers = microseconds(one_request(flow, latencies, fields=False), requests)
+        with_fields = microseconds(one_request(flow, latencies, fields=True), requests)
         print(f"{name}: headers {with_headers:.2f} µs ({with_headers / base:.2f}x clock), "
               f"fields {with_fields:.2f} µs ({with_fields / base:.2f}x clock)")
 

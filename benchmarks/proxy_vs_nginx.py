@@ -32,15 +32,19 @@ import urllib.request
 
 from benchmarks.seed_vs_bare import SEED_CODE, free_port, run_wrk, wait_for
 
-UPSTREAM_NGINX = """
+#: One nginx worker, in the foreground, no access log; ``{name}`` names its pid and log files.
+NGINX_MAIN = """
 worker_processes 1;
 daemon off;
-pid {dir}/upstream.pid;
-error_log {dir}/upstream-error.log;
+pid {dir}/{name}.pid;
+error_log {dir}/{name}-error.log;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
     keepalive_requests 1000000;
+"""
+
+UPSTREAM_NGINX = NGINX_MAIN + """
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location / {{ return 200 "ok"; }}
@@ -48,15 +52,7 @@ http {{
 }}
 """
 
-PROXY_NGINX = """
-worker_processes 1;
-daemon off;
-pid {dir}/proxy.pid;
-error_log {dir}/proxy-error.log;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
+PROXY_NGINX = NGINX_MAIN + """
     upstream service {{ server 127.0.0.1:{upstream}; keepalive 64; }}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
@@ -120,7 +116,7 @@ def main() -> None:
                                            ("proxy", PROXY_NGINX, 0, anchor)):
             conf = os.path.join(work, f"{name}.conf")
             with open(conf, "w") as file:
-                file.write(template.format(dir=work, port=port, upstream=upstream))
+                file.write(template.format(dir=work, name=name, port=port, upstream=upstream))
             servers.append(subprocess.Popen(pinned(core, [nginx, "-c", conf, "-p", work]),
                                             stderr=subprocess.DEVNULL))
         servers.append(subprocess.Popen(pinned(0, [sys.executable, "-c", REVERSE_PROXY, str(reverse),

@@ -19,7 +19,7 @@ from zope.interface.verify import verifyObject
 from kongish.http.agent import UpstreamAgent
 from kongish.http.client import UpstreamClient, UpstreamFailure
 from kongish.http.nodelay import no_delay
-from tests.harness import deferred
+from tests.harness import deferred, start_gateway
 
 
 class Echo(Resource):
@@ -83,6 +83,17 @@ class UpstreamAgentTests(TestCase):
             await self.http.get(f"http://127.0.0.1:{address}/")
         self.assertEqual(raised.exception.status, 502)
 
+
+    @deferred
+    async def test_plugins_and_the_proxy_share_the_pools(self) -> None:
+        await self.asyncSetUp()
+        gateway = await start_gateway(self, database="off")
+        host = gateway.node.plugin_host
+        assert host is not None
+        self.assertIs(gateway.service.client, host.client)
+        response = await host.http.get(self.base + "/from-a-plugin")
+        self.assertEqual((await response.json())["path"], "/from-a-plugin")
+        self.assertEqual(host.client.pools.idle_count(), 1)
 
 
 class NoDelayTests(SynchronousTestCase):

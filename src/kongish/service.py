@@ -131,7 +131,10 @@ class KongishService(MultiService):
 
     async def _start(self) -> None:
         self.node = await build_node(self.settings, self.reactor)
-        self.client = UpstreamClient(self.reactor, self.settings.upstream_keepalive)
+        # one upstream client, whose pools the proxy and the plugins' HTTP calls share
+        host = self.node.plugin_host
+        self.client = host.client if host is not None else UpstreamClient(
+            self.reactor, self.settings.upstream_keepalive)
         descriptors = raise_descriptor_limit(self.settings.rlimit_nofile)
         self.connection_cap = cap = ConnectionCap.for_descriptors(
             descriptors, self.settings.worker_connections, self.reactor.seconds)
@@ -189,10 +192,8 @@ class KongishService(MultiService):
                              *(admin.close(DRAIN_TIMEOUT) for admin in self.admin_factories)])
         self.proxy_factories.clear()
         self.admin_factories.clear()
-        if self.client is not None:
+        if self.client is not None:  # the plugin host's client, when the node has a host
             await self.client.close()
-        if self.node is not None and self.node.plugin_host is not None:
-            await self.node.plugin_host.close()
         if self.node is not None and self.node.database.storage is not None:
             await self.node.database.storage.close()
 

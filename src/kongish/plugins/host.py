@@ -5,11 +5,12 @@ from typing import Any
 
 import attrs
 from treq.client import HTTPClient
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool
 from zope.interface import implementer
 
+from kongish.http.agent import UpstreamAgent
+from kongish.http.client import UpstreamClient
 from kongish.plugins.interface import IPluginHost
 from kongish.settings import Settings
 
@@ -17,26 +18,27 @@ from kongish.settings import Settings
 @implementer(IPluginHost)
 @attrs.define(eq=False)
 class PluginHost:
-    """One per node. The HTTP client's pool is made on first use, so a node whose
-    plugins call nobody holds no pool, and ``close`` ends its connections."""
+    """One per node. ``client`` is the node's upstream client: the proxy sends through it,
+    and a plugin's treq calls (``http``) ride the same keep-alive pools; ``close`` ends
+    their idle connections."""
 
     reactor: Any
     settings: Settings
-    _pool: HTTPConnectionPool | None = attrs.field(default=None, init=False)
+    client: UpstreamClient = attrs.field(init=False)
     _http: HTTPClient | None = attrs.field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.client = UpstreamClient(self.reactor, self.settings.upstream_keepalive)
 
     @property
     def http(self) -> HTTPClient:
         if self._http is None:
-            self._pool = HTTPConnectionPool(self.reactor)
-            self._http = HTTPClient(Agent(self.reactor, pool=self._pool))
+            self._http = HTTPClient(UpstreamAgent(self.client))
         return self._http
 
     def logger(self, name: str) -> Logger:
         return Logger(namespace=f"kongish.plugins.{name}")
 
     def close(self) -> Deferred[None]:
-        """Close the HTTP client's idle connections (the node is stopping)."""
-        if self._pool is None:
-            return succeed(None)
-        return self._pool.closeCachedConnections()
+        """Close the idle upstream connections (the node is stopping)."""
+        return self.client.close()
