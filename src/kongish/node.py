@@ -18,6 +18,7 @@ from kongish.plugins.host import PluginHost
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry
 from kongish.router import Router
+from kongish.router.router import CompiledRoutes
 from kongish.runloop.headers import KongHeaders
 from kongish.runloop.output import OutputLedger
 from kongish.settings import Settings
@@ -70,6 +71,8 @@ class Node:
     kong_headers: KongHeaders = attrs.field(init=False)
     #: The response output all of the node's requests hold for their clients (``lua_output_limit``).
     output: OutputLedger = attrs.field(init=False)
+    #: The last router build's compiled routes: a write recompiles only what it changed.
+    compiled_routes: CompiledRoutes = attrs.Factory(CompiledRoutes)
 
     def __attrs_post_init__(self) -> None:
         self.kong_headers = KongHeaders.enabled(self.settings.headers)
@@ -81,7 +84,7 @@ class Node:
     def rebuild(self) -> None:
         """Compile fresh snapshots from the database; the old ones serve requests in flight."""
         tables = self.database.tables
-        self.router = Router.build(tables["routes"].values(), tables["services"])
+        self.router = Router.build(tables["routes"].values(), tables["services"], self.compiled_routes)
         self.plugin_map = build_plugin_map(tables["plugins"].values(), self.registry.lookup,
                                            previous=self.plugin_map)
 

@@ -1,0 +1,68 @@
+"""A router built from the last build's compiled routes answers as one built afresh, and
+compiles only the routes a write changed."""
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from kongish.router import Router
+from kongish.router.router import CompiledRoutes
+from tests.test_routing_memo import SERVICES, route
+
+PATHS = ["/a", "/b", "/a/b", r"~/r\d+$", "/"]
+PROBES = [b"/a", b"/a/b/c", b"/b", b"/r12", b"/r", b"/zzz"]
+
+#: One write to the route table: (kind, route number, path index).
+writes = st.lists(st.tuples(st.sampled_from(["put", "delete", "disable", "enable"]),
+                            st.integers(0, 5), st.integers(0, len(PATHS) - 1)), max_size=25)
+
+
+def routed(router: Router, target: bytes) -> str | None:
+    match = router.match("GET", target, None, {}, 8000)
+    return match.route["id"] if match else None
+
+
+def answers(router: Router) -> list[tuple[str, str] | None]:
+    found = [router.match("GET", probe, "kong.test", {}, 8000) for probe in PROBES]
+    return [(match.route["id"], match.upstream_path) if match else None for match in found]
+
+
+class IncrementalBuildProperties(SynchronousTestCase):
+    @given(writes)
+    def test_same_answers_as_a_fresh_build(self, operations: list[tuple[str, int, int]]) -> None:
+        routes: dict[str, dict] = {}
+        services = dict(SERVICES)
+        compiled = CompiledRoutes()
+        for kind, number, path in operations:
+            route_id = f"r{number}"
+            if kind == "put":  # insert, or replace in place (a dict keeps its key's position)
+                routes[route_id] = route(route_id, paths=[PATHS[path]], created_at=number)
+            elif kind == "delete":
+                routes.pop(route_id, None)
+            else:  # the service is replaced, as a write replaces an entity
+                services["s"] = {**services["s"], "enabled": kind == "enable"}
+            incremental = Router.build(routes.values(), services, compiled)
+            self.assertEqual(answers(incremental), answers(Router.build(routes.values(), services)))
+
+
+class IncrementalBuildTests(SynchronousTestCase):
+    def test_one_write_compiles_one_route(self) -> None:
+        routes = {f"r{i}": route(f"r{i}", paths=[f"/p{i}"]) for i in range(50)}
+        compiled = CompiledRoutes()
+        Router.build(routes.values(), SERVICES, compiled)
+        self.assertEqual(compiled.compiled, 50)
+        routes["r7"] = route("r7", paths=["/seven"])
+        routes["r50"] = route("r50", paths=["/fifty"])
+        router = Router.build(routes.values(), SERVICES, compiled)
+        self.assertEqual(compiled.compiled, 52)
+        self.assertEqual([routed(router, target) for target in (b"/seven", b"/p7", b"/fifty")],
+                         ["r7", None, "r50"])
+
+    def test_a_bad_regex_stays_out_until_it_changes(self) -> None:
+        compiled = CompiledRoutes()
+        routes = [route("bad", paths=["~/(unclosed"]), route("good", paths=["/g"])]
+        router = Router.build(routes, SERVICES, compiled)
+        self.assertIsNone(routed(router, b"/(unclosed"))
+        router = Router.build(routes, SERVICES, compiled)
+        self.assertEqual((compiled.compiled, routed(router, b"/g")), (2, "good"))
