@@ -14,8 +14,9 @@ PATHS = ["/a", "/b", "/a/b", r"~/r\d+$", "/"]
 PROBES = [b"/a", b"/a/b/c", b"/b", b"/r12", b"/r", b"/zzz"]
 
 #: One write to the route table: (kind, route number, path index).
-writes = st.lists(st.tuples(st.sampled_from(["put", "delete", "disable", "enable"]),
-                            st.integers(0, 5), st.integers(0, len(PATHS) - 1)), max_size=25)
+KINDS = ["put", "put-headers", "put-host", "delete", "disable", "enable"]
+writes = st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, 5), st.integers(0, len(PATHS) - 1)),
+                  max_size=25)
 
 
 def routed(router: Router, target: bytes) -> str | None:
@@ -24,7 +25,8 @@ def routed(router: Router, target: bytes) -> str | None:
 
 
 def answers(router: Router) -> list[tuple[str, str] | None]:
-    found = [router.match("GET", probe, "kong.test", {}, 8000) for probe in PROBES]
+    found = [router.match("GET", probe, "kong.test", headers, 8000)
+             for probe in PROBES for headers in ({}, {"x-v": ["1"]}, {})]
     return [(match.route["id"], match.upstream_path) if match else None for match in found]
 
 
@@ -38,6 +40,10 @@ class IncrementalBuildProperties(SynchronousTestCase):
             route_id = f"r{number}"
             if kind == "put":  # insert, or replace in place (a dict keeps its key's position)
                 routes[route_id] = route(route_id, paths=[PATHS[path]], created_at=number)
+            elif kind == "put-headers":
+                routes[route_id] = route(route_id, paths=[PATHS[path]], headers={"x-v": ["1"]})
+            elif kind == "put-host":  # indexed by host: no paths
+                routes[route_id] = route(route_id, hosts=["kong.test", f"h{path}.test"])
             elif kind == "delete":
                 routes.pop(route_id, None)
             else:  # the service is replaced, as a write replaces an entity

@@ -32,18 +32,51 @@ class RouteIndex:
         by_host: dict[str, list[RouteEntry]] = {}
         scanned: list[RouteEntry] = []
         for entry in entries:
-            if isinstance(entry.paths, PrefixPaths):
-                for prefix in entry.paths.prefixes:
-                    by_prefix.setdefault(prefix, []).append(entry)
-            elif entry.paths is None and entry.hosts and all(
-                h.wildcard is None for h in entry.hosts
-            ):
-                for name in {h.name for h in entry.hosts}:
-                    by_host.setdefault(name, []).append(entry)
-            else:
+            place, keys = _place(entry)
+            if place is None:
                 scanned.append(entry)
-        lengths = tuple(sorted({len(p) for p in by_prefix}, reverse=True))
-        return cls(by_prefix, lengths, by_host, tuple(scanned))
+                continue
+            table = by_prefix if place == "prefix" else by_host
+            for key in keys:
+                table.setdefault(key, []).append(entry)
+        return cls(by_prefix, _lengths(by_prefix), by_host, tuple(scanned))
+
+    def changed(self, removed: Iterable[RouteEntry], added: Iterable[RouteEntry]) -> RouteIndex:
+        """This index without ``removed`` (these very entries) and with ``added``; only the
+        lists they are in are copied, so a change costs what it touches."""
+        tables = {"prefix": dict(self.by_prefix), "host": dict(self.by_host)}
+        copied: set[tuple[str, str]] = set()
+        scanned: list[RouteEntry] = list(self.scanned)
+
+        def entries_at(place: str, key: str) -> list[RouteEntry]:
+            table = tables[place]
+            if (place, key) not in copied:
+                copied.add((place, key))
+                table[key] = list(table.get(key, ()))
+            return table[key]
+
+        gone = {id(entry) for entry in removed}
+        for entry in removed:
+            place, keys = _place(entry)
+            if place is None:
+                continue
+            for key in keys:
+                remaining = [kept for kept in entries_at(place, key) if id(kept) not in gone]
+                if remaining:
+                    tables[place][key] = remaining
+                else:
+                    del tables[place][key]
+                    copied.discard((place, key))
+        scanned = [kept for kept in scanned if id(kept) not in gone]
+        for entry in added:
+            place, keys = _place(entry)
+            if place is None:
+                scanned.append(entry)
+                continue
+            for key in keys:
+                entries_at(place, key).append(entry)
+        by_prefix = tables["prefix"]
+        return RouteIndex(by_prefix, _lengths(by_prefix), tables["host"], tuple(scanned))
 
     def candidates(self, request: RouteRequest) -> Iterator[RouteEntry]:
         path = request.path
@@ -53,3 +86,18 @@ class RouteIndex:
         if request.host is not None:
             yield from self.by_host.get(request.host, ())
         yield from self.scanned
+
+
+def _place(entry: RouteEntry) -> tuple[str | None, frozenset[str]]:
+    """Where an entry is indexed: under its plain path prefixes, under its plain host
+    names (a route with hosts and no paths), or (None) among those scanned."""
+    if isinstance(entry.paths, PrefixPaths):
+        return "prefix", frozenset(entry.paths.prefixes)
+    if entry.paths is None and entry.hosts and all(h.wildcard is None for h in entry.hosts):
+        return "host", frozenset(h.name for h in entry.hosts)
+    return None, frozenset()
+
+
+def _lengths(by_prefix: dict[str, list[RouteEntry]]) -> tuple[int, ...]:
+    """The distinct lengths of the prefixes, longest first."""
+    return tuple(sorted({len(prefix) for prefix in by_prefix}, reverse=True))

@@ -7,15 +7,9 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from kongish import pcre
+from kongish.router.compiled import CompiledRoutes
 from kongish.router.conditions import PathMatch, split_host_port
-from kongish.router.entries import (
-    RouteEntry,
-    RouteRequest,
-    compile_route,
-    is_http_route,
-    strip_trailing_dot,
-)
+from kongish.router.entries import RouteEntry, RouteRequest, strip_trailing_dot
 from kongish.router.index import RouteIndex
 from kongish.router.normalize import normalize_path, wire_text
 from kongish.router.upstream_host import upstream_host
@@ -48,58 +42,6 @@ class Match:
     stripped_prefix: str | None
     #: ``{"unnamed": [...], "named": {...}}`` from a regex path, else ``{}``.
     uri_captures: dict[str, Any]
-
-
-def _service_for(
-    route: Mapping[str, Any], services: Mapping[str, dict[str, Any]]
-) -> dict[str, Any] | None:
-    reference = route.get("service")
-    return services.get(reference["id"]) if reference else None
-
-
-@attrs.frozen
-class _Compiled:
-    """One route's entries, and what they were compiled from."""
-
-    route: dict[str, Any]
-    service: dict[str, Any] | None
-    order: int
-    entries: list[RouteEntry]
-
-
-@attrs.define(eq=False)
-class CompiledRoutes:
-    """Routes compiled by the last build, so the next compiles only what changed.
-
-    Entities are replaced, never changed in place, when they are written: a route
-    whose dict, service dict and position are those of the last build compiles to
-    the same entries. ``compiled`` counts the routes the last build compiled.
-    """
-
-    _last: dict[str, _Compiled] = attrs.Factory(dict)
-    compiled: int = 0
-
-    def entries(self, route: dict[str, Any], service: dict[str, Any] | None, order: int,
-                kept: dict[str, _Compiled]) -> list[RouteEntry]:
-        """``route``'s entries (none if its regex does not compile), noted in ``kept``."""
-        previous = self._last.get(route["id"])
-        if previous is not None and previous.route is route and previous.service is service \
-                and previous.order == order:
-            kept[route["id"]] = previous
-            return previous.entries
-        self.compiled += 1
-        try:
-            entries = compile_route(route, service, order)
-        except pcre.error as error:
-            log.error("route {route_id} left out of the router: invalid regex: {error}",
-                      route_id=route.get("id"), error=str(error))
-            entries = []
-        kept[route["id"]] = _Compiled(route, service, order, entries)
-        return entries
-
-    def keep(self, kept: dict[str, _Compiled]) -> None:
-        """What the next build starts from; routes gone since are forgotten."""
-        self._last = kept
 
 
 #: Routing decisions remembered per router snapshot; past this many, start afresh.
@@ -143,15 +85,8 @@ class Router:
         from the previous build), only routes that changed are compiled again.
         """
         compiled = compiled if compiled is not None else CompiledRoutes()
-        entries: list[RouteEntry] = []
-        kept: dict[str, _Compiled] = {}
-        for order, route in enumerate(routes):
-            service = _service_for(route, services)
-            if not is_http_route(route) or (service and service.get("enabled") is False):
-                continue
-            entries.extend(compiled.entries(route, service, order, kept))
-        compiled.keep(kept)
-        return cls(RouteIndex.build(entries), remember=not any(e.headers for e in entries))
+        index, reads_headers = compiled.index(routes, services)
+        return cls(index, remember=not reads_headers)
 
     def _select(self, request: RouteRequest) -> tuple[RouteEntry, PathMatch] | None:
         """Test candidates that could beat the best so far; the highest priority wins."""
