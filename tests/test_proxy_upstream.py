@@ -59,5 +59,5 @@ class RefusedConnectionTests(SynchronousTestCase):
         self.assertEqual([(host, port) for host, port, *_ in reactor.tcpClients], [("127.0.0.1", 8000)])
         host, port, factory, _, _ = reactor.tcpClients[0]
         factory.clientConnectionFailed(reactor.connectors[0], Failure(ConnectionRefusedError()))
-        reactor.advance(1)  # HostnameEndpoint notices at its next attempt that no address is left
+        reactor.advance(1)
         self.assertEqual(self.failureResultOf(result, UpstreamFailure).value.status, 502)

@@ -134,7 +134,7 @@ class KongishService(MultiService):
         # one upstream client, whose pools the proxy and the plugins' HTTP calls share
         host = self.node.plugin_host
         self.client = host.client if host is not None else UpstreamClient(
-            self.reactor, self.settings.upstream_keepalive)
+            self.reactor, self.settings.upstream_keepalive, self.settings.dns)
         descriptors = raise_descriptor_limit(self.settings.rlimit_nofile)
         self.connection_cap = cap = ConnectionCap.for_descriptors(
             descriptors, self.settings.worker_connections, self.reactor.seconds)

@@ -12,11 +12,12 @@ connecting, ``write_timeout`` each wait for the upstream to take more of the
 request, ``read_timeout`` each wait for the upstream to send something (the
 response head here; the body's chunks in ``kongish.runloop.relay``).
 
-A service whose host is an IP literal is connected to directly, not through
-``HostnameEndpoint``: that endpoint starts one connection attempt per resolved
-address every 0.3 s (its ``attemptDelay``) and only notices that the list has
-ended at the next tick, so a refused connection to its only address failed
-0.3 s late, on every try. Host names still go through ``HostnameEndpoint``.
+Connections go straight to an address: an IP literal, or the next address of a host
+name as :mod:`kongish.http.names` keeps them (resolved once per TTL, never per
+request). Twisted's ``HostnameEndpoint`` is not used: it starts one attempt per
+address every 0.3 s and notices the list has ended at the next tick, so a refused
+connection to a name's only address failed 0.3 s late on every try; and a retry
+goes to the next address, as Kong's balancer does.
 
 A kept-alive connection the upstream closed while it was idle is found out when
 a request is written on it and nothing comes back: an idempotent request is then
@@ -34,7 +35,6 @@ from twisted.internet import error as net_errors
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
-    HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
     wrapClientTLS,
@@ -46,6 +46,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kongish.http.interfaces import IUpstreamClient, IUpstreamRequest, IUpstreamResponse, UpstreamSettings
+from kongish.http.names import DnsSettings, NameCache
 from kongish.http.pool import KeepalivePools, KeepaliveSettings
 from kongish.http.tls import UpstreamTLSPolicy
 from kongish.http.upstream_connection import (
@@ -147,12 +148,15 @@ class UpstreamClient:
     pools: KeepalivePools = attrs.field(init=False)
     _tls: dict[bool, UpstreamTLSPolicy] = attrs.field(
         init=False, factory=lambda: {verify: UpstreamTLSPolicy(verify) for verify in (False, True)})
-    _endpoints: dict[tuple[str, str, int, bool, float], IStreamClientEndpoint] = attrs.field(
+    dns: DnsSettings = DnsSettings()
+    names: NameCache = attrs.field(init=False)
+    _endpoints: dict[tuple[str, str, str, int, bool, float], IStreamClientEndpoint] = attrs.field(
         init=False, factory=dict)
     _factory: Factory = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.pools = KeepalivePools(self.reactor, self.keepalive)
+        self.names = NameCache(self.reactor, self.dns)
         self._factory = Factory.forProtocol(lambda: UpstreamConnection(self.reactor))
 
     def send(self, request: IUpstreamRequest, settings: UpstreamSettings,
@@ -172,27 +176,36 @@ class UpstreamClient:
 
     def _connect(self, upstream: IUpstreamRequest,
                  settings: UpstreamSettings) -> Deferred[UpstreamConnection]:
-        key = (upstream.scheme, upstream.host, upstream.port, settings.tls_verify, settings.connect_timeout)
+        """A new connection: to an IP literal directly, to a name at its next address."""
+        host = upstream.host
+        if isIPAddress(host) or isIPv6Address(host):
+            return self._connect_to(upstream, settings, host)
+        return self.names.address(host).addCallback(
+            lambda address: self._connect_to(upstream, settings, address))
+
+    def _connect_to(self, upstream: IUpstreamRequest, settings: UpstreamSettings,
+                    address: str) -> Deferred[UpstreamConnection]:
+        key = (upstream.scheme, upstream.host, address, upstream.port, settings.tls_verify,
+               settings.connect_timeout)
         endpoint = self._endpoints.get(key)
         if endpoint is None:
             if len(self._endpoints) >= _ENDPOINTS_KEPT:
                 self._endpoints.clear()
-            endpoint = self._endpoints[key] = self._endpoint(upstream, settings)
+            endpoint = self._endpoints[key] = self._endpoint(upstream, settings, address)
         return cast(Deferred[UpstreamConnection], endpoint.connect(self._factory))
 
-    def _endpoint(self, upstream: IUpstreamRequest, settings: UpstreamSettings) -> IStreamClientEndpoint:
-        """TCP (TLS for https) straight to an IP literal, else through name resolution."""
-        host, port, timeout = upstream.host, upstream.port, settings.connect_timeout
+    def _endpoint(self, upstream: IUpstreamRequest, settings: UpstreamSettings,
+                  address: str) -> IStreamClientEndpoint:
+        """TCP to ``address`` (TLS for https, the service's host as the server name)."""
+        port, timeout = upstream.port, settings.connect_timeout
         endpoint: IStreamClientEndpoint
-        if isIPAddress(host):
-            endpoint = TCP4ClientEndpoint(self.reactor, host, port, timeout=timeout)
-        elif isIPv6Address(host):
-            endpoint = TCP6ClientEndpoint(self.reactor, host, port, timeout=timeout)
+        if isIPv6Address(address):
+            endpoint = TCP6ClientEndpoint(self.reactor, address, port, timeout=timeout)
         else:
-            endpoint = HostnameEndpoint(self.reactor, host, port, timeout=timeout)
+            endpoint = TCP4ClientEndpoint(self.reactor, address, port, timeout=timeout)
         if upstream.scheme == "https":
             tls = self._tls[settings.tls_verify]
-            return wrapClientTLS(tls.creatorForNetloc(_ascii_host(host), port), endpoint)
+            return wrapClientTLS(tls.creatorForNetloc(_ascii_host(upstream.host), port), endpoint)
         return endpoint
 
 

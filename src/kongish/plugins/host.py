@@ -28,7 +28,7 @@ class PluginHost:
     _http: HTTPClient | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.client = UpstreamClient(self.reactor, self.settings.upstream_keepalive)
+        self.client = UpstreamClient(self.reactor, self.settings.upstream_keepalive, self.settings.dns)
 
     @property
     def http(self) -> HTTPClient:

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from kongish.http.names import DnsSettings
 from kongish.http.pool import KeepaliveSettings
 from kongish.http.realip import RealIp, TrustedNetworks
 from kongish.settings.listen import ListenError, parse_listen
@@ -57,6 +58,10 @@ DEFAULTS: dict[str, str] = {
     "upstream_keepalive_pool_size": "512",
     "upstream_keepalive_max_requests": "10000",
     "upstream_keepalive_idle_timeout": "60",
+    "dns_valid_ttl": "NONE",
+    "dns_stale_ttl": "3600",
+    "dns_not_found_ttl": "30",
+    "dns_error_ttl": "1",
     "pg_password": "NONE",
 }
 
@@ -198,6 +203,8 @@ class Settings:
     #: Kong's upstream keep-alive pools: idle connections per upstream, requests per
     #: connection, seconds idle (0: none, no limit, no limit).
     upstream_keepalive: KeepaliveSettings
+    #: How long upstream names' answers are kept (Kong's ``dns_*`` TTLs, seconds).
+    dns: DnsSettings
 
     @classmethod
     def load(cls, path: str | None = None, environ: Mapping[str, str] | None = None,
@@ -267,6 +274,10 @@ class Settings:
                 pool_size=_count(raw, "upstream_keepalive_pool_size"),
                 max_requests=_count(raw, "upstream_keepalive_max_requests"),
                 idle_timeout=_count(raw, "upstream_keepalive_idle_timeout")),
+            dns=DnsSettings(
+                valid_ttl=None if _optional(raw["dns_valid_ttl"]) is None else _count(raw, "dns_valid_ttl"),
+                stale_ttl=_count(raw, "dns_stale_ttl"), not_found_ttl=_count(raw, "dns_not_found_ttl"),
+                error_ttl=_count(raw, "dns_error_ttl")),
         )
 
     @property
