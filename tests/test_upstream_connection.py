@@ -180,6 +180,16 @@ class FramingTests(SynchronousTestCase):
         self.assertEqual(whole(self, self.successResultOf(pending)), (b"hi", COMPLETE))
         self.assertEqual(len(self.upstream.connections), 1)
 
+    def test_a_body_after_a_head_response_closes_the_connection(self) -> None:
+        pending = self.upstream.send("HEAD")
+        connection = self.upstream.accept()
+        self.upstream.answer(connection, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody")
+        response = self.successResultOf(pending)
+        self.assertEqual((response.content_length, whole(self, response)), (4, (b"", COMPLETE)))
+        self.assertTrue(connection[1].disconnecting, "what follows the head is not HTTP: not reused")
+        self.upstream.close(connection)
+        self.assertEqual(self.upstream.client.pools.idle_count(), 0)
+
     def test_a_smuggling_response_is_a_502(self) -> None:
         pending = self.upstream.send()
         self.upstream.answer(self.upstream.accept(),
@@ -326,6 +336,20 @@ class TimeoutTests(SynchronousTestCase):
         self.assertFalse(held.disconnecting)
         upstream.reactor.advance(0.1)  # the write timeout
         self.assertTrue(held.disconnecting)
+
+    def test_an_answer_before_the_body_was_sent_ends_the_connection(self) -> None:
+        """An upstream may answer (413, say) while the request body is still going out: the
+        answer is the response, the rest is not sent, and the connection is not reused."""
+        upstream = Upstream(self)
+        pending = upstream.send("PUT", b"x" * 300_000)
+        full = FullTransport()
+        connection = upstream.accept(full)
+        upstream.answer(connection, b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(self.successResultOf(pending).status, 413)
+        self.assertTrue(full.disconnecting)
+        full.drain()
+        self.assertEqual(full.value(), b"", "nothing more of the body is written")
+        self.assertEqual(upstream.client.pools.idle_count(), 0)
 
     def test_cancel_aborts(self) -> None:
         upstream = Upstream(self)

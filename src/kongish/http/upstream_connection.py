@@ -330,8 +330,8 @@ class _Exchange:
             self._message_complete()
 
     def on_body(self, data: bytes) -> None:
-        if self._ended and self._end is COMPLETE:  # past a HEAD response's head: not HTTP
-            raise UpstreamInvalid("data after a response to HEAD")
+        if self._end is not None:  # after a response that has no body (HEAD, 204, 304): not HTTP
+            raise UpstreamInvalid("data after a response without a body")
         self._deliver(data)
 
     def on_message_complete(self) -> None:
