@@ -97,11 +97,11 @@ def classify(failure_value: BaseException) -> UpstreamFailure:
 
 
 def settings_for(service: Mapping[str, Any]) -> UpstreamSettings:
-    """How to call a Service entity: its timeouts (milliseconds in Kong), retries and tls_verify."""
+    """How to call a Service entity: its timeouts (milliseconds in Kong), retries and TLS check."""
     return UpstreamSettings(
         connect_timeout=service["connect_timeout"] / 1000, write_timeout=service["write_timeout"] / 1000,
         read_timeout=service["read_timeout"] / 1000, retries=int(service.get("retries") or 0),
-        tls_verify=service.get("tls_verify") is True)
+        tls_verify=service.get("tls_verify") is True, tls_verify_depth=service.get("tls_verify_depth"))
 
 
 def request_head(upstream: IUpstreamRequest, length: int) -> bytes:
@@ -146,11 +146,11 @@ class UpstreamClient:
     reactor: Any
     keepalive: KeepaliveSettings = KeepaliveSettings()
     pools: KeepalivePools = attrs.field(init=False)
-    _tls: dict[bool, UpstreamTLSPolicy] = attrs.field(
-        init=False, factory=lambda: {verify: UpstreamTLSPolicy(verify) for verify in (False, True)})
+    #: One TLS policy per (tls_verify, tls_verify_depth) in use.
+    _tls: dict[tuple[bool, int | None], UpstreamTLSPolicy] = attrs.field(init=False, factory=dict)
     dns: DnsSettings = DnsSettings()
     names: NameCache = attrs.field(init=False)
-    _endpoints: dict[tuple[str, str, str, int, bool, float], IStreamClientEndpoint] = attrs.field(
+    _endpoints: dict[tuple[str, str, str, int, bool, int | None, float], IStreamClientEndpoint] = attrs.field(
         init=False, factory=dict)
     _factory: Factory = attrs.field(init=False)
 
@@ -186,13 +186,20 @@ class UpstreamClient:
     def _connect_to(self, upstream: IUpstreamRequest, settings: UpstreamSettings,
                     address: str) -> Deferred[UpstreamConnection]:
         key = (upstream.scheme, upstream.host, address, upstream.port, settings.tls_verify,
-               settings.connect_timeout)
+               settings.tls_verify_depth, settings.connect_timeout)
         endpoint = self._endpoints.get(key)
         if endpoint is None:
             if len(self._endpoints) >= _ENDPOINTS_KEPT:
                 self._endpoints.clear()
             endpoint = self._endpoints[key] = self._endpoint(upstream, settings, address)
         return cast(Deferred[UpstreamConnection], endpoint.connect(self._factory))
+
+    def _tls_policy(self, settings: UpstreamSettings) -> UpstreamTLSPolicy:
+        key = (settings.tls_verify, settings.tls_verify_depth if settings.tls_verify else None)
+        policy = self._tls.get(key)
+        if policy is None:
+            policy = self._tls[key] = UpstreamTLSPolicy(*key)
+        return policy
 
     def _endpoint(self, upstream: IUpstreamRequest, settings: UpstreamSettings,
                   address: str) -> IStreamClientEndpoint:
@@ -204,7 +211,7 @@ class UpstreamClient:
         else:
             endpoint = TCP4ClientEndpoint(self.reactor, address, port, timeout=timeout)
         if upstream.scheme == "https":
-            tls = self._tls[settings.tls_verify]
+            tls = self._tls_policy(settings)
             return wrapClientTLS(tls.creatorForNetloc(_ascii_host(upstream.host), port), endpoint)
         return endpoint
 
@@ -239,9 +246,10 @@ class _Call:
         return call.done
 
     @property
-    def _key(self) -> tuple[str, str, int, bool]:
+    def _key(self) -> tuple[str, str, int, bool, int | None]:
         upstream = self.upstream
-        return (upstream.scheme, upstream.host, upstream.port, self.settings.tls_verify)
+        settings = self.settings
+        return (upstream.scheme, upstream.host, upstream.port, settings.tls_verify, settings.tls_verify_depth)
 
     def _try(self) -> None:
         connection = self.client.pools.take(self._key)

@@ -30,7 +30,9 @@ class UpstreamSettings:
     upstream to take more of the request, ``read_timeout`` the wait for the
     response head. ``retries`` more tries follow a failed one (connection
     errors and timeouts), except for a non-idempotent request that already
-    reached an upstream. ``tls_verify``: check an https upstream's certificate.
+    reached an upstream. ``tls_verify``: check an https upstream's certificate;
+    ``tls_verify_depth``: at most that many intermediate certificates between it and a
+    trusted root, as OpenSSL and nginx count (None: OpenSSL's limit).
     """
 
     connect_timeout: float
@@ -38,6 +40,7 @@ class UpstreamSettings:
     read_timeout: float
     retries: int = 0
     tls_verify: bool = False
+    tls_verify_depth: int | None = None
 
 
 @attrs.frozen
