@@ -42,9 +42,13 @@ class _Collect(ProcessProtocol):
 
 def spawn_twist(prefix: str, twist_options: tuple[str, ...] = (), kongish_options: tuple[str, ...] = (),
                 env: dict[str, str] | None = None) -> _Collect:
-    """``twist [twist_options] kongish [kongish_options]`` on this checkout, with ``env`` added."""
+    """``twist [twist_options] kongish [kongish_options]`` on this checkout, with ``env`` added.
+
+    One process unless ``env`` asks for workers: these tests look at one process's limits,
+    logs and counters (``tests/test_e2e_workers.py`` runs the workers)."""
     protocol = _Collect()
-    environment = dict(os.environ, KONGISH_PREFIX=prefix, **(env or {}),
+    environment = dict(os.environ, KONGISH_PREFIX=prefix,
+                       **{"KONGISH_NGINX_WORKER_PROCESSES": "1", **(env or {})},
                        PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "src"), *sys.path]))
     reactor.spawnProcess(protocol, sys.executable, [
         sys.executable, "-m", "twisted", *twist_options, "kongish", *kongish_options], env=environment)

@@ -6,7 +6,8 @@ two attributes and never the database.
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -25,6 +26,15 @@ from kongish.settings import Settings
 
 #: Kong's configuration_hash before any declarative configuration is loaded.
 EMPTY_HASH = "0" * 32
+
+
+class IWorkerReports(Protocol):
+    """What a master's Admin API reads of its workers (``kongish.workers.supervisor``)."""
+
+    @property
+    def pids(self) -> list[int]: ...
+
+    async def stats(self) -> list[dict[str, Any]]: ...
 
 
 @attrs.define
@@ -73,6 +83,11 @@ class Node:
     output: OutputLedger = attrs.field(init=False)
     #: The last router build's compiled routes: a write recompiles only what it changed.
     compiled_routes: CompiledRoutes = attrs.Factory(CompiledRoutes)
+    #: Awaited after POST /config loaded a DB-less configuration, before it answers.
+    configuration_followers: list[Callable[[], Awaitable[Any]]] = attrs.Factory(list)
+    #: A master's workers, whose reports GET / and GET /status gather; None when the node
+    #: serves in one process.
+    workers: IWorkerReports | None = None
 
     def __attrs_post_init__(self) -> None:
         self.kong_headers = KongHeaders.enabled(self.settings.headers)

@@ -11,7 +11,7 @@ The public entry points for embedding kongish in another Twisted application:
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -38,7 +38,7 @@ from kongish.http.descriptors import raise_descriptor_limit
 from kongish.http.interfaces import IUpstreamClient
 from kongish.http.server import ProxyServerFactory
 from kongish.lua.engine import LuaEngine
-from kongish.lua.settings import LuaSettings
+from kongish.lua.settings import SINGLE_PROCESS, LuaSettings, WorkerIdentity
 from kongish.node import Node
 from kongish.node_id import persistent_node_id
 from kongish.plugins.host import PluginHost
@@ -56,14 +56,27 @@ log = Logger()
 DRAIN_TIMEOUT = 10.0
 
 
-async def build_node(settings: Settings, reactor: Any, extra_plugins: Iterable[IPlugin] = ()) -> Node:
+@attrs.frozen
+class Configuration:
+    """A DB-less node's entities, flattened, and the hash of the text they came from."""
+
+    entities: dict[str, list[dict[str, Any]]]
+    text_hash: str | None
+
+
+async def build_node(settings: Settings, reactor: Any, extra_plugins: Iterable[IPlugin] = (),
+                     worker: WorkerIdentity = SINGLE_PROCESS,
+                     configuration: Configuration | None = None) -> Node:
     """Open the configured store, load the configuration and return a node ready to proxy.
 
     ``extra_plugins`` join the bundled ones (``plugins = bundled`` enables them): how a
-    test hands a node a plugin that is not installed.
+    test hands a node a plugin that is not installed. ``worker`` is the process's place
+    among the node's workers (``ngx.worker.id()``); a DB-less node given ``configuration``
+    (by its master) loads it instead of reading its declarative configuration.
     """
     node_id = persistent_node_id(settings.prefix)
-    engine = LuaEngine(LuaSettings.from_settings(settings), reactor, node_id=node_id)
+    lua_settings = attrs.evolve(LuaSettings.from_settings(settings), worker=worker)
+    engine = LuaEngine(lua_settings, reactor, node_id=node_id)
     host = PluginHost(reactor, settings)
     registry = PluginRegistry.build(settings.plugins, [*serverless_plugins(engine), *extra_plugins], host)
     storage = await open_storage(settings, reactor)
@@ -71,7 +84,9 @@ async def build_node(settings: Settings, reactor: Any, extra_plugins: Iterable[I
     if storage is not None:
         await database.load()
     node = Node(settings, database, registry, reactor, engine, node_id, plugin_host=host)
-    if storage is None:
+    if storage is None and configuration is not None:
+        node.load_declarative(configuration.entities, configuration.text_hash)
+    elif storage is None:
         text = settings.declarative_config_string
         filename = None
         if settings.declarative_config is not None:
@@ -97,6 +112,16 @@ def _no_access_log(request: object) -> None:
     """Replaces ``Site.log`` when the access log is off."""
 
 
+#: Listens for one role (``proxy`` or ``admin``) on one ``*_listen`` endpoint description.
+Listen = Callable[[Any, str, str, IProtocolFactory], "Deferred[IListeningPort]"]
+
+
+def listen_on(reactor: Any, role: str, description: str,
+              factory: IProtocolFactory) -> Deferred[IListeningPort]:
+    """A process's own listening socket, as the description says."""
+    return serverFromString(reactor, description).listen(factory)
+
+
 @attrs.define(eq=False)
 class KongishService(MultiService):
     """Runs one kongish node: proxy and Admin API listeners over a shared node."""
@@ -116,6 +141,12 @@ class KongishService(MultiService):
     connection_cap: ConnectionCap | None = attrs.field(default=None, init=False)
     #: Why the start failed, if it did; ``twist kongish`` then exits non-zero, as ``kong start`` does.
     start_failure: Failure | None = attrs.field(default=None, init=False)
+    #: What this process serves: a worker serves only the proxy, its master only the Admin API.
+    roles: tuple[str, ...] = attrs.field(default=("proxy", "admin"), kw_only=True)
+    #: How a listener gets its socket: its own, or (a worker's) one its master made.
+    listen: Listen = attrs.field(default=listen_on, kw_only=True)
+    worker: WorkerIdentity = attrs.field(default=SINGLE_PROCESS, kw_only=True)
+    configuration: Configuration | None = attrs.field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         MultiService.__init__(self)
@@ -130,7 +161,8 @@ class KongishService(MultiService):
         self.ready.addErrback(self._failed_to_start)
 
     async def _start(self) -> None:
-        self.node = await build_node(self.settings, self.reactor)
+        self.node = await build_node(self.settings, self.reactor, worker=self.worker,
+                                     configuration=self.configuration)
         # one upstream client, whose pools the proxy and the plugins' HTTP calls share
         host = self.node.plugin_host
         self.client = host.client if host is not None else UpstreamClient(
@@ -141,6 +173,8 @@ class KongishService(MultiService):
         listeners = [(self.settings.proxy_listen, proxy_resource(self.node, self.client), "proxy"),
                      (self.settings.admin_listen, admin_resource(self.node), "admin")]
         for descriptions, resource, role in listeners:
+            if role not in self.roles:
+                continue
             for description in descriptions:
                 listened: IProtocolFactory
                 site: Any
@@ -163,7 +197,7 @@ class KongishService(MultiService):
                 site.displayTracebacks = False  # both are twisted.web HTTPFactory kin
                 if not self.settings.access_log(role):
                     site.log = _no_access_log
-                port = await serverFromString(self.reactor, description).listen(listened)
+                port = await self.listen(self.reactor, role, description, listened)
                 self.ports.append(port)
                 log.info("kongish {role} listening on {address}", role=role, address=port.getHost())
         if self.owns_process:

@@ -22,6 +22,7 @@ class Options(usage.Options):
         ["config", "c", None, "kong.conf-style configuration file."],
         ["proxy-listen", None, None, "Override proxy_listen (Kong 'host:port' or a Twisted endpoint)."],
         ["admin-listen", None, None, "Override admin_listen (Kong 'host:port' or a Twisted endpoint)."],
+        ["nginx-worker-processes", None, None, "Override nginx_worker_processes ('auto' or a number)."],
     ]
 
 
@@ -34,14 +35,23 @@ class KongishServiceMaker:
     def makeService(self, options):
         from kongish.service import KongishService
         from kongish.settings import Settings
+        from kongish.workers.master import MasterService
 
         settings = Settings.load(options["config"], overrides={
-            "proxy_listen": options["proxy-listen"], "admin_listen": options["admin-listen"]})
+            "proxy_listen": options["proxy-listen"], "admin_listen": options["admin-listen"],
+            "nginx_worker_processes": options["nginx-worker-processes"]})
         twist = getattr(options, "parent", None)
+        level = LOG_LEVELS[settings.log_level]
         if twist is not None and twist.get("logLevel") == getattr(twist, "defaultLogLevel", None):
             # log_level applies unless twist's own --log-level chose another level.
-            twist["logLevel"] = LOG_LEVELS[settings.log_level]
-        service = KongishService(settings, owns_process=True)
+            twist["logLevel"] = level
+        elif twist is not None and twist.get("logLevel") is not None:
+            level = twist["logLevel"]
+        service: KongishService
+        if settings.worker_processes > 1:  # a master, whose workers serve the proxy
+            service = MasterService(settings, owns_process=True, log_level=level.name)
+        else:
+            service = KongishService(settings, owns_process=True)
         atexit.register(_exit_if_start_failed, service)
         return service
 

@@ -51,6 +51,8 @@ async def post_config(call: AdminCall) -> tuple[int, Any]:
         flattened, left = flatten_errors(document, invalid.fields)
         raise errors.InvalidDeclarative(left, flattened=flattened) from None
     call.node.load_declarative(entities, configuration_hash(text) if text is not None else None)
+    for follower in call.node.configuration_followers:  # a master's workers load it too
+        await follower()
     return 201, {entity_type: {e["id"]: e for e in items} for entity_type, items in entities.items()}
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -69,6 +69,9 @@ class Database:
     tables: dict[str, dict[str, dict[str, Any]]] = attrs.Factory(
         lambda: {name: {} for name in ENTITIES})
     listeners: list[Callable[[], None]] = attrs.Factory(list)
+    #: Told the version each write stored, and awaited before the write returns: how a
+    #: master's workers serve a write before the Admin API answers it.
+    followers: list[Callable[[int], Awaitable[None]]] = attrs.Factory(list)
     #: The storage's configuration version that ``tables`` reflect (see ``catch_up``).
     version: int = 0
     _lock: DeferredLock = attrs.Factory(DeferredLock)
@@ -186,9 +189,12 @@ class Database:
                     # (and these again) from the feed
                     self.version = version
                 self._changed()
-            return result
         finally:
             self._lock.release()
+        if changes:
+            for follower in self.followers:
+                await follower(version)
+        return result
 
     def _now(self) -> int:
         return int(self.clock.seconds())

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from lupa import luajit21
@@ -41,6 +41,14 @@ from kongish.lua.pdk import install_pdk
 from kongish.lua.sandbox import UNTRUSTED_LUA_OFF, environment_factory, run_lua_file
 from kongish.lua.settings import LuaSettings
 from kongish.runloop.context import RequestContext
+
+
+class BusyMarker(Protocol):
+    """Where a worker says what its Lua is running (``kongish.workers.busy.BusySlot``)."""
+
+    def running(self, route: str, plugin: str, phase: str) -> None: ...
+
+    def idle(self) -> None: ...
 
 
 @attrs.frozen
@@ -145,6 +153,8 @@ class LuaEngine:
     node_id: str | None = attrs.field(default=None, kw_only=True)
     #: The request whose code is running; the PDK acts on it.
     current: CurrentRequest = attrs.field(factory=CurrentRequest, init=False)
+    #: Told of each resume, in a worker process: what its master logs if the worker is stuck.
+    busy: BusyMarker | None = attrs.field(default=None, init=False)
     lua: luajit21.LuaRuntime = attrs.field(init=False)
     #: The Lua functions the PDK yields through (see install_pdk).
     await_fn: Any = attrs.field(init=False)
@@ -283,6 +293,10 @@ class LuaEngine:
         if budget.seconds <= 0:  # short resumes never reach the hook: charge them here
             raise LuaLimitError(self._time_message)
         current.deadline = deadline = time.process_time() + budget.seconds
+        busy = self.busy
+        if busy is not None:
+            route = context.route
+            busy.running(route.get("name") or route["id"] if route else "(none)", plugin_name, context.phase)
         try:
             result = self._step(budget.worker, budget.instructions, deadline, budget.nesting,
                                 context.phase.encode(), *values)
@@ -290,6 +304,8 @@ class LuaEngine:
             raise self._step_failure(error) from None
         finally:
             current.context = current.plugin_name = current.plugin_key = None
+            if busy is not None:
+                busy.idle()
         signal = result[0] if type(result) is tuple else result
         if signal is _DONE or signal is _STOP:
             return None

@@ -25,6 +25,22 @@ def _read_only(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 @attrs.frozen
+class WorkerIdentity:
+    """A process's place among its node's workers: ``ngx.worker.id()`` and ``count()``."""
+
+    id: int = attrs.field(validator=attrs.validators.ge(0))
+    count: int = attrs.field(validator=attrs.validators.gt(0))
+
+    def __attrs_post_init__(self) -> None:
+        if self.id >= self.count:
+            raise ValueError(f"worker id {self.id} is not below the worker count {self.count}")
+
+
+#: A node that serves in one process: worker 0 of 1, as ``nginx_worker_processes = 1``.
+SINGLE_PROCESS = WorkerIdentity(0, 1)
+
+
+@attrs.frozen
 class LuaSettings:
     #: Kong's ``untrusted_lua``: ``sandbox`` (default), ``on`` (full globals) or ``off``.
     untrusted_lua: str = attrs.field(default="sandbox",
@@ -52,6 +68,8 @@ class LuaSettings:
     #: not told a maximum.
     reader_limits: Mapping[str, int] = attrs.field(
         factory=lambda: {name: int(DEFAULTS[name]) for name in LUA_MAX_SETTINGS}, converter=_read_only)
+    #: Which worker of how many this VM's process is.
+    worker: WorkerIdentity = SINGLE_PROCESS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LuaSettings:

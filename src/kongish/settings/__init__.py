@@ -49,6 +49,8 @@ DEFAULTS: dict[str, str] = {
     "nginx_http_client_body_timeout": "60s",
     "nginx_http_keepalive_timeout": "75s",
     "nginx_http_send_timeout": "60s",
+    "nginx_worker_processes": "auto",
+    "worker_consistency": "strict",
     "nginx_main_worker_rlimit_nofile": "auto",
     "nginx_events_worker_connections": "auto",
     "lua_max_req_headers": "100",
@@ -74,6 +76,8 @@ SECRETS = frozenset({"pg_password", "pg_ro_password", "proxy_server", "declarati
                      "cluster_cert_key", "ssl_cert_key"})
 
 DATABASES = ("sqlite", "off")
+#: Kong's ``worker_consistency``, with kongish's meaning (see ``Settings.worker_consistency``).
+CONSISTENCIES = ("strict", "eventual")
 #: Kong's log levels, most verbose first.
 LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
 #: Kong's ``untrusted_lua``: ``sandbox`` (default), ``on`` (full globals) or ``off``.
@@ -197,6 +201,12 @@ class Settings:
     keepalive_timeout: float
     #: nginx's ``send_timeout``: a client that takes nothing of a response for this long is cut off.
     send_timeout: float
+    #: Worker processes serving the proxy (``nginx_worker_processes``; ``auto``: one per core
+    #: this process may run on). 1 serves everything in one process, as embedding does.
+    worker_processes: int
+    #: ``strict``: an Admin write answers once every worker serves it (1 s at most);
+    #: ``eventual``: at once, and workers follow.
+    worker_consistency: str
     #: The descriptor limit to set at start, and the connections one process holds (None: ``auto``).
     rlimit_nofile: int | None
     worker_connections: int | None
@@ -268,6 +278,8 @@ class Settings:
             client_body_timeout=_timeout(raw, "nginx_http_client_body_timeout"),
             keepalive_timeout=_timeout(raw, "nginx_http_keepalive_timeout"),
             send_timeout=_timeout(raw, "nginx_http_send_timeout"),
+            worker_processes=_auto_count(raw, "nginx_worker_processes") or len(os.sched_getaffinity(0)),
+            worker_consistency=_choice(raw, "worker_consistency", CONSISTENCIES),
             rlimit_nofile=_auto_count(raw, "nginx_main_worker_rlimit_nofile"),
             worker_connections=_auto_count(raw, "nginx_events_worker_connections"),
             upstream_keepalive=KeepaliveSettings(

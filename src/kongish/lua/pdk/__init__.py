@@ -126,6 +126,8 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
     cjson, cjson_safe = _run(lua, "cjson.lua")()
     info = lua.table_from({
         b"pid": os.getpid(),
+        b"worker_id": settings.worker.id,
+        b"worker_count": settings.worker.count,
         b"prefix": str(configuration.get("prefix", "/usr/local/kong")).rstrip("/").encode() + b"/",
         b"node_id": (node_id or new_node_id()).encode(),
         b"hostname": socket.gethostname().encode(),

@@ -369,8 +369,8 @@ ngx.quote_sql_str = S.quote_sql_str
 
 ngx.worker = {
   pid = function() return info.pid end,
-  id = function() return 0 end,
-  count = function() return 1 end,
+  id = function() return info.worker_id end,
+  count = function() return info.worker_count end,
   exiting = function() return false end,
 }
 ngx.config = {
