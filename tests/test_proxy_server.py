@@ -25,7 +25,7 @@ from kongish.http.access_log import combined
 from kongish.http.downstream import DownstreamRequest
 from kongish.http.headers import http_date
 from kongish.http.interfaces import IProxiedRequest
-from kongish.http.server import MAX_HEAD, MAX_LINE, ProxyConnection, ProxyServerFactory
+from kongish.http.server import FIRST_REQUEST_GRACE, MAX_HEAD, MAX_LINE, ProxyConnection, ProxyServerFactory
 from kongish.runloop.error_pages import KongRefusals
 from kongish.runloop.headers import SERVER_TOKEN
 from tests.harness import RawClient, deferred, start_gateway, start_upstream
@@ -731,6 +731,30 @@ class DrainTests(SynchronousTestCase):
         self.successResultOf(first)
         self.successResultOf(second)
         self.assertEqual(client.clock.getDelayedCalls(), [])
+
+    def test_a_connection_that_read_nothing_yet_answers_its_first_request(self) -> None:
+        """A worker replaced on reload may have accepted a connection whose request is on its way."""
+        client = connect(Recorder())
+        drained = client.connection.factory.drain(10)
+        self.assertFalse(client.transport.disconnecting)
+        client.clock.advance(FIRST_REQUEST_GRACE / 2)
+        client.send(get(b"/first"))
+        self.assertEqual([response.headers.get(b"connection") for response in client.responses()],
+                         [[b"close"]])
+        self.assertTrue(client.transport.disconnecting)
+        client.lose()
+        self.successResultOf(drained)
+
+    def test_a_connection_that_reads_nothing_closes_after_the_grace(self) -> None:
+        client = connect(Recorder())
+        drained = client.connection.factory.drain(10)
+        client.clock.advance(FIRST_REQUEST_GRACE - 0.01)
+        self.assertFalse(client.transport.disconnecting)
+        client.clock.advance(0.01)
+        self.assertTrue(client.transport.disconnecting)
+        self.assertEqual(client.logged, [])  # nothing was asked: no 408 either
+        client.lose()
+        self.successResultOf(drained)
 
     def test_a_connection_accepted_while_draining_closes_at_once(self) -> None:
         client = connect(Recorder())

@@ -11,7 +11,7 @@ The public entry points for embedding kongish in another Twisted application:
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import attrs
@@ -147,6 +147,9 @@ class KongishService(MultiService):
     listen: Listen = attrs.field(default=listen_on, kw_only=True)
     worker: WorkerIdentity = attrs.field(default=SINGLE_PROCESS, kw_only=True)
     configuration: Configuration | None = attrs.field(default=None, kw_only=True)
+    #: Awaited with the built node before any listener opens: a worker catches up with
+    #: its master here, so that it never accepts a connection with a stale configuration.
+    before_listening: Callable[[Node], Awaitable[None]] | None = attrs.field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         MultiService.__init__(self)
@@ -163,6 +166,8 @@ class KongishService(MultiService):
     async def _start(self) -> None:
         self.node = await build_node(self.settings, self.reactor, worker=self.worker,
                                      configuration=self.configuration)
+        if self.before_listening is not None:
+            await self.before_listening(self.node)
         # one upstream client, whose pools the proxy and the plugins' HTTP calls share
         host = self.node.plugin_host
         self.client = host.client if host is not None else UpstreamClient(

@@ -37,9 +37,9 @@ class KongishServiceMaker:
         from kongish.settings import Settings
         from kongish.workers.master import MasterService
 
-        settings = Settings.load(options["config"], overrides={
-            "proxy_listen": options["proxy-listen"], "admin_listen": options["admin-listen"],
-            "nginx_worker_processes": options["nginx-worker-processes"]})
+        overrides = {"proxy_listen": options["proxy-listen"], "admin_listen": options["admin-listen"],
+                     "nginx_worker_processes": options["nginx-worker-processes"]}
+        settings = Settings.load(options["config"], overrides=overrides)
         twist = getattr(options, "parent", None)
         level = LOG_LEVELS[settings.log_level]
         if twist is not None and twist.get("logLevel") == getattr(twist, "defaultLogLevel", None):
@@ -49,7 +49,11 @@ class KongishServiceMaker:
             level = twist["logLevel"]
         service: KongishService
         if settings.worker_processes > 1:  # a master, whose workers serve the proxy
-            service = MasterService(settings, owns_process=True, log_level=level.name)
+            def reload_settings():
+                return Settings.load(options["config"], overrides=overrides)
+
+            service = MasterService(settings, owns_process=True, log_level=level.name,
+                                    reload_settings=reload_settings)
         else:
             service = KongishService(settings, owns_process=True)
         atexit.register(_exit_if_start_failed, service)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kongish import KONG_VERSION
 from kongish.admin.call import AdminCall
@@ -11,6 +11,9 @@ from kongish.admin.dispatch import Endpoint
 from kongish.admin.entities import entity_input
 from kongish.schema import ENTITIES, complete, schema_json
 from kongish.schema.lua import tonumber
+
+if TYPE_CHECKING:
+    from kongish.node import Node
 
 _LUA_VERSION = "LuaJIT 2.1"
 
@@ -31,7 +34,8 @@ async def root(call: AdminCall) -> tuple[int, Any]:
             "enabled_in_cluster": sorted({p["name"] for p in node.database.tables["plugins"].values()}),
         },
         "configuration": node.settings.public_view(),
-        "pids": {"master": os.getpid(), "workers": [os.getpid()]},
+        "pids": {"master": os.getpid(),
+                 "workers": node.workers.pids if node.workers is not None else [os.getpid()]},
     }
 
 
@@ -61,22 +65,36 @@ async def status(call: AdminCall) -> tuple[int, Any]:
     scale = tonumber(call.query.get("scale", ""))
     if scale is None or scale != scale:  # Kong ignores a scale that is not a number
         scale = 2
+    reports = await _reports(node)
     try:
-        allocated = bytes_to_str(node.lua_memory_used(), unit, scale)
+        vms = [{"pid": report["pid"], "http_allocated_gc": bytes_to_str(report["lua_memory"], unit, scale)}
+               for report in reports]
     except ValueError as error:
         return 400, {"message": str(error)}
+    server = node.counters.as_json()
+    if node.workers is not None:  # the master's own connections (the Admin API's) and its workers'
+        for report in reports:
+            for name, count in report["server"].items():
+                server[name] += count
     body: dict[str, Any] = {
-        "memory": {
-            "workers_lua_vms": [{"pid": os.getpid(), "http_allocated_gc": allocated}],
-            "lua_shared_dicts": {},
-        },
-        "server": node.counters.as_json(),
+        "memory": {"workers_lua_vms": vms, "lua_shared_dicts": {}},
+        "server": server,
     }
+    if node.workers is not None:
+        body["workers"] = [{"id": report["worker"], "pid": report["pid"], "rss": report["rss"],
+                            **report["server"]} for report in reports]
     if node.database.read_only:
         body["configuration_hash"] = node.configuration_hash
     else:
         body["database"] = {"reachable": True}
     return 200, body
+
+
+async def _reports(node: Node) -> list[dict[str, Any]]:
+    """What each process serving the proxy reports: the workers', or this process's own."""
+    if node.workers is not None:
+        return sorted(await node.workers.stats(), key=lambda report: report["worker"])
+    return [{"pid": os.getpid(), "worker": 0, "lua_memory": node.lua_memory_used()}]
 
 
 async def enabled_plugins(call: AdminCall) -> tuple[int, Any]:

@@ -68,6 +68,9 @@ _ABORT_AFTER = 15
 HEADER_TIMEOUT = 60.0
 BODY_TIMEOUT = 60.0
 _NEVER = float("inf")
+#: How long a stopping node waits for the first request of a connection it accepted but has
+#: read nothing from: the client may have sent it already (a worker replaced on reload).
+FIRST_REQUEST_GRACE = 1.0
 
 
 class _Refused(Exception):
@@ -132,6 +135,8 @@ class ProxyConnection(Protocol):
         self._heads = 0
         self._fires_at = _NEVER
         self._timer: IDelayedCall | None = None
+        #: Until when a draining connection that has read nothing waits for its first request.
+        self._first_request_by = _NEVER
 
     def connectionMade(self) -> None:
         self.factory.connections.opened(self)
@@ -389,8 +394,10 @@ class ProxyConnection(Protocol):
             return _NEVER
         if self._upgrading is not None or (self._in_message and not self._in_head):
             return self._last_read + self.factory.body_timeout
-        if self._in_message or self._heads == 0:
+        if self._in_message:
             return self._head_started + self.factory.header_timeout
+        if self._heads == 0:
+            return min(self._head_started + self.factory.header_timeout, self._first_request_by)
         return _NEVER if self.timeOut is None else self._last_read + self.timeOut
 
     def _expect(self, deadline: float) -> None:
@@ -415,12 +422,17 @@ class ProxyConnection(Protocol):
         # A client that stops reading would keep the connection open for ever.
         self._abort = self.factory.reactor.callLater(_ABORT_AFTER, self.transport.abortConnection)
 
-    def drain(self) -> None:
+    def drain(self, first_request_grace: float = 0.0) -> None:
         """Take no more requests: answer those read or being read, the last with Connection:
-        close, then close. An idle connection closes at once."""
+        close, then close. An idle connection closes at once, unless it has read nothing
+        yet: that one waits ``first_request_grace`` for its first request, and answers it."""
         self._draining = True
         if self._in_message:
             return  # on_message_complete makes it the last
+        if self._heads == 0 and first_request_grace > 0:
+            self._first_request_by = self._now() + first_request_grace
+            self._expect(self._first_request_by)
+            return
         self._reading = False
         if self._refusal is not None:
             return  # owed after the requests before it, and it closes the connection
@@ -500,5 +512,5 @@ class ProxyServerFactory(HTTPFactory):
     def drain(self, timeout: float) -> Deferred[None]:
         """A graceful stop, once the port no longer listens: fires when every connection
         has answered what it had read and closed; those still open after ``timeout`` are cut."""
-        return self.connections.stop(timeout, ProxyConnection.drain,
+        return self.connections.stop(timeout, lambda connection: connection.drain(FIRST_REQUEST_GRACE),
                                      lambda connection: connection.transport.abortConnection())

@@ -51,6 +51,7 @@ DEFAULTS: dict[str, str] = {
     "nginx_http_send_timeout": "60s",
     "nginx_worker_processes": "auto",
     "worker_consistency": "strict",
+    "worker_rss_limit": "0",
     "nginx_main_worker_rlimit_nofile": "auto",
     "nginx_events_worker_connections": "auto",
     "lua_max_req_headers": "100",
@@ -207,6 +208,8 @@ class Settings:
     #: ``strict``: an Admin write answers once every worker serves it (1 s at most);
     #: ``eventual``: at once, and workers follow.
     worker_consistency: str
+    #: A worker whose resident memory grows past this many bytes is replaced gracefully (0: never).
+    worker_rss_limit: int
     #: The descriptor limit to set at start, and the connections one process holds (None: ``auto``).
     rlimit_nofile: int | None
     worker_connections: int | None
@@ -280,6 +283,7 @@ class Settings:
             send_timeout=_timeout(raw, "nginx_http_send_timeout"),
             worker_processes=_auto_count(raw, "nginx_worker_processes") or len(os.sched_getaffinity(0)),
             worker_consistency=_choice(raw, "worker_consistency", CONSISTENCIES),
+            worker_rss_limit=_size(raw, "worker_rss_limit"),
             rlimit_nofile=_auto_count(raw, "nginx_main_worker_rlimit_nofile"),
             worker_connections=_auto_count(raw, "nginx_events_worker_connections"),
             upstream_keepalive=KeepaliveSettings(

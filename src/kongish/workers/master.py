@@ -8,21 +8,29 @@ or being replaced.
 """
 from __future__ import annotations
 
+import signal
+from collections.abc import Callable
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.logger import Logger
 
 from kongish.service import DRAIN_TIMEOUT, KongishService, listen_on
+from kongish.settings import ConfigError, Settings
 from kongish.workers.sockets import HandedListener, listen_for_workers
 from kongish.workers.supervisor import WorkerSupervisor
+
+log = Logger()
 
 
 @attrs.define(eq=False)
 class MasterService(KongishService):
     #: The log level (a Twisted level name) the workers log at, as the master does.
     log_level: str = attrs.field(default="info", kw_only=True)
+    #: Reads kong.conf again, for SIGHUP (``twist kongish`` gives it; None: no reload).
+    reload_settings: Callable[[], Settings] | None = attrs.field(default=None, kw_only=True)
     supervisor: WorkerSupervisor | None = attrs.field(default=None, init=False)
     handed: list[HandedListener] = attrs.field(factory=list, init=False)
 
@@ -44,6 +52,20 @@ class MasterService(KongishService):
         self.node.workers = supervisor
         self.node.configuration_followers.append(supervisor.configured)
         supervisor.start()
+        if self.owns_process and self.reload_settings is not None:
+            signal.signal(signal.SIGHUP, lambda number, frame: self.reactor.callFromThread(self.reload))
+
+    def reload(self) -> Deferred[None]:
+        """nginx's reload: kong.conf read again, and workers started with it replace the
+        running ones one at a time. The master's own listeners and store stay as started."""
+        assert self.reload_settings is not None and self.supervisor is not None
+        try:
+            settings = self.reload_settings()
+        except ConfigError as error:
+            log.error("reload refused, the workers keep their configuration: {error}", error=str(error))
+            return succeed(None)
+        log.info("reloading: replacing the workers one at a time")
+        return Deferred.fromCoroutine(self.supervisor.reload(settings))
 
     async def _stop(self) -> None:
         await self.ready

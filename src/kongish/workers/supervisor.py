@@ -1,11 +1,14 @@
 """The master's side of its workers: start them, keep them current, replace them.
 
 As nginx's master does, it starts ``nginx_worker_processes`` workers and
-replaces one that exits. It also replaces one that is stuck: every worker
-answers a heartbeat from its reactor, and one that has not answered for
-longer than ``lua_time_limit`` plus a margin (Lua stuck inside one C call,
-which the instruction hook cannot interrupt) is killed, and the log says
-what it was running.
+replaces one that exits. It also replaces one that is stuck: a worker whose
+Lua has been in one resume for longer than ``STUCK_AFTER`` times
+``lua_time_limit`` plus a margin (stuck inside one C call, which the budget
+hook cannot interrupt; ``kongish.workers.busy``) is killed, and the log says
+which route, plugin and phase it was running. So is one whose reactor has not
+answered a heartbeat for ``UNRESPONSIVE`` seconds, whatever it is doing: a
+worker busy with many requests, each within its limits, is slow to answer
+but not stuck.
 
 Configuration changes reach the workers through the store's change feed: the
 master tells each worker the version a write made, and the worker reads what
@@ -40,9 +43,13 @@ log = Logger()
 
 #: How long a strict write waits for the workers to serve it.
 STRICT_WAIT = 1.0
-#: Heartbeats per second, and what a worker may take beyond ``lua_time_limit`` to answer one.
+#: Seconds between heartbeats; a Lua resume is stuck after ``STUCK_AFTER`` times
+#: ``lua_time_limit`` (CPU seconds, which a loaded machine stretches) plus the margin.
 HEARTBEAT_INTERVAL = 0.25
-HEARTBEAT_MARGIN = 2.0
+STUCK_AFTER = 2
+STUCK_MARGIN = 2.0
+#: Seconds without a heartbeat answer after which a worker is replaced however busy it is.
+UNRESPONSIVE = 30.0
 #: A worker that lived less than this is restarted after a growing pause, up to the longest.
 CRASH_LOOP = 1.0
 LONGEST_PAUSE = 5.0
@@ -54,7 +61,7 @@ CHANNEL_FD = 3
 
 @attrs.define(eq=False)
 class Worker:
-    """One worker process and its channel, as the master sees them."""
+    """One worker process and its channel, as the master sees them; a replacement is another."""
 
     identity: WorkerIdentity
     channel: ControlChannel | None = None
@@ -63,9 +70,15 @@ class Worker:
     started_at: float = 0.0
     #: Once it asked to follow the configuration: it gets every change from then on.
     following: bool = False
-    #: When it last answered a heartbeat.
+    #: Its slot on the busy board: a replacement takes the other half, so both may run.
+    slot: int = 0
+    #: When it last answered a heartbeat, and its resident memory then.
     answered_at: float = 0.0
-    #: Fires when the process has ended.
+    rss: int = 0
+    #: Replaced by another process: it finishes what it has and is not started again.
+    retiring: bool = False
+    #: Fire when it follows the configuration (it then accepts connections), and when it ended.
+    followed: Deferred[None] = attrs.Factory(Deferred)
     ended: Deferred[None] = attrs.Factory(Deferred)
 
 
@@ -89,15 +102,20 @@ class WorkerSupervisor:
     #: The log level the master runs at, for its workers' logs.
     log_level: str
     busy: BusyBoard = attrs.field(init=False)
+    #: The worker in each place (``ngx.worker.id()``), and every process not yet ended: a
+    #: replacement starting and the one it replaces, still answering, are both in it.
     workers: list[Worker] = attrs.field(init=False)
+    _processes: list[Worker] = attrs.field(factory=list, init=False)
     stopping: bool = attrs.field(default=False, init=False)
     _heartbeat: LoopingCall | None = attrs.field(default=None, init=False)
     _pauses: dict[int, float] = attrs.field(factory=dict, init=False)
+    #: Counts the DB-less configurations loaded since the start (POST /config).
+    _generation: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         count = self.settings.worker_processes
-        self.workers = [Worker(WorkerIdentity(index, count)) for index in range(count)]
-        self.busy = BusyBoard.create(os.path.join(self.settings.prefix, "workers.busy"), count)
+        self.workers = [Worker(WorkerIdentity(index, count), slot=index) for index in range(count)]
+        self.busy = BusyBoard.create(os.path.join(self.settings.prefix, "workers.busy"), 2 * count)
 
     def start(self) -> None:
         for worker in self.workers:
@@ -113,11 +131,11 @@ class WorkerSupervisor:
         master_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         worker.channel = channel = ControlChannel({
             "hello": lambda: self._hello(worker),
-            "follow": lambda: self._follow(worker),
+            "follow": lambda generation: self._follow(worker, generation),
         })
         self.reactor.adoptStreamConnection(master_end.fileno(), socket.AF_UNIX, channel_factory(channel))
         master_end.close()
-        worker.following, worker.ended = False, Deferred()
+        self._processes.append(worker)
         fds: dict[int, Any] = {1: 1, 2: 2, CHANNEL_FD: worker_end.fileno()}
         fds.update({listener.worker_fd: listener.master_fd for listener in self.listeners})
         environment = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
@@ -132,28 +150,35 @@ class WorkerSupervisor:
     def _hello(self, worker: Worker) -> dict[str, Any]:
         """What a starting worker needs: the settings, its place, its sockets, and a DB-less
         node's configuration as it stands now (it may have changed since the start)."""
-        database = self.node.database
-        configuration = None
-        if database.read_only:
-            configuration = {"entities": self._entities(), "text_hash": self.node.configuration_hash}
         return {"settings": dict(self.settings.raw), "log_level": self.log_level,
                 "worker": [worker.identity.id, worker.identity.count],
                 "listeners": [listener.as_json() for listener in self.listeners],
-                "busy_board": self.busy.path, "configuration": configuration}
+                "busy_board": self.busy.path, "busy_slot": worker.slot,
+                "configuration": self._configuration(), "generation": self._generation}
 
-    def _follow(self, worker: Worker) -> int:
-        """A worker that has loaded the configuration gets every change from now on; it
-        catches up to the version answered before it accepts a connection."""
+    def _configuration(self) -> dict[str, Any] | None:
+        """A DB-less node's configuration as it stands, for a worker; None with a store."""
+        if not self.node.database.read_only:
+            return None
+        return {"entities": {name: list(table.values()) for name, table in self.node.database.tables.items()},
+                "text_hash": self.node.configuration_hash}
+
+    def _follow(self, worker: Worker, generation: int) -> dict[str, Any]:
+        """A worker that has loaded the configuration gets every change from now on; before
+        it accepts a connection, it catches up with what changed since its hello: the
+        store's version, or a DB-less configuration loaded meanwhile."""
         worker.following = True
         worker.answered_at = self.reactor.seconds()
-        return self.node.database.version
+        self.reactor.callLater(0, worker.followed.callback, None)  # after the answer is on its way
+        return {"version": self.node.database.version,
+                "configuration": self._configuration() if generation != self._generation else None}
 
     # keeping them current
 
     async def published(self, version: int) -> None:
         """A write made ``version``: every following worker reads it; a strict write waits."""
         calls = [(worker, worker.channel.call("catch_up", version=version))
-                 for worker in self.workers if worker.following and worker.channel is not None]
+                 for worker in self._processes if worker.following and worker.channel is not None]
         if self.settings.worker_consistency != "strict" or not calls:
             for _, call in calls:
                 call.addErrback(lambda failure: None)  # a worker that ends meanwhile reloads anyway
@@ -170,36 +195,75 @@ class WorkerSupervisor:
 
     def configured(self) -> Deferred[Any]:
         """A DB-less node loaded a new configuration: every worker loads it too."""
-        entities, text_hash = self._entities(), self.node.configuration_hash
-        calls = [worker.channel.call("configure", entities=entities, text_hash=text_hash)
-                 for worker in self.workers if worker.following and worker.channel is not None]
+        self._generation += 1
+        configuration = self._configuration()
+        assert configuration is not None, "POST /config loads a DB-less node's configuration"
+        calls = [worker.channel.call("configure", **configuration)
+                 for worker in self._processes if worker.following and worker.channel is not None]
         waited = DeferredList([call.addTimeout(STRICT_WAIT, self.reactor) for call in calls],
                               consumeErrors=True)
         return waited if self.settings.worker_consistency == "strict" else succeed(None)
-
-    def _entities(self) -> dict[str, list[dict[str, Any]]]:
-        return {name: list(table.values()) for name, table in self.node.database.tables.items()}
 
     # watching them
 
     def _beat(self) -> None:
         now = self.reactor.seconds()
-        allowed = self.settings.lua_time_limit + HEARTBEAT_MARGIN
-        for worker in self.workers:
+        stuck_after = STUCK_AFTER * self.settings.lua_time_limit + STUCK_MARGIN
+        for worker in self._processes:
             if worker.process is None or worker.channel is None or not worker.following:
                 continue
-            if now - worker.answered_at > allowed:
-                self._kill_stuck(worker, now - worker.answered_at)
+            running = self.busy.running(worker.slot)
+            if running is not None and running[1] > stuck_after:
+                self._kill(worker, f"its Lua has run {running[0]} for {running[1]:.1f}s")
                 continue
-            worker.channel.call("ping").addCallbacks(
-                lambda _, worker=worker: setattr(worker, "answered_at", self.reactor.seconds()),
-                lambda failure: None)
+            if now - worker.answered_at > UNRESPONSIVE:
+                self._kill(worker, f"it has not answered for {now - worker.answered_at:.1f}s")
+                continue
+            worker.channel.call("ping").addCallbacks(self._answered, lambda failure: None,
+                                                     callbackArgs=(worker,))
 
-    def _kill_stuck(self, worker: Worker, silent: float) -> None:
-        running = self.busy.read(worker.identity.id) or "no Lua code"
-        log.error("kongish worker {id} (pid {pid}) has not answered for {silent:.1f}s while running "
-                  "{running}; killing it", id=worker.identity.id, pid=worker.pid, silent=silent,
-                  running=running)
+    def _answered(self, rss: int, worker: Worker) -> None:
+        worker.answered_at, worker.rss = self.reactor.seconds(), rss
+        limit = self.settings.worker_rss_limit
+        if limit and rss > limit and not worker.retiring and not self.stopping:
+            log.warn("kongish worker {id} (pid {pid}) holds {rss} bytes, over worker_rss_limit {limit}; "
+                     "replacing it", id=worker.identity.id, pid=worker.pid, rss=rss, limit=limit)
+            self.replace(worker)
+
+    def replace(self, worker: Worker) -> Deferred[None]:
+        """A new process in ``worker``'s place; once it accepts connections, the old one
+        finishes what it has read and exits. Fires when the old one has."""
+        worker.retiring = True
+        successor = Worker(worker.identity, slot=(worker.slot + len(self.workers)) % (2 * len(self.workers)))
+        self._spawn(successor)
+
+        def take_over(_: None) -> Deferred[None]:
+            if self.workers[worker.identity.id] is worker:
+                self.workers[worker.identity.id] = successor
+            self._signal(worker, signal.SIGTERM)
+            return worker.ended
+
+        def failed(_: Failure) -> None:
+            worker.retiring = False
+            log.error("the replacement of kongish worker {id} exited before serving; pid {pid} goes on",
+                      id=worker.identity.id, pid=worker.pid)
+
+        return successor.followed.addCallbacks(take_over, failed)
+
+    async def reload(self, settings: Settings) -> None:
+        """nginx's reload: workers with ``settings`` replace the running ones, one at a time,
+        and no connection is refused meanwhile (the sockets stay open in the master)."""
+        if settings.worker_processes != len(self.workers):
+            log.warn("nginx_worker_processes changes at the next start, not on reload")
+        self.settings = attrs.evolve(settings, worker_processes=len(self.workers))
+        for worker in list(self.workers):
+            if not self.stopping and not worker.retiring and worker.process is not None:
+                await self.replace(worker)
+        log.info("kongish workers reloaded")
+
+    def _kill(self, worker: Worker, why: str) -> None:
+        log.error("kongish worker {id} (pid {pid}) is stuck: {why}; killing it",
+                  id=worker.identity.id, pid=worker.pid, why=why)
         worker.following = False
         self._signal(worker, signal.SIGKILL)
 
@@ -212,13 +276,17 @@ class WorkerSupervisor:
 
     def _ended(self, worker: Worker, reason: Failure) -> None:
         worker.process, worker.following = None, False
+        self._processes.remove(worker)
         if worker.channel is not None:
             worker.channel.close()
             worker.channel = None
-        self.busy.clear(worker.identity.id)
         worker.ended.callback(None)
-        if self.stopping:
-            return
+        if not worker.followed.called:  # it never served
+            worker.followed.errback(reason)
+            worker.followed.addErrback(lambda _: None)
+        if self.stopping or worker.retiring or self.workers[worker.identity.id] is not worker:
+            return  # stopped, replaced, or a replacement that failed
+        self.busy.clear(worker.slot)
         lived = self.reactor.seconds() - worker.started_at
         index = worker.identity.id
         pause = 0.0 if lived >= CRASH_LOOP else min(max(self._pauses.get(index, 0.0) * 2, 0.1), LONGEST_PAUSE)
@@ -228,8 +296,9 @@ class WorkerSupervisor:
         self.reactor.callLater(pause, self._respawn, worker)
 
     def _respawn(self, worker: Worker) -> None:
-        if not self.stopping and worker.process is None:
-            self._spawn(worker)
+        if not self.stopping and self.workers[worker.identity.id] is worker:
+            self.workers[worker.identity.id] = successor = Worker(worker.identity, slot=worker.slot)
+            self._spawn(successor)
 
     # reporting
 
@@ -253,7 +322,7 @@ class WorkerSupervisor:
         self.stopping = True
         if self._heartbeat is not None and self._heartbeat.running:
             self._heartbeat.stop()
-        running = [worker for worker in self.workers if worker.process is not None]
+        running = [worker for worker in self._processes if worker.process is not None]
         for worker in running:
             self._signal(worker, signal.SIGTERM)
         if not running:

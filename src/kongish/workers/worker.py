@@ -28,6 +28,7 @@ from twisted.logger import (
 )
 
 from kongish.lua.settings import WorkerIdentity
+from kongish.node import Node
 from kongish.service import Configuration, KongishService
 from kongish.settings import Settings
 from kongish.workers.busy import BusyBoard
@@ -48,7 +49,7 @@ class WorkerProcess:
 
     def __attrs_post_init__(self) -> None:
         self.channel = ControlChannel({
-            "ping": lambda: None,
+            "ping": _rss,
             "catch_up": self._catch_up,
             "configure": self._configure,
             "stats": self._stats,
@@ -68,17 +69,22 @@ class WorkerProcess:
             settings, self.reactor, owns_process=True, roles=("proxy",), listen=adopted,
             worker=WorkerIdentity(*hello["worker"]),
             configuration=None if configuration is None else Configuration(
-                configuration["entities"], configuration["text_hash"]))
+                configuration["entities"], configuration["text_hash"]),
+            before_listening=lambda node: self._follow(node, hello))
         service.startService()
         self.reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
         await service.ready
-        node = service.node
-        assert node is not None
+
+    async def _follow(self, node: Node, hello: dict[str, Any]) -> None:
+        """Follow the master's configuration from now on, and catch up with what changed
+        since the hello, before accepting a connection."""
         engine = node.lua_engine
         if engine is not None:
-            engine.busy = BusyBoard.open(hello["busy_board"]).slot(engine.settings.worker.id)
-        version = await self.channel.call("follow")
-        if node.database.storage is not None and node.database.version < version:
+            engine.busy = BusyBoard.open(hello["busy_board"]).slot(hello["busy_slot"])
+        now = await self.channel.call("follow", generation=hello["generation"])
+        if now["configuration"] is not None:
+            self._configure(**now["configuration"])
+        if node.database.storage is not None and node.database.version < now["version"]:
             await node.database.catch_up()
 
     async def _catch_up(self, version: int) -> int:
@@ -87,7 +93,7 @@ class WorkerProcess:
             await database.catch_up()
         return database.version
 
-    def _configure(self, entities: dict[str, list[dict[str, Any]]], text_hash: str | None) -> None:
+    def _configure(self, entities: dict[str, list[dict[str, Any]]], text_hash: str) -> None:
         self._node().load_declarative(entities, text_hash)
 
     def _stats(self) -> dict[str, Any]:
