@@ -163,6 +163,26 @@ class WorkerTests(_Workers):
         self.assertEqual(self.process.output.count(b"killing it"), 1)  # the regex stalls nothing
 
     @deferred
+    async def test_a_worker_past_the_rss_limit_is_replaced_gracefully(self) -> None:
+        await self._start_workers(worker_rss_limit="160m", lua_memory_limit=str(512 * 1024 * 1024))
+        # kept in the function's globals: the worker's memory stays high after the request
+        await self._route("hoard", "hoard = hoard or {} for i = 1, 160 do "
+                                   "hoard[#hoard + 1] = string.rep('x', 1048576) .. i end "
+                                   "ngx.say(ngx.worker.pid()) return ngx.exit(200)")
+        await self._route("who", WHO)
+        status, body = await self._get("/hoard")
+        self.assertEqual(status, 200, body)
+        hoarder = int(body)
+
+        async def replaced() -> bool:
+            return hoarder not in await self._worker_pids() and len(await self._worker_pids()) == 2
+        await self._eventually(replaced, "the worker over the limit replaced")
+        self.assertIn(b"over worker_rss_limit", self.process.output)
+        self.assertEqual({status for status, _ in await self._many("/who")}, {200})
+        report = await self._admin("GET", "/status")
+        self.assertLess(max(worker["rss"] for worker in report["workers"]), 160 * 1024 * 1024)
+
+    @deferred
     async def test_stop_ends_every_worker(self) -> None:
         await self._start_workers()
         pids = await self._worker_pids()

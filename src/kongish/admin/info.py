@@ -82,7 +82,8 @@ async def status(call: AdminCall) -> tuple[int, Any]:
     }
     if node.workers is not None:
         body["workers"] = [{"id": report["worker"], "pid": report["pid"], "rss": report["rss"],
-                            **report["server"]} for report in reports]
+                            "configuration_version": report["configuration_version"], **report["server"]}
+                           for report in reports]
     if node.database.read_only:
         body["configuration_hash"] = node.configuration_hash
     else:

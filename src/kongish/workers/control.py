@@ -8,6 +8,7 @@ DB-less node travels in one, hence the large line limit.
 """
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -111,9 +112,9 @@ class ControlChannel(LineOnlyReceiver):
 
 
 def _run(handler: Handler, params: dict[str, Any]) -> Any:
-    """The handler's result; a coroutine's becomes a Deferred."""
+    """The handler's result; a coroutine's becomes a Deferred (maybeDeferred waits for either)."""
     result = handler(**params)
-    if hasattr(result, "__await__"):
+    if inspect.iscoroutine(result):
         return Deferred.fromCoroutine(result)
     return result
 

@@ -12,6 +12,7 @@ import socket
 from typing import Any
 
 import attrs
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
@@ -68,5 +69,25 @@ def adopt(reactor: Any, listener: dict[str, Any], factory: IProtocolFactory) -> 
     endpoint: Any = AdoptedStreamServerEndpoint(reactor, listener["fd"], family)
     if listener["proxy_protocol"]:
         endpoint = proxyEndpoint(endpoint)
-    return endpoint.listen(factory)
+    return endpoint.listen(factory).addCallback(_one_at_a_time)
+
+
+class _OneAcceptAtATime(tcp.Port):
+    """A port that accepts one connection per readiness, so that workers woken together
+    take turns instead of the first taking every connection waiting (Twisted accepts up
+    to a hundred at once): a burst of keep-alive connections spreads across the workers."""
+
+    @property
+    def numberAccepts(self) -> int:
+        return 1
+
+    @numberAccepts.setter
+    def numberAccepts(self, count: int) -> None:
+        pass  # Twisted grows it after each full round of accepts
+
+
+def _one_at_a_time(port: Any) -> Any:
+    if type(port) is tcp.Port:
+        port.__class__ = _OneAcceptAtATime
+    return port
 

@@ -99,7 +99,8 @@ class WorkerProcess:
     def _stats(self) -> dict[str, Any]:
         node = self._node()
         return {"pid": os.getpid(), "worker": node.lua_engine.settings.worker.id if node.lua_engine else 0,
-                "lua_memory": node.lua_memory_used(), "rss": _rss(), "server": node.counters.as_json()}
+                "lua_memory": node.lua_memory_used(), "rss": _rss(), "server": node.counters.as_json(),
+                "configuration_version": node.database.version}
 
     def _node(self) -> Any:
         assert self.service is not None and self.service.node is not None, "asked before the node was built"
