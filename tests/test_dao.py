@@ -19,6 +19,7 @@ from kongish import errors
 from kongish.db import sqlite
 from kongish.db.dao import Database, decode_offset, encode_offset
 from kongish.db.sqlite import SQLiteStorage
+from kongish.db.thread import StorageThread
 from kongish.schema import ENTITIES
 from kongish.testing import serverless_schema_plugin
 
@@ -40,10 +41,10 @@ class InlineWorker:
 
 def sqlite_storage(path: str) -> SQLiteStorage:
     """A real SQLiteStorage on ``path``; commits skip fsync, which these tests do not measure."""
-    connection = sqlite._connect(path)
+    connection = sqlite.connect_migrated(path)
     connection.execute("PRAGMA synchronous=OFF")
-    # InlineWorker stands in for sqlite._Worker: the same run and stop, on the calling thread.
-    return SQLiteStorage(connection, cast(sqlite._Worker, InlineWorker()))
+    # InlineWorker stands in for StorageThread: the same run and stop, on the calling thread.
+    return SQLiteStorage(connection, cast(StorageThread, InlineWorker()))
 
 
 _E = TypeVar("_E", bound=Exception)

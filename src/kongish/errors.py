@@ -212,6 +212,15 @@ class UniqueViolation(DAOError):
         super().__init__(f"UNIQUE violation detected on '{lua_pretty(keys, '')}'", keys)
 
 
+class DatabaseUnavailable(DAOError):
+    """The store cannot be reached (PostgreSQL down): the proxy serves what it has, writes wait."""
+
+    code, error_name, status = 8, "database error", 503
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the database is unreachable: {reason}")
+
+
 class InvalidOffset(DAOError):
     code, error_name = 7, "invalid offset"
 

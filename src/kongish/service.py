@@ -30,6 +30,8 @@ from kongish.admin.resource import AdminResource
 from kongish.db.backends import open_storage
 from kongish.db.dao import Database
 from kongish.db.declarative import configuration_hash, flatten, parse_declarative
+from kongish.db.follow import StoreFollower
+from kongish.db.storage import IWatchedStorage
 from kongish.heap import settle_heap
 from kongish.http import access_log
 from kongish.http.client import UpstreamClient
@@ -150,6 +152,9 @@ class KongishService(MultiService):
     #: Awaited with the built node before any listener opens: a worker catches up with
     #: its master here, so that it never accepts a connection with a stale configuration.
     before_listening: Callable[[Node], Awaitable[None]] | None = attrs.field(default=None, kw_only=True)
+    #: Whether this process follows what other writers store (a worker's master does it for it).
+    follows_store: bool = attrs.field(default=True, kw_only=True)
+    _watch: Any = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         MultiService.__init__(self)
@@ -168,6 +173,10 @@ class KongishService(MultiService):
                                      configuration=self.configuration)
         if self.before_listening is not None:
             await self.before_listening(self.node)
+        storage = self.node.database.storage
+        if self.follows_store and IWatchedStorage.providedBy(storage):
+            self._watch = storage.watch(self.reactor, StoreFollower(self.node.database).changed,
+                                        self.settings.db_update_frequency)
         # one upstream client, whose pools the proxy and the plugins' HTTP calls share
         host = self.node.plugin_host
         self.client = host.client if host is not None else UpstreamClient(
@@ -231,6 +240,8 @@ class KongishService(MultiService):
                              *(admin.close(DRAIN_TIMEOUT) for admin in self.admin_factories)])
         self.proxy_factories.clear()
         self.admin_factories.clear()
+        if self._watch is not None:
+            self._watch.stop()
         if self.client is not None:  # the plugin host's client, when the node has a host
             await self.client.close()
         if self.node is not None and self.node.database.storage is not None:

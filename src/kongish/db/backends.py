@@ -21,8 +21,16 @@ def _sqlite(settings: Settings, reactor: Any) -> Deferred[IStorage]:
     return opening.addCallback(lambda storage: cast(IStorage, storage))
 
 
+def _postgres(settings: Settings, reactor: Any) -> Deferred[IStorage]:
+    from kongish.db.postgres import PostgresStorage  # psycopg is imported only by nodes that use it
+
+    opening = PostgresStorage.open(settings.postgres, reactor)
+    return opening.addCallback(lambda storage: cast(IStorage, storage))
+
+
 #: ``database`` value -> opener; ``kongish.settings.DATABASES`` lists these and ``off``.
-BACKENDS: dict[str, Callable[[Settings, Any], Deferred[IStorage]]] = {"sqlite": _sqlite}
+BACKENDS: dict[str, Callable[[Settings, Any], Deferred[IStorage]]] = {
+    "sqlite": _sqlite, "postgres": _postgres}
 
 
 async def open_storage(settings: Settings, reactor: Any) -> IStorage | None:

@@ -19,15 +19,9 @@ from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
 
 from kongish import errors
+from kongish.db.constraints import CASCADES, RESTRICTS, references, unique_keys
 from kongish.db.storage import Change, IStorage
 from kongish.schema import ENTITIES, complete
-
-#: Foreign keys that delete their children with them (the rest refuse the delete).
-_CASCADES = {"services": ("plugins",), "routes": ("plugins",), "consumers": ("plugins",)}
-#: Children whose existence blocks deleting the parent.
-_RESTRICTS = {"services": ("routes",)}
-#: The columns of Kong's composite plugin uniqueness key.
-_PLUGIN_UNIQUE = ("consumer", "name", "route", "service")
 
 
 def is_uuid(text: str) -> bool:
@@ -98,15 +92,17 @@ class Database:
             since = await self.storage.changes_since(self.version)
             if since is None:
                 await self.load()
-                return True
-            self.version = since.version
-            if not since.changes:
-                return False
-            self._apply(since.changes)
-            self._changed()
-            return True
+            else:
+                self.version = since.version
+                if not since.changes:
+                    return False
+                self._apply(since.changes)
+                self._changed()
         finally:
             self._lock.release()
+        for follower in self.followers:  # what others wrote reaches this node's workers too
+            await follower(self.version)
+        return True
 
     def _apply(self, changes: Iterable[Change]) -> None:
         for change in changes:
@@ -243,9 +239,9 @@ class Database:
         if existing is None:
             return [], None
         changes = [Change(child_type, child["id"], None)
-                   for child_type in _CASCADES.get(entity_type, ())
+                   for child_type in CASCADES.get(entity_type, ())
                    for child in self.tables[child_type].values()
-                   if _references(child, existing["id"])]
+                   if references(child, existing["id"])]
         changes.append(Change(entity_type, existing["id"], None))
         return changes, None
 
@@ -278,8 +274,8 @@ class Database:
                 self._check_entity(change.entity_type, change.entity)
 
     def _check_unreferenced(self, entity_type: str, entity_id: str, deleted: set[tuple[str, str]]) -> None:
-        for child_type in _RESTRICTS.get(entity_type, ()):
-            if any(_references(child, entity_id) and (child_type, child["id"]) not in deleted
+        for child_type in RESTRICTS.get(entity_type, ()):
+            if any(references(child, entity_id) and (child_type, child["id"]) not in deleted
                    for child in self.tables[child_type].values()):
                 raise errors.ReferencedBy(entity_type, child_type)
 
@@ -290,14 +286,10 @@ class Database:
             if reference is not None and reference["id"] not in self.tables[parent_type]:
                 raise errors.ForeignKeyViolation(reference, parent_type, field)
         others = [other for other in self.tables[entity_type].values() if other["id"] != entity["id"]]
-        for field in schema.unique:
-            value = entity.get(field)
-            if value is not None and any(other.get(field) == value for other in others):
-                raise errors.UniqueViolation({field: value})
-        if entity_type == "plugins":
-            key = {field: entity.get(field) for field in _PLUGIN_UNIQUE}
-            if any(all(other.get(f) == key[f] for f in _PLUGIN_UNIQUE) for other in others):
+        for key in unique_keys(entity_type, entity):
+            if any(all(other.get(field) == value for field, value in key.items()) for other in others):
                 raise errors.UniqueViolation(key)
+        if entity_type == "plugins":
             self._check_plugin_protocols(entity)
 
     def _check_plugin_protocols(self, plugin: dict[str, Any]) -> None:
@@ -309,11 +301,8 @@ class Database:
                 raise errors.SchemaViolation({"protocols": "must match the associated route's protocols"})
         elif plugin.get("service") is not None:
             routes = [route for route in self.tables["routes"].values()
-                      if _references(route, plugin["service"]["id"])]
+                      if references(route, plugin["service"]["id"])]
             if routes and not any(protocols & set(route["protocols"]) for route in routes):
                 raise errors.SchemaViolation({"protocols": "must match the protocols of at least "
                                                            "one route pointing to this Plugin's service"})
 
-
-def _references(child: dict[str, Any], parent_id: str) -> bool:
-    return any(isinstance(value, dict) and value.get("id") == parent_id for value in child.values())

@@ -9,19 +9,17 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
-from twisted.internet.threads import deferToThreadPool
-from twisted.python.threadpool import ThreadPool
+from twisted.internet.interfaces import IReactorCore
 from zope.interface import implementer
 
 from kongish.db.storage import Change, ChangesSince, IStorage, Snapshot
+from kongish.db.thread import StorageThread
 
-_T = TypeVar("_T")
 #: (entity_type, id, (created_at, JSON text) or None for a deletion)
 _Row = tuple[str, str, "tuple[int, str] | None"]
 
@@ -55,13 +53,13 @@ class SQLiteStorage:
     """``IStorage`` over one SQLite file in WAL mode, driven from one worker thread."""
 
     _connection: sqlite3.Connection
-    _worker: _Worker
+    _worker: StorageThread
 
     @classmethod
     def open(cls, path: str, reactor: IReactorCore) -> Deferred[SQLiteStorage]:
         """Create (or upgrade) the database at ``path`` and its directory, then wrap it."""
-        worker = _Worker.start(reactor, name=f"kongish-sqlite:{path}")
-        opening = worker.run(_connect, path)
+        worker = StorageThread.start(reactor, name=f"kongish-sqlite:{path}")
+        opening = worker.run(connect_migrated, path)
         opening.addErrback(worker.stop)
         return opening.addCallback(lambda connection: cls(connection, worker))
 
@@ -84,34 +82,7 @@ class SQLiteStorage:
         return self._worker.run(self._connection.close).addBoth(self._worker.stop)
 
 
-@attrs.define
-class _Worker:
-    """The one thread that runs every sqlite3 call of one database, in submission order."""
-
-    _reactor: IReactorCore
-    _pool: ThreadPool
-    _shutdown_trigger: object
-
-    @classmethod
-    def start(cls, reactor: IReactorCore, name: str) -> _Worker:
-        pool = ThreadPool(1, 1, name=name)
-        pool.start()
-        # Without this, an unclosed database's thread would keep the process alive after the reactor stops.
-        trigger = reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
-        return cls(reactor, pool, trigger)
-
-    def run(self, function: Callable[..., _T], *args: Any) -> Deferred[_T]:
-        # The reactor a database opens with is a whole reactor: it takes calls from threads too.
-        return deferToThreadPool(cast(IReactorFromThreads, self._reactor), self._pool, function, *args)
-
-    def stop(self, outcome: _T) -> _T:
-        """Stop the thread, passing ``outcome`` through (usable as a callback or errback)."""
-        self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
-        self._pool.stop()
-        return outcome
-
-
-def _connect(path: str) -> sqlite3.Connection:
+def connect_migrated(path: str) -> sqlite3.Connection:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     # Transactions are explicit (see _write); the pool's only thread is the only user.
@@ -125,6 +96,20 @@ def _connect(path: str) -> sqlite3.Connection:
         connection.close()
         raise
     return connection
+
+
+def schema_version(path: str) -> int:
+    """The schema version of the database at ``path``; 0 when there is none yet."""
+    if not os.path.exists(path):
+        return 0
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = connection.execute("SELECT version FROM schema_version").fetchone()
+    except sqlite3.OperationalError:  # no such table
+        return 0
+    finally:
+        connection.close()
+    return row[0] if row else 0
 
 
 def _migrate(connection: sqlite3.Connection) -> None:

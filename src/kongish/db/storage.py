@@ -59,3 +59,11 @@ class IStorage(Interface):
 
     def close():
         """Release the backend; return a Deferred that fires when it is released."""
+
+
+class IWatchedStorage(IStorage):
+    """A store other nodes write to, which says when they did (PostgreSQL's NOTIFY)."""
+
+    def watch(reactor, changed, every):
+        """Call ``changed()`` whenever another writer may have stored changes, and every
+        ``every`` seconds besides; return what ``stop()`` ends."""

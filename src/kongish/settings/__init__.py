@@ -65,7 +65,17 @@ DEFAULTS: dict[str, str] = {
     "dns_stale_ttl": "3600",
     "dns_not_found_ttl": "30",
     "dns_error_ttl": "1",
+    "pg_host": "127.0.0.1",
+    "pg_port": "5432",
+    "pg_user": "kong",
     "pg_password": "NONE",
+    "pg_database": "kong",
+    "pg_schema": "NONE",
+    "pg_timeout": "5000",
+    "pg_ssl": "off",
+    "pg_ssl_verify": "off",
+    "pg_max_concurrent_queries": "0",
+    "db_update_frequency": "5",
 }
 
 #: Default limits of the PDK's header and argument readers, 1 to 1000 as in Kong.
@@ -76,7 +86,7 @@ LUA_MAX_SETTINGS = ("lua_max_req_headers", "lua_max_resp_headers", "lua_max_uri_
 SECRETS = frozenset({"pg_password", "pg_ro_password", "proxy_server", "declarative_config_string",
                      "cluster_cert_key", "ssl_cert_key"})
 
-DATABASES = ("sqlite", "off")
+DATABASES = ("sqlite", "postgres", "off")
 #: Kong's ``worker_consistency``, with kongish's meaning (see ``Settings.worker_consistency``).
 CONSISTENCIES = ("strict", "eventual")
 #: Kong's log levels, most verbose first.
@@ -154,6 +164,38 @@ def _optional(text: str) -> str | None:
 
 
 @attrs.frozen
+class PostgresSettings:
+    """Kong's ``pg_*`` settings: the database a node on PostgreSQL keeps its entities in."""
+
+    host: str
+    port: int
+    user: str
+    password: str | None
+    database: str
+    #: The schema the tables live in (None: the server's search path, ``public``).
+    schema: str | None
+    #: Seconds to connect and for each query (``pg_timeout`` is in milliseconds).
+    timeout: float
+    ssl: bool
+    ssl_verify: bool
+    #: 0: no limit.
+    max_concurrent_queries: int
+
+    def connection_options(self) -> dict[str, Any]:
+        """libpq's keywords (``psycopg.connect(**...)``); the password only goes to libpq."""
+        options: dict[str, Any] = {
+            "host": self.host, "port": self.port, "user": self.user, "dbname": self.database,
+            "connect_timeout": max(1, round(self.timeout)),
+            "sslmode": ("verify-full" if self.ssl_verify else "require") if self.ssl else "disable",
+            "application_name": "kongish"}
+        if self.password is not None:
+            options["password"] = self.password
+        if self.schema is not None:
+            options["options"] = f"-c search_path={self.schema}"
+        return options
+
+
+@attrs.frozen
 class Settings:
     """The effective configuration of one kongish node, parsed and checked once at start.
 
@@ -218,6 +260,10 @@ class Settings:
     upstream_keepalive: KeepaliveSettings
     #: How long upstream names' answers are kept (Kong's ``dns_*`` TTLs, seconds).
     dns: DnsSettings
+    #: ``database = postgres``: where the database is and how to reach it (Kong's ``pg_*``).
+    postgres: PostgresSettings
+    #: Seconds between two looks at the store's configuration version, besides notifications.
+    db_update_frequency: float
 
     @classmethod
     def load(cls, path: str | None = None, environ: Mapping[str, str] | None = None,
@@ -294,6 +340,14 @@ class Settings:
                 valid_ttl=None if _optional(raw["dns_valid_ttl"]) is None else _count(raw, "dns_valid_ttl"),
                 stale_ttl=_count(raw, "dns_stale_ttl"), not_found_ttl=_count(raw, "dns_not_found_ttl"),
                 error_ttl=_count(raw, "dns_error_ttl")),
+            postgres=PostgresSettings(
+                host=raw["pg_host"], port=_port(raw, "pg_port"), user=raw["pg_user"],
+                password=_optional(raw["pg_password"]), database=raw["pg_database"],
+                schema=_optional(raw["pg_schema"]), timeout=_count(raw, "pg_timeout") / 1000,
+                ssl=_choice(raw, "pg_ssl", _ON_OFF) == "on",
+                ssl_verify=_choice(raw, "pg_ssl_verify", _ON_OFF) == "on",
+                max_concurrent_queries=_count(raw, "pg_max_concurrent_queries")),
+            db_update_frequency=_seconds(raw, "db_update_frequency"),
         )
 
     @property
@@ -355,6 +409,24 @@ def _auto_count(raw: Mapping[str, str], name: str) -> int | None:
     if not text.isdigit() or int(text) < 1:
         raise ConfigError(f"{name}: expected 'auto' or a positive integer")
     return int(text)
+
+
+def _port(raw: Mapping[str, str], name: str) -> int:
+    text = raw[name].strip()
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ConfigError(f"{name}: expected a port number, 1 to 65535")
+    return int(text)
+
+
+def _seconds(raw: Mapping[str, str], name: str) -> float:
+    """A positive number of seconds."""
+    try:
+        value = float(raw[name])
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name}: expected a positive number of seconds")
+    return value
 
 
 def _count(raw: Mapping[str, str], name: str) -> int:

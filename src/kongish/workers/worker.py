@@ -70,7 +70,7 @@ class WorkerProcess:
             worker=WorkerIdentity(*hello["worker"]),
             configuration=None if configuration is None else Configuration(
                 configuration["entities"], configuration["text_hash"]),
-            before_listening=lambda node: self._follow(node, hello))
+            before_listening=lambda node: self._follow(node, hello), follows_store=False)
         service.startService()
         self.reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
         await service.ready
