@@ -103,6 +103,24 @@ class ClusterTests(_Cluster):
         self.assertEqual((await a.admin_call("GET", "/plugins"))[1]["data"], [])
 
     @deferred
+    async def test_every_node_keeps_a_row_in_the_list_of_nodes(self) -> None:
+        await self._database()
+        a, b = await self._node(), await self._node()
+        await self._route(a, "first", answering("first"))
+        await self._until(b, "/first", (200, b"first\n"), seconds=5)
+        ids = {(await node.admin_call("GET", "/"))[1]["node_id"] for node in (a, b)}
+        self.assertEqual(len(ids), 2)
+        for _ in range(200):  # each writes its row at start, then every db_update_frequency
+            status, listed = await b.admin_call("GET", "/clustering/nodes")
+            if {row["id"] for row in listed["data"]} == ids:
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual({row["id"] for row in listed["data"]}, ids)
+        for row in listed["data"]:
+            self.assertEqual(set(row), {"id", "hostname", "version", "config_version", "last_seen"})
+            self.assertLess(abs(row["last_seen"] - time.time()), 60)
+
+    @deferred
     async def test_concurrent_creates_of_one_name_on_both_nodes_make_one_service(self) -> None:
         await self._database()
         a, b = await self._node(), await self._node()
@@ -159,12 +177,12 @@ class MigrationTests(_Cluster):
                          [False, True])  # one of them did it, under the lock
         up = await self._migrations("up")
         self.assertEqual((up[0], up[2]), (b"Database is already up-to-date\n", 0))
-        self.assertEqual((await self._migrations("list"))[0], b"executed: 001\n")
+        self.assertEqual((await self._migrations("list"))[0], b"executed: 001\nexecuted: 002\n")
 
     @deferred
     async def test_a_node_on_a_database_not_bootstrapped_says_so_and_exits(self) -> None:
         self._use(postgres.fresh_database(self.where))
-        self.assertEqual((await self._migrations("list"))[0], b"pending: 001\n")
+        self.assertEqual((await self._migrations("list"))[0], b"pending: 001\npending: 002\n")
         process = spawn_twist(self.mktemp(), (), ("--proxy-listen", f"127.0.0.1:{free_port()}",
                                                   "--admin-listen", f"127.0.0.1:{free_port()}"), self.env)
         self.assertEqual(await process.ended, 1)

@@ -11,6 +11,7 @@ The public entry points for embedding kongish in another Twisted application:
 """
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -19,11 +20,13 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
+from kongish import KONG_VERSION
 from kongish.admin.connections import AdminConnections
 from kongish.admin.request import admin_request
 from kongish.admin.resource import AdminResource
@@ -31,7 +34,7 @@ from kongish.db.backends import open_storage
 from kongish.db.dao import Database
 from kongish.db.declarative import configuration_hash, flatten, parse_declarative
 from kongish.db.follow import StoreFollower
-from kongish.db.storage import IWatchedStorage
+from kongish.db.storage import IWatchedStorage, NodeRow
 from kongish.heap import settle_heap
 from kongish.http import access_log
 from kongish.http.client import UpstreamClient
@@ -155,6 +158,7 @@ class KongishService(MultiService):
     #: Whether this process follows what other writers store (a worker's master does it for it).
     follows_store: bool = attrs.field(default=True, kw_only=True)
     _watch: Any = attrs.field(default=None, init=False)
+    _heartbeat: LoopingCall | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         MultiService.__init__(self)
@@ -175,8 +179,11 @@ class KongishService(MultiService):
             await self.before_listening(self.node)
         storage = self.node.database.storage
         if self.follows_store and IWatchedStorage.providedBy(storage):
-            self._watch = storage.watch(self.reactor, StoreFollower(self.node.database).changed,
-                                        self.settings.db_update_frequency)
+            every = self.settings.db_update_frequency
+            self._watch = storage.watch(self.reactor, StoreFollower(self.node.database).changed, every)
+            self._heartbeat = LoopingCall(self._beat, storage)
+            self._heartbeat.clock = self.reactor
+            self._heartbeat.start(every, now=True)
         # one upstream client, whose pools the proxy and the plugins' HTTP calls share
         host = self.node.plugin_host
         self.client = host.client if host is not None else UpstreamClient(
@@ -217,6 +224,12 @@ class KongishService(MultiService):
         if self.owns_process:
             settle_heap()
 
+    def _beat(self, storage: Any) -> Deferred[None]:
+        """This node's row in the cluster's table of nodes (GET /clustering/nodes)."""
+        assert self.node is not None
+        row = NodeRow(self.node.node_id, socket.gethostname(), KONG_VERSION, self.node.database.version)
+        return storage.heartbeat(row).addErrback(lambda failure: None)  # the follower says it is down
+
     def _failed_to_start(self, failure: Failure) -> None:
         """Say why in one line, keep the traceback for debug logs, and stop the reactor."""
         self.start_failure = failure
@@ -242,6 +255,8 @@ class KongishService(MultiService):
         self.admin_factories.clear()
         if self._watch is not None:
             self._watch.stop()
+        if self._heartbeat is not None and self._heartbeat.running:
+            self._heartbeat.stop()
         if self.client is not None:  # the plugin host's client, when the node has a host
             await self.client.close()
         if self.node is not None and self.node.database.storage is not None:

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 from kongish import KONG_VERSION
 from kongish.admin.call import AdminCall
 from kongish.admin.dispatch import Endpoint
 from kongish.admin.entities import entity_input
+from kongish.db.storage import IWatchedStorage
 from kongish.schema import ENTITIES, complete, schema_json
 from kongish.schema.lua import tonumber
 
@@ -98,6 +100,21 @@ async def _reports(node: Node) -> list[dict[str, Any]]:
     return [{"pid": os.getpid(), "worker": 0, "lua_memory": node.lua_memory_used()}]
 
 
+async def clustering_nodes(call: AdminCall) -> tuple[int, Any]:
+    """Every node of the cluster, from the heartbeat row each keeps (``database = postgres``);
+    a node with a store of its own lists only itself. Kong's control plane lists its data
+    planes at ``/clustering/data-planes``; in a cluster on one database every node is both,
+    so here they are nodes, with the same fields (a configuration version for the hash)."""
+    node = call.node
+    storage = node.database.storage
+    if IWatchedStorage.providedBy(storage):
+        nodes = await storage.nodes()
+    else:
+        nodes = [{"id": node.node_id, "hostname": socket.gethostname(), "version": KONG_VERSION,
+                  "config_version": node.database.version, "last_seen": int(time.time())}]
+    return 200, {"data": nodes, "next": None}
+
+
 async def enabled_plugins(call: AdminCall) -> tuple[int, Any]:
     return 200, {"enabled_plugins": sorted(p.name for p in call.node.registry)}
 
@@ -129,6 +146,7 @@ def info_endpoints() -> list[Endpoint]:
     return [
         Endpoint("/", {"GET": root}),
         Endpoint("/status", {"GET": status}),
+        Endpoint("/clustering/nodes", {"GET": clustering_nodes}),
         Endpoint("/plugins/enabled", {"GET": enabled_plugins}),
         Endpoint("/schemas/{name}", {"GET": entity_schema}),
         Endpoint("/schemas/plugins/{name}", {"GET": plugin_schema}),

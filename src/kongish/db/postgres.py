@@ -32,7 +32,7 @@ from zope.interface import implementer
 
 from kongish import errors
 from kongish.db.constraints import CASCADES, RESTRICTS, references, unique_keys
-from kongish.db.storage import Change, ChangesSince, IWatchedStorage, Snapshot
+from kongish.db.storage import Change, ChangesSince, IWatchedStorage, NodeRow, Snapshot
 from kongish.db.thread import StorageThread
 from kongish.schema import ENTITIES
 from kongish.settings import PostgresSettings
@@ -52,6 +52,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # numbered by the writer under the write lock: no gap where a refused write was
         "CREATE TABLE changes ("
         " version bigint PRIMARY KEY, entity_type text NOT NULL, id uuid NOT NULL, entity jsonb)",
+    ),
+    (
+        # one row per node, kept by its heartbeat: GET /clustering/nodes
+        "CREATE TABLE nodes ("
+        " id uuid PRIMARY KEY, hostname text NOT NULL, version text NOT NULL,"
+        " config_version bigint NOT NULL, last_seen timestamptz NOT NULL)",
     ),
 )
 #: The table that says which migrations ran, one row per version.
@@ -151,12 +157,33 @@ class PostgresStorage:
                 self._connection.close()
         return self._thread.run(closing).addBoth(self._thread.stop)
 
+    def heartbeat(self, node: NodeRow) -> Deferred[None]:
+        return self._thread.run(self._call, _heartbeat, node)
+
+    def nodes(self) -> Deferred[list[dict[str, Any]]]:
+        return self._thread.run(self._call, _nodes)
+
     def watch(self, reactor: IReactorCore, changed: Callable[[], object], every: float) -> Notifications:
         """Call ``changed`` on each ``NOTIFY`` of a write, and every ``every`` seconds besides,
         which bounds what a notification lost in a reconnect costs."""
         notifications = Notifications(self.settings, reactor, changed)
         notifications.start(every)
         return notifications
+
+
+def _heartbeat(connection: psycopg.Connection[Any], node: NodeRow) -> None:
+    connection.execute(
+        "INSERT INTO nodes (id, hostname, version, config_version, last_seen) VALUES (%s, %s, %s, %s, now()) "
+        "ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, "
+        "config_version = excluded.config_version, last_seen = excluded.last_seen",
+        (node.id, node.hostname, node.version, node.config_version))
+
+
+def _nodes(connection: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    rows = connection.execute("SELECT id, hostname, version, config_version, "
+                              "extract(epoch FROM last_seen)::bigint FROM nodes ORDER BY id").fetchall()
+    return [{"id": str(node_id), "hostname": hostname, "version": version, "config_version": config_version,
+             "last_seen": last_seen} for node_id, hostname, version, config_version, last_seen in rows]
 
 
 def _load(connection: psycopg.Connection[Any]) -> Snapshot:

@@ -32,6 +32,17 @@ class Snapshot:
 
 
 @attrs.frozen
+class NodeRow:
+    """What a node of a cluster says of itself in its heartbeat."""
+
+    id: str
+    hostname: str
+    version: str
+    #: The configuration version it serves.
+    config_version: int
+
+
+@attrs.frozen
 class ChangesSince:
     """The changes after some version, in the order they were made, up to ``version``."""
 
@@ -67,3 +78,10 @@ class IWatchedStorage(IStorage):
     def watch(reactor, changed, every):
         """Call ``changed()`` whenever another writer may have stored changes, and every
         ``every`` seconds besides; return what ``stop()`` ends."""
+
+    def heartbeat(node):
+        """Store the ``NodeRow`` of this node, stamped now; return a Deferred."""
+
+    def nodes():
+        """Return a Deferred firing with every node's last heartbeat: dicts of ``id``,
+        ``hostname``, ``version``, ``config_version`` and ``last_seen`` (epoch seconds)."""
