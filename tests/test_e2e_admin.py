@@ -508,7 +508,7 @@ class InformationTests(TestCase):
         for template in ("/services/{services}/routes/{routes}", "/routes/{routes}/service",
                          "/plugins/{plugins}/consumer", "/schemas/plugins/{name}", "/plugins/enabled"):
             self.assertIn(template, endpoints["data"])
-        self.assertEqual(endpoints["data"][:3], ["/", "/config", "/consumers"])
+        self.assertEqual(endpoints["data"][:4], ["/", "/clustering/nodes", "/config", "/consumers"])
         self.assertLess(endpoints["data"].index("/services/{services}/routes"),
                         endpoints["data"].index("/status"))
         self.assertEqual(sorted((await gateway.call("GET", "/plugins/enabled"))[1]["enabled_plugins"]),
