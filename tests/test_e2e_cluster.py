@@ -233,6 +233,28 @@ class OutageTests(_Cluster):
         self.assertEqual(failures, [])
         self.assertGreater(min(served), 0)
 
+    @deferred
+    async def test_a_node_started_while_the_database_is_down_waits_for_it(self) -> None:
+        server = postgres.OwnServer()
+        self.addCleanup(server.stop)
+        self.where = server.where
+        await self._database()
+        await deferToThread_(server.stop)
+        proxy, admin = free_port(), free_port()
+        process = spawn_twist(self.mktemp(), (), ("--proxy-listen", f"127.0.0.1:{proxy}",
+                                                  "--admin-listen", f"127.0.0.1:{admin}"), self.env)
+        self.addCleanup(lambda: None if process.ended.called else ensureDeferred(self._stop(process)))
+        for _ in range(600):
+            if process.output.count(b"cannot reach PostgreSQL") >= 2 or process.ended.called:
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        self.assertFalse(process.ended.called, process.output[-2000:])
+        self.assertGreaterEqual(process.output.count(b"cannot reach PostgreSQL"), 2)  # it tries again
+        await deferToThread_(server.start)
+        await self._ready(process, admin)
+        await self._route(_Node(process, proxy, admin), "late", answering("late"))
+        self.assertEqual(await _Node(process, proxy, admin).get("/late"), (200, b"late\n"))
+
 
 def deferToThread_(function: object) -> Deferred[object]:
     from twisted.internet.threads import deferToThread

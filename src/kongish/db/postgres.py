@@ -25,7 +25,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorCore
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -68,6 +68,8 @@ CHANNEL = "kongish_config"
 WRITE_LOCK, MIGRATION_LOCK = 0x6B6F6E67, 0x6B6F6E68
 #: How many changes the feed keeps; a follower further behind reloads everything.
 FEED_LENGTH = 10000
+#: A node started while the database is down tries again after these pauses, doubling.
+START_RETRY_FIRST, START_RETRY_LONGEST = 0.5, 10.0
 
 
 class NotBootstrapped(Exception):
@@ -104,12 +106,26 @@ class PostgresStorage:
 
     @classmethod
     def open(cls, settings: PostgresSettings, reactor: IReactorCore) -> Deferred[PostgresStorage]:
-        """Connect and check the schema is the one this kongish writes."""
+        """Connect and check the schema is the one this kongish writes. While the database
+        cannot be reached, try again after a growing pause, saying so each time."""
         thread = StorageThread.start(reactor, name=f"kongish-postgres:{settings.host}:{settings.port}")
         storage = cls(settings, thread)
-        opening = thread.run(storage._check_schema)
+        opening = Deferred.fromCoroutine(storage._reach(reactor))
         opening.addErrback(thread.stop)
         return opening.addCallback(lambda _: storage)
+
+    async def _reach(self, reactor: Any) -> None:
+        pause = START_RETRY_FIRST
+        while True:
+            try:
+                await self._thread.run(self._check_schema)
+                return
+            except errors.DatabaseUnavailable as unavailable:
+                log.warn("kongish cannot reach PostgreSQL at {host}:{port} ({error}); trying again "
+                         "in {pause}s", host=self.settings.host, port=self.settings.port,
+                         error=unavailable.message, pause=pause)
+            await deferLater(reactor, pause, lambda: None)
+            pause = min(pause * 2, START_RETRY_LONGEST)
 
     def _check_schema(self) -> None:
         version = self._call(schema_version)
