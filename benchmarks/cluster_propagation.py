@@ -23,26 +23,10 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from benchmarks.seed_vs_bare import free_port, wait_for
+from benchmarks.seed_vs_bare import wait_for
+from benchmarks.workers import gateway
 from tests import postgres
-
-
-@contextmanager
-def node(work: str, name: str, env: dict[str, str]) -> Iterator[tuple[int, int]]:
-    proxy, admin = free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "twisted", "--log-level", "warn", "kongish",
-         "--proxy-listen", f"127.0.0.1:{proxy}", "--admin-listen", f"127.0.0.1:{admin}"],
-        env=dict(env, KONGISH_PREFIX=os.path.join(work, name)))
-    try:
-        wait_for(f"http://127.0.0.1:{admin}/status")
-        yield proxy, admin
-    finally:
-        process.terminate()
-        process.wait()
 
 
 def call(port: int, method: str, path: str, fields: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -68,15 +52,14 @@ def main() -> None:
     server = postgres.OwnServer()
     settings = postgres.fresh_database(server.where)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.path.join(repo, "src")]),
-               KONGISH_NGINX_WORKER_PROCESSES="1", KONGISH_PROXY_ACCESS_LOG="off",
-               KONGISH_ADMIN_ACCESS_LOG="off",
+               KONGISH_NGINX_WORKER_PROCESSES="1",
                **{f"KONGISH_{name.upper()}": value for name, value in settings.items()})
     subprocess.run([sys.executable, "-m", "kongish.cli", "migrations", "bootstrap"], env=env, check=True,
                    capture_output=True)
     samples: list[float] = []
     try:
-        with tempfile.TemporaryDirectory() as work, node(work, "a", env) as (_, a_admin), \
-                node(work, "b", env) as (b_proxy, _):
+        with tempfile.TemporaryDirectory() as work, gateway(work, "a", env) as (_, a_admin), \
+                gateway(work, "b", env) as (b_proxy, _):
             for path, fields in [("/services", {"name": "s", "url": "http://127.0.0.1:1"}),
                                  ("/services/s/routes", {"name": "r", "paths[]": "/r"}),
                                  ("/routes/r/plugins",
