@@ -183,6 +183,19 @@ class WorkerTests(_Workers):
         self.assertLess(max(worker["rss"] for worker in report["workers"]), 160 * 1024 * 1024)
 
     @deferred
+    async def test_a_request_in_flight_at_stop_is_answered_and_sees_the_worker_exiting(self) -> None:
+        await self._start_workers()
+        await self._route("slow", "kong.log.notice('slow request started') ngx.sleep(1) "
+                                  "ngx.say(tostring(ngx.worker.exiting())) return ngx.exit(200)")
+        answer = ensureDeferred(self._get("/slow"))
+        await self._until(lambda: b"slow request started" in self.process.output,
+                          "the request reached a worker")
+        assert self.process.transport is not None
+        self.process.transport.signalProcess(signal.SIGTERM)
+        self.assertEqual(await answer, (200, b"true\n"))
+        await self.process.ended
+
+    @deferred
     async def test_stop_ends_every_worker(self) -> None:
         await self._start_workers()
         pids = await self._worker_pids()

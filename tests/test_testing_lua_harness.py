@@ -22,6 +22,15 @@ class LuaHarnessTests(SynchronousTestCase):
         self.assertEqual((context.response.status, context.response.body, context.response.exited),
                          (200, [b"Hello Kong!\n"], True))
 
+    def test_ngx_worker_exiting_once_the_process_stops(self) -> None:
+        says = "ngx.say(tostring(ngx.worker.exiting()))"
+        before = self.lua.request()
+        self.successResultOf(self.lua.run([says], before))
+        self.lua.engine.exiting()  # what a stopping KongishService does first
+        after = self.lua.request()
+        self.successResultOf(self.lua.run([says], after))
+        self.assertEqual((before.response.body, after.response.body), ([b"false\n"], [b"true\n"]))
+
     def test_changes_to_the_upstream_request(self) -> None:
         context = self.lua.request(
             b"POST /a?x=1 HTTP/1.1\r\nHost: a\r\nX-In: v\r\nContent-Length: 2\r\n\r\nhi")

@@ -242,6 +242,8 @@ class KongishService(MultiService):
 
     async def _stop(self) -> None:
         await self.ready  # a start in progress finishes first, so that its ports and store get closed
+        if self.node is not None and self.node.lua_engine is not None:
+            self.node.lua_engine.exiting()
         for port in self.ports:
             stopping = port.stopListening()
             if stopping is not None:  # IListeningPort may answer None for "stopped already"

@@ -204,6 +204,11 @@ class LuaEngine:
     def _memory_message(self) -> str:
         return f"Lua code exceeded the memory limit of {self.settings.memory_limit} bytes"
 
+    def exiting(self) -> None:
+        """The process is stopping: ``ngx.worker.exiting()`` answers true from now on, as
+        nginx's does while a worker finishes what it has."""
+        self.lua.execute(b"ngx.worker.exiting = function() return true end")
+
     def memory_used(self) -> int:
         """Bytes the Lua VM has allocated."""
         return self.lua.get_memory_used()
