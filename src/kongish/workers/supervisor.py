@@ -72,9 +72,8 @@ class Worker:
     following: bool = False
     #: Its slot on the busy board: a replacement takes the other half, so both may run.
     slot: int = 0
-    #: When it last answered a heartbeat, and its resident memory then.
+    #: When it last answered a heartbeat.
     answered_at: float = 0.0
-    rss: int = 0
     #: Replaced by another process: it finishes what it has and is not started again.
     retiring: bool = False
     #: Fire when it follows the configuration (it then accepts connections), and when it ended.
@@ -223,7 +222,7 @@ class WorkerSupervisor:
                                                      callbackArgs=(worker,))
 
     def _answered(self, rss: int, worker: Worker) -> None:
-        worker.answered_at, worker.rss = self.reactor.seconds(), rss
+        worker.answered_at = self.reactor.seconds()
         limit = self.settings.worker_rss_limit
         if limit and rss > limit and not worker.retiring and not self.stopping:
             log.warn("kongish worker {id} (pid {pid}) holds {rss} bytes, over worker_rss_limit {limit}; "
