@@ -196,6 +196,7 @@ class OutageTests(_Cluster):
         self.addCleanup(server.stop)
         self.where = server.where
         await self._database()
+        self.env["KONGISH_DB_UPDATE_FREQUENCY"] = "1"  # bounds the catch-up after the outage
         a, b = await self._node(), await self._node()
         await self._route(a, "kept", answering("kept"))
         await self._until(b, "/kept", (200, b"kept\n"), seconds=5)
