@@ -81,8 +81,8 @@ async def build_node(settings: Settings, reactor: Any, extra_plugins: Iterable[I
     """
     node_id = persistent_node_id(settings.prefix)
     lua_settings = attrs.evolve(LuaSettings.from_settings(settings), worker=worker)
-    engine = LuaEngine(lua_settings, reactor, node_id=node_id)
     host = PluginHost(reactor, settings)
+    engine = LuaEngine(lua_settings, reactor, node_id=node_id, outbound=host.client)
     registry = PluginRegistry.build(settings.plugins, [*serverless_plugins(engine), *extra_plugins], host)
     storage = await open_storage(settings, reactor)
     database = Database(storage, registry.lookup, reactor)

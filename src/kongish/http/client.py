@@ -88,12 +88,15 @@ class UpstreamFailure(Exception):
 
 
 def classify(failure_value: BaseException) -> UpstreamFailure:
-    """Kong's answer for the last failed try."""
+    """Kong's answer for the last failed try; its ``__cause__`` is that try's error."""
     if isinstance(failure_value, net_errors.DNSLookupError):
-        return UpstreamFailure(503, "name resolution failed", "A")
-    if isinstance(failure_value, (UpstreamTimeout, net_errors.TimeoutError)):
-        return UpstreamFailure(504, "The upstream server is timing out", "B")
-    return UpstreamFailure(502, "An invalid response was received from the upstream server", "B")
+        failure = UpstreamFailure(503, "name resolution failed", "A")
+    elif isinstance(failure_value, (UpstreamTimeout, net_errors.TimeoutError)):
+        failure = UpstreamFailure(504, "The upstream server is timing out", "B")
+    else:
+        failure = UpstreamFailure(502, "An invalid response was received from the upstream server", "B")
+    failure.__cause__ = failure_value
+    return failure
 
 
 def settings_for(service: Mapping[str, Any]) -> UpstreamSettings:

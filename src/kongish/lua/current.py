@@ -12,6 +12,7 @@ import math
 
 import attrs
 
+from kongish.lua.cost import FunctionCost, OutboundUse
 from kongish.runloop.context import RequestContext
 
 
@@ -22,6 +23,10 @@ class CurrentRequest:
     plugin_name: str | None = None
     #: A per-plugin-entity key, so kong.ctx.plugin is private to one plugin instance.
     plugin_key: str | None = None
+    #: The running function's cost so far, which PDK calls add to (outbound calls).
+    cost: FunctionCost | None = None
+    #: What the running request (or timer run) has spent of its outbound budget.
+    outbound: OutboundUse | None = None
     #: ``time.process_time()`` at which the running code's CPU budget ends, for
     #: PDK work done in Python, which the Lua budget hook cannot interrupt.
     deadline: float = math.inf

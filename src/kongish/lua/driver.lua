@@ -160,6 +160,11 @@ local function limit_exceeded()
   return budget.exceeded
 end
 
+-- What was left of the budget when the last ``step`` failed, for the run's cost.
+local function instructions_left()
+  return budget.left
+end
+
 -- C stack guard -----------------------------------------------------------------
 
 local function nest()
@@ -254,13 +259,14 @@ local function park(co)
   end
 end
 
--- What ``step`` answers, once the hook is off. A waiting worker goes to
--- Python with what is left of the run's budget; a finished one goes back to
--- the pool; a stopped one (suspended in user code) or a dead one is dropped.
+-- What ``step`` answers, once the hook is off, with the instructions left of the
+-- run's budget. A waiting worker goes to Python with the rest of the budget too;
+-- a finished one goes back to the pool; a stopped one (suspended in user code)
+-- or a dead one is dropped.
 local function answer(co, ok, signal, ...)
   sethook()
   if not ok then
-    return FAILED, tostring(signal), ""
+    return FAILED, budget.left, tostring(signal), ""
   end
   if rawequal(signal, AWAIT) then
     return AWAIT, co, budget.left, budget.nesting, ...
@@ -268,7 +274,7 @@ local function answer(co, ok, signal, ...)
   if rawequal(signal, DONE) or rawequal(signal, FAILED) then
     park(co)
   end
-  return signal, ...
+  return signal, budget.left, ...
 end
 
 -- One resume, in one call from Python: ``co`` is a waiting worker (nil takes
@@ -394,6 +400,7 @@ end
 return {
   step = step,
   limit_exceeded = limit_exceeded,
+  instructions_left = instructions_left,
   exceed = exceed,
   phase = phase,
   await = await,

@@ -35,11 +35,23 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
+from kongish.http.interfaces import IUpstreamClient
+from kongish.lua.cost import (
+    CPU_TIME_LIMIT,
+    INSTRUCTION_LIMIT,
+    MEMORY_LIMIT,
+    RUNTIME_ERROR,
+    CostObserver,
+    FunctionCost,
+    FunctionId,
+    OutboundUse,
+)
 from kongish.lua.current import CurrentRequest
 from kongish.lua.memory import LuaMemoryShortage, MemoryCap, headroom_for
 from kongish.lua.pdk import install_pdk
 from kongish.lua.sandbox import UNTRUSTED_LUA_OFF, environment_factory, run_lua_file
 from kongish.lua.settings import LuaSettings
+from kongish.lua.timers import LuaTimers
 from kongish.runloop.context import RequestContext
 
 
@@ -86,13 +98,13 @@ class LuaMemoryLimitError(LuaLimitError):
 
 @attrs.frozen
 class LuaFunctions:
-    """One phase's compiled chunks, ready to ``run``.
+    """One phase's compiled chunks, ready to ``run``: a runner per function.
 
     ``problem`` says why they cannot run (``untrusted_lua = off``, code that
     does not compile): like Kong, kongish reports it per request, as a 500.
     """
 
-    runner: Any = None
+    runners: tuple[Any, ...] = ()
     problem: str | None = None
 
 
@@ -151,10 +163,15 @@ class LuaEngine:
     reactor: IReactorTime
     #: This node's id, for ``kong.node.get_id()``.
     node_id: str | None = attrs.field(default=None, kw_only=True)
+    #: The client ``resty.http`` calls out through (the node's upstream client); None: no calls.
+    outbound: IUpstreamClient | None = attrs.field(default=None, kw_only=True)
     #: The request whose code is running; the PDK acts on it.
     current: CurrentRequest = attrs.field(factory=CurrentRequest, init=False)
     #: Told of each resume, in a worker process: what its master logs if the worker is stuck.
     busy: BusyMarker | None = attrs.field(default=None, init=False)
+    #: Told of each function's run once it has ended (metrics, dry runs).
+    observers: list[CostObserver] = attrs.field(factory=list, init=False)
+    timers: LuaTimers = attrs.field(init=False)
     lua: luajit21.LuaRuntime = attrs.field(init=False)
     #: The Lua functions the PDK yields through (see install_pdk).
     await_fn: Any = attrs.field(init=False)
@@ -163,6 +180,8 @@ class LuaEngine:
     _full_budget: _Budget = attrs.field(init=False)
     _step: Any = attrs.field(init=False)
     _limit_exceeded: Any = attrs.field(init=False)
+    _instructions_left: Any = attrs.field(init=False)
+    _bind: Any = attrs.field(init=False)
     _phase_runner: Any = attrs.field(init=False)
     _new_environment: Any = attrs.field(init=False, default=None)
     _memory: MemoryCap = attrs.field(init=False)
@@ -187,12 +206,15 @@ class LuaEngine:
             f"Lua code exceeded the limit of {settings.instruction_limit} instructions".encode(),
             self._time_message.encode(), memory.limit_total(), self._memory_message.encode())
         self._step, self._limit_exceeded = driver[b"step"], driver[b"limit_exceeded"]
+        self._instructions_left = driver[b"instructions_left"]
         self._phase_runner, self._reset = driver[b"phase_runner"], driver[b"reset"]
         self.await_fn, self.stop_fn = driver[b"await"], driver[b"stop"]
+        self._bind = lua.eval("function(job, premature) return function() return job(premature) end end")
+        self.timers = LuaTimers(self.reactor, self.current, self._run_timer_job, settings.timers)
         self._purge_cache = install_pdk(
             lua, self.current, settings, self.await_fn, self.stop_fn, driver[b"exceed"],
             driver[b"phase"], memory=memory, guard_primitives=driver[b"guard_primitives"],
-            reactor=self.reactor, node_id=self.node_id)
+            reactor=self.reactor, node_id=self.node_id, outbound=self.outbound, timers=self.timers)
         if settings.untrusted_lua != "off":
             self._new_environment = environment_factory(lua, settings, driver)
 
@@ -206,8 +228,9 @@ class LuaEngine:
 
     def exiting(self) -> None:
         """The process is stopping: ``ngx.worker.exiting()`` answers true from now on, as
-        nginx's does while a worker finishes what it has."""
+        nginx's does while a worker finishes what it has, and pending timers run now."""
         self.lua.execute(b"ngx.worker.exiting = function() return true end")
+        self.timers.expire()
 
     def memory_used(self) -> int:
         """Bytes the Lua VM has allocated."""
@@ -225,13 +248,13 @@ class LuaEngine:
         """Compile one phase's chunks, each with its own global environment."""
         if self._new_environment is None:
             return LuaFunctions(problem=UNTRUSTED_LUA_OFF)
-        chunks = []
+        runners = []
         for source in sources:
             chunk, problem = self._compile(source, self._new_environment())
             if problem is not None:
                 return LuaFunctions(problem=problem)
-            chunks.append(chunk)
-        return LuaFunctions(runner=self._phase_runner(self.lua.table_from(chunks)))
+            runners.append(self._phase_runner(self.lua.table_from([chunk])))
+        return LuaFunctions(tuple(runners))
 
     def _compile(self, source: str, *environment: Any) -> tuple[Any, str | None]:
         """(function, None), or (None, LuaJIT's message); text mode only, never bytecode."""
@@ -249,16 +272,46 @@ class LuaEngine:
 
     def run(self, functions: LuaFunctions, context: RequestContext, plugin_name: str,
             plugin_key: str) -> Deferred[None] | None:
-        """Run one phase's chunks for one request.
+        """Run one phase's functions for one request, one after another, each with its budget.
 
         Returns None when the code finished without waiting, else a Deferred
         firing when it has. Lua errors raise (or fail the Deferred with)
-        ``LuaError``; ``ngx.exit`` and friends end the run normally.
+        ``LuaError``; ``ngx.exit`` and friends end the phase normally, and the
+        functions after the one that called them do not run.
         """
         if functions.problem is not None:
             raise LuaError(functions.problem)
-        run = _Run(self, functions.runner, context, plugin_name, plugin_key)
-        return run.start(self._resume(run, self._full_budget, (functions.runner,)))
+        return self._run_from(functions.runners, 0, context, plugin_name, plugin_key)
+
+    def _run_from(self, runners: tuple[Any, ...], index: int, context: RequestContext,
+                  plugin_name: str, plugin_key: str) -> Deferred[None] | None:
+        while index < len(runners):
+            function = FunctionId(plugin_name, plugin_key, context.phase, index + 1)
+            run = _Run(self, runners[index], context, function)
+            waiting = run.start()
+            index += 1
+            if waiting is not None:
+                return waiting.addCallback(self._next_function, run, runners, index)
+            if run.stopped:
+                return None
+        return None
+
+    def _next_function(self, _: None, run: _Run, runners: tuple[Any, ...],
+                       index: int) -> Deferred[None] | None:
+        if run.stopped:
+            return None
+        function = run.cost.function
+        assert run.context is not None, "a request's functions run one after another"
+        return self._run_from(runners, index, run.context, function.plugin_name, function.plugin_id)
+
+    def _run_timer_job(self, job: Any, premature: bool, function: FunctionId) -> Deferred[None] | None:
+        """One run of a timer's job, with a full budget and an outbound budget of its own."""
+        run = _Run(self, self._bind(job, premature), None, function, outbound=OutboundUse())
+        return run.start()
+
+    def _observe(self, run: _Run) -> None:
+        for observer in self.observers:
+            observer(run.context, run.cost)
 
     def _resume(self, run: _Run, budget: _Budget, values: tuple[Any, ...]) -> _Awaited | None:
         """One resume of a run's worker: None once its code has finished, else what it awaits.
@@ -290,37 +343,54 @@ class LuaEngine:
         return awaited
 
     def _step_once(self, run: _Run, budget: _Budget, values: tuple[Any, ...]) -> _Awaited | None:
-        context = run.context
         current = self.current
-        plugin_name, plugin_key = run.plugin_name, run.plugin_key
-        current.context, current.plugin_name, current.plugin_key = (
-            context, plugin_name, plugin_key)
+        function = run.function
+        self.enter(run)
         if budget.seconds <= 0:  # short resumes never reach the hook: charge them here
             raise LuaLimitError(self._time_message)
-        current.deadline = deadline = time.process_time() + budget.seconds
+        started = time.process_time()
+        current.deadline = deadline = started + budget.seconds
         busy = self.busy
         if busy is not None:
-            route = context.route
-            busy.running(route.get("name") or route["id"] if route else "(none)", plugin_name, context.phase)
+            busy.running(run.route_name, function.plugin_name, function.phase)
         try:
             result = self._step(budget.worker, budget.instructions, deadline, budget.nesting,
-                                context.phase.encode(), *values)
+                                function.phase.encode(), *values)
         except luajit21.LuaError as error:
-            raise self._step_failure(error) from None
+            failure = self._step_failure(error)
+            run.instructions_left = self._instructions_left()
+            raise failure from None
         finally:
-            current.context = current.plugin_name = current.plugin_key = None
+            self.leave()
+            run.cost.cpu_seconds += time.process_time() - started
             if busy is not None:
                 busy.idle()
-        signal = result[0] if type(result) is tuple else result
-        if signal is _DONE or signal is _STOP:
-            return None
+        signal = result[0]
         if signal is _AWAIT:
             _, worker, instructions, nesting, pyfunc = result[:5]
+            run.instructions_left = instructions
             return _Awaited(pyfunc, result[5:], _Budget(
                 instructions, deadline - time.process_time(), nesting, worker))
+        run.instructions_left = result[1]
+        if signal is _DONE:
+            return None
+        if signal is _STOP:
+            run.stopped = True
+            return None
         if signal is _FAILED:
-            raise self._failure(_text(result[1]), _text(result[2]).strip())
+            raise self._failure(_text(result[2]), _text(result[3]).strip())
         raise LuaError("attempt to yield from outside a coroutine")
+
+    def enter(self, run: _Run) -> None:
+        """Point the PDK at ``run``: its request, plugin, cost and outbound budget."""
+        function = run.function
+        self.current.context, self.current.plugin_name, self.current.plugin_key = (
+            run.context, function.plugin_name, function.plugin_id)
+        self.current.cost, self.current.outbound = run.cost, run.outbound
+
+    def leave(self) -> None:
+        current = self.current
+        current.context = current.plugin_name = current.plugin_key = current.cost = current.outbound = None
 
     def _step_failure(self, error: luajit21.LuaError) -> LuaError:
         """Why a ``step`` call raised: over a limit, or a worker that died."""
@@ -338,16 +408,30 @@ class LuaEngine:
         return LuaError(message, traceback)
 
 
+def _error_kind(error: LuaError, engine: LuaEngine) -> str:
+    if isinstance(error, LuaMemoryLimitError):
+        return MEMORY_LIMIT
+    if isinstance(error, LuaLimitError):
+        return CPU_TIME_LIMIT if error.message == engine._time_message else INSTRUCTION_LIMIT
+    return RUNTIME_ERROR
+
+
 @attrs.define(eq=False)
 class _Run:
-    """One ``LuaEngine.run``: its functions, its request, and its Deferred once it waits."""
+    """One function's run for one request: its runner, its cost, its Deferred once it waits."""
 
     engine: LuaEngine
-    #: The phase runner, which ``reset`` puts back as loaded.
+    #: The function's runner, which ``reset`` puts back as loaded.
     runner: Any
-    context: RequestContext
-    plugin_name: str
-    plugin_key: str
+    #: The request, or None for a timer's run.
+    context: RequestContext | None
+    function: FunctionId
+    #: A timer run's outbound budget (a request's is in its context).
+    outbound: OutboundUse | None = attrs.field(default=None, kw_only=True)
+    cost: FunctionCost = attrs.field(init=False)
+    #: ngx.exit (or kong.response.exit) ended the phase: the functions after this one do not run.
+    stopped: bool = False
+    instructions_left: int = 0
     awaited: _Awaited | None = None
     done: Deferred[None] | None = None
     #: What the worker waits for now, and whether the run was cancelled (its client left).
@@ -355,16 +439,51 @@ class _Run:
     _cancelled: bool = False
     _answered_inline: bool = False
     _inline_answer: tuple[Any, ...] | None = None
+    _started_at: float = 0.0
+    _memory_at_start: int = 0
 
-    def start(self, awaited: _Awaited | None) -> Deferred[None] | None:
+    def __attrs_post_init__(self) -> None:
+        self.cost = FunctionCost(self.function)
+
+    @property
+    def route_name(self) -> str:
+        if self.context is None:
+            return "(timer)"
+        route = self.context.route
+        return route.get("name") or route["id"] if route else "(none)"
+
+    def start(self) -> Deferred[None] | None:
         """None if the first resume finished the code, else a Deferred firing when it has."""
-        if awaited is None:
-            return None
-        self.awaited = awaited
-        if self._drive():
-            return None
+        engine = self.engine
+        self._started_at = time.monotonic()
+        self._memory_at_start = engine.memory_used()
+        budget = engine._full_budget
+        self.instructions_left = budget.instructions
+        try:
+            awaited = engine._resume(self, budget, (self.runner,))
+            if awaited is None:
+                self._ended(None)
+                return None
+            self.awaited = awaited
+            if self._drive():
+                self._ended(None)
+                return None
+        except LuaError as error:
+            self._ended(error)
+            raise
         self.done = Deferred(self._cancel)
         return self.done
+
+    def _ended(self, error: LuaError | None) -> None:
+        """Record what the run cost and tell the engine's observers."""
+        engine, cost = self.engine, self.cost
+        cost.instructions = engine._full_budget.instructions - max(self.instructions_left, 0)
+        cost.wall_seconds = time.monotonic() - self._started_at
+        cost.memory_bytes = max(engine.memory_used() - self._memory_at_start, 0)
+        if error is not None:
+            cost.error, cost.message = _error_kind(error, engine), error.message
+        if engine.observers:
+            engine._observe(self)
 
     def _cancel(self, done: Deferred[None]) -> None:
         """As nginx ends a request's Lua at its next yield: the worker is never resumed again,
@@ -395,11 +514,15 @@ class _Run:
         return False
 
     def _call(self, pyfunc: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        """Call what the PDK awaits; its answer, or None when that comes later."""
+        """Call what the PDK awaits, for this run's request; its answer, or None when that
+        comes later."""
+        self.engine.enter(self)
         try:
             result = pyfunc(*args)
         except Exception:
             return _answer(Failure())
+        finally:
+            self.engine.leave()
         if not isinstance(result, Deferred):
             return _answer(result)
         self._answered_inline = True
@@ -421,8 +544,13 @@ class _Run:
         assert self.done is not None
         try:
             finished = self._resume(answer) or self._drive()
+        except LuaError as error:
+            self._ended(error)
+            self.done.errback()
+            return
         except Exception:
             self.done.errback()
             return
         if finished:
+            self._ended(None)
             self.done.callback(None)

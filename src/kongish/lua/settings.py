@@ -41,6 +41,24 @@ SINGLE_PROCESS = WorkerIdentity(0, 1)
 
 
 @attrs.frozen
+class OutboundLimits:
+    """An outbound budget per request (or timer run), and the largest body one call reads:
+    ``lua_outbound_calls``, ``lua_outbound_time``, ``lua_outbound_body_limit``."""
+
+    calls: int = 10
+    seconds: float = 30.0
+    body_limit: int = 8 * 1024 * 1024
+
+
+@attrs.frozen
+class TimerLimits:
+    """nginx's ``lua_max_running_timers`` and ``lua_max_pending_timers``, with Kong's values."""
+
+    running: int = 4096
+    pending: int = 16384
+
+
+@attrs.frozen
 class LuaSettings:
     #: Kong's ``untrusted_lua``: ``sandbox`` (default), ``on`` (full globals) or ``off``.
     untrusted_lua: str = attrs.field(default="sandbox",
@@ -70,6 +88,8 @@ class LuaSettings:
         factory=lambda: {name: int(DEFAULTS[name]) for name in LUA_MAX_SETTINGS}, converter=_read_only)
     #: Which worker of how many this VM's process is.
     worker: WorkerIdentity = SINGLE_PROCESS
+    outbound: OutboundLimits = OutboundLimits()
+    timers: TimerLimits = TimerLimits()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LuaSettings:
@@ -84,4 +104,7 @@ class LuaSettings:
             configuration=settings.public_view(),
             trusted_ips=settings.trusted_ips,
             reader_limits=settings.lua_max,
+            outbound=OutboundLimits(settings.lua_outbound_calls, settings.lua_outbound_time,
+                                    settings.lua_outbound_body_limit),
+            timers=TimerLimits(settings.lua_max_running_timers, settings.lua_max_pending_timers),
         )

@@ -36,6 +36,11 @@ DEFAULTS: dict[str, str] = {
     "lua_time_limit": "1",
     "lua_memory_limit": "256m",
     "lua_output_limit": "512m",
+    "lua_outbound_calls": "10",
+    "lua_outbound_time": "30",
+    "lua_outbound_body_limit": "8m",
+    "nginx_http_lua_max_running_timers": "4096",
+    "nginx_http_lua_max_pending_timers": "16384",
     "headers": "server_tokens, latency_tokens, x-kong-request-id",
     "headers_upstream": "x-kong-request-id",
     "trusted_ips": "NONE",
@@ -222,6 +227,14 @@ class Settings:
     lua_memory_limit: int
     #: Response output (Lua's bodies and header values) all requests together may hold for clients.
     lua_output_limit: int
+    #: Outbound HTTP (``resty.http``) per request or timer run: calls, total seconds; and the
+    #: largest response body one call reads.
+    lua_outbound_calls: int
+    lua_outbound_time: float
+    lua_outbound_body_limit: int
+    #: nginx's ``lua_max_running_timers`` and ``lua_max_pending_timers`` (Kong's values).
+    lua_max_running_timers: int
+    lua_max_pending_timers: int
     #: Clients whose X-Forwarded-* headers describe the request (a load balancer in front).
     trusted_ips: TrustedNetworks
     #: How the client address is found behind trusted proxies (``real_ip_header``, ``real_ip_recursive``).
@@ -312,6 +325,11 @@ class Settings:
             lua_time_limit=_time_limit(raw["lua_time_limit"]),
             lua_memory_limit=_size(raw, "lua_memory_limit"),
             lua_output_limit=_size(raw, "lua_output_limit"),
+            lua_outbound_calls=_count(raw, "lua_outbound_calls"),
+            lua_outbound_time=_seconds(raw, "lua_outbound_time"),
+            lua_outbound_body_limit=_size(raw, "lua_outbound_body_limit"),
+            lua_max_running_timers=_count(raw, "nginx_http_lua_max_running_timers"),
+            lua_max_pending_timers=_count(raw, "nginx_http_lua_max_pending_timers"),
             trusted_ips=trusted_ips,
             real_ip=RealIp(trusted_ips,
                            None if real_ip_header == "proxy_protocol" else real_ip_header.encode("latin-1"),

@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.http_headers import Headers
 
-from kongish.http.interfaces import IProxiedRequest
+from kongish.http.interfaces import IProxiedRequest, IUpstreamClient
 from kongish.http.server import ProxyServerFactory
 from kongish.lua.engine import LuaEngine
 from kongish.lua.settings import LuaSettings
@@ -52,11 +52,14 @@ class LuaHarness:
     settings: Settings
 
     @classmethod
-    def start(cls, settings: Mapping[str, str] | None = None) -> LuaHarness:
-        """An engine built from kong.conf ``settings`` (``untrusted_lua``, ``lua_*`` limits...)."""
+    def start(cls, settings: Mapping[str, str] | None = None, *,
+              outbound: IUpstreamClient | None = None) -> LuaHarness:
+        """An engine built from kong.conf ``settings`` (``untrusted_lua``, ``lua_*`` limits...);
+        ``resty.http`` calls go to ``outbound`` (a ``StubUpstream``, say), or fail without it."""
         reactor = MemoryReactorClock()
         parsed = Settings.load(environ={}, overrides={"database": "off", **(settings or {})})
-        engine = LuaEngine(LuaSettings.from_settings(parsed), reactor, node_id="harness-node")
+        engine = LuaEngine(LuaSettings.from_settings(parsed), reactor, node_id="harness-node",
+                           outbound=outbound)
         return cls(engine, reactor, parsed)
 
     def request(self, raw: bytes = DEFAULT_REQUEST, *, phase: str = "access") -> RequestContext:

@@ -25,9 +25,11 @@ from lupa.luajit21 import LuaRuntime
 from twisted.internet.interfaces import IReactorTime
 
 from kongish import KONG_VERSION
+from kongish.http.interfaces import IUpstreamClient
 from kongish.lua.current import CurrentRequest
 from kongish.lua.memory import MemoryCap
 from kongish.lua.pdk import codec
+from kongish.lua.pdk.outbound import OutboundHttp
 from kongish.lua.pdk.primitives import RequestPrimitives
 from kongish.lua.pdk.regex import lua_search
 from kongish.lua.sandbox import run_lua_file
@@ -35,6 +37,7 @@ from kongish.node_id import new_node_id
 
 if TYPE_CHECKING:
     from kongish.lua.settings import LuaSettings
+    from kongish.lua.timers import LuaTimers
 
 _CODECS: dict[bytes, Callable[..., Any]] = {
     b"md5": codec.md5_hex, b"md5_bin": codec.md5_bin, b"sha1_bin": codec.sha1_bin,
@@ -98,7 +101,8 @@ def _kong(lua: LuaRuntime, primitives: Any, support: Any, ngx: Any, cjson: Any, 
 def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
                 await_fn: Any, stop_fn: Any, exceed_fn: Any, phase_fn: Any, *,
                 memory: MemoryCap, guard_primitives: Any,
-                reactor: IReactorTime, node_id: str | None = None) -> Any:
+                reactor: IReactorTime, node_id: str | None = None,
+                outbound: IUpstreamClient | None = None, timers: LuaTimers | None = None) -> Any:
     """Set the globals ``ngx`` and ``kong`` and offer cjson to the sandbox's ``require``.
 
     ``await_fn(pyfunc, ...)`` (Lua) yields to the engine until the Deferred
@@ -110,15 +114,18 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
     refuses results the VM has no room for. The cjson modules go into the global
     table ``__kongish_modules`` (``cjson`` and ``cjson.safe``).
     Returns ``purge()``, which empties kong.cache: what the engine drops last when
-    the VM stays over its memory limit.
+    the VM stays over its memory limit. ``outbound`` is the client ``resty.http`` calls
+    out through (None: every call fails), ``timers`` what ``ngx.timer`` schedules on.
     """
     configuration = settings.configuration
     request = RequestPrimitives(lua, current, reactor,
                                 settings.trusted_ips,
                                 output_limit=settings.memory_limit, reserve=memory.reserve,
                                 body_buffer_size=settings.body_buffer_size)
-    python_primitives: dict[bytes, Callable[..., Any]] = {**request.exports(), **_CODECS,
-                         b"re_search": lua_search(lua, current, memory.reserve)}
+    python_primitives: dict[bytes, Callable[..., Any]] = {
+        **request.exports(), **_CODECS, b"re_search": lua_search(lua, current, memory.reserve),
+        **OutboundHttp(lua, current, reactor, outbound, settings.outbound).exports(),
+        **(timers.exports() if timers is not None else {})}
     primitives = guard_primitives(lua.table_from(
         {b"phase": phase_fn, **{name: memory.bounded(function)
                                 for name, function in python_primitives.items()}}),
@@ -146,6 +153,7 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
     ngx = _run(lua, "ngx.lua", primitives, support, cjson, ngx_re, await_fn, stop_fn, info)
     cache = _run(lua, "kong/cache.lua", primitives, info)
     kong = _kong(lua, primitives, support, ngx, cjson, stop_fn, info, cache)
-    modules = lua.table_from({b"cjson": cjson, b"cjson.safe": cjson_safe})
+    resty_http = _run(lua, "resty_http.lua", primitives, await_fn, ngx)
+    modules = lua.table_from({b"cjson": cjson, b"cjson.safe": cjson_safe, b"resty.http": resty_http})
     lua.execute(b"ngx, kong, __kongish_modules = ...", ngx, kong, modules)
     return lua.execute(b"local cache = ... return function() return cache:purge() end", cache)

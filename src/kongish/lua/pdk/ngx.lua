@@ -381,6 +381,37 @@ ngx.config = {
 }
 function ngx.get_phase() return P.phase() end
 
+-- Timers ------------------------------------------------------------------------
+-- The callback runs later, outside the request, as (premature, ...): premature is
+-- true when the process stops before the timer is due.
+
+local function new_timer(name, every, delay, callback, ...)
+  if type(delay) ~= "number" then
+    error(format("bad argument #1 to '%s' (number expected, got %s)", name, type(delay)), 3)
+  end
+  if delay < 0 then
+    error("invalid delay", 3)
+  end
+  if every and delay == 0 then
+    error("delay cannot be zero", 3)
+  end
+  if type(callback) ~= "function" then
+    error(format("bad argument #2 to '%s' (function expected, got %s)", name, type(callback)), 3)
+  end
+  local count, args = select("#", ...), {...}
+  local function job(premature)
+    return callback(premature, unpack(args, 1, count))
+  end
+  return P.timer_at(delay, job, every)
+end
+
+ngx.timer = {
+  at = function(delay, callback, ...) return new_timer("at", false, delay, callback, ...) end,
+  every = function(delay, callback, ...) return new_timer("every", true, delay, callback, ...) end,
+  running_count = function() return (P.timer_counts()) end,
+  pending_count = function() return select(2, P.timer_counts()) end,
+}
+
 -- ngx.status, ngx.ctx and ngx.headers_sent read and write the running request.
 -- ngx.ctx also holds Kong's KONG_* timing fields (KONG_PROXY_LATENCY ...): those
 -- the proxy set since the last read are copied in, as Kong's runloop writes them.
