@@ -35,6 +35,8 @@ class _Timer:
     delay: float
     every: bool
     function: FunctionId
+    #: The phase whose code started it, for the log.
+    started_in: str
     call: IDelayedCall | None = None
 
 
@@ -63,10 +65,10 @@ class LuaTimers:
         if len(self.pending) >= self.limits.pending:
             return (None, b"too many pending timers")
         if started_by is None:
-            function = FunctionId("lua", "", TIMER_PHASE, 0)
+            function, started_in = FunctionId("lua", "", TIMER_PHASE, 0), TIMER_PHASE
         else:
-            function = attrs.evolve(started_by, phase=TIMER_PHASE)
-        timer = _Timer(job, float(delay), bool(every), function)
+            function, started_in = attrs.evolve(started_by, phase=TIMER_PHASE), started_by.phase
+        timer = _Timer(job, float(delay), bool(every), function, started_in)
         self._schedule(timer)
         return (True,)
 
@@ -104,9 +106,10 @@ class LuaTimers:
         error = result.value if isinstance(result, Failure) else result
         if isinstance(error, Exception):
             function = timer.function
-            log.error("[{plugin}] timer started by function {index} failed: {message} (plugin {plugin_id})",
-                      plugin=function.plugin_name, index=function.index, plugin_id=function.plugin_id,
-                      message=getattr(error, "message", None) or str(error))
+            log.error("[{plugin}] timer started by function {index} of {phase} failed: {reason} "
+                      "(plugin {plugin_id})", plugin=function.plugin_name, index=function.index,
+                      phase=timer.started_in, plugin_id=function.plugin_id,
+                      reason=getattr(error, "message", None) or str(error))
 
     def expire(self) -> None:
         """The process is stopping: no new timers; each pending one runs now, ``premature``."""
