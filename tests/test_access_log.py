@@ -30,6 +30,7 @@ class _Logged:
     address: object = IPv4Address("TCP", "192.0.2.1", 40000)
     remote_addr: str | None = None
     request_id: str | None = None
+    outbound: tuple[int, float] | None = None
 
     @property
     def channel(self) -> object:
@@ -68,6 +69,11 @@ class CombinedTests(SynchronousTestCase):
         logged = _Logged(request_id="0123456789abcdef0123456789abcdef")
         self.assertEqual(kong(_NOW, logged),
                          combined(_NOW, logged) + ' kong_request_id: "0123456789abcdef0123456789abcdef"')
+
+    def test_outbound_calls_follow_the_request_id(self) -> None:
+        logged = _Logged(request_id="ab" * 16, outbound=(2, 0.2034))
+        self.assertEqual(kong(_NOW, logged), combined(_NOW, logged)
+                         + f' kong_request_id: "{"ab" * 16}" kongish_outbound: "2 203ms"')
 
     @given(st.binary(max_size=30), st.binary(max_size=30), st.binary(max_size=30))
     def test_anything_a_client_sends_stays_inside_its_field(self, uri: bytes, agent: bytes,

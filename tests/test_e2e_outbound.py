@@ -8,6 +8,7 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import deferLater
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -119,10 +120,13 @@ class OutboundTests(_Gateway):
         await self._serve()
         await self._install("guarded", pre_function__access=INTROSPECT)
         url = f"http://127.0.0.1:{self.proxy}/guarded".encode()
-        good = await treq.get(url, headers={"X-Token": "good"}, pool=POOL)
+        good = await treq.get(url, headers=Headers({"X-Token": ["good"]}), pool=POOL)
         self.assertEqual((good.code, await good.content()), (200, b"upstream saw user alice"))
-        bad = await treq.get(url, headers={"X-Token": "stolen"}, pool=POOL)
+        bad = await treq.get(url, headers=Headers({"X-Token": ["stolen"]}), pool=POOL)
         self.assertEqual((bad.code, await bad.json()), (401, {"message": "Unauthorized"}))
+        # the access log tells each request's outbound call
+        await self._until(lambda: self.process.output.count(b'kongish_outbound: \\"1 ') >= 2,
+                          "the outbound calls in the access log")
 
     @deferred
     async def test_a_webhook_from_the_log_phase(self) -> None:

@@ -18,14 +18,18 @@ from kongish.http.peer import socket_peer
 _UNSAFE = re.compile(rb'["\\\x00-\x1f\x7f-\xff]')
 
 
-def record(request: Any, *, request_id: str | None = None, remote_addr: str | None = None) -> None:
+def record(request: Any, *, request_id: str | None = None, remote_addr: str | None = None,
+           outbound: tuple[int, float] | None = None) -> None:
     """Keep on ``request`` what its line needs beyond twisted.web's fields: the request id,
-    and the client a trusted proxy reported. ``Site.log`` and ``HTTPFactory.log`` hand the
-    formatters the request object alone, so that is where these travel."""
+    the client a trusted proxy reported, and the outbound calls its functions made before
+    the response ended (how many, seconds in all). ``Site.log`` and ``HTTPFactory.log`` hand
+    the formatters the request object alone, so that is where these travel."""
     if request_id is not None:
         request.request_id = request_id
     if remote_addr is not None:
         request.remote_addr = remote_addr
+    if outbound is not None:
+        request.outbound = outbound
 
 
 def combined(timestamp: str, request: Any) -> str:
@@ -43,9 +47,15 @@ def combined(timestamp: str, request: Any) -> str:
 
 
 def kong(timestamp: str, request: Any) -> str:
-    """Kong's proxy format: ``combined`` and ``kong_request_id: "<id>"``."""
-    return '%s kong_request_id: "%s"' % (combined(timestamp, request),
-                                          getattr(request, "request_id", None) or "")
+    """Kong's proxy format: ``combined`` and ``kong_request_id: "<id>"``; then, for a request
+    whose functions called out, ``kongish_outbound: "<calls> <milliseconds>ms"``."""
+    line = '%s kong_request_id: "%s"' % (combined(timestamp, request),
+                                         getattr(request, "request_id", None) or "")
+    outbound = getattr(request, "outbound", None)
+    if outbound is None:
+        return line
+    calls, seconds = outbound
+    return '%s kongish_outbound: "%d %dms"' % (line, calls, round(seconds * 1000))
 
 
 def _remote_user(authorization: bytes | None) -> str:

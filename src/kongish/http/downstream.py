@@ -46,7 +46,7 @@ class DownstreamRequest:
     __slots__ = ("channel", "method", "uri", "path", "clientproto", "prepath", "_raw_headers",
                  "_headers", "_response_headers", "content", "code", "code_message", "sentLength",
                  "startedWriting", "finished", "_disconnected", "persistent", "_chunked",
-                 "_body_allowed", "_waiters", "request_id", "remote_addr")
+                 "_body_allowed", "_waiters", "request_id", "remote_addr", "outbound")
 
     def __init__(self, channel: Channel, method: bytes, uri: bytes, clientproto: bytes,
                  raw_headers: list[tuple[bytes, bytes]], content: IO[bytes], persistent: bool) -> None:
@@ -72,6 +72,8 @@ class DownstreamRequest:
         #: address when trusted proxies report it (nginx logs ``$remote_addr``).
         self.request_id: str | None = None
         self.remote_addr: str | None = None
+        #: The outbound calls of its functions, (count, seconds), for the access log.
+        self.outbound: tuple[int, float] | None = None
 
     # the request
 

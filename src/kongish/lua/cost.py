@@ -12,8 +12,12 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from kongish.runloop.context import OUTBOUND_SLOT, OutboundUse
+
 if TYPE_CHECKING:
     from kongish.runloop.context import RequestContext
+
+__all__ = ["OUTBOUND_SLOT", "OutboundUse"]  # a request's outbound budget lives in its context
 
 #: Error kinds, as ``FunctionCost.error`` names them.
 RUNTIME_ERROR = "runtime_error"
@@ -59,21 +63,6 @@ class FunctionCost:
     outbound_calls: int = 0
     outbound_timeouts: int = 0
 
-
-@attrs.define
-class OutboundUse:
-    """What a request (or a timer run) has spent of its outbound budget, across functions.
-
-    ``refused`` is the error every outbound call gets instead (a dry run not asked to call out).
-    """
-
-    calls: int = 0
-    seconds: float = 0.0
-    refused: str | None = None
-
-
-#: The ``RequestContext.slots`` key of a request's ``OutboundUse``.
-OUTBOUND_SLOT = "outbound"
 
 #: What the engine calls with each finished run: the request (None for a timer) and the cost.
 CostObserver = Callable[["RequestContext | None", FunctionCost], None]

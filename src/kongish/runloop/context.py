@@ -56,6 +56,23 @@ class _RequestIds:
 new_request_id = _RequestIds().next
 
 
+@attrs.define
+class OutboundUse:
+    """What a request (or a timer run) has spent of its outbound budget (``resty.http``),
+    across its functions and phases; the access log tells it.
+
+    ``refused`` is the error every outbound call gets instead (a dry run not asked to call out).
+    """
+
+    calls: int = 0
+    seconds: float = 0.0
+    refused: str | None = None
+
+
+#: The ``RequestContext.slots`` key of a request's ``OutboundUse``.
+OUTBOUND_SLOT = "outbound"
+
+
 @implementer(IUpstreamRequest)
 @attrs.define
 class UpstreamRequest:

@@ -12,7 +12,7 @@ flow only sees its ``IUpstreamResponse``, never a client library's types.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -37,10 +37,11 @@ from kongish.http.headers import (
 )
 from kongish.http.interfaces import IProxiedRequest, IUpstreamClient, IUpstreamResponse
 from kongish.http.paced import send_paced
-from kongish.plugins.pipeline import PluginChain
-from kongish.router.router import Match
+from kongish.plugins.pipeline import PluginChain, PluginMap
+from kongish.router.router import Match, Router
 from kongish.runloop import error_pages
 from kongish.runloop.context import (
+    OUTBOUND_SLOT,
     DownstreamResponse,
     RequestContext,
     UpstreamRequest,
@@ -64,6 +65,26 @@ _CLIENT_CLOSED = 499
 _RESPONSE_FILTERS = frozenset({"header_filter", "body_filter"})
 
 
+@attrs.frozen
+class FlowSetup:
+    """What a flow serves with in place of its node's own, and who hears of its start and end.
+
+    The proxy uses the node's router and plugins; a dry run (``kongish.runloop.dry_run``)
+    brings its own and prepares each request's context before any phase runs.
+    """
+
+    router: Router | None = None
+    plugin_map: PluginMap | None = None
+    #: Called with the request's context before any phase runs.
+    started: Callable[[RequestContext], None] | None = None
+    #: Called once the flow is over: after its log phase, or once a crashed flow answered.
+    ended: Callable[[RequestContext], None] | None = None
+
+
+#: The node's own router and plugins.
+NODE_SETUP = FlowSetup()
+
+
 @attrs.define(eq=False)
 class ProxyFlow:
     """One proxied request from start to log phase."""
@@ -85,12 +106,15 @@ class ProxyFlow:
     _client_gone: bool = False
     _forwarded: Forwarded | None = None
     _relay: BodyRelay | None = None
+    setup: FlowSetup = attrs.field(default=NODE_SETUP, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         self.context = RequestContext(self.request, request_id=new_request_id(),
                                       real_ip=self.node.settings.real_ip, started_at=self._now(),
                                       output=self.node.output)
         self.context.timings.processing_start(self.context.started_at)
+        if self.setup.started is not None:
+            self.setup.started(self.context)
         access_log.record(self.request, request_id=self.context.request_id)
 
     @property
@@ -108,10 +132,17 @@ class ProxyFlow:
             await self._run()
         finally:  # however the request ended, the output it held is free
             self.context.output.release(self.context.slots)
+        self._ended()  # a flow that raised ends in crashed()
+
+    def _ended(self) -> None:
+        if self.setup.ended is not None:
+            self.setup.ended(self.context)
 
     async def _run(self) -> None:
-        node, request, context = self.node, self.request, self.context
-        self.chain = node.plugin_map.for_request(None, None)
+        node, request, context, setup = self.node, self.request, self.context, self.setup
+        plugin_map = node.plugin_map if setup.plugin_map is None else setup.plugin_map
+        router = node.router if setup.router is None else setup.router
+        self.chain = plugin_map.for_request(None, None)
         timings = context.timings
         request.notifyFinish().addErrback(self._client_lost)
         try:
@@ -124,7 +155,7 @@ class ProxyFlow:
             timings.access_start(self._now())  # Kong routes at the start of access
             host = request.getHeader(b"host")
             scheme = _scheme(request)
-            match = node.router.match(
+            match = router.match(
                 request.method.decode("latin-1"), mounted_target(request),
                 host.decode("latin-1") if host is not None else None,
                 _HeaderView(request), _local_port(request), scheme)
@@ -135,7 +166,7 @@ class ProxyFlow:
             self.match = match
             if _https_only(match.route) and self._client_side().proto != b"https":
                 return await self._https_required(match.route)
-            self.chain = node.plugin_map.for_request(
+            self.chain = plugin_map.for_request(
                 match.route["id"], match.service["id"] if match.service else None)
             context.plan_upstream = self._upstream_request
             try:
@@ -459,6 +490,9 @@ class ProxyFlow:
         """End the response (unless it was cut off) and run the log phase."""
         if self.node.settings.real_ip.trusted.networks:  # nginx logs the client trusted proxies report
             access_log.record(self.request, remote_addr=self.context.client_ip)
+        outbound = self.context.slots.get(OUTBOUND_SLOT)
+        if outbound is not None and outbound.calls:
+            access_log.record(self.request, outbound=(outbound.calls, outbound.seconds))
         if complete and not self.request._disconnected and not self.request.finished:
             self.request.finish()
         self.context.timings.log_start(self._now())
@@ -474,6 +508,12 @@ class ProxyFlow:
         """Last resort when the flow itself failed: Kong's 500 if nothing was sent, else close."""
         log.failure("proxy request {request_id} failed: {error}", failure,
                     request_id=self.context.request_id, error=error_text(failure))
+        try:
+            self._answer_crash()
+        finally:
+            self._ended()
+
+    def _answer_crash(self) -> None:
         request = self.request
         if request._disconnected or request.finished:
             return
