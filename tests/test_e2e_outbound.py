@@ -2,7 +2,8 @@
 and a real local service on loopback."""
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, cast
 
 import treq
 from twisted.internet import reactor
@@ -12,40 +13,32 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from examples.local_services import Services
 from tests.harness import POOL, deferred
 from tests.test_e2e_hostile_lua import _Gateway
 
 #: How many requests call the slow endpoint at once.
 CONCURRENT = 100
 
-INTROSPECT = """
-local http = require "resty.http"
-local res, err = http.new():request_uri("http://127.0.0.1:%(port)d/introspect", {
-  method = "POST", body = "token=" .. (kong.request.get_header("x-token") or ""),
-  headers = {["Content-Type"] = "application/x-www-form-urlencoded"},
-})
-if not res then return kong.response.exit(502, {message = "introspection failed: " .. err}) end
-if res.status ~= 200 then return kong.response.exit(401, {message = "Unauthorized"}) end
-kong.service.request.set_header("X-User", res.body)
-"""
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+#: Where the examples' functions call (examples/local_services.py).
+EXAMPLE_SERVICES = "127.0.0.1:9000"
 
-WEBHOOK = """
-local http = require "resty.http"
-local res, err = http.new():request_uri("http://127.0.0.1:%(port)d/hook", {
-  method = "POST", body = "served " .. kong.request.get_path() .. " with " .. kong.response.get_status(),
-})
-if not res then kong.log.err("webhook failed: ", err) end
-"""
+
+def _example(name: str) -> str:
+    with open(os.path.join(EXAMPLES, name), encoding="utf-8") as source:
+        return source.read()
+
 
 SLOW = """
-local res, err = require("resty.http").new():request_uri("http://127.0.0.1:%(port)d/slow")
+local res, err = require("resty.http").new():request_uri("http://127.0.0.1:9000/slow")
 ngx.say(res and res.body or err)
 return ngx.exit(200)
 """
 
 TIMER = """
 ngx.timer.at(0, function(premature, path)
-  require("resty.http").new():request_uri("http://127.0.0.1:%(port)d/hook", {
+  require("resty.http").new():request_uri("http://127.0.0.1:9000/hook", {
     method = "POST", body = "timer after " .. path .. " premature=" .. tostring(premature)})
 end, kong.request.get_path())
 ngx.say("answered")
@@ -54,8 +47,8 @@ return ngx.exit(200)
 
 
 class _Service(Resource):
-    """The service functions call: token introspection, a webhook, a slow endpoint, and the
-    upstream of the proxied route."""
+    """The examples' local services (introspection, a webhook, an upstream), recording the
+    webhooks, and a slow endpoint."""
 
     isLeaf = True
 
@@ -64,21 +57,14 @@ class _Service(Resource):
         self.hooks: list[bytes] = []
         self.waiting: list[Any] = []
         self.most_waiting = 0
+        self.examples = Services()
 
     def render(self, request: Any) -> bytes | int:
-        path, body = request.path, request.content.read()
-        if path == b"/introspect":
-            if body == b"token=good":
-                return b"alice"
-            request.setResponseCode(401)
-            return b"inactive"
-        if path == b"/hook":
-            self.hooks.append(body)
-            request.setResponseCode(204)
-            return b""
-        if path == b"/slow":
+        if request.path == b"/hook":
+            self.hooks.append(request.content.getvalue())
+        if request.path == b"/slow":
             return self._slow(request)
-        return b"upstream saw user " + (request.getHeader(b"x-user") or b"none")
+        return self.examples.render(request)
 
     def _slow(self, request: Any) -> int:
         """Answers once all CONCURRENT calls are waiting at once (so they cannot have been
@@ -87,18 +73,19 @@ class _Service(Resource):
         self.most_waiting = max(self.most_waiting, len(self.waiting))
         if len(self.waiting) == CONCURRENT:
             waiting, self.waiting = self.waiting, []
-            deferLater(reactor, 0.2, lambda: [self._answer(r) for r in waiting])
+            deferLater(reactor, 0.2, self._answer_all, waiting)
         return NOT_DONE_YET
 
-    def _answer(self, request: Any) -> None:
-        request.write(b"slow answer")
-        request.finish()
+    def _answer_all(self, requests: list[Any]) -> None:
+        for request in requests:
+            request.write(b"slow answer")
+            request.finish()
 
 
 class OutboundTests(_Gateway):
     async def _serve(self) -> None:
         self.service = _Service()
-        self.listening = reactor.listenTCP(0, Site(self.service), interface="127.0.0.1")
+        self.listening: Any = cast(Any, reactor).listenTCP(0, Site(self.service), interface="127.0.0.1")
         self.addCleanup(self.listening.stopListening)
         self.port = self.listening.getHost().port
         await self._launch({"KONGISH_UNTRUSTED_LUA_SANDBOX_REQUIRES": "resty.http"})
@@ -109,8 +96,9 @@ class OutboundTests(_Gateway):
                  (f"/services/{name}/routes", {"name": name, "paths[]": f"/{name}"})]
         for phase, code in phases.items():
             plugin, phase = phase.split("__")
+            code = code.replace(EXAMPLE_SERVICES, f"127.0.0.1:{self.port}")
             steps.append((f"/routes/{name}/plugins", {"name": plugin.replace("_", "-"),
-                                                      f"config.{phase}[]": code % {"port": self.port}}))
+                                                      f"config.{phase}[]": code}))
         for path, data in steps:
             response = await treq.post((base + path).encode(), data=data, pool=POOL)
             self.assertEqual(response.code, 201, await response.text())
@@ -118,7 +106,7 @@ class OutboundTests(_Gateway):
     @deferred
     async def test_token_introspection(self) -> None:
         await self._serve()
-        await self._install("guarded", pre_function__access=INTROSPECT)
+        await self._install("guarded", pre_function__access=_example("token_introspection.lua"))
         url = f"http://127.0.0.1:{self.proxy}/guarded".encode()
         good = await treq.get(url, headers=Headers({"X-Token": ["good"]}), pool=POOL)
         self.assertEqual((good.code, await good.content()), (200, b"upstream saw user alice"))
@@ -131,7 +119,7 @@ class OutboundTests(_Gateway):
     @deferred
     async def test_a_webhook_from_the_log_phase(self) -> None:
         await self._serve()
-        await self._install("hooked", post_function__log=WEBHOOK)
+        await self._install("hooked", post_function__log=_example("log_webhook.lua"))
         self.assertEqual(await self._get("/hooked"), (200, b"upstream saw user none"))
         await self._until(lambda: self.service.hooks == [b"served /hooked with 200"], "the webhook")
 
