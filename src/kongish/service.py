@@ -44,6 +44,7 @@ from kongish.http.interfaces import IUpstreamClient
 from kongish.http.server import ProxyServerFactory
 from kongish.lua.engine import LuaEngine
 from kongish.lua.settings import SINGLE_PROCESS, LuaSettings, WorkerIdentity
+from kongish.lua.shared_dict import SharedDictZone
 from kongish.node import Node
 from kongish.node_id import persistent_node_id
 from kongish.plugins.host import PluginHost
@@ -71,16 +72,20 @@ class Configuration:
 
 async def build_node(settings: Settings, reactor: Any, extra_plugins: Iterable[IPlugin] = (),
                      worker: WorkerIdentity = SINGLE_PROCESS,
-                     configuration: Configuration | None = None) -> Node:
+                     configuration: Configuration | None = None,
+                     shared_dict_path: str | None = None) -> Node:
     """Open the configured store, load the configuration and return a node ready to proxy.
 
     ``extra_plugins`` join the bundled ones (``plugins = bundled`` enables them): how a
     test hands a node a plugin that is not installed. ``worker`` is the process's place
     among the node's workers (``ngx.worker.id()``); a DB-less node given ``configuration``
     (by its master) loads it instead of reading its declarative configuration.
+    ``shared_dict_path`` is the node's ``ngx.shared`` zone (a ``SharedDictZone``'s path);
+    without it the node's Lua VM makes its own for the dicts the settings declare.
     """
     node_id = persistent_node_id(settings.prefix)
-    lua_settings = attrs.evolve(LuaSettings.from_settings(settings), worker=worker)
+    lua_settings = attrs.evolve(LuaSettings.from_settings(settings), worker=worker,
+                                shared_dict_path=shared_dict_path)
     host = PluginHost(reactor, settings)
     engine = LuaEngine(lua_settings, reactor, node_id=node_id, outbound=host.client)
     registry = PluginRegistry.build(settings.plugins, [*serverless_plugins(engine), *extra_plugins], host)
@@ -157,6 +162,10 @@ class KongishService(MultiService):
     before_listening: Callable[[Node], Awaitable[None]] | None = attrs.field(default=None, kw_only=True)
     #: Whether this process follows what other writers store (a worker's master does it for it).
     follows_store: bool = attrs.field(default=True, kw_only=True)
+    #: The ``ngx.shared`` zone to use (a worker: its master's); None: the service makes one
+    #: for the dicts the settings declare, and removes it at stop.
+    shared_dict_path: str | None = attrs.field(default=None, kw_only=True)
+    shared_dicts: SharedDictZone | None = attrs.field(default=None, init=False)
     _watch: Any = attrs.field(default=None, init=False)
     _heartbeat: LoopingCall | None = attrs.field(default=None, init=False)
 
@@ -173,8 +182,13 @@ class KongishService(MultiService):
         self.ready.addErrback(self._failed_to_start)
 
     async def _start(self) -> None:
+        if self.shared_dict_path is not None:
+            self.shared_dicts = SharedDictZone.attach(self.shared_dict_path)
+        elif self.settings.lua_shared_dicts:
+            self.shared_dicts = SharedDictZone.create(self.settings.lua_shared_dicts)
         self.node = await build_node(self.settings, self.reactor, worker=self.worker,
-                                     configuration=self.configuration)
+                                     configuration=self.configuration,
+                                     shared_dict_path=self.shared_dicts.path if self.shared_dicts else None)
         if self.before_listening is not None:
             await self.before_listening(self.node)
         storage = self.node.database.storage
@@ -263,6 +277,9 @@ class KongishService(MultiService):
             await self.client.close()
         if self.node is not None and self.node.database.storage is not None:
             await self.node.database.storage.close()
+        if self.shared_dicts is not None:  # last: nothing runs Lua any more
+            self.shared_dicts.close()
+            self.shared_dicts = None
 
     def stopService(self) -> Deferred:
         if not self.running:

@@ -21,7 +21,9 @@
 -- kong.configuration.plugins) comes back as the reader's own copy, so # and
 -- ipairs work on it. What acts on the running request passes through as it
 -- is: ngx.header, ngx.var, ngx.arg, ngx.ctx and kong.ctx.shared / plugin (the
--- request's own tables); ngx.status and ngx.ctx can be assigned.
+-- request's own tables); ngx.status and ngx.ctx can be assigned. ngx.shared
+-- passes too: it and its dicts refuse writes themselves (pdk/shared.lua), and a
+-- dict's methods know it by identity.
 
 local mode, requires, exposed, driver = ...
 
@@ -80,7 +82,7 @@ mark(G.kong)
 
 -- Fields read as they are, and fields written through, per viewed table.
 local PASS = {
-  [G.ngx] = {header = true, var = true, arg = true, ctx = true},
+  [G.ngx] = {header = true, var = true, arg = true, ctx = true, shared = true},
   [G.kong.ctx] = {shared = true, plugin = true},
 }
 local WRITABLE = {[G.ngx] = {status = true, ctx = true}}

@@ -20,6 +20,10 @@ def _strings(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _pairs(values: Iterable[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
+    return tuple(values)
+
+
 def _read_only(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
 
@@ -88,6 +92,11 @@ class LuaSettings:
         factory=lambda: {name: int(DEFAULTS[name]) for name in LUA_MAX_SETTINGS}, converter=_read_only)
     #: Which worker of how many this VM's process is.
     worker: WorkerIdentity = SINGLE_PROCESS
+    #: ``ngx.shared`` dicts declared (``nginx_http_lua_shared_dict``): name and size of each.
+    shared_dicts: tuple[tuple[str, int], ...] = attrs.field(default=(), converter=_pairs)
+    #: The node's ``SharedDictZone`` directory (its master's, or its service's), whose dicts
+    #: the VM uses; None: the VM makes a zone of its own for ``shared_dicts``.
+    shared_dict_path: str | None = None
     outbound: OutboundLimits = OutboundLimits()
     timers: TimerLimits = TimerLimits()
 
@@ -107,4 +116,5 @@ class LuaSettings:
             outbound=OutboundLimits(settings.lua_outbound_calls, settings.lua_outbound_time,
                                     settings.lua_outbound_body_limit),
             timers=TimerLimits(settings.lua_max_running_timers, settings.lua_max_pending_timers),
+            shared_dicts=settings.lua_shared_dicts,
         )

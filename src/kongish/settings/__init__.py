@@ -54,6 +54,7 @@ DEFAULTS: dict[str, str] = {
     "nginx_http_client_body_timeout": "60s",
     "nginx_http_keepalive_timeout": "75s",
     "nginx_http_send_timeout": "60s",
+    "nginx_http_lua_shared_dict": "NONE",
     "nginx_worker_processes": "auto",
     "worker_consistency": "strict",
     "worker_rss_limit": "0",
@@ -142,6 +143,40 @@ def parse_size(text: str) -> int:
         raise ConfigError(f"invalid size: {text!r}")
     number, unit = match.groups()
     return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit.lower()]
+
+
+#: lua-nginx-module's smallest ``lua_shared_dict`` size.
+MIN_SHARED_DICT_SIZE = 8192
+
+
+def parse_shared_dicts(text: str | None) -> tuple[tuple[str, int], ...]:
+    """``nginx_http_lua_shared_dict``, as Kong injects it (``lua_shared_dict <value>;``): one
+    ``name size``, and more as ``foo 5m; lua_shared_dict bar 1m``."""
+    setting = "nginx_http_lua_shared_dict"
+    dicts: dict[str, int] = {}
+    for number, part in enumerate((text or "").split(";")):
+        words = part.split()
+        if not words:
+            continue
+        if number > 0:
+            if words[0] != "lua_shared_dict":
+                raise ConfigError(f"{setting}: expected 'lua_shared_dict <name> <size>' after ';' "
+                                  f"(as in 'foo 5m; lua_shared_dict bar 1m'), got {part.strip()!r}")
+            words = words[1:]
+        if len(words) != 2:
+            raise ConfigError(f"{setting}: expected '<name> <size>', got {part.strip()!r}")
+        name, size_text = words
+        try:
+            size = parse_size(size_text)
+        except ConfigError:
+            raise ConfigError(f'{setting}: invalid lua shared dict size "{size_text}" of "{name}"') from None
+        if size < MIN_SHARED_DICT_SIZE:
+            raise ConfigError(f'{setting}: invalid lua shared dict size "{size_text}" of "{name}" '
+                              "(at least 8k)")
+        if name in dicts:
+            raise ConfigError(f'{setting}: lua_shared_dict "{name}" is duplicate')
+        dicts[name] = size
+    return tuple(dicts.items())
 
 
 def parse_duration(text: str) -> float:
@@ -257,6 +292,8 @@ class Settings:
     keepalive_timeout: float
     #: nginx's ``send_timeout``: a client that takes nothing of a response for this long is cut off.
     send_timeout: float
+    #: ``ngx.shared.NAME`` dicts (``nginx_http_lua_shared_dict``): name and size in bytes of each.
+    lua_shared_dicts: tuple[tuple[str, int], ...]
     #: Worker processes serving the proxy (``nginx_worker_processes``; ``auto``: one per core
     #: this process may run on). 1 serves everything in one process, as embedding does.
     worker_processes: int
@@ -345,6 +382,7 @@ class Settings:
             client_body_timeout=_timeout(raw, "nginx_http_client_body_timeout"),
             keepalive_timeout=_timeout(raw, "nginx_http_keepalive_timeout"),
             send_timeout=_timeout(raw, "nginx_http_send_timeout"),
+            lua_shared_dicts=parse_shared_dicts(_optional(raw["nginx_http_lua_shared_dict"])),
             worker_processes=_auto_count(raw, "nginx_worker_processes") or len(os.sched_getaffinity(0)),
             worker_consistency=_choice(raw, "worker_consistency", CONSISTENCIES),
             worker_rss_limit=_size(raw, "worker_rss_limit"),

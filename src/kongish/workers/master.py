@@ -48,7 +48,8 @@ class MasterService(KongishService):
         await super()._start()
         assert self.node is not None
         self.supervisor = supervisor = WorkerSupervisor(
-            self.settings, self.reactor, self.node, self.handed, self.log_level)
+            self.settings, self.reactor, self.node, self.handed, self.log_level,
+            shared_dict_path=self.shared_dicts.path if self.shared_dicts else None)
         self.node.workers = supervisor
         self.node.configuration_followers.append(supervisor.configured)
         supervisor.start()
@@ -64,6 +65,9 @@ class MasterService(KongishService):
         except ConfigError as error:
             log.error("reload refused, the workers keep their configuration: {error}", error=str(error))
             return succeed(None)
+        if settings.lua_shared_dicts != self.settings.lua_shared_dicts:
+            log.warn("nginx_http_lua_shared_dict changed: the workers keep the dicts (and their "
+                     "contents) declared at start until kongish restarts")
         log.info("reloading: replacing the workers one at a time")
         return Deferred.fromCoroutine(self.supervisor.reload(settings))
 

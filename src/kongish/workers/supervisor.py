@@ -100,6 +100,8 @@ class WorkerSupervisor:
     listeners: list[HandedListener]
     #: The log level the master runs at, for its workers' logs.
     log_level: str
+    #: The node's ``ngx.shared`` zone, which every worker opens (None: no dicts declared).
+    shared_dict_path: str | None = attrs.field(default=None, kw_only=True)
     busy: BusyBoard = attrs.field(init=False)
     #: The worker in each place (``ngx.worker.id()``), and every process not yet ended: a
     #: replacement starting and the one it replaces, still answering, are both in it.
@@ -153,6 +155,7 @@ class WorkerSupervisor:
                 "worker": [worker.identity.id, worker.identity.count],
                 "listeners": [listener.as_json() for listener in self.listeners],
                 "busy_board": self.busy.path, "busy_slot": worker.slot,
+                "shared_dicts": self.shared_dict_path,
                 "configuration": self._configuration(), "generation": self._generation}
 
     def _configuration(self) -> dict[str, Any] | None:

@@ -59,6 +59,9 @@ class WorkerProcess:
         hello = await self.channel.call("hello")
         _log_as_twist(hello["log_level"])
         settings = Settings.parse(hello["settings"])
+        shared_dicts = hello.get("shared_dicts")
+        if shared_dicts is None:  # the master's dicts or none, never a zone of the worker's own
+            settings = attrs.evolve(settings, lua_shared_dicts=())
         listeners = {listener["description"]: listener for listener in hello["listeners"]}
         configuration = hello["configuration"]
 
@@ -70,7 +73,8 @@ class WorkerProcess:
             worker=WorkerIdentity(*hello["worker"]),
             configuration=None if configuration is None else Configuration(
                 configuration["entities"], configuration["text_hash"]),
-            before_listening=lambda node: self._follow(node, hello), follows_store=False)
+            before_listening=lambda node: self._follow(node, hello), follows_store=False,
+            shared_dict_path=shared_dicts)
         service.startService()
         self.reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
         await service.ready

@@ -33,6 +33,7 @@ from kongish.lua.pdk.outbound import OutboundHttp
 from kongish.lua.pdk.primitives import RequestPrimitives
 from kongish.lua.pdk.regex import lua_search
 from kongish.lua.sandbox import run_lua_file
+from kongish.lua.shared_dict import SharedDict, SharedDictZone, lua_primitives
 from kongish.node_id import new_node_id
 
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ _CODECS: dict[bytes, Callable[..., Any]] = {
 
 
 #: Primitives whose work grows with their input, charged to the CPU budget call by call.
-_CHARGED = (*_CODECS, b"re_search", b"multipart")
+_CHARGED = (*_CODECS, b"re_search", b"multipart",
+            b"shdict_get_keys", b"shdict_flush_all", b"shdict_flush_expired")
 
 #: kong.cache's entry cap; it also keeps to a quarter of the VM's memory cap in
 #: keys and string values, so a plugin caching per-request keys cannot fill the VM.
@@ -98,6 +100,18 @@ def _kong(lua: LuaRuntime, primitives: Any, support: Any, ngx: Any, cjson: Any, 
     })
 
 
+def _shared_dicts(settings: LuaSettings, reactor: IReactorTime) -> list[SharedDict]:
+    """``ngx.shared``'s dicts: the node's zone when it has one (a master's, a service's), else
+    a zone of this VM's own for the dicts its settings declare."""
+    if settings.shared_dict_path is not None:
+        zone = SharedDictZone.attach(settings.shared_dict_path)
+    elif settings.shared_dicts:
+        zone = SharedDictZone.create(settings.shared_dicts, register=False)
+    else:
+        return []
+    return zone.dicts(reactor.seconds)
+
+
 def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
                 await_fn: Any, stop_fn: Any, exceed_fn: Any, phase_fn: Any, *,
                 memory: MemoryCap, guard_primitives: Any,
@@ -122,10 +136,12 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
                                 settings.trusted_ips,
                                 output_limit=settings.memory_limit, reserve=memory.reserve,
                                 body_buffer_size=settings.body_buffer_size)
+    shared_dicts = _shared_dicts(settings, reactor)
     python_primitives: dict[bytes, Callable[..., Any]] = {
         **request.exports(), **_CODECS, b"re_search": lua_search(lua, current, memory.reserve),
         **OutboundHttp(lua, current, reactor, outbound, settings.outbound).exports(),
-        **(timers.exports() if timers is not None else {})}
+        **(timers.exports() if timers is not None else {}),
+        **lua_primitives(shared_dicts, lua.table_from, memory.reserve)}
     primitives = guard_primitives(lua.table_from(
         {b"phase": phase_fn, **{name: memory.bounded(function)
                                 for name, function in python_primitives.items()}}),
@@ -151,6 +167,8 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
                    f"Lua code exceeded the output limit of {settings.memory_limit} bytes".encode())
     ngx_re = _run(lua, "ngx_re.lua", primitives)
     ngx = _run(lua, "ngx.lua", primitives, support, cjson, ngx_re, await_fn, stop_fn, info)
+    shared = _run(lua, "shared.lua", primitives, lua.table_from([d.name.encode() for d in shared_dicts]))
+    lua.execute(b"local ngx, shared = ... rawset(ngx, 'shared', shared)", ngx, shared)
     cache = _run(lua, "kong/cache.lua", primitives, info)
     kong = _kong(lua, primitives, support, ngx, cjson, stop_fn, info, cache)
     resty_http = _run(lua, "resty_http.lua", primitives, await_fn, ngx)
