@@ -665,6 +665,34 @@ class LuaTests(SynchronousTestCase):
         self.assertEqual(context.response.body, [b"2\n"])
 
 
+EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
+                       "rate_limit_shared_dict.lua")
+
+
+class RateLimitExampleTests(SynchronousTestCase):
+    """``examples/rate_limit_shared_dict.lua``, the very file README points to."""
+
+    def test_the_sixth_request_in_a_window_gets_429(self) -> None:
+        lua = LuaHarness.start({"nginx_http_lua_shared_dict": "rate_limit 1m"})
+        with open(EXAMPLE, encoding="utf-8") as example:
+            limiter = example.read()
+
+        def request() -> tuple[int | None, bytes, list[bytes] | None]:
+            context = lua.request()
+            self.successResultOf(lua.run([limiter, "ngx.say('hello') ngx.exit(200)"], context))
+            response = context.response
+            return (response.status, b"".join(response.body),
+                    response.headers.getRawHeaders(b"X-RateLimit-Remaining"))
+
+        self.assertEqual([request() for _ in range(5)],
+                         [(200, b"hello\n", [b"%d" % left]) for left in (4, 3, 2, 1, 0)])
+        status, body, remaining = request()
+        self.assertEqual((status, remaining), (429, [b"0"]))
+        self.assertIn(b"API rate limit exceeded", body)
+        lua.reactor.advance(60)  # the next window
+        self.assertEqual(request(), (200, b"hello\n", [b"4"]))
+
+
 class SettingTests(SynchronousTestCase):
     def test_kongs_injected_directive_forms(self) -> None:
         self.assertEqual(parse_shared_dicts(None), ())
