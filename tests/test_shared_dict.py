@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -191,7 +192,7 @@ class StoreTests(SynchronousTestCase):
     def test_flush_all_and_flush_expired(self) -> None:
         for key in (b"a", b"b", b"c", b"d", b"e"):
             self.d.set(key, b"v")
-        self.assertIsNone(self.d.flush_all())
+        self.d.flush_all()
         self.assertEqual(self.d.get_keys(0), [])
         self.assertEqual(self.d.get_stale(b"e"), (b"v", None, True))  # as nginx's, until dropped
         self.assertLess(self.d.free_space(), 8192)
@@ -661,7 +662,8 @@ class LuaTests(SynchronousTestCase):
     def test_trusted_code_uses_the_same_dicts(self) -> None:
         lua = LuaHarness.start({"untrusted_lua": "on", "nginx_http_lua_shared_dict": "d 12k"})
         context = lua.request()
-        self.successResultOf(lua.run(["ngx.shared.d:set('k', 1) ngx.say(ngx.shared.d:incr('k', 1))"], context))
+        code = "ngx.shared.d:set('k', 1) ngx.say(ngx.shared.d:incr('k', 1))"
+        self.successResultOf(lua.run([code], context))
         self.assertEqual(context.response.body, [b"2\n"])
 
 
@@ -677,7 +679,7 @@ class RateLimitExampleTests(SynchronousTestCase):
         with open(EXAMPLE, encoding="utf-8") as example:
             limiter = example.read()
 
-        def request() -> tuple[int | None, bytes, list[bytes] | None]:
+        def request() -> tuple[int | None, bytes, Sequence[bytes] | None]:
             context = lua.request()
             self.successResultOf(lua.run([limiter, "ngx.say('hello') ngx.exit(200)"], context))
             response = context.response
