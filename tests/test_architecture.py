@@ -24,6 +24,9 @@ LAYERS = {
                        "kongish.node", "kongish.service"),
     "kongish.plugins": ("kongish.admin", "kongish.db", "kongish.node", "kongish.service"),
     "kongish.lua": ("kongish.admin", "kongish.db", "kongish.node", "kongish.service"),
+    # metrics counts what lua.cost reports; the node, the Admin API and workers build on it
+    "kongish.metrics": ("kongish.admin", "kongish.db", "kongish.node", "kongish.service", "kongish.workers",
+                        "kongish.plugins", "kongish.http"),
 }
 
 

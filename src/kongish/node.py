@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from kongish.db.dao import Database
 from kongish.http.draining import Draining
+from kongish.metrics import FunctionMetrics, Snapshot
 from kongish.node_id import new_node_id
 from kongish.plugins.host import PluginHost
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
@@ -35,6 +36,8 @@ class IWorkerReports(Protocol):
     def pids(self) -> list[int]: ...
 
     async def stats(self) -> list[dict[str, Any]]: ...
+
+    async def metrics(self) -> list[Snapshot]: ...
 
 
 @attrs.define
@@ -88,12 +91,16 @@ class Node:
     #: A master's workers, whose reports GET / and GET /status gather; None when the node
     #: serves in one process.
     workers: IWorkerReports | None = None
+    #: This process's counts of its serverless functions' runs (GET /metrics), fed by its engine.
+    metrics: FunctionMetrics = attrs.Factory(FunctionMetrics)
 
     def __attrs_post_init__(self) -> None:
         self.kong_headers = KongHeaders.enabled(self.settings.headers)
         self.output = OutputLedger(self.settings.lua_output_limit)
         self.plugin_map = PluginMap(())  # the "previous" map for the first rebuild
         self.database.listeners.append(self.rebuild)
+        if self.lua_engine is not None:
+            self.lua_engine.observers.append(self.metrics.observe)
         self.rebuild()
 
     def rebuild(self) -> None:

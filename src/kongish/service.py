@@ -29,7 +29,7 @@ from twisted.web.server import Site
 from kongish import KONG_VERSION
 from kongish.admin.connections import AdminConnections
 from kongish.admin.request import admin_request
-from kongish.admin.resource import AdminResource
+from kongish.admin.resource import AdminResource, status_endpoint_table
 from kongish.db.backends import open_storage
 from kongish.db.dao import Database
 from kongish.db.declarative import configuration_hash, flatten, parse_declarative
@@ -118,11 +118,16 @@ def admin_resource(node: Node) -> IResource:
     return AdminResource(node)
 
 
+def status_resource(node: Node) -> IResource:
+    """Kong's status API (``status_listen``): ``GET /status`` and ``GET /metrics``."""
+    return AdminResource(node, table=status_endpoint_table())
+
+
 def _no_access_log(request: object) -> None:
     """Replaces ``Site.log`` when the access log is off."""
 
 
-#: Listens for one role (``proxy`` or ``admin``) on one ``*_listen`` endpoint description.
+#: Listens for one role (``proxy``, ``admin`` or ``status``) on one ``*_listen`` endpoint description.
 Listen = Callable[[Any, str, str, IProtocolFactory], "Deferred[IListeningPort]"]
 
 
@@ -134,7 +139,7 @@ def listen_on(reactor: Any, role: str, description: str,
 
 @attrs.define(eq=False)
 class KongishService(MultiService):
-    """Runs one kongish node: proxy and Admin API listeners over a shared node."""
+    """Runs one kongish node: proxy, Admin API and status listeners over a shared node."""
 
     settings: Settings
     reactor: Any = attrs.field(default=None)
@@ -151,8 +156,9 @@ class KongishService(MultiService):
     connection_cap: ConnectionCap | None = attrs.field(default=None, init=False)
     #: Why the start failed, if it did; ``twist kongish`` then exits non-zero, as ``kong start`` does.
     start_failure: Failure | None = attrs.field(default=None, init=False)
-    #: What this process serves: a worker serves only the proxy, its master only the Admin API.
-    roles: tuple[str, ...] = attrs.field(default=("proxy", "admin"), kw_only=True)
+    #: What this process serves: a worker serves only the proxy, its master the Admin API and
+    #: the status listener (``status_listen``).
+    roles: tuple[str, ...] = attrs.field(default=("proxy", "admin", "status"), kw_only=True)
     #: How a listener gets its socket: its own, or (a worker's) one its master made.
     listen: Listen = attrs.field(default=listen_on, kw_only=True)
     worker: WorkerIdentity = attrs.field(default=SINGLE_PROCESS, kw_only=True)
@@ -206,7 +212,8 @@ class KongishService(MultiService):
         self.connection_cap = cap = ConnectionCap.for_descriptors(
             descriptors, self.settings.worker_connections, self.reactor.seconds)
         listeners = [(self.settings.proxy_listen, proxy_resource(self.node, self.client), "proxy"),
-                     (self.settings.admin_listen, admin_resource(self.node), "admin")]
+                     (self.settings.admin_listen, admin_resource(self.node), "admin"),
+                     (self.settings.status_listen, status_resource(self.node), "status")]
         for descriptions, resource, role in listeners:
             if role not in self.roles:
                 continue
@@ -230,7 +237,7 @@ class KongishService(MultiService):
                     self.admin_factories.append(admin)
                     self.node.counters.listeners.append(admin.connections)
                 site.displayTracebacks = False  # both are twisted.web HTTPFactory kin
-                if not self.settings.access_log(role):
+                if role == "status" or not self.settings.access_log(role):  # Kong's status_access_log: off
                     site.log = _no_access_log
                 port = await self.listen(self.reactor, role, description, listened)
                 self.ports.append(port)

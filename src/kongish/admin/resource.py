@@ -20,7 +20,8 @@ from kongish.admin.call import AdminCall
 from kongish.admin.declarative import config_endpoints
 from kongish.admin.dispatch import Endpoint, EndpointTable
 from kongish.admin.entities import entity_endpoints
-from kongish.admin.info import info_endpoints
+from kongish.admin.info import info_endpoints, status
+from kongish.admin.metrics import metrics_endpoints
 from kongish.admin.respond import AdminHeaders, send
 from kongish.admin.tags import tag_endpoints
 from kongish.error_log import error_text
@@ -38,8 +39,13 @@ async def list_endpoints(call: AdminCall) -> tuple[int, object]:
 
 def admin_endpoint_table() -> EndpointTable:
     own = [Endpoint("/endpoints", {"GET": list_endpoints})]
-    return EndpointTable(tuple(own + info_endpoints() + config_endpoints() + entity_endpoints()
-                                 + tag_endpoints()))
+    return EndpointTable(tuple(own + info_endpoints() + metrics_endpoints() + config_endpoints()
+                                 + entity_endpoints() + tag_endpoints()))
+
+
+def status_endpoint_table() -> EndpointTable:
+    """What Kong's status listener (``status_listen``) serves: ``/status``, and ``/metrics``."""
+    return EndpointTable((Endpoint("/status", {"GET": status}), *metrics_endpoints()))
 
 
 @implementer(IResource)

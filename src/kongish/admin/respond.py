@@ -44,16 +44,28 @@ class AdminHeaders:
             request.setHeader(b"x-kong-admin-latency", str(latency_ms).encode())
 
 
+@attrs.frozen
+class Document:
+    """A body that is not JSON (``GET /metrics``' text), as a handler returns it."""
+
+    content_type: bytes
+    payload: bytes
+
+
 def send(request: Request, status: int, body: Any = None, *, raw: bytes | None = None) -> None:
-    """Finish ``request`` with ``status`` and a JSON ``body`` (or ``raw`` bytes, or nothing)."""
+    """Finish ``request`` with ``status`` and a JSON ``body`` (or ``raw`` bytes, a ``Document``,
+    or nothing)."""
     if request.finished or request._disconnected:
         return
     request.setResponseCode(status)
+    content_type = JSON_TYPE
+    if isinstance(body, Document):
+        raw, content_type = body.payload, body.content_type
     payload = raw if raw is not None else (b"" if body is None else encode_json(body))
     if status in (204, 304):
         payload = b""
     elif payload or raw is not None:
-        request.setHeader(b"content-type", JSON_TYPE)
+        request.setHeader(b"content-type", content_type)
     request.setHeader(b"content-length", str(len(payload)).encode())
     if request.method != b"HEAD":
         request.write(payload)

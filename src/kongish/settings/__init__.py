@@ -22,6 +22,7 @@ DEFAULTS: dict[str, str] = {
     "prefix": ".kongish",
     "proxy_listen": "0.0.0.0:8000 reuseport backlog=16384",
     "admin_listen": "127.0.0.1:8001 reuseport backlog=16384",
+    "status_listen": "off",
     "database": "sqlite",
     "declarative_config": "NONE",
     "declarative_config_string": "NONE",
@@ -248,6 +249,8 @@ class Settings:
     database: str
     proxy_listen: tuple[str, ...]
     admin_listen: tuple[str, ...]
+    #: Kong's status listener (``GET /status``, ``GET /metrics``); none by default (``off``).
+    status_listen: tuple[str, ...]
     declarative_config: str | None
     declarative_config_string: str | None
     plugins: tuple[str, ...]
@@ -349,6 +352,7 @@ class Settings:
             database=_choice(raw, "database", DATABASES),
             proxy_listen=_listen(raw, "proxy_listen"),
             admin_listen=_listen(raw, "admin_listen"),
+            status_listen=_listen(raw, "status_listen"),
             declarative_config=_optional(raw["declarative_config"]),
             declarative_config_string=_optional(raw["declarative_config_string"]),
             plugins=_list(raw["plugins"]),

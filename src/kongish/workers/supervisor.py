@@ -33,6 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from kongish.lua.settings import WorkerIdentity
+from kongish.metrics import Snapshot, merge_snapshots
 from kongish.node import Node
 from kongish.settings import Settings
 from kongish.workers.busy import BusyBoard
@@ -76,6 +77,8 @@ class Worker:
     answered_at: float = 0.0
     #: Replaced by another process: it finishes what it has and is not started again.
     retiring: bool = False
+    #: Its function metrics as it last told them (a scrape, or its last word as it stopped).
+    metrics: Snapshot | None = None
     #: Fire when it follows the configuration (it then accepts connections), and when it ended.
     followed: Deferred[None] = attrs.Factory(Deferred)
     ended: Deferred[None] = attrs.Factory(Deferred)
@@ -112,6 +115,9 @@ class WorkerSupervisor:
     _pauses: dict[int, float] = attrs.field(factory=dict, init=False)
     #: Counts the DB-less configurations loaded since the start (POST /config).
     _generation: int = attrs.field(default=0, init=False)
+    #: The function metrics of workers that ended, as each last told them: the sums a
+    #: scrape sees stay monotonic when a worker is replaced.
+    _retired_metrics: Snapshot = attrs.field(factory=lambda: merge_snapshots([]), init=False)
 
     def __attrs_post_init__(self) -> None:
         count = self.settings.worker_processes
@@ -133,6 +139,7 @@ class WorkerSupervisor:
         worker.channel = channel = ControlChannel({
             "hello": lambda: self._hello(worker),
             "follow": lambda generation: self._follow(worker, generation),
+            "last_metrics": lambda snapshot: self._told_metrics(snapshot, worker),
         })
         self.reactor.adoptStreamConnection(master_end.fileno(), socket.AF_UNIX, channel_factory(channel))
         master_end.close()
@@ -282,6 +289,9 @@ class WorkerSupervisor:
         if worker.channel is not None:
             worker.channel.close()
             worker.channel = None
+        if worker.metrics is not None:
+            self._retired_metrics = merge_snapshots([self._retired_metrics, worker.metrics])
+            worker.metrics = None
         worker.ended.callback(None)
         if not worker.followed.called:  # it never served
             worker.followed.errback(reason)
@@ -310,6 +320,26 @@ class WorkerSupervisor:
                  for worker in self.workers if worker.following and worker.channel is not None]
         results = await DeferredList(calls, consumeErrors=True)
         return [report for ok, report in results if ok]
+
+    async def metrics(self) -> list[Snapshot]:
+        """The function metrics of every worker, those that ended included.
+
+        A worker that does not answer in time counts with what it last told; what a
+        worker killed (stuck, or crashed) counted since then is lost. A worker stopped
+        gracefully (replaced, reloaded) tells its last counts as it exits.
+        """
+        asked = [worker for worker in self._processes if worker.following and worker.channel is not None]
+        calls = [worker.channel.call("metrics").addCallback(self._told_metrics, worker)
+                 .addTimeout(STRICT_WAIT, self.reactor)
+                 for worker in asked if worker.channel is not None]
+        await DeferredList(calls, consumeErrors=True)
+        # read after the answers: a worker that ended meanwhile is in the retired sums
+        return [self._retired_metrics, *(worker.metrics for worker in asked
+                                         if worker.metrics is not None and not worker.ended.called)]
+
+    def _told_metrics(self, snapshot: Snapshot, worker: Worker) -> None:
+        if not worker.ended.called:
+            worker.metrics = snapshot
 
     @property
     def pids(self) -> list[int]:

@@ -38,6 +38,9 @@ from kongish.workers.supervisor import CHANNEL_FD
 
 log = Logger()
 
+#: How long a stopping worker waits for its master to take its last metrics.
+LAST_WORD = 1.0
+
 
 @attrs.define(eq=False)
 class WorkerProcess:
@@ -53,6 +56,7 @@ class WorkerProcess:
             "catch_up": self._catch_up,
             "configure": self._configure,
             "stats": self._stats,
+            "metrics": lambda: self._node().metrics.snapshot(),
         }, on_lost=self._master_gone)
 
     async def start(self) -> None:
@@ -76,8 +80,20 @@ class WorkerProcess:
             before_listening=lambda node: self._follow(node, hello), follows_store=False,
             shared_dict_path=shared_dicts)
         service.startService()
-        self.reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+        self.reactor.addSystemEventTrigger("before", "shutdown", self._stop)
         await service.ready
+
+    def _stop(self) -> Deferred[None]:
+        """Stop serving, then tell the master the last function metrics, which it keeps."""
+        assert self.service is not None
+        return self.service.stopService().addCallback(self._tell_last_metrics)
+
+    def _tell_last_metrics(self, _: object) -> Deferred[None] | None:
+        node = self.service.node if self.service is not None else None
+        if node is None:
+            return None
+        told = self.channel.call("last_metrics", snapshot=node.metrics.snapshot())
+        return told.addTimeout(LAST_WORD, self.reactor).addErrback(lambda failure: None)
 
     async def _follow(self, node: Node, hello: dict[str, Any]) -> None:
         """Follow the master's configuration from now on, and catch up with what changed

@@ -1,0 +1,191 @@
+"""Per-function counts of serverless runs, their snapshots, and their Prometheus exposition.
+
+``FunctionMetrics.observe`` is a ``CostObserver``: the node's Lua engine calls it
+with each finished run of one function (``kongish.lua.cost.FunctionCost``), and it
+counts, per plugin name, plugin id, phase and function index: invocations, errors
+by kind, a histogram of wall-clock latency, instructions and CPU seconds.
+
+A ``Snapshot`` is those counts as JSON, which travels over a worker's control
+channel; ``merge_snapshots`` sums several (a master's and its workers'), and
+``exposition`` writes one in Prometheus's text format with ``prometheus_client``,
+through a ``CollectorRegistry`` of its own (never the process-wide default one, so
+that several nodes in one process do not mix their counts).
+"""
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
+
+from kongish.lua.cost import ERROR_KINDS, OUTBOUND_TIMEOUT, FunctionCost, FunctionId
+
+if TYPE_CHECKING:
+    from kongish.runloop.context import RequestContext
+
+#: The Content-Type of ``exposition``'s text: Prometheus's text format, as ``prometheus_client``
+#: writes it (``CONTENT_TYPE_LATEST``).
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: Upper bounds (seconds) of the latency histogram's buckets; +Inf follows. From half a
+#: millisecond (a function that sets a header) to 10 s (one waiting on outbound calls).
+LATENCY_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                      1.0, 2.5, 5.0, 10.0)
+
+#: Label names of every metric, in the order ``FunctionCounts.labels`` gives their values.
+LABELS = ("plugin", "plugin_id", "phase", "function")
+
+#: What ``FunctionMetrics.snapshot`` gives: ``{"buckets": [...], "functions": [...]}``, JSON-able.
+Snapshot = dict[str, Any]
+
+
+@attrs.define
+class FunctionCounts:
+    """The counts of one function: since the process started, or summed over processes."""
+
+    function: FunctionId
+    invocations: int = 0
+    #: Runs ended by each error kind; ``outbound_timeout`` counts outbound calls that timed out.
+    errors: dict[str, int] = attrs.Factory(lambda: dict.fromkeys(ERROR_KINDS, 0))
+    #: Runs per latency bucket, not cumulative: one more than ``LATENCY_BUCKETS`` (the last is +Inf).
+    latency: list[int] = attrs.Factory(lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
+    instructions: int = 0
+    cpu_seconds: float = 0.0
+
+    def add(self, cost: FunctionCost) -> None:
+        self.invocations += 1
+        if cost.error is not None and cost.error != OUTBOUND_TIMEOUT:  # those come from the count below
+            self.errors[cost.error] = self.errors.get(cost.error, 0) + 1
+        self.errors[OUTBOUND_TIMEOUT] += cost.outbound_timeouts
+        self.latency[bisect.bisect_left(LATENCY_BUCKETS, cost.wall_seconds)] += 1
+        self.latency_sum += cost.wall_seconds
+        self.instructions += cost.instructions
+        self.cpu_seconds += cost.cpu_seconds
+
+    def merge(self, other: FunctionCounts) -> None:
+        self.invocations += other.invocations
+        for kind, count in other.errors.items():
+            self.errors[kind] = self.errors.get(kind, 0) + count
+        self.latency = [mine + theirs for mine, theirs in zip(self.latency, other.latency, strict=True)]
+        self.latency_sum += other.latency_sum
+        self.instructions += other.instructions
+        self.cpu_seconds += other.cpu_seconds
+
+    @property
+    def labels(self) -> list[str]:
+        function = self.function
+        return [function.plugin_name, function.plugin_id, function.phase, str(function.index)]
+
+    def as_json(self) -> dict[str, Any]:
+        function = self.function
+        return {"plugin": function.plugin_name, "plugin_id": function.plugin_id, "phase": function.phase,
+                "function": function.index, "invocations": self.invocations, "errors": dict(self.errors),
+                "latency": list(self.latency), "latency_sum": self.latency_sum,
+                "instructions": self.instructions, "cpu_seconds": self.cpu_seconds}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> FunctionCounts:
+        function = FunctionId(value["plugin"], value["plugin_id"], value["phase"], int(value["function"]))
+        return cls(function, int(value["invocations"]), {**dict.fromkeys(ERROR_KINDS, 0), **value["errors"]},
+                   [int(count) for count in value["latency"]], float(value["latency_sum"]),
+                   int(value["instructions"]), float(value["cpu_seconds"]))
+
+
+@attrs.define(eq=False)
+class FunctionMetrics:
+    """One process's counts, fed by its engine: ``engine.observers.append(metrics.observe)``.
+
+    ``registry`` is this node's own ``CollectorRegistry``, over the live counts, for a
+    program that embeds kongish and serves it with ``prometheus_client``'s tools.
+    """
+
+    functions: dict[FunctionId, FunctionCounts] = attrs.Factory(dict)
+    registry: CollectorRegistry = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.registry = _registry(self.snapshot)
+
+    def observe(self, context: RequestContext | None, cost: FunctionCost) -> None:
+        counts = self.functions.get(cost.function)
+        if counts is None:
+            counts = self.functions[cost.function] = FunctionCounts(cost.function)
+        counts.add(cost)
+
+    def snapshot(self) -> Snapshot:
+        return {"buckets": list(LATENCY_BUCKETS),
+                "functions": [counts.as_json() for counts in self.functions.values()]}
+
+
+def merge_snapshots(snapshots: Iterable[Snapshot]) -> Snapshot:
+    """The sums of several processes' snapshots, function by function."""
+    merged: dict[FunctionId, FunctionCounts] = {}
+    for snapshot in snapshots:
+        if [float(bound) for bound in snapshot["buckets"]] != list(LATENCY_BUCKETS):
+            raise ValueError(f"latency buckets differ: {snapshot['buckets']!r}")
+        for value in snapshot["functions"]:
+            counts = FunctionCounts.from_json(value)
+            if counts.function in merged:
+                merged[counts.function].merge(counts)
+            else:
+                merged[counts.function] = counts
+    return {"buckets": list(LATENCY_BUCKETS), "functions": [counts.as_json() for counts in merged.values()]}
+
+
+def exposition(snapshot: Snapshot) -> bytes:
+    """``snapshot`` in Prometheus's text format (``CONTENT_TYPE``)."""
+    return generate_latest(_registry(lambda: snapshot))
+
+
+def _registry(snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(snapshot))
+    return registry
+
+
+@attrs.define(eq=False)
+class _SnapshotCollector(Collector):
+    """Yields the metric families of the snapshot ``source`` gives at each collection."""
+
+    source: Callable[[], Snapshot]
+
+    def collect(self) -> Iterator[Metric]:
+        functions = sorted((FunctionCounts.from_json(value) for value in self.source()["functions"]),
+                           key=lambda counts: counts.labels)
+        yield from families(functions)
+
+
+def families(functions: Sequence[FunctionCounts]) -> Iterator[Metric]:
+    """The ``kongish_function_*`` families of ``functions``' counts."""
+    invocations = CounterMetricFamily("kongish_function_invocations", "Runs of a serverless function.",
+                                      labels=LABELS)
+    errors = CounterMetricFamily(
+        "kongish_function_errors", "Runs of a serverless function ended by an error, by kind "
+        "(outbound_timeout: its outbound HTTP calls that timed out).", labels=[*LABELS, "kind"])
+    latency = HistogramMetricFamily(
+        "kongish_function_latency_seconds", "Wall-clock seconds of a function's run, waits included.",
+        labels=LABELS)
+    instructions = CounterMetricFamily(
+        "kongish_function_instructions", "Lua VM instructions a function ran (counted in steps of 1000).",
+        labels=LABELS)
+    cpu = CounterMetricFamily("kongish_function_cpu_seconds", "CPU seconds a function's runs took.",
+                              labels=LABELS)
+    bounds = [*(floatToGoString(bound) for bound in LATENCY_BUCKETS), "+Inf"]  # as its Histogram writes them
+    for counts in functions:
+        labels = counts.labels
+        invocations.add_metric(labels, counts.invocations)
+        for kind in sorted(counts.errors):
+            errors.add_metric([*labels, kind], counts.errors[kind])
+        cumulative, buckets = 0, []
+        for bound, count in zip(bounds, counts.latency, strict=True):
+            cumulative += count
+            buckets.append((bound, float(cumulative)))
+        latency.add_metric(labels, buckets, counts.latency_sum)
+        instructions.add_metric(labels, counts.instructions)
+        cpu.add_metric(labels, counts.cpu_seconds)
+    yield from (invocations, errors, latency, instructions, cpu)
