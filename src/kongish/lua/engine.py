@@ -106,6 +106,16 @@ class LuaFunctions:
 
     runners: tuple[Any, ...] = ()
     problem: str | None = None
+    #: Each function's ``FunctionId`` by (plugin name, plugin key, phase), made once.
+    ids: dict[tuple[str, str, str], tuple[FunctionId, ...]] = attrs.field(factory=dict, eq=False)
+
+    def function_ids(self, plugin_name: str, plugin_key: str, phase: str) -> tuple[FunctionId, ...]:
+        key = (plugin_name, plugin_key, phase)
+        ids = self.ids.get(key)
+        if ids is None:
+            ids = self.ids[key] = tuple(FunctionId(plugin_name, plugin_key, phase, index)
+                                        for index in range(1, len(self.runners) + 1))
+        return ids
 
 
 def _refuse_attribute_access(obj: object, name: object, is_setting: bool) -> object:
@@ -281,28 +291,27 @@ class LuaEngine:
         """
         if functions.problem is not None:
             raise LuaError(functions.problem)
-        return self._run_from(functions.runners, 0, context, plugin_name, plugin_key)
+        ids = functions.function_ids(plugin_name, plugin_key, context.phase)
+        return self._run_from(functions.runners, ids, 0, context)
 
-    def _run_from(self, runners: tuple[Any, ...], index: int, context: RequestContext,
-                  plugin_name: str, plugin_key: str) -> Deferred[None] | None:
+    def _run_from(self, runners: tuple[Any, ...], ids: tuple[FunctionId, ...], index: int,
+                  context: RequestContext) -> Deferred[None] | None:
         while index < len(runners):
-            function = FunctionId(plugin_name, plugin_key, context.phase, index + 1)
-            run = _Run(self, runners[index], context, function)
+            run = _Run(self, runners[index], context, ids[index])
             waiting = run.start()
             index += 1
             if waiting is not None:
-                return waiting.addCallback(self._next_function, run, runners, index)
+                return waiting.addCallback(self._next_function, run, runners, ids, index)
             if run.stopped:
                 return None
         return None
 
-    def _next_function(self, _: None, run: _Run, runners: tuple[Any, ...],
+    def _next_function(self, _: None, run: _Run, runners: tuple[Any, ...], ids: tuple[FunctionId, ...],
                        index: int) -> Deferred[None] | None:
         if run.stopped:
             return None
-        function = run.cost.function
         assert run.context is not None, "a request's functions run one after another"
-        return self._run_from(runners, index, run.context, function.plugin_name, function.plugin_id)
+        return self._run_from(runners, ids, index, run.context)
 
     def _run_timer_job(self, job: Any, premature: bool, function: FunctionId) -> Deferred[None] | None:
         """One run of a timer's job, with a full budget and an outbound budget of its own."""
