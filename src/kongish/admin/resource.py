@@ -19,6 +19,7 @@ from kongish.admin.body import BodyRejected
 from kongish.admin.call import AdminCall
 from kongish.admin.declarative import config_endpoints
 from kongish.admin.dispatch import Endpoint, EndpointTable
+from kongish.admin.dry_run import dry_run_endpoints
 from kongish.admin.entities import entity_endpoints
 from kongish.admin.info import info_endpoints, status
 from kongish.admin.metrics import metrics_endpoints
@@ -40,7 +41,7 @@ async def list_endpoints(call: AdminCall) -> tuple[int, object]:
 def admin_endpoint_table() -> EndpointTable:
     own = [Endpoint("/endpoints", {"GET": list_endpoints})]
     return EndpointTable(tuple(own + info_endpoints() + metrics_endpoints() + config_endpoints()
-                                 + entity_endpoints() + tag_endpoints()))
+                                 + entity_endpoints() + tag_endpoints() + dry_run_endpoints()))
 
 
 def status_endpoint_table() -> EndpointTable:

@@ -1,4 +1,8 @@
-"""``StubUpstream``: an ``IUpstreamClient`` that answers from a Python function, in memory."""
+"""``StubUpstream``: an ``IUpstreamClient`` that answers from a Python function, in memory.
+
+A test double (``kongish.testing`` exports it), and the upstream of the Admin API's dry run,
+which answers a sample response and never opens a connection.
+"""
 from __future__ import annotations
 
 from collections import deque

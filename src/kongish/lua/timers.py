@@ -24,6 +24,10 @@ from kongish.lua.settings import TimerLimits
 
 log = Logger()
 
+#: The ``RequestContext.slots`` key whose value refuses the request's ``ngx.timer.at`` calls
+#: with that error (a dry run's: a timer would run after it, unseen).
+TIMERS_REFUSED_SLOT = "timers_refused"
+
 #: Runs a timer's job: (Lua function of ``premature``, premature, who started it) →
 #: None when it finished at once, else a Deferred; raises (or fails with) LuaError.
 RunJob = Callable[[Any, bool, FunctionId], "Deferred[None] | None"]
@@ -62,6 +66,10 @@ class LuaTimers:
         started_by = cost.function if cost is not None else None
         if self.exiting:
             return (None, b"process exiting")
+        context = self.current.context
+        refused = context.slots.get(TIMERS_REFUSED_SLOT) if context is not None else None
+        if refused is not None:
+            return (None, refused.encode())
         if len(self.pending) >= self.limits.pending:
             return (None, b"too many pending timers")
         if started_by is None:

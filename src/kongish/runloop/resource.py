@@ -15,7 +15,7 @@ from kongish.http.headers import HOST
 from kongish.http.interfaces import IProxiedRequest, IUpstreamClient
 from kongish.http.target import origin_form
 from kongish.runloop.drive import drive
-from kongish.runloop.flow import ProxyFlow
+from kongish.runloop.flow import NODE_SETUP, FlowSetup, ProxyFlow
 
 if TYPE_CHECKING:
     from kongish.node import Node
@@ -29,6 +29,8 @@ class ProxyResource:
 
     node: Node
     client: IUpstreamClient
+    #: The node's router and plugins, unless a dry run brings its own.
+    setup: FlowSetup = attrs.field(default=NODE_SETUP, kw_only=True)
     isLeaf = True
 
     def getChildWithDefault(self, name: bytes, request: Request) -> ProxyResource:
@@ -47,6 +49,6 @@ class ProxyResource:
             request.path = request.uri.split(b"?", 1)[0]
             request.requestHeaders.setRawHeaders(HOST, [host])
         # twisted.web's Request provides IProxiedRequest too (tests.test_proxy_server checks it)
-        flow = ProxyFlow(self.node, self.client, cast(IProxiedRequest, request), mounted)
+        flow = ProxyFlow(self.node, self.client, cast(IProxiedRequest, request), mounted, setup=self.setup)
         drive(flow.run(), flow.crashed)
         return NOT_DONE_YET

@@ -5,12 +5,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import MemoryReactorClock
 from twisted.web.http_headers import Headers
 
 from kongish.http.interfaces import IProxiedRequest, IUpstreamClient
+from kongish.http.memory import MemoryConnection
 from kongish.http.server import ProxyServerFactory
 from kongish.lua.engine import LuaEngine
 from kongish.lua.settings import LuaSettings
@@ -66,12 +66,7 @@ class LuaHarness:
         """The context of the request ``raw`` (a whole HTTP/1.1 request), in ``phase``."""
         captured = _Captured()
         factory = ProxyServerFactory(captured, KongRefusals(), b"kongish", reactor=self.reactor)
-        client = IPv4Address("TCP", "127.0.0.1", 40000)
-        connection = factory.buildProtocol(client)
-        assert connection is not None, "the proxy factory always builds a connection"
-        connection.makeConnection(StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8000),
-                                                  peerAddress=client))
-        connection.dataReceived(raw)
+        MemoryConnection.open(factory).send(raw)
         if not captured.requests:
             raise ValueError(f"not a whole HTTP/1.1 request: {raw!r}")
         request = captured.requests[0]

@@ -7,13 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import attrs
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
+from kongish.http.memory import MemoryConnection
+from kongish.http.stub import StubHandler, StubUpstream
 from kongish.plugins.interface import IPlugin
-from kongish.testing.upstream import StubHandler, StubUpstream
 
 _T = TypeVar("_T")
 
@@ -59,12 +59,8 @@ class ProxyHarness:
         upstream = StubUpstream(handler, reactor)
         refusals = KongRefusals(node.settings.error_default_type)
         factory = ProxyServerFactory(proxy_resource(node, upstream), refusals, SERVER_TOKEN, reactor=reactor)
-        client = IPv4Address("TCP", "127.0.0.1", 40000)
-        connection = factory.buildProtocol(client)
-        assert connection is not None, "the proxy factory always builds a connection"
-        transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8000), peerAddress=client)
-        connection.makeConnection(transport)
-        return cls(node, reactor, upstream, transport, connection)
+        memory = MemoryConnection.open(factory)
+        return cls(node, reactor, upstream, memory.transport, memory.protocol)
 
     def send(self, data: bytes) -> bytes:
         """Feed raw client bytes; return everything sent back so far."""

@@ -503,7 +503,7 @@ class RequestPrimitives:
         log.emit(_LOG_LEVELS.get(int(level), LogLevel.info), "[{plugin}] {text}",
                  plugin=self.current.plugin_name or "lua",
                  text=_text(as_bytes(message)[:_MAX_LOG_MESSAGE]),
-                 request_id=context.request_id if context else None)
+                 request_id=context.request_id if context else None, ngx_level=int(level))
 
     def sleep(self, seconds: Any) -> Any:
         """The Deferred ``ngx.sleep`` awaits (through the engine's await function)."""
