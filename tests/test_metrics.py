@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from kongish.lua.cost import CPU_TIME_LIMIT, ERROR_KINDS, TIMER_PHASE, FunctionCost, FunctionId
 from kongish.lua.engine import LuaError
 from kongish.metrics import CONTENT_TYPE, LATENCY_BUCKETS, FunctionMetrics, exposition, merge_snapshots
+from kongish.runloop.context import DRY_RUN_SLOT
 from kongish.settings import Settings
 from kongish.testing import LuaHarness, StubUpstream
 from tests.harness import LOOPBACK, POOL, deferred, port_number, start_gateway
@@ -49,6 +50,15 @@ class CountedFromTheEngineTests(SynchronousTestCase):
         self.metrics = FunctionMetrics()
         lua.engine.observers.append(self.metrics.observe)
         return lua
+
+    def test_a_dry_run_is_not_counted(self) -> None:
+        lua = self.harness()
+        real, dry = lua.request(), lua.request()
+        dry.slots[DRY_RUN_SLOT] = True
+        for context in (real, dry, dry):
+            self.successResultOf(lua.run(["ngx.say('hi')"], context, plugin_id="p1"))
+        found = samples(exposition(self.metrics.snapshot()))
+        self.assertEqual(value(found, "kongish_function_invocations_total"), 1)
 
     def test_invocations_and_runtime_errors_of_each_function(self) -> None:
         lua = self.harness()

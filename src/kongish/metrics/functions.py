@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from kongish.lua.cost import ERROR_KINDS, OUTBOUND_TIMEOUT, FunctionCost, FunctionId
+from kongish.runloop.context import DRY_RUN_SLOT
 
 if TYPE_CHECKING:
     from kongish.runloop.context import RequestContext
@@ -112,6 +113,8 @@ class FunctionMetrics:
         self.registry = _registry(self.snapshot)
 
     def observe(self, context: RequestContext | None, cost: FunctionCost) -> None:
+        if context is not None and DRY_RUN_SLOT in context.slots:
+            return  # a dry run on the Admin API is not traffic
         counts = self.functions.get(cost.function)
         if counts is None:
             counts = self.functions[cost.function] = FunctionCounts(cost.function)

@@ -71,6 +71,8 @@ class OutboundUse:
 
 #: The ``RequestContext.slots`` key of a request's ``OutboundUse``.
 OUTBOUND_SLOT = "outbound"
+#: The ``RequestContext.slots`` key that marks a dry run's request (not real traffic).
+DRY_RUN_SLOT = "dry_run"
 
 
 @implementer(IUpstreamRequest)

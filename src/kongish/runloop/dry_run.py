@@ -29,7 +29,7 @@ from kongish.lua.timers import TIMERS_REFUSED_SLOT
 from kongish.plugins.interface import IPlugin
 from kongish.plugins.pipeline import ConfiguredPlugin, PluginMap
 from kongish.router import Router
-from kongish.runloop.context import RequestContext
+from kongish.runloop.context import DRY_RUN_SLOT, RequestContext
 from kongish.runloop.error_pages import KongRefusals
 from kongish.runloop.flow import FlowSetup
 from kongish.runloop.headers import SERVER_TOKEN
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 OUTBOUND_REFUSED = "outbound calls are refused in a dry run (set allow_outbound)"
 #: What ``ngx.timer.at`` gets in a dry run.
 TIMERS_REFUSED = "timers do not run in a dry run"
-#: The ``RequestContext.slots`` key that marks a dry run's request (metrics may leave it out).
-DRY_RUN_SLOT = "dry_run"
 #: How long a dry run may take (``ngx.sleep``, outbound calls) before its client gives up.
 DRY_RUN_TIMEOUT = 60.0
 #: nginx's names of ``ngx.log`` levels, as its error log writes them.
