@@ -17,14 +17,13 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import urllib.request
 
-from benchmarks.proxy_vs_nginx import UPSTREAM_NGINX, pinned
-from benchmarks.seed_vs_bare import free_port, run_wrk, wait_for
+from benchmarks.proxy_vs_nginx import UPSTREAM_NGINX, alternating_rounds, pinned
+from benchmarks.seed_vs_bare import free_port, wait_for
 
 CALL_OUT = """
 local res, err = require("resty.http").new():request_uri("http://127.0.0.1:%d/")
@@ -79,20 +78,11 @@ def main() -> None:
                 wait_for(url)
                 with urllib.request.urlopen(url) as response:
                     assert response.read() == b"ok", url
-            runs: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
-            for url in targets.values():
-                run_wrk(url, 2, args.connections, pinned(1, []))  # warm-up
-            for _ in range(args.rounds):
-                for name, url in targets.items():
-                    runs[name].append(run_wrk(url, args.duration, args.connections, pinned(1, [])))
+            medians = alternating_rounds(targets, args.duration, args.rounds, args.connections)
         finally:
             for server in servers:
                 server.terminate()
                 server.wait()
-    medians = {name: (statistics.median(rate for rate, _ in results),
-                      statistics.median(p99 for _, p99 in results)) for name, results in runs.items()}
-    for name, (rate, p99) in medians.items():
-        print(f"{name:32s} {rate:10.1f} req/s   p99 {p99:7.2f} ms   (median of {args.rounds})")
     ratio = medians["kongish outbound (resty.http)"][0] / medians["kongish proxy"][0]
     print(f"outbound / proxy (target >= 0.45)  {ratio:6.3f}")
     print(json.dumps({"medians": medians, "ratio": round(ratio, 3)}))

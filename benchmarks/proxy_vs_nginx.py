@@ -97,6 +97,23 @@ def pinned(core: int, command: list[str]) -> list[str]:
     return ["taskset", "-c", str(core), *command]
 
 
+def alternating_rounds(targets: dict[str, str], duration: int, rounds: int,
+                       connections: int) -> dict[str, tuple[float, float]]:
+    """wrk on core 1 against each target in turn, ``rounds`` times, after a warm-up; prints
+    and returns each target's median (req/s, p99 ms), so drift hits all targets alike."""
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
+    for url in targets.values():
+        run_wrk(url, 2, connections, pinned(1, []))  # warm-up
+    for _ in range(rounds):
+        for name, url in targets.items():
+            runs[name].append(run_wrk(url, duration, connections, pinned(1, [])))
+    medians = {name: (statistics.median(rate for rate, _ in results),
+                      statistics.median(p99 for _, p99 in results)) for name, results in runs.items()}
+    for name, (rate, p99) in medians.items():
+        print(f"{name:32s} {rate:10.1f} req/s   p99 {p99:7.2f} ms   (median of {rounds})")
+    return medians
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
@@ -138,20 +155,11 @@ def main() -> None:
                 wait_for(url)
             with urllib.request.urlopen(targets["kongish proxy + lua"]) as response:
                 assert response.read() == b"ok" and response.headers["X-Post"] == "header_filter"
-            runs: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
-            for url in targets.values():
-                run_wrk(url, 2, args.connections, pinned(1, []))  # warm-up
-            for _ in range(args.rounds):
-                for name, url in targets.items():
-                    runs[name].append(run_wrk(url, args.duration, args.connections, pinned(1, [])))
+            medians = alternating_rounds(targets, args.duration, args.rounds, args.connections)
         finally:
             for server in servers:
                 server.terminate()
                 server.wait()
-    medians = {name: (statistics.median(rate for rate, _ in results),
-                      statistics.median(p99 for _, p99 in results)) for name, results in runs.items()}
-    for name, (rate, p99) in medians.items():
-        print(f"{name:30s} {rate:10.1f} req/s   p99 {p99:7.2f} ms   (median of {args.rounds})")
     ratios = {
         "kongish proxy / nginx proxy_pass (target >= 0.30)":
             medians["kongish proxy"][0] / medians["nginx proxy_pass"][0],

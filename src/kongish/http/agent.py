@@ -37,8 +37,8 @@ OUTBOUND = UpstreamSettings(connect_timeout=60, write_timeout=60, read_timeout=6
 
 @implementer(IUpstreamRequest)
 @attrs.frozen
-class _Outbound:
-    """An ``IUpstreamRequest`` made from an agent's URI."""
+class OutboundRequest:
+    """An ``IUpstreamRequest`` of a call out (an agent's URI, a Lua ``resty.http`` call)."""
 
     method: str
     scheme: str
@@ -76,7 +76,7 @@ class UpstreamAgent:
         sent = CasedHeaders()
         for name, values in (headers or Headers()).getAllRawHeaders():
             sent.setRawHeaders(name, values)
-        outbound = _Outbound(method.decode("ascii"), parsed.scheme.decode("ascii"),
+        outbound = OutboundRequest(method.decode("ascii"), parsed.scheme.decode("ascii"),
                              parsed.host.decode("idna").strip("[]"), parsed.port,
                              path.decode("utf-8", "surrogateescape"),
                              query.decode("utf-8", "surrogateescape") if mark else None, sent)

@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from kongish.http.agent import OutboundRequest
 from kongish.http.client import UpstreamFailure
 from kongish.http.headers import CasedHeaders
 from kongish.http.interfaces import (
@@ -27,7 +28,6 @@ from kongish.http.interfaces import (
     IBodyReceiver,
     IBodyStream,
     IUpstreamClient,
-    IUpstreamRequest,
     IUpstreamResponse,
     UpstreamSettings,
 )
@@ -39,18 +39,6 @@ from kongish.lua.settings import OutboundLimits
 
 #: lua-resty-http's User-Agent, sent when the code sets none.
 USER_AGENT = b"lua-resty-http/0.17.2 (Lua) ngx_lua/10026"
-
-
-@implementer(IUpstreamRequest)
-@attrs.frozen
-class _Request:
-    method: str
-    scheme: str
-    host: str
-    port: int
-    path: str
-    query: str | None
-    headers: CasedHeaders
 
 
 @implementer(IBodyReceiver)
@@ -138,10 +126,10 @@ class OutboundHttp:
             sent.addRawHeader(name, value)
         if not has_agent:
             sent.addRawHeader(b"User-Agent", USER_AGENT)
-        request = _Request(as_bytes(method).decode("ascii", "replace"), as_bytes(scheme).decode("ascii"),
-                           host_text, int(port), as_bytes(path).decode("utf-8", "surrogateescape"),
-                           None if query is None else as_bytes(query).decode("utf-8", "surrogateescape"),
-                           sent)
+        request = OutboundRequest(
+            as_bytes(method).decode("ascii", "replace"), as_bytes(scheme).decode("ascii"), host_text,
+            int(port), as_bytes(path).decode("utf-8", "surrogateescape"),
+            None if query is None else as_bytes(query).decode("utf-8", "surrogateescape"), sent)
         settings = UpstreamSettings(connect_timeout=min(float(connect), left),
                                     write_timeout=min(float(send), left),
                                     read_timeout=min(float(read), left), tls_verify=bool(ssl_verify))
