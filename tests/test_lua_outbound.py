@@ -159,6 +159,19 @@ ngx.say(res.status, " ", table.concat(parts, "|"), " ", res:read_body(), " ",
         self.assertEqual([(r.method, r.host, r.body) for r in self.upstream.requests],
                          [("POST", "hook.test", b"done")])
 
+    def test_calls_work_in_the_response_filters(self) -> None:
+        lua = self.start(lambda request: StubResponse(200, (), b"tag-" + request.path.encode()))
+        header = lua.request(phase="header_filter")
+        header.response.status = 200
+        self.run_code("local res = require('resty.http').new():request_uri('http://tags.test/h') "
+                      "kong.response.set_header('X-Tag', res.body)", header)
+        self.assertEqual(header.response.headers.getRawHeaders(b"x-tag"), [b"tag-/h"])
+        body = lua.request(phase="body_filter")
+        body.body_chunk, body.body_eof = b"chunk", True
+        self.run_code("local res = require('resty.http').new():request_uri('http://tags.test/b') "
+                      "ngx.arg[1] = ngx.arg[1] .. ' ' .. res.body", body)
+        self.assertEqual(body.body_chunk, b"chunk tag-/b")
+
     def test_only_when_the_sandbox_allows_it(self) -> None:
         upstream = StubUpstream(_token_service)
         lua = LuaHarness.start(outbound=upstream)
