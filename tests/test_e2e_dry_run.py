@@ -42,6 +42,14 @@ class DryRunTests(_Gateway):
         self.assertEqual(status, 200, body)
         self.assertEqual((body["response"]["status"], body["response"]["body"]), (200, "Hello Kong!\n"))
 
+        # an erroring function: the client's 500, and the Lua error in the function's cost
+        status, body = await self._post("/schemas/plugins/pre-function/dry-run",
+                                        {"config": {"access": ["error('boom')"]}})
+        self.assertEqual((status, body["response"]["status"]), (200, 500), body)
+        (failed,) = body["functions"]
+        self.assertEqual(failed["error"]["kind"], "runtime_error")
+        self.assertIn("boom", failed["error"]["message"])
+
         for _ in range(2):
             status, body = await self._post(f"/plugins/{created['id']}/dry-run", {
                 "upstream_response": {"status": 200, "body": "sample"}})
