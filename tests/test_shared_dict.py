@@ -565,6 +565,33 @@ class LuaTests(SynchronousTestCase):
         self.successResultOf(self.lua.run(list(sources), context))
         return b"".join(context.response.body)
 
+    def test_errors_are_lua_strings(self) -> None:
+        body = self._body("""
+            local d = ngx.shared.cache
+            d:add('lock', 1)
+            local _, exists = d:add('lock', 1)
+            local _, missing = d:incr('absent', 1)
+            local _, not_list = d:lpush('lock', 'x')
+            local _, no_memory = d:safe_set('big', string.rep('x', 2 * 1024 * 1024))
+            ngx.say(type(exists), ' ', exists == 'exists', ' ', missing == 'not found', ' ',
+                    not_list == 'value not a list', ' ', no_memory == 'no memory', ' ', 'err: ' .. exists)
+        """)
+        self.assertEqual(body, b"string true true true true err: exists\n")
+
+    def test_no_time_or_count_that_is_not_finite(self) -> None:
+        for call, message in [("d:set('k', 1, math.huge)", 'bad "exptime" argument'),
+                              ("d:set('k', 1, 0/0)", 'bad "exptime" argument'),
+                              ("d:set('k', 1, 0, 0/0)", 'bad "flags" argument'),
+                              ("d:expire('k', math.huge)", 'bad "exptime" argument'),
+                              ("d:incr('k', 0/0)", 'bad "value" argument'),
+                              ("d:incr('k', 1, 0, math.huge)", 'bad "init_ttl" argument'),
+                              ("d:get_keys(0/0)", "bad argument #1 to 'get_keys'")]:
+            body = self._body(f"local d = ngx.shared.cache "
+                              f"local ok, err = pcall(function() return {call} end) "
+                              "ngx.say(type(err), ' ', err)")
+            self.assertTrue(body.startswith(b"string "), (call, body))
+            self.assertIn(message.encode(), body, call)
+
     def test_methods_answer_as_lua_resty_core(self) -> None:
         body = self._body("""
             local d = ngx.shared.cache

@@ -689,7 +689,7 @@ def lua_primitives(dicts: Sequence[SharedDict], table_from: Callable[[Any], Any]
     def incr(index: int, key: bytes, value: float, init: float | None, init_ttl: float) -> Any:
         return dicts[int(index)].incr(key, value, init, init_ttl)
 
-    return {
+    primitives: dict[bytes, Callable[..., Any]] = {
         b"shdict_get": lambda index, key: dicts[int(index)].get(key),
         b"shdict_get_stale": lambda index, key: dicts[int(index)].get_stale(key),
         b"shdict_store": store,
@@ -705,3 +705,18 @@ def lua_primitives(dicts: Sequence[SharedDict], table_from: Callable[[Any], Any]
         b"shdict_pop": lambda index, key, left: dicts[int(index)].pop(key, bool(left)),
         b"shdict_llen": lambda index, key: dicts[int(index)].llen(key),
     }
+    return {name: _lua_strings(primitive) for name, primitive in primitives.items()}
+
+
+def _lua_strings(primitive: Callable[..., Any]) -> Callable[..., Any]:
+    """``primitive`` answering its error strings (``"exists"``, ``"not found"``...) as bytes:
+    with ``encoding=None`` a Python ``str`` would reach Lua as a Python object, never equal
+    to the Lua string ``"exists"``."""
+    def answer(*args: Any) -> Any:
+        result = primitive(*args)
+        if type(result) is str:
+            return result.encode()
+        if type(result) is tuple:
+            return tuple(item.encode() if type(item) is str else item for item in result)
+        return result
+    return answer

@@ -12,6 +12,12 @@ local P, names = ...
 
 local error, format, select, setmetatable, tonumber, tostring, type =
   error, string.format, select, setmetatable, tonumber, tostring, type
+local huge = math.huge
+
+-- NaN and the infinities are no time, flag or count (Python could not take them either).
+local function finite(number)
+  return number == number and number ~= huge and number ~= -huge
+end
 
 local SET, ADD, REPLACE, SAFE = 0, 1, 2, 4
 local DEFAULT_KEYS = 1024
@@ -49,6 +55,9 @@ local function number_argument(value, what)
   if number == nil then
     error(format("bad %s arg: number expected, got %s", what, type(value)), 3)
   end
+  if not finite(number) then
+    error(format('bad "%s" argument', what), 3)
+  end
   return number
 end
 
@@ -56,12 +65,12 @@ local function store(self, operation, key, value, exptime, flags)
   local id = zone(self)
   if exptime == nil then
     exptime = 0
-  elseif type(exptime) ~= "number" or exptime < 0 then
+  elseif type(exptime) ~= "number" or exptime < 0 or not finite(exptime) then
     error('bad "exptime" argument', 3)
   end
   if flags == nil then
     flags = 0
-  elseif type(flags) ~= "number" then
+  elseif type(flags) ~= "number" or not finite(flags) then
     error('bad "flags" argument', 3)
   end
   local err
@@ -155,7 +164,7 @@ end
 
 function methods.expire(self, key, exptime)
   local id = zone(self)
-  if type(exptime) ~= "number" or exptime < 0 then
+  if type(exptime) ~= "number" or exptime < 0 or not finite(exptime) then
     error('bad "exptime" argument', 2)
   end
   local checked, err = check_key(key)
@@ -172,7 +181,7 @@ local function count_argument(value, default, caller)
     return default
   end
   local number = tonumber(value)
-  if number == nil then
+  if number == nil or not finite(number) then
     error(format("bad argument #1 to '%s' (number expected, got %s)", caller, type(value)), 3)
   end
   return number
