@@ -172,6 +172,54 @@ ngx.say(res.status, " ", table.concat(parts, "|"), " ", res:read_body(), " ",
                       "ngx.arg[1] = ngx.arg[1] .. ' ' .. res.body", body)
         self.assertEqual(body.body_chunk, b"chunk tag-/b")
 
+    def test_nothing_that_ends_the_request_line_reaches_the_wire(self) -> None:
+        lua = self.start(lambda request: StubResponse(200, (), request.method.encode()))
+        context = lua.request()
+        self.run_code("""
+local h = require('resty.http').new()
+local function show(res, err) ngx.say(res and res.body or err) end
+show(h:request_uri('http://a.test/', {method = 'post'}))
+show(h:request_uri('http://a.test/', {method = 'GET / HTTP/1.1\\r\\nHost: a\\r\\n\\r\\nDELETE'}))
+show(h:request_uri('http://a.test/', {query = 'q HTTP/1.1\\r\\n\\r\\nDELETE /admin'}))
+show(h:request_uri('http://a.test/x y'))
+show(h:request_uri('http://a.test/', {headers = {['X A'] = '1'}}))
+show(h:request_uri('http://a b/'))
+""", context)
+        self.assertEqual([chunk.decode().removesuffix("\n") for chunk in context.response.body], [
+            "POST", "bad method: GET / HTTP/1.1\r\nHOST: A\r\n\r\nDELETE",
+            "bad query: q HTTP/1.1\r\n\r\nDELETE /admin", "bad path: /x y",
+            "invalid header name: X A", "bad host: a b"])
+        self.assertEqual([request.method for request in self.upstream.requests], ["POST"])
+
+    def test_bad_timeouts_are_lua_errors(self) -> None:
+        lua = self.start()
+        for value in ("-5", "0/0", "math.huge", "'soon'"):
+            failure = self.failureResultOf(
+                lua.run([f"require('resty.http').new():set_timeout({value})"], lua.request()), LuaError)
+            self.assertIn("bad timeout value", failure.value.message)
+
+    def test_a_call_that_times_out_mid_body_stops_reading_it(self) -> None:
+        never: Deferred[bytes] = Deferred()
+        lua = self.start(lambda request: StubResponse(200, (), [b"part", never]),
+                         {"lua_outbound_time": "1"})
+        context = lua.request()
+        done = lua.run(["ngx.say(select(2, require('resty.http').new():request_uri('http://a.test/')))"],
+                       context)
+        lua.reactor.advance(1)
+        self.successResultOf(done)
+        self.assertEqual(context.response.body, [b"timeout\n"])
+        end = self.upstream.responses[0].end
+        assert end is not None, "the body was aborted"
+        self.assertTrue(end.aborted)
+
+    def test_a_run_whose_client_left_is_still_told(self) -> None:
+        lua = self.start(lambda request: Deferred())
+        done = lua.run(["require('resty.http').new():request_uri('http://a.test/')"], lua.request())
+        done.cancel()
+        self.failureResultOf(done)
+        (cost,) = self.costs
+        self.assertEqual((cost.cancelled, cost.outbound_calls, cost.error), (True, 1, None))
+
     def test_only_when_the_sandbox_allows_it(self) -> None:
         upstream = StubUpstream(_token_service)
         lua = LuaHarness.start(outbound=upstream)

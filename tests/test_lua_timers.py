@@ -128,11 +128,14 @@ ngx.say(ok, ' ', ngx.timer.pending_count())
     def test_bad_arguments(self) -> None:
         for code, message in [("ngx.timer.at(-1, print)", "invalid delay"),
                               ("ngx.timer.every(0, print)", "delay cannot be zero"),
+                              ("ngx.timer.at(0/0, print)", "invalid delay"),
+                              ("ngx.timer.at(math.huge, print)", "invalid delay"),
                               ("ngx.timer.at(1)", "bad argument #2 to 'at' (function expected, got nil)"),
                               ("ngx.timer.at('1', print)",
                                "bad argument #1 to 'at' (number expected, got string)")]:
             failure = self.failureResultOf(self.lua.run([code], self.lua.request()), LuaError)
             self.assertIn(message, failure.value.message)
+        self.assertEqual(self.lua.engine.timers.counts(), (0, 0))  # none is left pending
 
 
 class FunctionCostTests(SynchronousTestCase):

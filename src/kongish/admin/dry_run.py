@@ -280,6 +280,7 @@ def _cost(cost: FunctionCost) -> dict[str, Any]:
             "index": function.index, "instructions": cost.instructions, "cpu_seconds": cost.cpu_seconds,
             "wall_seconds": cost.wall_seconds, "memory_bytes": cost.memory_bytes,
             "outbound_calls": cost.outbound_calls, "outbound_timeouts": cost.outbound_timeouts,
+            "cancelled": cost.cancelled,
             "error": None if cost.error is None else {"kind": cost.error, "message": cost.message}}
 
 

@@ -62,6 +62,8 @@ class FunctionCost:
     #: Outbound HTTP calls made, and how many of them timed out.
     outbound_calls: int = 0
     outbound_timeouts: int = 0
+    #: The run was ended while it waited (its client left, a dry run's time ran out).
+    cancelled: bool = False
 
 
 #: What the engine calls with each finished run: the request (None for a timer) and the cost.

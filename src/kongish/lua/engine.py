@@ -502,6 +502,8 @@ class _Run:
         waiting, self._waiting = self._waiting, None
         if waiting is not None:
             waiting.cancel()
+        self.cost.cancelled = True
+        self._ended(None)  # what it cost until then is still told
 
     def _drive(self) -> bool:
         """Answer and resume until the code finishes (True) or waits for a Deferred (False)."""

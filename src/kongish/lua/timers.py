@@ -85,8 +85,8 @@ class LuaTimers:
         return (self.running, len(self.pending))
 
     def _schedule(self, timer: _Timer) -> None:
-        self.pending.add(timer)
         timer.call = self.reactor.callLater(timer.delay, self._due, timer)
+        self.pending.add(timer)
 
     def _due(self, timer: _Timer) -> None:
         self.pending.discard(timer)

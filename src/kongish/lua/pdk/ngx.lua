@@ -389,7 +389,7 @@ local function new_timer(name, every, delay, callback, ...)
   if type(delay) ~= "number" then
     error(format("bad argument #1 to '%s' (number expected, got %s)", name, type(delay)), 3)
   end
-  if delay < 0 then
+  if delay < 0 or delay ~= delay or delay == math.huge then
     error("invalid delay", 3)
   end
   if every and delay == 0 then

@@ -47,10 +47,19 @@ class _Body:
     """Reads a response body whole, up to a limit."""
 
     limit: int
-    done: Deferred[bytes] = attrs.Factory(Deferred)
+    done: Deferred[bytes] = attrs.field(init=False)
     chunks: list[bytes] = attrs.Factory(list)
     size: int = 0
     _stream: IBodyStream | None = None
+    _cancelled: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        self.done = Deferred(self._abort)  # a call cancelled mid-body stops reading it
+
+    def _abort(self, _: Deferred[bytes]) -> None:
+        self._cancelled = True
+        if self._stream is not None:
+            self._stream.abort()
 
     def body_started(self, stream: IBodyStream) -> None:
         self._stream = stream
@@ -64,6 +73,8 @@ class _Body:
         self.chunks.append(data)
 
     def body_ended(self, end: BodyEnd) -> None:
+        if self._cancelled:  # the call was cancelled (and fails as such): this is our abort
+            return
         if self.size > self.limit:
             self.done.errback(_Refused("body too large"))
         elif end.complete:

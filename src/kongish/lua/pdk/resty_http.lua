@@ -10,8 +10,23 @@
 
 local P, await, ngx = ...
 
-local concat, lower, ipairs, pairs, rawget, setmetatable, tonumber, tostring, type, error =
-  table.concat, string.lower, ipairs, pairs, rawget, setmetatable, tonumber, tostring, type, error
+local concat, find, lower, upper, ipairs, pairs, rawget, setmetatable, tonumber, tostring, type, error =
+  table.concat, string.find, string.lower, string.upper, ipairs, pairs, rawget, setmetatable, tonumber,
+  tostring, type, error
+local huge = math.huge
+
+-- RFC 9110's token: what a method and a header name may be.
+local TOKEN = "^[%w!#$%%&'*+%-.^_`|~]+$"
+
+-- A timeout in ms, as cosockets take them: a finite number, 0 or more.
+local function timeout_ms(value, default)
+  if value == nil then return default end
+  local ms = tonumber(value)
+  if ms == nil or ms < 0 or ms ~= ms or ms == huge then
+    error("bad timeout value", 3)
+  end
+  return ms
+end
 
 -- cosockets' default timeouts (lua_socket_connect_timeout and friends), in ms
 local DEFAULT_TIMEOUT = 60000
@@ -55,14 +70,14 @@ function _M.new()
 end
 
 function _M.set_timeout(self, timeout)
-  local ms = tonumber(timeout) or DEFAULT_TIMEOUT
+  local ms = timeout_ms(timeout, DEFAULT_TIMEOUT)
   self.connect_timeout, self.send_timeout, self.read_timeout = ms, ms, ms
 end
 
 function _M.set_timeouts(self, connect, send, read)
-  self.connect_timeout = tonumber(connect) or self.connect_timeout
-  self.send_timeout = tonumber(send) or self.send_timeout
-  self.read_timeout = tonumber(read) or self.read_timeout
+  self.connect_timeout = timeout_ms(connect, self.connect_timeout)
+  self.send_timeout = timeout_ms(send, self.send_timeout)
+  self.read_timeout = timeout_ms(read, self.read_timeout)
 end
 
 function _M.parse_uri(_, uri, query_in_path)
@@ -109,6 +124,9 @@ function _M.connect(self, options, port, extra)
   if type(host) ~= "string" or host == "" then
     return nil, "no host specified"
   end
+  if find(host, "[%c%s/?#@]") then
+    return nil, "bad host: " .. host
+  end
   if host:sub(1, 5) == "unix:" then
     return nil, "unix domain sockets are not supported"
   end
@@ -147,9 +165,14 @@ local function body_text(body)
   error("bad body: " .. kind, 3)
 end
 
+-- The headers as {name, value, ...}, or nil and the error for a name that is no token.
 local function header_list(headers)
   local flat = {}
   for name, value in pairs(headers or {}) do
+    name = tostring(name)
+    if not find(name, TOKEN) then
+      return nil, "invalid header name: " .. name
+    end
     if type(value) == "table" then
       for _, item in ipairs(value) do
         flat[#flat + 1], flat[#flat + 2] = tostring(name), tostring(item)
@@ -185,17 +208,32 @@ function _M.request(self, params)
     query = tostring(query)
     if query:sub(1, 1) == "?" then query = query:sub(2) end
   end
-  local path = params.path or "/"
+  local path = tostring(params.path or "/")
   if query == nil or query == "" then
     local mark = path:find("?", 1, true)
     if mark then
       path, query = path:sub(1, mark - 1), path:sub(mark + 1)
     end
   end
+  -- nothing that would end the request line early reaches the wire
+  if find(path, "[%c ]") then
+    return nil, "bad path: " .. path
+  end
+  if query and find(query, "[%c ]") then
+    return nil, "bad query: " .. query
+  end
+  local method = upper(tostring(params.method or "GET"))
+  if not find(method, TOKEN) then
+    return nil, "bad method: " .. method
+  end
+  local sent, header_err = header_list(params.headers)
+  if not sent then
+    return nil, header_err
+  end
   local status, reason, headers, body = await(
-    P.http_request, self.scheme, self.host, self.port, params.method or "GET", path, query,
-    header_list(params.headers), body_text(params.body), self.connect_timeout / 1000,
-    self.send_timeout / 1000, self.read_timeout / 1000, self.ssl_verify)
+    P.http_request, self.scheme, self.host, self.port, method, path, query, sent,
+    body_text(params.body), self.connect_timeout / 1000, self.send_timeout / 1000,
+    self.read_timeout / 1000, self.ssl_verify)
   if status == nil then
     return nil, reason
   end
