@@ -17,6 +17,7 @@ from kongish.http.memory import MemoryConnection, read_response
 from kongish.http.stub import StubRequest, StubResponse
 from kongish.lua.cost import CPU_TIME_LIMIT, INSTRUCTION_LIMIT, RUNTIME_ERROR
 from kongish.lua.engine import LuaError, LuaLimitError
+from kongish.lua.pdk import SHARED_DICT_REFUSED
 from kongish.runloop.dry_run import DRY_RUN_TIMEOUT, OUTBOUND_REFUSED, TIMERS_REFUSED
 from kongish.service import admin_resource
 from kongish.testing import ProxyHarness
@@ -29,6 +30,10 @@ COUNTER_CODE = ("local count = 0\n"
 CONFIG = {"_format_version": "3.0", "services": [
     {"name": "plugin-testing", "url": "http://dead.end.com", "routes": [{"name": "test", "paths": ["/test"]}],
      "plugins": [{"id": SEED_PLUGIN, "name": "pre-function", "config": {"access": [SEED_CODE]}}]},
+    {"name": "hits", "url": "http://dead.end.com", "routes": [{"name": "hits", "paths": ["/hits"]}],
+     "plugins": [{"name": "pre-function", "config": {"access": [
+         "local d = ngx.shared.limits if ngx.var.arg_set then d:set('hits', tonumber(ngx.var.arg_set)) end "
+         "ngx.say('hits ', d:get('hits')) ngx.exit(200)"]}}]},
     {"name": "counted", "url": "http://dead.end.com", "routes": [
         {"name": "count", "paths": ["/count"], "plugins": [
             {"id": COUNTER_PLUGIN, "name": "pre-function", "config": {"access": [COUNTER_CODE]}}]}]},
@@ -42,7 +47,8 @@ def _never_called(request: StubRequest) -> StubResponse:
 class DryRunTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.harness = ProxyHarness.start(CONFIG, _never_called, settings={
-            "untrusted_lua_sandbox_requires": "resty.http", "lua_instruction_limit": "100000"})
+            "untrusted_lua_sandbox_requires": "resty.http", "lua_instruction_limit": "100000",
+            "nginx_http_lua_shared_dict": "limits 1m"})
         self.site = Site(admin_resource(self.harness.node), requestFactory=admin_request,
                          reactor=self.harness.reactor)
 
@@ -172,6 +178,17 @@ class DryRunTests(SynchronousTestCase):
             self.assertEqual(body["response"]["body"], "count 1\n")  # compiled afresh each time
         self.assertIn(b"count 2\n", self.harness.get(b"/count"))
         self.assertEqual(self.harness.upstream.requests, [])
+
+    def test_the_live_shared_dicts_are_read_but_never_written(self) -> None:
+        self.assertIn(b"hits 7\n", self.harness.get(b"/hits?set=7"))
+        status, body = self.code(
+            "local d = ngx.shared.limits "
+            "ngx.say(d:get('hits'), ' ', select(2, d:set('hits', 1000)), ' ', select(2, d:incr('hits', 1)))"
+            " d:flush_all() ngx.say(d:get('hits')) ngx.exit(200)")
+        self.assertEqual(status, 200, body)
+        refused = SHARED_DICT_REFUSED
+        self.assertEqual(body["response"]["body"], f"7 {refused} {refused}\n7\n")
+        self.assertIn(b"hits 7\n", self.harness.get(b"/hits"))  # live traffic sees its own value
 
     def test_the_plugins_route_is_the_default_target(self) -> None:
         status, body = self.post(f"/plugins/{COUNTER_PLUGIN}/dry-run", {"request": {"path": "/other"}})

@@ -675,9 +675,13 @@ class SharedDictZone:
 
 
 def lua_primitives(dicts: Sequence[SharedDict], table_from: Callable[[Any], Any],
-                   reserve: Callable[[int], None]) -> dict[bytes, Callable[..., Any]]:
+                   reserve: Callable[[int], None],
+                   refusal: Callable[[], str | None] = lambda: None) -> dict[bytes, Callable[..., Any]]:
     """The PDK primitives ``shared.lua`` calls, each given a dict's index first. Lua gets
-    bytes, numbers, booleans and (``get_keys``) a table of strings, never a Python object."""
+    bytes, numbers, booleans and (``get_keys``) a table of strings, never a Python object.
+
+    While ``refusal()`` says why (a dry run: the dicts are the live ones), every call that
+    would change a dict answers ``nil, why`` (``false, why`` for a store) instead."""
     def keys(index: int, max_count: int) -> Any:
         found = dicts[int(index)].get_keys(int(max_count))
         reserve(sum(len(key) for key in found) + 16 * len(found))
@@ -705,7 +709,24 @@ def lua_primitives(dicts: Sequence[SharedDict], table_from: Callable[[Any], Any]
         b"shdict_pop": lambda index, key, left: dicts[int(index)].pop(key, bool(left)),
         b"shdict_llen": lambda index, key: dicts[int(index)].llen(key),
     }
+    for name in _WRITES:
+        primitives[name] = _refusable(primitives[name], refusal, name == b"shdict_store")
     return {name: _lua_strings(primitive) for name, primitive in primitives.items()}
+
+
+#: The primitives that change a dict.
+_WRITES = (b"shdict_store", b"shdict_incr", b"shdict_expire", b"shdict_flush_all", b"shdict_flush_expired",
+           b"shdict_push", b"shdict_pop")
+
+
+def _refusable(primitive: Callable[..., Any], refusal: Callable[[], str | None],
+               store: bool) -> Callable[..., Any]:
+    def refused_or_done(*args: Any) -> Any:
+        why = refusal()
+        if why is None:
+            return primitive(*args)
+        return (False if store else None, why)
+    return refused_or_done
 
 
 def _lua_strings(primitive: Callable[..., Any]) -> Callable[..., Any]:

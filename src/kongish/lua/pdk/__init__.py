@@ -35,6 +35,7 @@ from kongish.lua.pdk.regex import lua_search
 from kongish.lua.sandbox import run_lua_file
 from kongish.lua.shared_dict import SharedDict, SharedDictZone, lua_primitives
 from kongish.node_id import new_node_id
+from kongish.runloop.context import DRY_RUN_SLOT
 
 if TYPE_CHECKING:
     from kongish.lua.settings import LuaSettings
@@ -100,6 +101,15 @@ def _kong(lua: LuaRuntime, primitives: Any, support: Any, ngx: Any, cjson: Any, 
     })
 
 
+#: What a dry run's write to a live ``ngx.shared`` dict answers.
+SHARED_DICT_REFUSED = "ngx.shared writes are refused in a dry run"
+
+
+def _dry_run_refusal(current: CurrentRequest) -> str | None:
+    context = current.context
+    return SHARED_DICT_REFUSED if context is not None and DRY_RUN_SLOT in context.slots else None
+
+
 def _shared_dicts(settings: LuaSettings, reactor: IReactorTime) -> list[SharedDict]:
     """``ngx.shared``'s dicts: the node's zone when it has one (a master's, a service's), else
     a zone of this VM's own for the dicts its settings declare."""
@@ -141,7 +151,7 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
         **request.exports(), **_CODECS, b"re_search": lua_search(lua, current, memory.reserve),
         **OutboundHttp(lua, current, reactor, outbound, settings.outbound).exports(),
         **(timers.exports() if timers is not None else {}),
-        **lua_primitives(shared_dicts, lua.table_from, memory.reserve)}
+        **lua_primitives(shared_dicts, lua.table_from, memory.reserve, lambda: _dry_run_refusal(current))}
     primitives = guard_primitives(lua.table_from(
         {b"phase": phase_fn, **{name: memory.bounded(function)
                                 for name, function in python_primitives.items()}}),
