@@ -645,6 +645,9 @@ class SharedDictZone:
         with open(os.path.join(path, _ZONE_FILE), encoding="utf-8") as zone_file:
             layout = json.load(zone_file)
         zone = cls._open(path, layout, owner=False)
+        # a worker killed mid-read leaves its reader slot taken, which keeps LMDB from reusing
+        # pages; its replacement, attaching here, clears the slots of processes that are gone
+        zone.env.reader_check()
         _OPEN[path] = zone
         return zone
 
