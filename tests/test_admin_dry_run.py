@@ -206,6 +206,9 @@ class DryRunTests(SynchronousTestCase):
         self.assertEqual(status, 200, body)
         self.assertTrue(body["timed_out"])
         self.assertIsNone(body["response"])
+        (cut,) = body["functions"]  # the function that hung is the one shown, cut off
+        self.assertEqual((cut["phase"], cut["cancelled"], cut["error"]), ("access", True, None))
+        self.assertGreaterEqual(cut["wall_seconds"], DRY_RUN_TIMEOUT)
 
     def test_schema_violations(self) -> None:
         status, body = self.code("this is not lua")

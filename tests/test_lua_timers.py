@@ -171,3 +171,4 @@ class FunctionCostTests(SynchronousTestCase):
         self.lua.reactor.advance(3)
         self.successResultOf(done)
         self.assertEqual([cost.function.index for _, cost in self.costs.seen], [1, 2])
+        self.assertEqual(self.costs.seen[0][1].wall_seconds, 3)  # on the engine's clock

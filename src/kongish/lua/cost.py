@@ -51,7 +51,8 @@ class FunctionCost:
     instructions: int = 0
     #: CPU seconds spent in Lua and in the PDK's Python on its behalf.
     cpu_seconds: float = 0.0
-    #: Seconds from the first resume to the end, waits (ngx.sleep, outbound calls) included.
+    #: Seconds from the first resume to the end, waits (ngx.sleep, outbound calls) included,
+    #: on the engine's reactor clock (the one ``ngx.now`` reads).
     wall_seconds: float = 0.0
     #: Growth of the Lua VM's memory in use over the run (0 when it shrank).
     memory_bytes: int = 0

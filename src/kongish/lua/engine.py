@@ -464,7 +464,7 @@ class _Run:
     def start(self) -> Deferred[None] | None:
         """None if the first resume finished the code, else a Deferred firing when it has."""
         engine = self.engine
-        self._started_at = time.monotonic()
+        self._started_at = engine.reactor.seconds()
         self._memory_at_start = engine.memory_used()
         budget = engine._full_budget
         self.instructions_left = budget.instructions
@@ -487,7 +487,7 @@ class _Run:
         """Record what the run cost and tell the engine's observers."""
         engine, cost = self.engine, self.cost
         cost.instructions = engine._full_budget.instructions - max(self.instructions_left, 0)
-        cost.wall_seconds = time.monotonic() - self._started_at
+        cost.wall_seconds = engine.reactor.seconds() - self._started_at
         cost.memory_bytes = max(engine.memory_used() - self._memory_at_start, 0)
         if error is not None:
             cost.error, cost.message = _error_kind(error, engine), error.message
