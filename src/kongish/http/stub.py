@@ -238,8 +238,9 @@ class StubUpstreamResponse:
         if self.end is None:
             self.end = end
             self._chunks.clear()
-            if self._receiver is not None:
-                self._receiver.body_ended(end)
+            receiver, self._receiver = self._receiver, None  # it holds this body: let it go
+            if receiver is not None:
+                receiver.body_ended(end)
 
 
 @implementer(IBodyStream)

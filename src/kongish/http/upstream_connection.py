@@ -174,7 +174,7 @@ class _Exchange:
         self.head_only = head_only
         self.write_timeout, self.read_timeout = write_timeout, read_timeout
         self.head: Deferred[IUpstreamResponse] = Deferred(self._cancel)
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._timer: IDelayedCall | None = None
         # the request
         self._source: bytes | BinaryIO = b""
@@ -274,8 +274,11 @@ class _Exchange:
 
     def received(self, data: bytes) -> None:
         self._answered = True
+        parser = self._parser
+        if parser is None:  # the response ended: the connection is no longer this exchange's
+            return
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserCallbackError as error:
             self._failed(error.__context__ or error)
         except httptools.HttpParserError as error:
@@ -313,13 +316,15 @@ class _Exchange:
             self._chunked = True
 
     def on_headers_complete(self) -> None:
-        status = self._parser.get_status_code()
+        parser = self._parser
+        assert parser is not None, "parsing"
+        status = parser.get_status_code()
         if 100 <= status < 200 and status != 101:  # 100 Continue and kin: the real head follows
             self._informational = True
             self.reason, self.headers, self._declared, self._chunked = b"", CasedHeaders(), [], False
             return
         self.status, self._head_done = status, True
-        self._keep_alive = self._parser.should_keep_alive()
+        self._keep_alive = parser.should_keep_alive()
         if self.head_only:
             self.content_length = _length(self._declared)
         elif status not in NO_BODY_STATUSES and status >= 200 and not self._chunked:
@@ -342,6 +347,8 @@ class _Exchange:
             self._message_complete()
 
     def _message_complete(self) -> None:
+        # the parser's callbacks hold this exchange: let it go, so refcounting frees both
+        self._parser = None
         # the connection is free before the body's end is told: what that starts may reuse it
         self.connection.finished(self, self._keep_alive and self._written)
         self._finish_body(COMPLETE)
@@ -412,6 +419,7 @@ class _Exchange:
             receiver.body_data(held.popleft())
         if self._end is not None and not self._ended and not held:
             self._ended = True
+            self._receiver = None  # it holds this stream: refcounting frees both once done
             receiver.body_ended(self._end)
 
 

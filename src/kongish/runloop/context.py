@@ -100,6 +100,7 @@ class UpstreamRequest:
     def headers(self) -> Headers:
         if self._headers is None:
             self._headers = self.build_headers()
+            self.build_headers = Headers  # the builder holds the flow: let it go once used
         return self._headers
 
     @headers.setter
@@ -176,6 +177,7 @@ class RequestContext:
     def upstream(self) -> UpstreamRequest | None:
         if self._upstream is None and self.plan_upstream is not None:
             self._upstream = self.plan_upstream()
+            self.plan_upstream = None  # it holds the flow: let it go once used
         return self._upstream
 
     @upstream.setter

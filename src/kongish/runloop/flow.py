@@ -132,6 +132,7 @@ class ProxyFlow:
             await self._run()
         finally:  # however the request ended, the output it held is free
             self.context.output.release(self.context.slots)
+            self.context.plan_upstream = None  # it holds this flow: refcounting frees both
         self._ended()  # a flow that raised ends in crashed()
 
     def _ended(self) -> None:
