@@ -71,6 +71,21 @@ class CasedHeadersTests(SynchronousTestCase):
         headers.addRawHeader(b"x-multi", b"2")
         self.assertEqual(list(headers.getAllRawHeaders()), [(b"X-MULTI", [b"1", b"2"])])
 
+    @given(st.lists(st.tuples(st.text(_TOKEN_CHARS, min_size=1, max_size=12),
+                              st.binary(max_size=12).map(lambda value: value.translate(None, b"\r\n\0"))),
+                    max_size=12))
+    def test_adding_parsed_headers_is_adding_raw_ones(self, parsed: list[tuple[str, bytes]]) -> None:
+        """What llhttp can hand over (token names; values without CR, LF or NUL) ends up as
+        ``addRawHeader`` would keep it: values, order and spellings."""
+        checked, unchecked = wire.CasedHeaders(), wire.CasedHeaders()
+        for name, value in parsed:
+            checked.addRawHeader(name.encode(), value)
+            unchecked.add_parsed(name.encode(), value)
+        self.assertEqual(list(unchecked.getAllRawHeaders()), list(checked.getAllRawHeaders()))
+        for name, _ in parsed:
+            self.assertEqual(unchecked.getRawHeaders(name.upper().encode()),
+                             checked.getRawHeaders(name.lower().encode()))
+
     def test_removing_forgets_the_spelling(self) -> None:
         headers = wire.CasedHeaders({b"X-GONE": [b"1"]})
         headers.removeHeader(b"x-gone")

@@ -84,9 +84,9 @@ class DownstreamRequest:
 
         Names keep the client's spelling, for the upstream and ``raw`` header reads."""
         if self._headers is None:
-            self._headers = CasedHeaders()
+            headers = self._headers = CasedHeaders()
             for name, value in self._raw_headers:
-                self._headers.addRawHeader(name, value)
+                headers.add_parsed(name, value)
         return self._headers
 
     @property

@@ -67,6 +67,18 @@ class CasedHeaders(Headers):
             self._spell(key, name)
         super().addRawHeader(name, value)
 
+    def add_parsed(self, name: bytes, value: bytes) -> None:
+        """``addRawHeader`` for a header llhttp parsed, unchecked: llhttp refuses a name that is
+        not a token and a value with CR, LF or NUL, which is all ``Headers`` would check."""
+        key = _key(name)
+        values = self._rawHeaders.get(key)
+        if values is not None:
+            values.append(value)
+            return
+        self._rawHeaders[key] = [value]
+        if name != key:
+            self._given[key] = name
+
     def removeHeader(self, name: AnyStr) -> None:
         key = _key(name)
         self._rawHeaders.pop(key, None)

@@ -310,7 +310,7 @@ class _Exchange:
         self._count(len(name) + len(value) + 4)
         lowered = name.lower()
         if lowered not in _FRAMING:
-            self.headers.addRawHeader(name, value)
+            self.headers.add_parsed(name, value)
         elif lowered == b"content-length":
             self._declared.append(value)
         elif lowered == b"transfer-encoding":
