@@ -22,11 +22,11 @@ from typing import Protocol as Structural
 
 import httptools
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from kongish.http.deadline import Deadline
 from kongish.http.headers import NO_BODY_STATUSES, CasedHeaders
 from kongish.http.interfaces import COMPLETE, BodyEnd, IBodyReceiver, IBodyStream, IUpstreamResponse
 from kongish.http.nodelay import no_delay
@@ -87,6 +87,8 @@ class UpstreamConnection(Protocol):
         self.closed: Deferred[None] = Deferred()
         self.lost = False
         self._exchange: _Exchange | None = None
+        #: The write or read timeout of the exchange in progress, one timer for all of them.
+        self.deadline = Deadline(reactor, self._timed_out)
         #: Whether the transport told us to stop writing (its buffer is full).
         self.writing_paused = False
 
@@ -118,12 +120,17 @@ class UpstreamConnection(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost = True
+        self.deadline.stop()
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             exchange.connection_lost(reason)
         if self.on_lost is not None:
             self.on_lost(self)
         self.closed.callback(None)
+
+    def _timed_out(self) -> None:
+        if self._exchange is not None:
+            self._exchange.timed_out()
 
     # the transport's producer: it pauses us while it cannot take more of the request
 
@@ -154,6 +161,7 @@ class UpstreamConnection(Protocol):
         self.on_free(self)
 
     def abort(self) -> None:
+        self.deadline.stop()  # nothing on an aborted connection can time out
         if not self.lost:
             self.wire.abortConnection()
 
@@ -176,7 +184,6 @@ class _Exchange:
         self.write_timeout, self.read_timeout = write_timeout, read_timeout
         self.head: Deferred[IUpstreamResponse] = Deferred(self._cancel)
         self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
-        self._timer: IDelayedCall | None = None
         # the request
         self._source: bytes | BinaryIO = b""
         self._offset = 0
@@ -249,15 +256,14 @@ class _Exchange:
     # request, its read timeout while the response head is awaited
 
     def _arm(self, seconds: float) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(seconds)
-        else:
-            self._timer = self.connection.reactor.callLater(seconds, self._fail, UpstreamTimeout())
+        self.connection.deadline.set(seconds)
 
     def _disarm(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        if self._is_current():  # the connection's timer is its current exchange's
+            self.connection.deadline.clear()
+
+    def timed_out(self) -> None:
+        self._fail(UpstreamTimeout())
 
     def _fail(self, error: BaseException) -> None:
         """The try failed before its head arrived: fail it and abort the connection."""
