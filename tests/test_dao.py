@@ -159,10 +159,30 @@ class WriteRuleTests(DatabaseCase):
         db = self.open()
         self.assertIsNone(self.done(db.delete("services", str(uuid.uuid4()))))
 
+    def test_a_name_freed_can_be_taken_again(self) -> None:
+        db = self.open()
+        self.done(db.insert("services", {"name": "s", "host": "a.test"}))
+        self.done(db.update("services", "s", {"name": "t"}))
+        self.done(db.insert("services", {"name": "s", "host": "b.test"}))
+        self.refused(db.insert("services", {"name": "t", "host": "c.test"}), errors.UniqueViolation)
+        self.done(db.delete("services", "t"))
+        self.done(db.insert("services", {"name": "t", "host": "c.test"}))
+        self.done(db.update("services", "t", {"name": "t", "host": "d.test"}))  # its own name is no clash
+
+    def test_a_name_another_writer_took_is_taken(self) -> None:
+        path = self.mktemp() + ".db"
+        writer, follower = self.open(path), self.open(path)
+        self.done(writer.insert("services", {"name": "s", "host": "a.test"}))
+        self.done(follower.catch_up())
+        self.refused(follower.insert("services", {"name": "s", "host": "b.test"}), errors.UniqueViolation)
+        self.done(writer.delete("services", "s"))
+        self.done(follower.catch_up())
+        self.done(follower.insert("services", {"name": "s", "host": "b.test"}))
+
     def test_listeners_run_after_each_change(self) -> None:
         db = self.open()
         calls = []
-        db.listeners.append(lambda: calls.append(len(db.tables["consumers"])))
+        db.listeners.append(lambda changes: calls.append(len(db.tables["consumers"])))
         self.done(db.insert("consumers", {"username": "u"}))
         self.refused(db.insert("consumers", {"username": "u"}), errors.UniqueViolation)
         self.assertEqual(calls, [1])

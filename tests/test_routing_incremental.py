@@ -2,11 +2,16 @@
 compiles only the routes a write changed."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from kongish.router import Router
+from kongish.router.compiled import RouteChanges
+from kongish.router.index import RouteIndex
 from kongish.router.router import CompiledRoutes
 from tests.test_routing_memo import SERVICES, route
 
@@ -30,26 +35,52 @@ def answers(router: Router) -> list[tuple[str, str] | None]:
     return [(match.route["id"], match.upstream_path) if match else None for match in found]
 
 
+def write(routes: dict[str, dict], services: dict[str, dict],
+          operation: tuple[str, int, int]) -> RouteChanges | None:
+    """Apply one write to the tables as the database does; the routes it touched, or None
+    when it changed the service."""
+    kind, number, path = operation
+    route_id = f"r{number}"
+    if kind == "put":  # insert, or replace in place (a dict keeps its key's position)
+        routes[route_id] = route(route_id, paths=[PATHS[path]], created_at=number)
+    elif kind == "put-headers":
+        routes[route_id] = route(route_id, paths=[PATHS[path]], headers={"x-v": ["1"]})
+    elif kind == "put-host":  # indexed by host: no paths
+        routes[route_id] = route(route_id, hosts=["kong.test", f"h{path}.test"])
+    elif kind == "delete":
+        routes.pop(route_id, None)
+    else:  # the service is replaced, as a write replaces an entity
+        services["s"] = {**services["s"], "enabled": kind == "enable"}
+        return None
+    return RouteChanges({route_id: routes.get(route_id)}, len(routes))
+
+
+def keys(index: RouteIndex) -> tuple[Any, ...]:
+    return index.prefix_lengths, sorted(index.by_prefix), sorted(index.by_host), len(index.scanned)
+
+
 class IncrementalBuildProperties(SynchronousTestCase):
     @given(writes)
     def test_same_answers_as_a_fresh_build(self, operations: list[tuple[str, int, int]]) -> None:
         routes: dict[str, dict] = {}
         services = dict(SERVICES)
-        compiled = CompiledRoutes()
-        for kind, number, path in operations:
-            route_id = f"r{number}"
-            if kind == "put":  # insert, or replace in place (a dict keeps its key's position)
-                routes[route_id] = route(route_id, paths=[PATHS[path]], created_at=number)
-            elif kind == "put-headers":
-                routes[route_id] = route(route_id, paths=[PATHS[path]], headers={"x-v": ["1"]})
-            elif kind == "put-host":  # indexed by host: no paths
-                routes[route_id] = route(route_id, hosts=["kong.test", f"h{path}.test"])
-            elif kind == "delete":
-                routes.pop(route_id, None)
-            else:  # the service is replaced, as a write replaces an entity
-                services["s"] = {**services["s"], "enabled": kind == "enable"}
+        compiled, told = CompiledRoutes(), CompiledRoutes()
+        for operation in operations:
+            changes = write(routes, services, operation)
             incremental = Router.build(routes.values(), services, compiled)
-            self.assertEqual(answers(incremental), answers(Router.build(routes.values(), services)))
+            expected = answers(Router.build(routes.values(), services))
+            self.assertEqual(answers(incremental), expected)
+            self.assertEqual(answers(Router.build(routes.values(), services, told, changes)), expected)
+
+    @given(writes)
+    def test_a_patched_index_is_the_index_built_afresh(self, operations: list[tuple[str, int, int]]) -> None:
+        routes: dict[str, dict] = {}
+        services = dict(SERVICES)
+        compiled = CompiledRoutes()
+        for operation in operations:
+            changes = write(routes, services, operation)
+            patched, _ = compiled.index(routes.values(), services, changes)
+            self.assertEqual(keys(patched), keys(CompiledRoutes().index(routes.values(), services)[0]))
 
 
 class IncrementalBuildTests(SynchronousTestCase):
@@ -65,6 +96,24 @@ class IncrementalBuildTests(SynchronousTestCase):
         self.assertEqual([routed(router, target) for target in (b"/seven", b"/p7", b"/fifty")],
                          ["r7", None, "r50"])
 
+    def test_told_the_changes_a_build_reads_only_those_routes(self) -> None:
+        routes = {f"r{i}": route(f"r{i}", paths=[f"/p{i}"]) for i in range(50)}
+        compiled = CompiledRoutes()
+        Router.build(routes.values(), SERVICES, compiled)
+        routes["r7"] = route("r7", paths=["/seven"])
+        del routes["r8"]
+        changes = RouteChanges({"r7": routes["r7"], "r8": None}, len(routes))
+        router = Router.build(Unread(), SERVICES, compiled, changes)
+        self.assertEqual([routed(router, target) for target in (b"/seven", b"/p7", b"/p8", b"/p9")],
+                         ["r7", None, None, "r9"])
+
+    def test_changes_that_disagree_with_the_last_build_read_the_table(self) -> None:
+        compiled = CompiledRoutes()
+        Router.build([route("a", paths=["/a"])], SERVICES, compiled)
+        routes = [route("a", paths=["/a"]), route("b", paths=["/b"])]  # "b" is not among the changes
+        router = Router.build(routes, SERVICES, compiled, RouteChanges({}, len(routes)))
+        self.assertEqual(routed(router, b"/b"), "b")
+
     def test_a_bad_regex_stays_out_until_it_changes(self) -> None:
         compiled = CompiledRoutes()
         routes = [route("bad", paths=["~/(unclosed"]), route("good", paths=["/g"])]
@@ -72,3 +121,10 @@ class IncrementalBuildTests(SynchronousTestCase):
         self.assertIsNone(routed(router, b"/(unclosed"))
         router = Router.build(routes, SERVICES, compiled)
         self.assertEqual((compiled.compiled, routed(router, b"/g")), (2, "good"))
+
+
+class Unread:
+    """A route table that fails the test when it is read."""
+
+    def __iter__(self) -> Iterator[dict]:
+        raise AssertionError("the build read every route")

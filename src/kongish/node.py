@@ -2,17 +2,20 @@
 
 The router and the plugin map are immutable snapshots rebuilt on every
 configuration change (a database listener), so the proxy's hot path reads
-two attributes and never the database.
+two attributes and never the database. A change rebuilds only the snapshots it
+touches, and the router only for the routes it touches, so a write costs what
+it changed, not what the configuration holds.
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from kongish.db.dao import Database
+from kongish.db.storage import Change
 from kongish.http.draining import Draining
 from kongish.metrics import FunctionMetrics, Snapshot
 from kongish.node_id import new_node_id
@@ -20,6 +23,7 @@ from kongish.plugins.host import PluginHost
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
 from kongish.plugins.registry import PluginRegistry
 from kongish.router import Router
+from kongish.router.compiled import RouteChanges
 from kongish.router.router import CompiledRoutes
 from kongish.runloop.headers import KongHeaders
 from kongish.runloop.output import OutputLedger
@@ -103,12 +107,17 @@ class Node:
             self.lua_engine.observers.append(self.metrics.observe)
         self.rebuild()
 
-    def rebuild(self) -> None:
-        """Compile fresh snapshots from the database; the old ones serve requests in flight."""
+    def rebuild(self, changes: Sequence[Change] | None = None) -> None:
+        """Fresh snapshots of what ``changes`` touched (None: of everything); the old ones
+        serve requests in flight."""
         tables = self.database.tables
-        self.router = Router.build(tables["routes"].values(), tables["services"], self.compiled_routes)
-        self.plugin_map = build_plugin_map(tables["plugins"].values(), self.registry.lookup,
-                                           previous=self.plugin_map)
+        touched = {change.entity_type for change in changes} if changes is not None else None
+        if touched is None or {"routes", "services"} & touched:
+            self.router = Router.build(tables["routes"].values(), tables["services"], self.compiled_routes,
+                                       _route_changes(changes, tables["routes"]))
+        if touched is None or "plugins" in touched:
+            self.plugin_map = build_plugin_map(tables["plugins"].values(), self.registry.lookup,
+                                               previous=self.plugin_map)
 
     def load_declarative(self, entities: dict[str, list[dict[str, Any]]], text_hash: str | None) -> None:
         self.database.replace_all(entities)
@@ -116,3 +125,20 @@ class Node:
 
     def lua_memory_used(self) -> int:
         return self.lua_engine.memory_used() if self.lua_engine is not None else 0
+
+
+def _route_changes(changes: Sequence[Change] | None,
+                   routes: Mapping[str, dict[str, Any]]) -> RouteChanges | None:
+    """The routes ``changes`` touched, for a router build that looks at them alone; None when
+    it has to look at every route: a service changed (its routes with it), or a route was
+    deleted and stored again (it moved to the table's end)."""
+    if changes is None:
+        return None
+    touched: dict[str, None] = {}  # route ids, in the order the changes first name them
+    for change in changes:
+        if change.entity_type == "services" or (
+                change.entity_type == "routes" and change.entity is None and change.entity_id in routes):
+            return None
+        if change.entity_type == "routes":
+            touched[change.entity_id] = None
+    return RouteChanges({route_id: routes.get(route_id) for route_id in touched}, len(routes))

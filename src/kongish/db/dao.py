@@ -4,14 +4,15 @@ Every entity lives in memory (configurations are small and the router needs
 them all anyway); writes go through ``IStorage`` first and reach memory only
 once durable, so a crash never loses an acknowledged write. Writes are
 serialised by a lock so uniqueness and foreign-key checks see a stable state.
-Listeners run after each change to rebuild the router and plugin snapshots.
+Listeners run after each change, told what changed, to rebuild the router and plugin
+snapshots.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -19,7 +20,7 @@ from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
 
 from kongish import errors
-from kongish.db.constraints import CASCADES, RESTRICTS, references, unique_keys
+from kongish.db.constraints import CASCADES, RESTRICTS, UniqueKeys, references, unique_keys
 from kongish.db.storage import Change, IStorage
 from kongish.schema import ENTITIES, complete
 
@@ -62,13 +63,16 @@ class Database:
     clock: IReactorTime
     tables: dict[str, dict[str, dict[str, Any]]] = attrs.Factory(
         lambda: {name: {} for name in ENTITIES})
-    listeners: list[Callable[[], None]] = attrs.Factory(list)
+    #: Called after each change with the changes applied, or None when everything was replaced.
+    listeners: list[Callable[[Sequence[Change] | None], None]] = attrs.Factory(list)
     #: Told the version each write stored, and awaited before the write returns: how a
     #: master's workers serve a write before the Admin API answers it.
     followers: list[Callable[[int], Awaitable[None]]] = attrs.Factory(list)
     #: The storage's configuration version that ``tables`` reflect (see ``catch_up``).
     version: int = 0
     _lock: DeferredLock = attrs.Factory(DeferredLock)
+    _unique: UniqueKeys = attrs.field(init=False, default=attrs.Factory(
+        lambda self: UniqueKeys.of(self.tables), takes_self=True))
 
     @property
     def read_only(self) -> bool:
@@ -97,7 +101,7 @@ class Database:
                 if not since.changes:
                     return False
                 self._apply(since.changes)
-                self._changed()
+                self._changed(since.changes)
         finally:
             self._lock.release()
         for follower in self.followers:  # what others wrote reaches this node's workers too
@@ -107,21 +111,24 @@ class Database:
     def _apply(self, changes: Iterable[Change]) -> None:
         for change in changes:
             table = self.tables[change.entity_type]
-            if change.entity is None:
-                table.pop(change.entity_id, None)
-            else:
+            old = table.pop(change.entity_id, None) if change.entity is None else table.get(change.entity_id)
+            if old is not None:
+                self._unique.discard(change.entity_type, old)
+            if change.entity is not None:
                 table[change.entity_id] = change.entity
+                self._unique.add(change.entity_type, change.entity)
 
     def replace_all(self, entities: Mapping[str, Iterable[dict[str, Any]]]) -> None:
         """Swap in a whole configuration at once (stored or declarative)."""
         self.tables = {name: {} for name in ENTITIES}
         for entity_type, items in entities.items():
             self.tables[entity_type] = {entity["id"]: entity for entity in items}
-        self._changed()
+        self._unique = UniqueKeys.of(self.tables)
+        self._changed(None)
 
-    def _changed(self) -> None:
+    def _changed(self, changes: Sequence[Change] | None) -> None:
         for listener in self.listeners:
-            listener()
+            listener(changes)
 
     # reads
 
@@ -184,7 +191,7 @@ class Database:
                     # nobody else wrote in between; otherwise catch_up reads their changes
                     # (and these again) from the feed
                     self.version = version
-                self._changed()
+                self._changed(changes)
         finally:
             self._lock.release()
         if changes:
@@ -285,9 +292,8 @@ class Database:
             reference = entity.get(field)
             if reference is not None and reference["id"] not in self.tables[parent_type]:
                 raise errors.ForeignKeyViolation(reference, parent_type, field)
-        others = [other for other in self.tables[entity_type].values() if other["id"] != entity["id"]]
         for key in unique_keys(entity_type, entity):
-            if any(all(other.get(field) == value for field, value in key.items()) for other in others):
+            if self._unique.taken(entity_type, key, entity["id"]):
                 raise errors.UniqueViolation(key)
         if entity_type == "plugins":
             self._check_plugin_protocols(entity)

@@ -31,7 +31,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from kongish import errors
-from kongish.db.constraints import CASCADES, RESTRICTS, references, unique_keys
+from kongish.db.constraints import CASCADES, RESTRICTS, key_text, references, unique_keys
 from kongish.db.storage import Change, ChangesSince, IWatchedStorage, NodeRow, Snapshot
 from kongish.db.thread import StorageThread
 from kongish.schema import ENTITIES
@@ -278,7 +278,7 @@ def _cascade(connection: psycopg.Connection[Any], entity_type: str, entity_id: s
 def _store(connection: psycopg.Connection[Any], entity_type: str, entity_id: str,
            entity: dict[str, Any]) -> None:
     for key in unique_keys(entity_type, entity):
-        text = json.dumps(key, sort_keys=True)
+        text = key_text(key)
         taken = connection.execute("SELECT id FROM unique_keys WHERE entity_type = %s AND key = %s",
                                    (entity_type, text)).fetchone()
         if taken is not None and str(taken[0]) != entity_id:

@@ -4,8 +4,9 @@ Entities are replaced, never changed in place, when they are written, and a tabl
 keeps its insertion order (an update keeps its place, an insert comes last). So a
 route whose dict and service dict are those of the last build compiles to the same
 entries, and the index can be patched with the entries of the routes that changed:
-a write to one route of 10,000 costs a pass over the table and a few index lists,
-not compiling every route and indexing every entry again.
+a write to one route of 10,000 costs a few index lists, not compiling every route and
+indexing every entry again. Told which routes a write touched (``RouteChanges``), a
+build looks at those alone; otherwise it finds them in a pass over the table.
 
 A route's ``order`` (the last tie-breaker of Kong's priorities) only has to rise
 with its place in the table: a changed route keeps its order, a new one gets one
@@ -49,6 +50,33 @@ def _service_for(route: Mapping[str, Any], services: Mapping[str, dict[str, Any]
     return services.get(reference["id"]) if reference else None
 
 
+@attrs.frozen
+class RouteChanges:
+    """The routes a write touched, each as it is now (None: deleted), in the order the write
+    first touched them, and how many routes the table holds after it.
+
+    A write that deleted a route and stored it again moved it to the table's end, and one
+    that changed a service changed its routes: neither is told as ``RouteChanges``.
+    """
+
+    routes: dict[str, dict[str, Any] | None]
+    total: int
+
+
+@attrs.define
+class _Patch:
+    """The entries a patch takes out of the last index and puts in, and the counts after it."""
+
+    reading_headers: int
+    next_order: int
+    added: list[RouteEntry] = attrs.Factory(list)
+    removed: list[RouteEntry] = attrs.Factory(list)
+
+    def drop(self, previous: _Compiled) -> None:
+        self.removed.extend(previous.entries)
+        self.reading_headers -= previous.reads_headers
+
+
 @attrs.define(eq=False)
 class CompiledRoutes:
     """What the last build compiled and indexed; ``compiled`` counts routes compiled so far."""
@@ -61,54 +89,99 @@ class CompiledRoutes:
     _next_order: int = 0
     compiled: int = 0
 
-    def index(self, routes: Iterable[dict[str, Any]],
-              services: Mapping[str, dict[str, Any]]) -> tuple[RouteIndex, bool]:
-        """The index of ``routes``, and whether any of them matches on request headers."""
+    def index(self, routes: Iterable[dict[str, Any]], services: Mapping[str, dict[str, Any]],
+              changes: RouteChanges | None = None) -> tuple[RouteIndex, bool]:
+        """The index of ``routes``, and whether any of them matches on request headers.
+
+        With ``changes`` (those since the last build), only the routes they name are looked
+        at, so a write's cost does not grow with the table."""
+        if changes is not None:
+            patched = self._patch_changes(changes, services)
+            if patched is not None:
+                return patched
         table = list(routes)
         patched = self._patch(table, services)
         return patched if patched is not None else self._rebuild(table, services)
 
+    def _patch_changes(self, changes: RouteChanges,
+                       services: Mapping[str, dict[str, Any]]) -> tuple[RouteIndex, bool] | None:
+        """The last index with the entries of the routes ``changes`` names swapped; None when
+        that cannot be (no last index, or tables that no longer agree on their size)."""
+        last = self._last
+        if self._index is None:
+            return None
+        patch = _Patch(self._reading_headers, self._next_order)
+        replaced: dict[str, _Compiled | None] = {}
+        size = len(last)
+        for route_id, route in changes.routes.items():
+            previous = last.get(route_id)
+            if route is not None:
+                # a new route is the table's last (it was appended), so it gets the next order
+                replaced[route_id] = self._current(patch, route, _service_for(route, services), previous)
+                size += previous is None
+            elif previous is not None:
+                patch.drop(previous)
+                replaced[route_id] = None
+                size -= 1
+        if size != changes.total:
+            return None
+        patched = self._commit(patch, size)
+        if patched is not None:
+            for route_id, compiled in replaced.items():
+                if compiled is None:
+                    del last[route_id]
+                else:
+                    last[route_id] = compiled
+        return patched
+
     def _patch(self, table: list[dict[str, Any]],
                services: Mapping[str, dict[str, Any]]) -> tuple[RouteIndex, bool] | None:
         """The last index with the changed routes' entries swapped; None when that cannot be."""
-        last, index = self._last, self._index
-        if index is None:
+        last = self._last
+        if self._index is None:
             return None
         kept: dict[str, _Compiled] = {}
-        added: list[RouteEntry] = []
-        removed: list[RouteEntry] = []
-        reading_headers = self._reading_headers
-        next_order = self._next_order
+        patch = _Patch(self._reading_headers, self._next_order)
         previous_order = -1
         for route in table:
             reference = route.get("service")
             service = services.get(reference["id"]) if reference else None
-            previous = last.get(route["id"])
-            if previous is not None and previous.route is route and previous.service is service:
-                compiled = previous
-            else:
-                if previous is None:
-                    order, next_order = next_order, next_order + 1
-                else:
-                    order = previous.order
-                    removed.extend(previous.entries)
-                    reading_headers -= previous.reads_headers
-                compiled = self._compile(route, service, order)
-                added.extend(compiled.entries)
-                reading_headers += compiled.reads_headers
+            compiled = self._current(patch, route, service, last.get(route["id"]))
             if compiled.order <= previous_order:  # the table was reordered
                 return None
             previous_order = compiled.order
             kept[route["id"]] = compiled
         for route_id, previous in last.items():
             if route_id not in kept:
-                removed.extend(previous.entries)
-                reading_headers -= previous.reads_headers
-        if len(added) + len(removed) > _PATCH_LIMIT + len(table) // 4:
+                patch.drop(previous)
+        patched = self._commit(patch, len(table))
+        if patched is not None:
+            self._last = kept
+        return patched
+
+    def _current(self, patch: _Patch, route: dict[str, Any], service: dict[str, Any] | None,
+                 previous: _Compiled | None) -> _Compiled:
+        """The route's compiled entries: the last build's unless it or its service changed."""
+        if previous is not None and previous.route is route and previous.service is service:
+            return previous
+        if previous is None:
+            order, patch.next_order = patch.next_order, patch.next_order + 1
+        else:
+            order = previous.order
+            patch.drop(previous)
+        compiled = self._compile(route, service, order)
+        patch.added.extend(compiled.entries)
+        patch.reading_headers += compiled.reads_headers
+        return compiled
+
+    def _commit(self, patch: _Patch, size: int) -> tuple[RouteIndex, bool] | None:
+        """The last index patched, or None when so much changed that indexing afresh is cheaper."""
+        assert self._index is not None
+        if len(patch.added) + len(patch.removed) > _PATCH_LIMIT + size // 4:
             return None
-        self._last, self._reading_headers, self._next_order = kept, reading_headers, next_order
-        self._index = patched = index.changed(removed, added)
-        return patched, reading_headers > 0
+        self._reading_headers, self._next_order = patch.reading_headers, patch.next_order
+        self._index = patched = self._index.changed(patch.removed, patch.added)
+        return patched, patch.reading_headers > 0
 
     def _rebuild(self, table: list[dict[str, Any]],
                  services: Mapping[str, dict[str, Any]]) -> tuple[RouteIndex, bool]:

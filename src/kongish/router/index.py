@@ -25,6 +25,8 @@ class RouteIndex:
     prefix_lengths: tuple[int, ...]
     by_host: dict[str, list[RouteEntry]]
     scanned: tuple[RouteEntry, ...]
+    #: How many keys of ``by_prefix`` have each length: a change need not measure every key.
+    _length_counts: dict[int, int]
 
     @classmethod
     def build(cls, entries: Iterable[RouteEntry]) -> RouteIndex:
@@ -39,7 +41,10 @@ class RouteIndex:
             table = by_prefix if place == "prefix" else by_host
             for key in keys:
                 table.setdefault(key, []).append(entry)
-        return cls(by_prefix, _lengths(by_prefix), by_host, tuple(scanned))
+        counts: dict[int, int] = {}
+        for prefix in by_prefix:
+            counts[len(prefix)] = counts.get(len(prefix), 0) + 1
+        return cls(by_prefix, _lengths(counts), by_host, tuple(scanned), counts)
 
     def changed(self, removed: Iterable[RouteEntry], added: Iterable[RouteEntry]) -> RouteIndex:
         """This index without ``removed`` (these very entries) and with ``added``; only the
@@ -47,11 +52,14 @@ class RouteIndex:
         tables = {"prefix": dict(self.by_prefix), "host": dict(self.by_host)}
         copied: set[tuple[str, str]] = set()
         scanned: list[RouteEntry] = list(self.scanned)
+        counts = dict(self._length_counts)
 
         def entries_at(place: str, key: str) -> list[RouteEntry]:
             table = tables[place]
             if (place, key) not in copied:
                 copied.add((place, key))
+                if place == "prefix" and key not in table:
+                    counts[len(key)] = counts.get(len(key), 0) + 1
                 table[key] = list(table.get(key, ()))
             return table[key]
 
@@ -67,6 +75,8 @@ class RouteIndex:
                 else:
                     del tables[place][key]
                     copied.discard((place, key))
+                    if place == "prefix":
+                        counts[len(key)] -= 1
         scanned = [kept for kept in scanned if id(kept) not in gone]
         for entry in added:
             place, keys = _place(entry)
@@ -75,8 +85,7 @@ class RouteIndex:
                 continue
             for key in keys:
                 entries_at(place, key).append(entry)
-        by_prefix = tables["prefix"]
-        return RouteIndex(by_prefix, _lengths(by_prefix), tables["host"], tuple(scanned))
+        return RouteIndex(tables["prefix"], _lengths(counts), tables["host"], tuple(scanned), counts)
 
     def candidates(self, request: RouteRequest) -> Iterator[RouteEntry]:
         path = request.path
@@ -98,6 +107,6 @@ def _place(entry: RouteEntry) -> tuple[str | None, frozenset[str]]:
     return None, frozenset()
 
 
-def _lengths(by_prefix: dict[str, list[RouteEntry]]) -> tuple[int, ...]:
-    """The distinct lengths of the prefixes, longest first."""
-    return tuple(sorted({len(prefix) for prefix in by_prefix}, reverse=True))
+def _lengths(counts: dict[int, int]) -> tuple[int, ...]:
+    """The lengths some prefix has, longest first."""
+    return tuple(sorted((length for length, count in counts.items() if count), reverse=True))

@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from kongish.router.compiled import CompiledRoutes
+from kongish.router.compiled import CompiledRoutes, RouteChanges
 from kongish.router.conditions import PathMatch, split_host_port
 from kongish.router.entries import RouteEntry, RouteRequest, strip_trailing_dot
 from kongish.router.index import RouteIndex
@@ -76,16 +76,17 @@ class Router:
     @classmethod
     def build(
         cls, routes: Iterable[dict[str, Any]], services: Mapping[str, dict[str, Any]],
-        compiled: CompiledRoutes | None = None,
+        compiled: CompiledRoutes | None = None, changes: RouteChanges | None = None,
     ) -> Router:
         """Compile HTTP routes; routes of disabled services are left out, as in Kong.
 
         A route whose regex does not compile is logged and skipped, so
         one bad route never takes the whole router down. With ``compiled`` (kept
-        from the previous build), only routes that changed are compiled again.
+        from the previous build), only routes that changed are compiled again; with
+        ``changes`` too, only the routes they name are looked at.
         """
         compiled = compiled if compiled is not None else CompiledRoutes()
-        index, reads_headers = compiled.index(routes, services)
+        index, reads_headers = compiled.index(routes, services, changes)
         return cls(index, remember=not reads_headers)
 
     def _select(self, request: RouteRequest) -> tuple[RouteEntry, PathMatch] | None:
