@@ -75,6 +75,7 @@ class RelayTests(SynchronousTestCase):
         relay = BodyRelay(cast(IProxiedRequest, self.request), body_filter, 1.0, self.clock, "id")
         self.assertTrue(verifyObject(IBodyReceiver, relay))
         relay.body_started(self.upstream)
+        relay.watch()
         self.outcome: list[bool] = []
         relay.done.addCallback(self.outcome.append)
         return relay
@@ -103,6 +104,7 @@ class RelayTests(SynchronousTestCase):
         self.clock, self.request, self.upstream = Clock(), FakeRequest(), FakeUpstream()
         relay = BodyRelay(cast(IProxiedRequest, self.request), None, 100.0, self.clock, "id", send_timeout=5)
         relay.body_started(self.upstream)
+        relay.watch()
         relay.body_data(b"x")
         relay.pauseProducing()
         self.clock.advance(4)
@@ -136,6 +138,30 @@ class RelayTests(SynchronousTestCase):
         relay.body_ended(_CUT)
         self.assertEqual(self.outcome, [False])
         self.assertEqual(self.request.written, [b"x", b"y"])
+
+    def test_a_body_delivered_whole_never_starts_the_clock(self) -> None:
+        """Most bodies arrive with their head: the read timeout would be set and cancelled
+        for nothing."""
+        self.clock, self.request, self.upstream = Clock(), FakeRequest(), FakeUpstream()
+        relay = BodyRelay(cast(IProxiedRequest, self.request), None, 1.0, self.clock, "id")
+        relay.body_started(self.upstream)  # deliver_body: the stream hands over all it has
+        relay.body_data(b"whole")
+        relay.body_ended(COMPLETE)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        relay.watch()  # then the flow asks for the clock
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual((self.request.written, relay.done.result), ([b"whole"], True))
+
+    def test_the_clock_starts_once_the_stream_delivered_what_it_had(self) -> None:
+        self.clock, self.request, self.upstream = Clock(), FakeRequest(), FakeUpstream()
+        relay = BodyRelay(cast(IProxiedRequest, self.request), None, 1.0, self.clock, "id")
+        relay.body_started(self.upstream)
+        relay.body_data(b"part")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        relay.watch()
+        self.clock.advance(1)
+        self.assertTrue(self.request.closed)
+        self.assertTrue(self.upstream.stopped)
 
     def test_a_paused_client_stops_the_clock(self) -> None:
         relay = self._relay()

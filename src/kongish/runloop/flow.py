@@ -315,6 +315,7 @@ class ProxyFlow:
                                 settings.read_timeout, self.node.reactor, context.request_id,
                                 self.node.settings.send_timeout)
         response.deliver_body(self._relay)
+        self._relay.watch()
         complete = await self._relay.done
         if self._relay.unsent_failure is not None:  # nothing was sent: Kong's 500 can still go
             self._plugin_error(self._relay.unsent_failure)

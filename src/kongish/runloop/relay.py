@@ -72,7 +72,14 @@ class BodyRelay:
             stream.abort()
             return
         self.request.registerProducer(self, True)
-        self._timer = self.reactor.callLater(self.read_timeout, self._timed_out)
+
+    def watch(self) -> None:
+        """Once the stream delivered what it had: time the upstream's silence from here (nginx's
+        ``proxy_read_timeout``), unless the body is over already, as most are by now."""
+        if self._upstream_ended or self._cut or self._upstream_paused:
+            return
+        if self._timer is None or not self._timer.active():
+            self._timer = self.reactor.callLater(self.read_timeout, self._timed_out)
 
     def body_data(self, data: bytes) -> None:
         if self._cut:
