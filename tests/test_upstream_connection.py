@@ -262,6 +262,17 @@ class KeepaliveTests(SynchronousTestCase):
         self.exchange(upstream)
         self.assertEqual(len(upstream.connections), 2)
 
+    def test_each_return_to_the_pool_restarts_the_idle_time(self) -> None:
+        upstream = Upstream(self, KeepaliveSettings(idle_timeout=60))
+        connection = self.exchange(upstream)
+        upstream.reactor.advance(30)
+        self.exchange(upstream, connection)  # taken after 30 s idle, back at once
+        upstream.reactor.advance(59)
+        self.assertFalse(connection[1].disconnecting)
+        upstream.reactor.advance(1)
+        self.assertTrue(connection[1].disconnecting)
+        self.assertEqual([call for call in upstream.reactor.getDelayedCalls() if call.active()], [])
+
     def test_max_requests_and_no_pool(self) -> None:
         upstream = Upstream(self, KeepaliveSettings(max_requests=2))
         connection = self.exchange(upstream)

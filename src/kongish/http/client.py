@@ -158,7 +158,7 @@ class UpstreamClient:
     _factory: Factory = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.pools = KeepalivePools(self.reactor, self.keepalive)
+        self.pools = KeepalivePools(self.keepalive)
         self.names = NameCache(self.reactor, self.dns)
         self._factory = Factory.forProtocol(lambda: UpstreamConnection(self.reactor))
 

@@ -11,7 +11,6 @@ from collections.abc import Hashable
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.interfaces import IDelayedCall
 
 from kongish.http.upstream_connection import UpstreamConnection
 
@@ -32,10 +31,8 @@ class KeepaliveSettings:
 class KeepalivePools:
     """Every upstream's idle connections, each closed after ``idle_timeout`` unused."""
 
-    reactor: object
     settings: KeepaliveSettings = KeepaliveSettings()
     _idle: dict[Hashable, list[UpstreamConnection]] = attrs.Factory(dict)
-    _timers: dict[UpstreamConnection, IDelayedCall] = attrs.Factory(dict)
 
     def take(self, key: Hashable) -> UpstreamConnection | None:
         """An idle connection to ``key``'s upstream, now in use; None when there is none."""
@@ -45,9 +42,7 @@ class KeepalivePools:
         connection = idle.pop()
         if not idle:
             del self._idle[key]
-        timer = self._timers.pop(connection, None)
-        if timer is not None and timer.active():
-            timer.cancel()
+        connection.deadline.clear()
         connection.on_lost = connection.on_free = None
         return connection
 
@@ -73,13 +68,8 @@ class KeepalivePools:
         idle.append(connection)
         connection.on_free = None
         connection.on_lost = lambda lost: self._forget(key, lost)
-        if settings.idle_timeout:
-            self._timers[connection] = self.reactor.callLater(  # type: ignore[attr-defined]
-                settings.idle_timeout, self._expire, key, connection)
-
-    def _expire(self, key: Hashable, connection: UpstreamConnection) -> None:
-        self._timers.pop(connection, None)
-        connection.abort()
+        if settings.idle_timeout:  # the connection's own timer: an idle one past it aborts
+            connection.deadline.set(settings.idle_timeout)
 
     def _forget(self, key: Hashable, connection: UpstreamConnection) -> None:
         """An idle connection closed (the upstream's keep-alive ran out, or ours did)."""
@@ -88,9 +78,6 @@ class KeepalivePools:
             idle.remove(connection)
             if not idle:
                 del self._idle[key]
-        timer = self._timers.pop(connection, None)
-        if timer is not None and timer.active():
-            timer.cancel()
 
     def idle_count(self) -> int:
         return sum(len(idle) for idle in self._idle.values())

@@ -87,7 +87,8 @@ class UpstreamConnection(Protocol):
         self.closed: Deferred[None] = Deferred()
         self.lost = False
         self._exchange: _Exchange | None = None
-        #: The write or read timeout of the exchange in progress, one timer for all of them.
+        #: The write or read timeout of the exchange in progress, or the idle timeout of a
+        #: connection kept in its pool: one timer for all of them.
         self.deadline = Deadline(reactor, self._timed_out)
         #: Whether the transport told us to stop writing (its buffer is full).
         self.writing_paused = False
@@ -131,6 +132,8 @@ class UpstreamConnection(Protocol):
     def _timed_out(self) -> None:
         if self._exchange is not None:
             self._exchange.timed_out()
+        else:  # idle in its pool past ``upstream_keepalive_idle_timeout``
+            self.abort()
 
     # the transport's producer: it pauses us while it cannot take more of the request
 
