@@ -239,6 +239,26 @@ class BytewiseProperties(SynchronousTestCase):
                          (201, [(b"X-A", [b"1"]), (b"X-B", [b"two"])]))
         self.assertEqual((b"".join(collector.data), collector.end), (b"wikipedia", COMPLETE))
 
+    def test_the_response_is_handed_on_once_its_bytes_are_parsed(self) -> None:
+        """A body that came in the head's read is whole when the response is handed on
+        (so its relay needs no read timer); one still coming is held until delivered."""
+        upstream = Upstream(self)
+        pending = upstream.send()
+        connection = upstream.accept()
+        seen: list[tuple[bytes, BodyEnd | None]] = []
+
+        def handed_on(response: IUpstreamResponse) -> None:
+            collector = Collector()
+            response.deliver_body(collector)
+            seen.append((b"".join(collector.data), collector.end))
+        pending.addCallback(handed_on)
+        upstream.answer(connection, b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nwikipedia")
+        self.assertEqual(seen, [(b"wikipedia", COMPLETE)])
+        later = upstream.send()
+        later.addCallback(handed_on)
+        upstream.answer(connection, b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nwiki")
+        self.assertEqual(seen[1], (b"wiki", None))
+
 
 class KeepaliveTests(SynchronousTestCase):
     def exchange(self, upstream: Upstream, connection: tuple[Any, StringTransport] | None = None) -> Any:

@@ -298,6 +298,10 @@ class _Exchange:
                 self._head_fed += len(data)
                 if self._head_fed > HEAD_LIMIT:
                     self._failed(UpstreamHeadTooLarge())
+        if self._head_done and not self.head.called:
+            # told once these bytes are parsed: the body that came with the head (most bodies)
+            # is then whole when the response is handed on, and needs no read timer
+            self.head.callback(self)
 
     def _failed(self, error: BaseException) -> None:
         if not self._head_done:
@@ -340,7 +344,6 @@ class _Exchange:
         elif status not in NO_BODY_STATUSES and status >= 200 and not self._chunked:
             self.content_length = _length(self._declared)
         self._disarm()
-        self.head.callback(self)
         if self.head_only or status in NO_BODY_STATUSES:
             self._message_complete()
 
