@@ -167,6 +167,7 @@ class RequestContext:
     #: How to find the client behind trusted proxies; None: whoever connected is the client.
     real_ip: RealIp | None = None
     _client_ip: str | None = attrs.field(default=None, init=False)
+    _peer_ip: str | None = attrs.field(default=None, init=False)
     #: Free slots for components that keep per-request state (the Lua engine keeps
     #: its ``ngx.ctx``/``kong.ctx`` tables here), keyed by the component's name.
     slots: dict[str, Any] = attrs.Factory(dict)
@@ -187,7 +188,9 @@ class RequestContext:
     @property
     def peer_ip(self) -> str:
         """The address of whoever connected: the client, or a proxy in front (``$realip_remote_addr``)."""
-        return socket_peer(self.request)
+        if self._peer_ip is None:  # asked a few times a request; each getPeer makes an address
+            self._peer_ip = socket_peer(self.request)
+        return self._peer_ip
 
     @property
     def client_ip(self) -> str:
