@@ -19,7 +19,6 @@ from zope.interface import implementer
 
 from kongish.http.headers import CONTENT_LENGTH, NO_BODY_STATUSES, CasedHeaders, host_without_port, http_date
 from kongish.http.interfaces import IProxiedRequest
-from kongish.http.send_now import send_now
 
 if TYPE_CHECKING:
     from twisted.internet.address import IPv4Address, IPv6Address
@@ -144,7 +143,7 @@ class DownstreamRequest:
             self.sentLength += len(data)
             out += (b"%x\r\n" % len(data), data, b"\r\n") if self._chunked else (data,)
         if out:  # the head and the first data in one write
-            send_now(self.channel.transport, b"".join(out))
+            self.channel.transport.writeSequence(out)
 
     def _head(self) -> list[bytes]:
         """Status line and headers, with the framing the body needs.
@@ -191,7 +190,7 @@ class DownstreamRequest:
                 self.responseHeaders.setRawHeaders(CONTENT_LENGTH, [b"0"])
             self.write(b"")
         if self._chunked:
-            send_now(self.channel.transport, b"0\r\n\r\n")
+            self.channel.transport.write(b"0\r\n\r\n")
         self.finished = True
         self.content.close()
         self.channel.request_done(self)

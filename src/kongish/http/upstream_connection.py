@@ -30,7 +30,6 @@ from kongish.http.deadline import Deadline
 from kongish.http.headers import NO_BODY_STATUSES, CasedHeaders
 from kongish.http.interfaces import COMPLETE, BodyEnd, IBodyReceiver, IBodyStream, IUpstreamResponse
 from kongish.http.nodelay import no_delay
-from kongish.http.send_now import send_now
 
 #: Kong's ``proxy_buffer_size`` (160k): an upstream's status line and headers must fit in it.
 HEAD_LIMIT = 160 * 1024
@@ -219,7 +218,7 @@ class _Exchange:
         self._source, self._length = body, length
         if not isinstance(body, bytes):
             body.seek(0)
-        send_now(self.connection.wire, head)
+        self.connection.wire.write(head)
         self._arm(self.read_timeout)
         self._write_more()
 
@@ -239,7 +238,7 @@ class _Exchange:
                 self._fail(ValueError("request body ended early"))
                 return
             self._offset += len(chunk)
-            send_now(connection.wire, chunk)
+            connection.wire.write(chunk)
         if connection.writing_paused and not self._written:
             self._arm(self.write_timeout)
 
