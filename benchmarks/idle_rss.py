@@ -68,6 +68,7 @@ def main() -> None:
             [sys.executable, "-m", "twisted", "--log-level", "warn", "kongish",
              "--proxy-listen", f"127.0.0.1:{proxy} backlog=4096", "--admin-listen", f"127.0.0.1:{admin}"],
             env=dict(env, KONGISH_PREFIX=work, KONGISH_DATABASE="off", KONGISH_PROXY_ACCESS_LOG="off",
+                     KONGISH_NGINX_WORKER_PROCESSES="1",  # one process holds every connection
                      KONGISH_DECLARATIVE_CONFIG_STRING=config))
         servers.append(gateway)
         try:
