@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from kongish.http.pool import KeepaliveSettings
 from kongish.testing import ProxyHarness, StubRequest, StubResponse
 from tests.test_upstream_connection import Collector, Upstream
 
@@ -112,3 +113,32 @@ class UpstreamExchangeTests(SynchronousTestCase):
         upstream.answer(connection, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         self.assertTrue(first.called)
         self.assertEqual(kongish_garbage(exchange), [])
+
+    def test_a_body_the_upstream_ends_by_closing(self) -> None:
+        upstream = Upstream(self)
+
+        def exchange() -> None:
+            received: list[object] = []
+            upstream.send().addCallback(received.append)
+            connection = upstream.accept()
+            upstream.answer(connection, b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
+            upstream.close(connection)
+            (response,) = received
+            collector = Collector()
+            response.deliver_body(collector)  # type: ignore[attr-defined]
+            self.assertEqual(collector.end and collector.end.complete, True)
+
+        self.assertEqual(kongish_garbage(exchange), [])
+
+    def test_an_upstream_that_closes_before_its_head(self) -> None:
+        upstream = Upstream(self, KeepaliveSettings(pool_size=0))
+
+        def exchange() -> None:
+            failed: list[object] = []
+            upstream.send().addErrback(failed.append)
+            for _ in range(3):  # the first try and its two retries
+                upstream.close(upstream.accept())
+            self.assertEqual(len(failed), 1)
+
+        self.assertEqual(kongish_garbage(exchange), [])
+

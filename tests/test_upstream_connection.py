@@ -259,6 +259,25 @@ class BytewiseProperties(SynchronousTestCase):
         upstream.answer(connection, b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nwiki")
         self.assertEqual(seen[1], (b"wiki", None))
 
+    def test_bytes_after_the_response_are_dropped_with_the_connection(self) -> None:
+        """As nginx drops what follows a response's end: never parsed into its headers, and the
+        connection never reused."""
+        for answer in (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                       b"HTTP/1.1 200 OK\r\nX-Evil: 1\r\nSet-Cookie: a=b\r\n",
+                       b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                       b"HTTP/1.1 200 OK\r\nX-Evil: 1\r\nContent-Length: 0\r\n\r\n",
+                       b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nX-Evil: 1\r\n"):
+            upstream = Upstream(self)
+            pending = upstream.send()
+            connection = upstream.accept()
+            upstream.answer(connection, answer)
+            response = self.successResultOf(pending)
+            self.assertEqual(response.reason, answer.split(b"\r\n")[0][13:])
+            self.assertFalse(response.headers.hasHeader(b"x-evil"))
+            self.assertEqual(whole(self, response)[1], COMPLETE)
+            self.assertTrue(connection[1].disconnecting)
+            self.assertEqual(upstream.client.pools.idle_count(), 0)
+
 
 class KeepaliveTests(SynchronousTestCase):
     def exchange(self, upstream: Upstream, connection: tuple[Any, StringTransport] | None = None) -> Any:

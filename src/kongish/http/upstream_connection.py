@@ -78,7 +78,7 @@ class UpstreamConnection(Protocol):
         self.reactor = reactor
         #: Requests sent on this connection, for the pool's ``max_requests``.
         self.requests = 0
-        #: Called once when the connection is lost (the pool forgets it).
+        #: Called once when the connection is lost or aborted (the pool forgets it).
         self.on_lost: Callable[[UpstreamConnection], None] | None = None
         #: Called when the connection can take another request (the pool keeps it); without
         #: it the connection is closed.
@@ -124,8 +124,7 @@ class UpstreamConnection(Protocol):
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             exchange.connection_lost(reason)
-        if self.on_lost is not None:
-            self.on_lost(self)
+        self._forgotten()
         self.closed.callback(None)
 
     def _timed_out(self) -> None:
@@ -164,8 +163,14 @@ class UpstreamConnection(Protocol):
 
     def abort(self) -> None:
         self.deadline.stop()  # nothing on an aborted connection can time out
+        self._forgotten()  # its pool never hands it out again, even before it is lost
         if not self.lost:
             self.wire.abortConnection()
+
+    def _forgotten(self) -> None:
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost(self)
 
     def pause_reading(self) -> None:
         self.wire.pauseProducing()
@@ -269,6 +274,7 @@ class _Exchange:
 
     def _fail(self, error: BaseException) -> None:
         """The try failed before its head arrived: fail it and abort the connection."""
+        self._parser = None  # its callbacks hold this exchange (received keeps its own reference)
         self._disarm()
         if not self.head.called:
             self.head.errback(Failure(error))
@@ -306,6 +312,7 @@ class _Exchange:
         if not self._head_done:
             self._fail(error)
             return
+        self._parser = None
         self._finish_body(BodyEnd(False, truncated=True, reason=str(error) or type(error).__name__))
         self.connection.abort()
 
@@ -313,6 +320,10 @@ class _Exchange:
         self._head_size += size
         if self._head_size > HEAD_LIMIT:
             raise UpstreamHeadTooLarge()
+
+    def on_message_begin(self) -> None:
+        if self._end is not None:  # bytes after the response: nginx drops them and the connection
+            raise UpstreamInvalid("data after the response")
 
     def on_status(self, reason: bytes) -> None:
         self._count(len(reason) + 13)
@@ -366,6 +377,7 @@ class _Exchange:
         self._finish_body(COMPLETE)
 
     def connection_lost(self, reason: Failure) -> None:
+        self._parser = None
         if not self._head_done:
             self._fail(UpstreamClosed(reason.getErrorMessage(), self._answered))
             return
