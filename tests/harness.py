@@ -281,15 +281,16 @@ class _RawServer(Protocol):
             self.factory.heads.append(head + b"\r\n\r\n")
             assert self.transport is not None
             self.transport.write(b"HTTP/1.1 200 OK\r\n" + self.factory.response_lines
-                                 + b"Content-Length: 2\r\n\r\nok")
+                                 + b"Content-Length: 2\r\n\r\nok" + self.factory.after)
 
 
 class _RawServerFactory(Factory["_RawServer"]):
     protocol = _RawServer
 
-    def __init__(self, response_lines: bytes) -> None:
+    def __init__(self, response_lines: bytes, after: bytes) -> None:
         self.heads: list[bytes] = []
         self.response_lines = response_lines
+        self.after = after
 
 
 @attrs.define
@@ -308,9 +309,10 @@ class RawUpstream:
         return self.factory.heads
 
 
-async def start_raw_upstream(case, response_lines: bytes = b"") -> RawUpstream:
-    """A ``RawUpstream`` answering 200 ``ok`` with ``response_lines`` (each ending in CRLF) in its head."""
-    factory = _RawServerFactory(response_lines)
+async def start_raw_upstream(case, response_lines: bytes = b"", after: bytes = b"") -> RawUpstream:
+    """A ``RawUpstream`` answering 200 ``ok`` with ``response_lines`` (each ending in CRLF) in its head,
+    and ``after`` written right behind the response, in the same write."""
+    factory = _RawServerFactory(response_lines, after)
     port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
     case.addCleanup(port.stopListening)
     return RawUpstream(factory, port)

@@ -50,6 +50,22 @@ class UpstreamHeadTests(_Gateway):
             self.assertTrue(answer.endswith(b"\r\n\r\nok"), answer[-200:])
             self.assertIn(cases[name], answer)
 
+    @deferred
+    async def test_bytes_after_the_response_never_reach_the_client(self) -> None:
+        """Header lines an upstream writes past its Content-Length are dropped with its
+        connection, as nginx drops them; they never become headers of the response."""
+        await self._start()
+        upstream = await start_raw_upstream(
+            self, after=b"HTTP/1.1 200 OK\r\nX-Evil: 1\r\nSet-Cookie: session=stolen\r\n")
+        await self._expose("trailing", upstream.url)
+        for _ in range(2):  # and the connection it came on is not reused
+            answer = await self._raw_get("/trailing")
+            self.assertTrue(answer.startswith(b"HTTP/1.0 200 "), answer[:200])
+            self.assertTrue(answer.endswith(b"\r\n\r\nok"), answer[-200:])
+            self.assertNotIn(b"X-Evil", answer)
+            self.assertNotIn(b"stolen", answer)
+        self.assertEqual(len(upstream.heads), 2)
+
     async def _raw_get(self, path: str) -> bytes:
         client = RawClient()
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxy)
