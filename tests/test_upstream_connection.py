@@ -401,6 +401,26 @@ class TimeoutTests(SynchronousTestCase):
         self.assertEqual(full.value(), b"", "nothing more of the body is written")
         self.assertEqual(upstream.client.pools.idle_count(), 0)
 
+    def test_an_early_answers_body_is_not_cut_when_the_request_body_is_sent(self) -> None:
+        """Once the head came, the read timeout is over (the relay times the body): finishing
+        the request body later must not start it again."""
+        upstream = Upstream(self)
+        pending = upstream.send("POST", b"x" * 300_000)
+        full = FullTransport()
+        connection = upstream.accept(full)
+        connection[0].dataReceived(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+        collector = Collector()
+        self.successResultOf(pending).deliver_body(collector)
+        while full.producerState == "held":
+            full.clear()
+            full.drain()
+        for _ in range(3 * int(SETTINGS.read_timeout)):  # a chunk a second, for long past the timeout
+            upstream.reactor.advance(1)
+            connection[0].dataReceived(b"1\r\nb\r\n")
+        self.assertFalse(full.disconnecting)
+        connection[0].dataReceived(b"0\r\n\r\n")
+        self.assertEqual((len(collector.data), collector.end), (1 + 3 * int(SETTINGS.read_timeout), COMPLETE))
+
     def test_cancel_aborts(self) -> None:
         upstream = Upstream(self)
         pending = upstream.send()

@@ -232,7 +232,8 @@ class _Exchange:
         while not connection.writing_paused and not self._written and self._is_current():
             if self._offset >= self._length:
                 self._written = True
-                self._arm(self.read_timeout)
+                if not self._head_done:  # an early answer's body is timed by its relay
+                    self._arm(self.read_timeout)
                 return
             source = self._source
             if isinstance(source, bytes):
@@ -244,7 +245,7 @@ class _Exchange:
                 return
             self._offset += len(chunk)
             connection.wire.write(chunk)
-        if connection.writing_paused and not self._written:
+        if connection.writing_paused and not self._written and not self._head_done:
             self._arm(self.write_timeout)
 
     def writing_paused(self) -> None:
