@@ -2,6 +2,8 @@
 would test it, through the whole proxy flow and with no socket."""
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 import attrs
@@ -88,3 +90,29 @@ class ProxyHarnessTests(SynchronousTestCase):
                                   lambda request: StubResponse(200), plugins=[StampPlugin()],
                                   prefix=self.mktemp())
         self.assertIn("expected a string", str(error))
+
+    def test_the_prefix_it_made_is_removed_on_close(self) -> None:
+        harness = ProxyHarness.start(CONFIG, lambda request: StubResponse(200), plugins=[StampPlugin()])
+        made = harness.made_prefix
+        assert made is not None
+        self.assertTrue(os.path.isdir(made))
+        harness.close()
+        self.assertFalse(os.path.exists(made))
+
+    def test_a_given_prefix_is_left_alone(self) -> None:
+        prefix = self.mktemp()
+        os.mkdir(prefix)
+        harness = ProxyHarness.start(CONFIG, lambda request: StubResponse(200), plugins=[StampPlugin()],
+                                     prefix=prefix)
+        self.assertIsNone(harness.made_prefix)
+        harness.close()
+        self.assertTrue(os.path.isdir(prefix))
+
+    def test_a_failed_start_leaves_no_prefix(self) -> None:
+        bad = {"_format_version": "3.0", "plugins": [{"name": "stamp", "config": {"value": 5}}]}
+        private = self.mktemp()
+        os.mkdir(private)
+        self.patch(tempfile, "tempdir", private)  # so that only this test's directories are there
+        self.assertRaises(InvalidDeclarative, ProxyHarness.start, bad,
+                          lambda request: StubResponse(200), plugins=[StampPlugin()])
+        self.assertEqual(os.listdir(private), [])

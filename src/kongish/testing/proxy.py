@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, cast
@@ -35,6 +36,8 @@ class ProxyHarness:
     upstream: StubUpstream
     transport: StringTransport
     connection: Any
+    #: The temporary prefix ``start`` made (none was given), which ``close`` removes.
+    made_prefix: str | None = None
 
     @classmethod
     def start(cls, config: Mapping[str, Any], handler: StubHandler, *, plugins: Sequence[IPlugin] = (),
@@ -49,18 +52,24 @@ class ProxyHarness:
         from kongish.settings import Settings
 
         reactor = MemoryReactorClock()
+        made_prefix = None if prefix else tempfile.mkdtemp(prefix="kongish-harness-")
         values = {"database": "off", "declarative_config_string": json.dumps(config),
-                  "prefix": prefix or tempfile.mkdtemp(prefix="kongish-harness-"),
+                  "prefix": prefix or made_prefix,
                   "plugins": ",".join(["bundled", *(plugin.name for plugin in plugins)]),
                   **(settings or {})}
         building = ensureDeferred(build_node(Settings.load(environ={}, overrides=values), reactor,
                                              extra_plugins=plugins))
-        node = _result(building)
+        try:
+            node = _result(building)
+        except BaseException:
+            if made_prefix is not None:
+                shutil.rmtree(made_prefix, ignore_errors=True)
+            raise
         upstream = StubUpstream(handler, reactor)
         refusals = KongRefusals(node.settings.error_default_type)
         factory = ProxyServerFactory(proxy_resource(node, upstream), refusals, SERVER_TOKEN, reactor=reactor)
         memory = MemoryConnection.open(factory)
-        return cls(node, reactor, upstream, memory.transport, memory.protocol)
+        return cls(node, reactor, upstream, memory.transport, memory.protocol, made_prefix)
 
     def send(self, data: bytes) -> bytes:
         """Feed raw client bytes; return everything sent back so far."""
@@ -73,7 +82,10 @@ class ProxyHarness:
                          + b"".join(header + b"\r\n" for header in headers) + b"\r\n")
 
     def close(self) -> Deferred[None]:
-        """Release what the node holds (its plugins' HTTP client)."""
+        """Release what the node holds (its plugins' HTTP client) and the prefix ``start`` made."""
+        if self.made_prefix is not None:
+            shutil.rmtree(self.made_prefix, ignore_errors=True)
+            self.made_prefix = None
         host = self.node.plugin_host
         return host.close() if host is not None else succeed(None)
 
