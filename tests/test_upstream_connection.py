@@ -279,6 +279,55 @@ class BytewiseProperties(SynchronousTestCase):
             self.assertEqual(upstream.client.pools.idle_count(), 0)
 
 
+class BrokenBodyTests(SynchronousTestCase):
+    """A response whose chunked body breaks is handed on with its head, its body cut: the
+    upstream answered, so there is no retry and no 502 (nginx sends its head to the header
+    filters before it parses the body, and an invalid chunk ends the request with NGX_ERROR,
+    closing the client connection; see tests.test_e2e_upstream_slow_or_broken)."""
+
+    BROKEN = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Up: 1\r\n\r\nzz\r\nnot a chunk"
+
+    def assert_cut(self, upstream: Upstream, pending: Deferred[IUpstreamResponse],
+                   connection: tuple[Any, StringTransport], data: bytes) -> None:
+        response = self.successResultOf(pending)
+        self.assertEqual((response.status, response.headers.getRawHeaders(b"x-up")), (200, [b"1"]))
+        body, end = whole(self, response)
+        assert end is not None
+        self.assertEqual((body, end.complete, end.truncated), (data, False, True))
+        self.assertIn("chunk size", end.reason)
+        self.assertTrue(connection[1].disconnecting)
+        self.assertEqual((len(upstream.reactor.tcpClients), upstream.client.pools.idle_count()), (1, 0))
+        self.assertEqual(upstream.reactor.getDelayedCalls(), [])
+
+    def test_broken_in_the_heads_read(self) -> None:
+        upstream = Upstream(self)
+        pending = upstream.send()
+        connection = upstream.accept()
+        upstream.answer(connection, self.BROKEN)
+        self.assert_cut(upstream, pending, connection, b"")
+
+    def test_broken_after_a_chunk(self) -> None:
+        upstream = Upstream(self)
+        pending = upstream.send()
+        connection = upstream.accept()
+        upstream.answer(connection, self.BROKEN.replace(b"\r\n\r\n", b"\r\n\r\n2\r\nok\r\n"))
+        self.assert_cut(upstream, pending, connection, b"ok")
+
+    def test_broken_in_a_later_read(self) -> None:
+        upstream = Upstream(self)
+        pending = upstream.send()
+        connection = upstream.accept()
+        head, _, body = self.BROKEN.partition(b"\r\n\r\n")
+        upstream.answer(connection, head + b"\r\n\r\n")
+        collector = Collector()
+        self.successResultOf(pending).deliver_body(collector)
+        self.assertIsNone(collector.end)
+        upstream.answer(connection, body)
+        assert collector.end is not None
+        self.assertEqual((collector.data, collector.end.complete, collector.end.truncated), ([], False, True))
+        self.assertTrue(connection[1].disconnecting)
+
+
 class KeepaliveTests(SynchronousTestCase):
     def exchange(self, upstream: Upstream, connection: tuple[Any, StringTransport] | None = None) -> Any:
         pending = upstream.send()
@@ -420,6 +469,28 @@ class TimeoutTests(SynchronousTestCase):
         self.assertFalse(full.disconnecting)
         connection[0].dataReceived(b"0\r\n\r\n")
         self.assertEqual((len(collector.data), collector.end), (1 + 3 * int(SETTINGS.read_timeout), COMPLETE))
+
+    def test_a_head_that_trickles_in_must_all_come_within_the_read_timeout(self) -> None:
+        """nginx arms proxy_read_timeout once the request is sent and does not arm it again while
+        the head arrives (ngx_http_upstream_process_header: its ``ngx_add_timer`` on a partial
+        head is ``#if 0``): a head sent a byte a second is cut at the read timeout, however
+        short each wait. Its reads cost no reactor call."""
+        upstream = Upstream(self, KeepaliveSettings(pool_size=0))
+        pending = upstream.send()
+        head = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"s" * 30 + b"\r\nContent-Length: 2\r\n\r\nok"
+        for _ in range(1 + SETTINGS.retries):
+            protocol, transport = upstream.accept()
+            (timer,) = upstream.reactor.getDelayedCalls()
+            for index in range(int(SETTINGS.read_timeout) - 1):  # each byte a second after the last
+                upstream.reactor.advance(1)
+                protocol.dataReceived(head[index:index + 1])
+                self.assertEqual(upstream.reactor.getDelayedCalls(), [timer])
+            upstream.reactor.advance(0.9)
+            self.assertFalse(transport.disconnecting)
+            upstream.reactor.advance(0.1)
+            self.assertTrue(transport.disconnecting)
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.failureResultOf(pending, UpstreamFailure).value.status, 504)
 
     def test_cancel_aborts(self) -> None:
         upstream = Upstream(self)
