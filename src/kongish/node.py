@@ -3,8 +3,9 @@
 The router and the plugin map are immutable snapshots rebuilt on every
 configuration change (a database listener), so the proxy's hot path reads
 two attributes and never the database. A change rebuilds only the snapshots it
-touches, and the router only for the routes it touches, so a write costs what
-it changed, not what the configuration holds.
+touches, and the router only for the routes and services it touches (a service's
+routes are compiled again only when it is enabled or disabled), so a write costs
+what it changed, not what the configuration holds.
 """
 from __future__ import annotations
 
@@ -113,8 +114,10 @@ class Node:
         tables = self.database.tables
         touched = {change.entity_type for change in changes} if changes is not None else None
         if touched is None or {"routes", "services"} & touched:
+            # a write that changed nothing the router reads (a service no route names) keeps it
             self.router = Router.build(tables["routes"].values(), tables["services"], self.compiled_routes,
-                                       _route_changes(changes, tables["routes"]))
+                                       _route_changes(changes, tables["routes"]),
+                                       previous=self.router if changes is not None else None)
         if touched is None or "plugins" in touched:
             self.plugin_map = build_plugin_map(tables["plugins"].values(), self.registry.lookup,
                                                previous=self.plugin_map)
@@ -129,16 +132,19 @@ class Node:
 
 def _route_changes(changes: Sequence[Change] | None,
                    routes: Mapping[str, dict[str, Any]]) -> RouteChanges | None:
-    """The routes ``changes`` touched, for a router build that looks at them alone; None when
-    it has to look at every route: a service changed (its routes with it), or a route was
-    deleted and stored again (it moved to the table's end)."""
+    """The routes and services ``changes`` touched, for a router build that looks at them
+    alone; None when it has to look at every route: a route was deleted and stored again
+    (it moved to the table's end)."""
     if changes is None:
         return None
     touched: dict[str, None] = {}  # route ids, in the order the changes first name them
+    services: set[str] = set()
     for change in changes:
-        if change.entity_type == "services" or (
-                change.entity_type == "routes" and change.entity is None and change.entity_id in routes):
-            return None
-        if change.entity_type == "routes":
+        if change.entity_type == "services":
+            services.add(change.entity_id)
+        elif change.entity_type == "routes":
+            if change.entity is None and change.entity_id in routes:
+                return None
             touched[change.entity_id] = None
-    return RouteChanges({route_id: routes.get(route_id) for route_id in touched}, len(routes))
+    return RouteChanges({route_id: routes.get(route_id) for route_id in touched}, len(routes),
+                        frozenset(services))

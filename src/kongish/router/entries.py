@@ -3,6 +3,10 @@
 A route with several paths is split like Kong's ``traditional_compatible``
 router does: one entry per distinct prefix length and one for all its regex
 paths, so each group competes with its own priority (Kong reference 4.3).
+
+An entry names its service by id: what a match leads to upstream (protocol, host,
+port, path, timeouts) is read from the router's services when the route is chosen,
+so a write to a service compiles none of its routes again.
 """
 from __future__ import annotations
 
@@ -63,7 +67,8 @@ class RouteEntry:
     """
 
     route: dict[str, Any]
-    service: dict[str, Any] | None
+    #: The id the route's ``service`` names (None: no service), looked up in the router's services.
+    service_id: str | None
     priority: tuple[int, ...]
     paths: PrefixPaths | RegexPaths | None
     hosts: tuple[HostPattern, ...]
@@ -131,13 +136,19 @@ def _priority(
     )
 
 
-def compile_route(
-    route: dict[str, Any], service: dict[str, Any] | None, order: int
-) -> list[RouteEntry]:
-    """Compile one route; ``order`` is its position, the last tie-breaker.
+def service_id_of(route: Mapping[str, Any]) -> str | None:
+    """The id of the service a route names, or None."""
+    reference = route.get("service")
+    return reference["id"] if reference else None
+
+
+def compile_route(route: dict[str, Any], order: int) -> list[RouteEntry]:
+    """Compile one route; ``order`` is its position, the last tie-breaker. Nothing of its
+    service goes into the entries but the service's id.
 
     Raises :data:`kongish.pcre.error` when a regex path or header does not compile.
     """
+    service_id = service_id_of(route)
     hosts = tuple(HostPattern.parse(h) for h in route.get("hosts") or ())
     methods = frozenset(route.get("methods") or ())
     headers = tuple(
@@ -148,7 +159,7 @@ def compile_route(
     return [
         RouteEntry(
             route=route,
-            service=service,
+            service_id=service_id,
             priority=_priority(route, paths, order),
             paths=paths,
             hosts=hosts,

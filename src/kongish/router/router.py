@@ -62,14 +62,16 @@ class _Decision:
 
 @attrs.frozen
 class Router:
-    """An immutable snapshot of the routing table; rebuild it when routes change.
+    """An immutable snapshot of the routing table; rebuild it when routes or services change.
 
     Decisions are remembered by (method, path, Host, port, scheme, SNI) unless
     some route reads request headers, so repeated requests skip normalising,
-    selecting and building the upstream path.
+    selecting and building the upstream path. A match's service is read from
+    ``_services`` (the services its routes name, by id), not from the index.
     """
 
     _index: RouteIndex
+    _services: Mapping[str, dict[str, Any]]
     _remember: bool = True
     _decisions: dict[tuple[Any, ...], _Decision | None] = attrs.field(factory=dict, eq=False)
 
@@ -77,17 +79,24 @@ class Router:
     def build(
         cls, routes: Iterable[dict[str, Any]], services: Mapping[str, dict[str, Any]],
         compiled: CompiledRoutes | None = None, changes: RouteChanges | None = None,
+        previous: Router | None = None,
     ) -> Router:
         """Compile HTTP routes; routes of disabled services are left out, as in Kong.
 
         A route whose regex does not compile is logged and skipped, so
         one bad route never takes the whole router down. With ``compiled`` (kept
         from the previous build), only routes that changed are compiled again; with
-        ``changes`` too, only the routes they name are looked at.
+        ``changes`` too, only the routes and services they name are looked at. When
+        the build changed neither the index nor the services of ``previous`` (one built
+        with the same ``compiled``: say a service no route names was written), it is
+        ``previous``, with the decisions it remembers.
         """
         compiled = compiled if compiled is not None else CompiledRoutes()
         index, reads_headers = compiled.index(routes, services, changes)
-        return cls(index, remember=not reads_headers)
+        view = compiled.services
+        if previous is not None and previous._index is index and previous._services is view:
+            return previous
+        return cls(index, view, remember=not reads_headers)
 
     def _select(self, request: RouteRequest) -> tuple[RouteEntry, PathMatch] | None:
         """Test candidates that could beat the best so far; the highest priority wins."""
@@ -157,7 +166,8 @@ class Router:
         if selected is None:
             return None
         entry, path_match = selected
-        route, service = entry.route, entry.service
+        route = entry.route
+        service = self._services.get(entry.service_id) if entry.service_id is not None else None
         strip_path = route.get("strip_path", True) is not False
         upstream_path = build_upstream_path(
             service.get("path") if service else None,
