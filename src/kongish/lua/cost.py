@@ -31,7 +31,7 @@ ERROR_KINDS = (RUNTIME_ERROR, INSTRUCTION_LIMIT, CPU_TIME_LIMIT, MEMORY_LIMIT, O
 TIMER_PHASE = "timer"
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # a metrics key, hashed on every run
 class FunctionId:
     """Which function ran: the plugin entity, the phase and the function's place (from 1)
     in that phase's array (Kong's legacy ``functions`` come first in access)."""

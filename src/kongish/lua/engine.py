@@ -318,10 +318,6 @@ class LuaEngine:
         run = _Run(self, self._bind(job, premature), None, function, outbound=OutboundUse())
         return run.start()
 
-    def _observe(self, run: _Run) -> None:
-        for observer in self.observers:
-            observer(run.context, run.cost)
-
     def _resume(self, run: _Run, budget: _Budget, values: tuple[Any, ...]) -> _Awaited | None:
         """One resume of a run's worker: None once its code has finished, else what it awaits.
 
@@ -332,7 +328,8 @@ class LuaEngine:
         if not memory.settle():
             raise LuaMemoryLimitError(self._memory_message)
         try:
-            memory.reserve(sum(len(value) for value in values if type(value) is bytes))
+            if len(values) > 1:  # an answer to what the worker awaited (a first resume has none)
+                memory.reserve(sum(len(value) for value in values if type(value) is bytes))
             awaited = self._step_once(run, budget, values)
         except LuaMemoryShortage:
             awaited = None
@@ -437,22 +434,21 @@ class _Run:
     function: FunctionId
     #: A timer run's outbound budget (a request's is in its context).
     outbound: OutboundUse | None = attrs.field(default=None, kw_only=True)
-    cost: FunctionCost = attrs.field(init=False)
     #: ngx.exit (or kong.response.exit) ended the phase: the functions after this one do not run.
     stopped: bool = False
-    instructions_left: int = 0
-    awaited: _Awaited | None = None
-    done: Deferred[None] | None = None
+    # Set by ``start``: a run costs one object less, and a few stores less, per function.
+    cost: FunctionCost = attrs.field(init=False)
+    instructions_left: int = attrs.field(init=False)
+    _started_at: float = attrs.field(init=False)
+    _memory_at_start: int = attrs.field(init=False)
+    # Set by ``_begin_waiting``, for a run that waits (most never do).
+    awaited: _Awaited | None = attrs.field(init=False)
+    done: Deferred[None] | None = attrs.field(init=False)
     #: What the worker waits for now, and whether the run was cancelled (its client left).
-    _waiting: Deferred[Any] | None = None
-    _cancelled: bool = False
-    _answered_inline: bool = False
-    _inline_answer: tuple[Any, ...] | None = None
-    _started_at: float = 0.0
-    _memory_at_start: int = 0
-
-    def __attrs_post_init__(self) -> None:
-        self.cost = FunctionCost(self.function)
+    _waiting: Deferred[Any] | None = attrs.field(init=False)
+    _cancelled: bool = attrs.field(init=False)
+    _answered_inline: bool = attrs.field(init=False)
+    _inline_answer: tuple[Any, ...] | None = attrs.field(init=False)
 
     @property
     def route_name(self) -> str:
@@ -464,8 +460,9 @@ class _Run:
     def start(self) -> Deferred[None] | None:
         """None if the first resume finished the code, else a Deferred firing when it has."""
         engine = self.engine
+        self.cost = FunctionCost(self.function)
         self._started_at = engine.reactor.seconds()
-        self._memory_at_start = engine.memory_used()
+        self._memory_at_start = engine.lua.get_memory_used()
         budget = engine._full_budget
         self.instructions_left = budget.instructions
         try:
@@ -473,7 +470,7 @@ class _Run:
             if awaited is None:
                 self._ended(None)
                 return None
-            self.awaited = awaited
+            self._begin_waiting(awaited)
             if self._drive():
                 self._ended(None)
                 return None
@@ -483,16 +480,20 @@ class _Run:
         self.done = Deferred(self._cancel)
         return self.done
 
+    def _begin_waiting(self, awaited: _Awaited) -> None:
+        self.awaited, self.done, self._waiting, self._inline_answer = awaited, None, None, None
+        self._cancelled = self._answered_inline = False
+
     def _ended(self, error: LuaError | None) -> None:
         """Record what the run cost and tell the engine's observers."""
         engine, cost = self.engine, self.cost
         cost.instructions = engine._full_budget.instructions - max(self.instructions_left, 0)
         cost.wall_seconds = engine.reactor.seconds() - self._started_at
-        cost.memory_bytes = max(engine.memory_used() - self._memory_at_start, 0)
+        cost.memory_bytes = max(engine.lua.get_memory_used() - self._memory_at_start, 0)
         if error is not None:
             cost.error, cost.message = _error_kind(error, engine), error.message
-        if engine.observers:
-            engine._observe(self)
+        for observer in engine.observers:
+            observer(self.context, cost)
 
     def _cancel(self, done: Deferred[None]) -> None:
         """As nginx ends a request's Lua at its next yield: the worker is never resumed again,

@@ -57,16 +57,16 @@ class MemoryCap:
     """The limit Lua code is held to, and the allocator cap above it."""
 
     lua: LuaRuntime
-    limit: int
+    limit: int = attrs.field(on_setattr=attrs.setters.frozen)
+    #: What lupa's allocator refuses past (bytes above the runtime's base usage).
+    cap: int = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.cap = self.limit + self.headroom
 
     @property
     def headroom(self) -> int:
         return headroom_for(self.limit)
-
-    @property
-    def cap(self) -> int:
-        """What lupa's allocator refuses past (bytes above the runtime's base usage)."""
-        return self.limit + self.headroom
 
     def limit_total(self) -> int:
         """The limit in Lua's own count (``collectgarbage("count")`` × 1024), for the driver."""
@@ -94,7 +94,7 @@ class MemoryCap:
 
     def settle(self) -> bool:
         """Before Python enters Lua: collect garbage if over the limit; False if still over it."""
-        if not self.over_limit():
+        if self.lua.get_memory_used() <= self.limit:  # over_limit, inlined: twice per resume
             return True
         lua = self.lua
         lua.set_max_memory(lua.get_memory_used() + self.cap)  # collecting may run finalizers

@@ -63,7 +63,8 @@ class FunctionCounts:
         self.invocations += 1
         if cost.error is not None and cost.error != OUTBOUND_TIMEOUT:  # those come from the count below
             self.errors[cost.error] = self.errors.get(cost.error, 0) + 1
-        self.errors[OUTBOUND_TIMEOUT] += cost.outbound_timeouts
+        if cost.outbound_timeouts:
+            self.errors[OUTBOUND_TIMEOUT] += cost.outbound_timeouts
         self.latency[bisect.bisect_left(LATENCY_BUCKETS, cost.wall_seconds)] += 1
         self.latency_sum += cost.wall_seconds
         self.instructions += cost.instructions

@@ -17,7 +17,7 @@ import json
 import socket
 from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from lupa.luajit21 import LuaRuntime
@@ -312,15 +312,30 @@ def _request_headers(context: RequestContext) -> Headers:
     return context.upstream.headers if context.upstream else context.request.requestHeaders
 
 
-_WRITABLE_HEADERS: dict[str, Callable[[RequestContext], Headers]] = {
+_V = TypeVar("_V")
+
+
+def _by_lua_string(table: dict[str, _V]) -> dict[str | bytes, _V]:
+    """``table`` under its names and under their bytes too, as Lua strings arrive: no decode
+    per call."""
+    both: dict[str | bytes, _V] = {}
+    both.update(table)
+    both.update((name.encode(), value) for name, value in table.items())
+    return both
+
+
+_WRITABLE: dict[str, Callable[[RequestContext], Headers]] = {
     "request": _request_headers,
     "response": lambda context: context.response.headers,
 }
-_HEADER_SOURCES: dict[str, Callable[[RequestContext], Headers | None]] = {
-    **_WRITABLE_HEADERS,
+_WRITABLE_HEADERS = _by_lua_string(_WRITABLE)
+_HEADER_SOURCES = _by_lua_string({
+    **_WRITABLE,
     "client": lambda context: context.request.requestHeaders,
     "service": lambda context: context.upstream_response.headers if context.upstream_response else None,
-}
+})
+#: ``change_header``'s operations.
+_OPERATIONS = _by_lua_string({name: name for name in ("set", "add", "clear")})
 
 
 def _header_name(name: Any) -> bytes:
@@ -423,7 +438,7 @@ class RequestPrimitives:
 
     def header_list(self, source: Any) -> Any:
         """All headers of ``source`` as a flat Lua array: name, value, name, value..."""
-        headers = _HEADER_SOURCES[_text(source)](self.current.require())
+        headers = _HEADER_SOURCES[source](self.current.require())
         flat: list[bytes] = []
         for name, values in (headers.getAllRawHeaders() if headers else ()):
             for value in values:
@@ -432,7 +447,7 @@ class RequestPrimitives:
         return self.lua.table_from(flat)
 
     def header_values(self, source: Any, name: Any) -> Any:
-        headers = _HEADER_SOURCES[_text(source)](self.current.require())
+        headers = _HEADER_SOURCES[source](self.current.require())
         values = headers.getRawHeaders(_header_name(name)) if headers else None
         return None if not values else self.lua.table_from(values)
 
@@ -442,9 +457,10 @@ class RequestPrimitives:
         True (and no change) when the values would go over the output limit.
         """
         context = self.current.require()
-        headers = _WRITABLE_HEADERS[_text(target)](context)
-        key, operation = _header_name(name), _text(operation)
+        headers = _WRITABLE_HEADERS[target](context)
+        operation = _OPERATIONS[operation]
         spelled = as_bytes(name).replace(b"_", b"-")  # sent as given, as nginx does
+        key = spelled.lower()  # what _header_name gives
         encoded = [as_bytes(value) for value in values]
         if self._over_output_limit(context, sum(map(len, encoded))):
             return True
