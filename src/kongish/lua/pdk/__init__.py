@@ -53,6 +53,10 @@ _CODECS: dict[bytes, Callable[..., Any]] = {
 _CHARGED = (*_CODECS, b"re_search", b"multipart",
             b"shdict_get_keys", b"shdict_flush_all", b"shdict_flush_expired")
 
+#: Primitives whose results are never more than a few bytes (booleans, numbers, None, a
+#: Deferred), so that they need no check against the room left in the VM (``MemoryCap.bounded``).
+_SMALL_RESULTS = frozenset({b"change_header", b"emit", b"exit", b"write", b"log", b"now", b"is_trusted"})
+
 #: kong.cache's entry cap; it also keeps to a quarter of the VM's memory cap in
 #: keys and string values, so a plugin caching per-request keys cannot fill the VM.
 CACHE_ENTRIES = 100_000
@@ -153,7 +157,7 @@ def install_pdk(lua: LuaRuntime, current: CurrentRequest, settings: LuaSettings,
         **(timers.exports() if timers is not None else {}),
         **lua_primitives(shared_dicts, lua.table_from, memory.reserve, lambda: _dry_run_refusal(current))}
     primitives = guard_primitives(lua.table_from(
-        {b"phase": phase_fn, **{name: memory.bounded(function)
+        {b"phase": phase_fn, **{name: function if name in _SMALL_RESULTS else memory.bounded(function)
                                 for name, function in python_primitives.items()}}),
         lua.table_from({name: True for name in _CHARGED}))
     cjson, cjson_safe = _run(lua, "cjson.lua")()
