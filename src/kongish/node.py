@@ -6,10 +6,16 @@ two attributes and never the database. A change rebuilds only the snapshots it
 touches, and the router only for the routes and services it touches (a service's
 routes are compiled again only when it is enabled or disabled), so a write costs
 what it changed, not what the configuration holds.
+
+A plugin map's rebuild tells the node's function metrics which functions exist now
+(``FunctionMetrics.follow``): the counts of a deleted or disabled plugin's functions,
+and of an index its phase no longer has, are dropped. A worker's node rebuilds as it
+catches up, so it drops them too; the master's Admin API sums its workers' counts of
+the functions the master has (``merge_snapshots(live=)``).
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -18,7 +24,8 @@ from twisted.internet.interfaces import IReactorTime
 from kongish.db.dao import Database
 from kongish.db.storage import Change
 from kongish.http.draining import Draining
-from kongish.metrics import FunctionMetrics, Snapshot
+from kongish.lua.cost import FunctionId
+from kongish.metrics import FunctionMetrics, LiveFunctions, Snapshot
 from kongish.node_id import new_node_id
 from kongish.plugins.host import PluginHost
 from kongish.plugins.pipeline import PluginMap, build_plugin_map
@@ -121,6 +128,7 @@ class Node:
         if touched is None or "plugins" in touched:
             self.plugin_map = build_plugin_map(tables["plugins"].values(), self.registry.lookup,
                                                previous=self.plugin_map)
+            self.metrics.follow(LiveFunctions.of(_counted_functions(self.plugin_map)))
 
     def load_declarative(self, entities: dict[str, list[dict[str, Any]]], text_hash: str | None) -> None:
         self.database.replace_all(entities)
@@ -128,6 +136,15 @@ class Node:
 
     def lua_memory_used(self) -> int:
         return self.lua_engine.memory_used() if self.lua_engine is not None else 0
+
+
+def _counted_functions(plugin_map: PluginMap) -> Iterator[FunctionId]:
+    """The functions of ``plugin_map``'s plugins that the engine counts runs of: a plugin's
+    handlers name theirs with ``counted_functions()`` (the serverless plugins do)."""
+    for configured in plugin_map.configured:
+        counted = getattr(configured.handlers, "counted_functions", None)
+        if counted is not None:
+            yield from counted()
 
 
 def _route_changes(changes: Sequence[Change] | None,

@@ -1,8 +1,9 @@
 """``GET /metrics``: the serverless functions' counts in Prometheus's text format.
 
-A master sums its own counts and each worker's (``IWorkerReports.metrics``); a
-single process serves its own. The Admin API and the status listener
-(``status_listen``) both serve it.
+A master sums its own counts and each worker's (``IWorkerReports.metrics``), of the
+functions its configuration has (a worker that has not yet caught up with a deletion
+still tells the deleted plugin's); a single process serves its own. The Admin API and
+the status listener (``status_listen``) both serve it.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ async def metrics(call: AdminCall) -> tuple[int, Any]:
     snapshots = [node.metrics.snapshot()]
     if node.workers is not None:
         snapshots += await node.workers.metrics()
-    return 200, Document(CONTENT_TYPE.encode("ascii"), exposition(merge_snapshots(snapshots)))
+    merged = merge_snapshots(snapshots, node.metrics.live)
+    return 200, Document(CONTENT_TYPE.encode("ascii"), exposition(merged))
 
 
 def metrics_endpoints() -> list[Endpoint]:

@@ -5,6 +5,13 @@ with each finished run of one function (``kongish.lua.cost.FunctionCost``), and 
 counts, per plugin name, plugin id, phase and function index: invocations, errors
 by kind, a histogram of wall-clock latency, instructions and CPU seconds.
 
+The counts follow the configuration: ``FunctionMetrics.follow`` is told the functions
+the node's plugin map has (``LiveFunctions``) at each rebuild, and drops the counts of
+every other function (a plugin deleted or disabled, an index its phase no longer has);
+a run of such a function that ends later (it waited in ``ngx.sleep``, a timer its plugin
+started) is not counted, so a dropped series does not come back. A function whose code
+changed at the same plugin id, phase and index keeps its counts: its series goes on.
+
 A ``Snapshot`` is those counts as JSON, which travels over a worker's control
 channel; ``merge_snapshots`` sums several (a master's and its workers'), and
 ``exposition`` writes one in Prometheus's text format with ``prometheus_client``,
@@ -23,7 +30,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from kongish.lua.cost import ERROR_KINDS, OUTBOUND_TIMEOUT, FunctionCost, FunctionId
+from kongish.lua.cost import ERROR_KINDS, OUTBOUND_TIMEOUT, TIMER_PHASE, FunctionCost, FunctionId
 from kongish.runloop.context import DRY_RUN_SLOT
 
 if TYPE_CHECKING:
@@ -99,6 +106,32 @@ class FunctionCounts:
                    int(value["instructions"]), float(value["cpu_seconds"]))
 
 
+@attrs.frozen
+class LiveFunctions:
+    """The functions a node's configuration has now: those whose counts it keeps.
+
+    A timer's runs count under the plugin entity whose function started it (phase
+    ``timer``): they are kept while that entity is configured. A timer started outside
+    any plugin's function (plugin id ``""``) is always kept.
+    """
+
+    functions: frozenset[FunctionId]
+    #: (plugin name, plugin id) of each entity that has a function in ``functions``.
+    plugins: frozenset[tuple[str, str]]
+
+    @classmethod
+    def of(cls, functions: Iterable[FunctionId]) -> LiveFunctions:
+        live = frozenset(functions)
+        return cls(live, frozenset((function.plugin_name, function.plugin_id) for function in live))
+
+    def __contains__(self, function: object) -> bool:
+        if not isinstance(function, FunctionId):
+            return False
+        if function.phase == TIMER_PHASE:
+            return not function.plugin_id or (function.plugin_name, function.plugin_id) in self.plugins
+        return function in self.functions
+
+
 @attrs.define(eq=False)
 class FunctionMetrics:
     """One process's counts, fed by its engine: ``engine.observers.append(metrics.observe)``.
@@ -108,6 +141,8 @@ class FunctionMetrics:
     """
 
     functions: dict[FunctionId, FunctionCounts] = attrs.Factory(dict)
+    #: The functions whose counts are kept (``follow``); None, until the first: every one's.
+    live: LiveFunctions | None = None
     registry: CollectorRegistry = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -118,22 +153,37 @@ class FunctionMetrics:
             return  # a dry run on the Admin API is not traffic
         counts = self.functions.get(cost.function)
         if counts is None:
+            live = self.live
+            if live is not None and cost.function not in live:
+                return  # its plugin was deleted, or its phase changed, while it ran: its series is gone
             counts = self.functions[cost.function] = FunctionCounts(cost.function)
         counts.add(cost)
+
+    def follow(self, live: LiveFunctions) -> None:
+        """Count ``live`` functions only, from now on, and drop the counts of the others: a
+        node's plugin map was rebuilt. The series of a dropped function leave the exposition;
+        one configured again later starts from zero, which Prometheus reads as a reset."""
+        self.live = live
+        for function in [function for function in self.functions if function not in live]:
+            del self.functions[function]
 
     def snapshot(self) -> Snapshot:
         return {"buckets": list(LATENCY_BUCKETS),
                 "functions": [counts.as_json() for counts in self.functions.values()]}
 
 
-def merge_snapshots(snapshots: Iterable[Snapshot]) -> Snapshot:
-    """The sums of several processes' snapshots, function by function."""
+def merge_snapshots(snapshots: Iterable[Snapshot], live: LiveFunctions | None = None) -> Snapshot:
+    """The sums of several processes' snapshots, function by function; of ``live`` functions
+    only, when given (a master's, whose configuration its workers follow: a worker that has
+    not yet caught up with a deletion, or that ended before it, still tells the dead ones)."""
     merged: dict[FunctionId, FunctionCounts] = {}
     for snapshot in snapshots:
         if [float(bound) for bound in snapshot["buckets"]] != list(LATENCY_BUCKETS):
             raise ValueError(f"latency buckets differ: {snapshot['buckets']!r}")
         for value in snapshot["functions"]:
             counts = FunctionCounts.from_json(value)
+            if live is not None and counts.function not in live:
+                continue
             if counts.function in merged:
                 merged[counts.function].merge(counts)
             else:

@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from kongish.lua.settings import WorkerIdentity
-from kongish.metrics import Snapshot, merge_snapshots
+from kongish.metrics import LiveFunctions, Snapshot, merge_snapshots
 from kongish.node import Node
 from kongish.settings import Settings
 from kongish.workers.busy import BusyBoard
@@ -118,6 +118,8 @@ class WorkerSupervisor:
     #: The function metrics of workers that ended, as each last told them: the sums a
     #: scrape sees stay monotonic when a worker is replaced.
     _retired_metrics: Snapshot = attrs.field(factory=lambda: merge_snapshots([]), init=False)
+    #: The node's functions the metrics kept here were last pruned to (``_prune_metrics``).
+    _metrics_pruned_for: LiveFunctions | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         count = self.settings.worker_processes
@@ -131,6 +133,7 @@ class WorkerSupervisor:
         self._heartbeat.clock = self.reactor
         self._heartbeat.start(HEARTBEAT_INTERVAL, now=False)
         self.node.database.followers.append(self.published)
+        self.node.database.listeners.append(self._prune_metrics)  # after the node's own rebuild
 
     # starting
 
@@ -290,7 +293,9 @@ class WorkerSupervisor:
             worker.channel.close()
             worker.channel = None
         if worker.metrics is not None:
-            self._retired_metrics = merge_snapshots([self._retired_metrics, worker.metrics])
+            # of the functions configured now: the sums of deleted ones do not pile up
+            self._retired_metrics = merge_snapshots([self._retired_metrics, worker.metrics],
+                                                    self.node.metrics.live)
             worker.metrics = None
         worker.ended.callback(None)
         if not worker.followed.called:  # it never served
@@ -336,6 +341,19 @@ class WorkerSupervisor:
         # read after the answers: a worker that ended meanwhile is in the retired sums
         return [self._retired_metrics, *(worker.metrics for worker in asked
                                          if worker.metrics is not None and not worker.ended.called)]
+
+    def _prune_metrics(self, changes: object) -> None:
+        """The node's plugin map was rebuilt: drop the counts of functions it no longer has from
+        the ended workers' sums and the running ones' last words (a worker drops its own as it
+        catches up), so that a plugin stored again under the same id starts from zero."""
+        live = self.node.metrics.live
+        if live is None or live is self._metrics_pruned_for:
+            return  # the write changed no plugin
+        self._metrics_pruned_for = live
+        self._retired_metrics = merge_snapshots([self._retired_metrics], live)
+        for worker in self._processes:
+            if worker.metrics is not None:
+                worker.metrics = merge_snapshots([worker.metrics], live)
 
     def _told_metrics(self, snapshot: Snapshot, worker: Worker) -> None:
         if not worker.ended.called:

@@ -7,6 +7,7 @@ Each plugin entity's code is compiled once when the entity is configured
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -14,6 +15,7 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from kongish import KONG_VERSION
+from kongish.lua.cost import FunctionId
 from kongish.lua.engine import LuaEngine, LuaFunctions
 from kongish.plugins.interface import IPlugin, IPluginHandlers
 from kongish.plugins.serverless.schema import CODE_FIELDS, serverless_config_schema
@@ -49,6 +51,12 @@ class ServerlessHandlers:
         if functions is None:  # closed: the entity changed while this request was in flight
             return None
         return self.engine.run(functions, context, self.plugin_name, self.plugin_key)
+
+    def counted_functions(self) -> Iterator[FunctionId]:
+        """Each function of each phase, as the engine names its runs (``kongish.metrics``
+        keeps the counts of these, and of the timers they start)."""
+        for phase, functions in self.functions.items():
+            yield from functions.function_ids(self.plugin_name, self.plugin_key, phase)
 
     def close(self) -> None:
         self.functions = {}
