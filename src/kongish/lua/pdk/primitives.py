@@ -338,6 +338,15 @@ _HEADER_SOURCES = _by_lua_string({
 _OPERATIONS = _by_lua_string({name: name for name in ("set", "add", "clear")})
 
 
+def _lookup(table: dict[str | bytes, _V], key: Any) -> _V:
+    """``table[key]`` for a Lua string; anything else fails as before: ``as_bytes``'s
+    TypeError (``string expected, got table``) or a KeyError naming the text."""
+    try:
+        return table[key]
+    except (KeyError, TypeError):
+        return table[_text(key)]
+
+
 def _header_name(name: Any) -> bytes:
     """Header names are case-insensitive and ``_`` stands for ``-``, as in Kong."""
     return as_bytes(name).replace(b"_", b"-").lower()
@@ -438,7 +447,7 @@ class RequestPrimitives:
 
     def header_list(self, source: Any) -> Any:
         """All headers of ``source`` as a flat Lua array: name, value, name, value..."""
-        headers = _HEADER_SOURCES[source](self.current.require())
+        headers = _lookup(_HEADER_SOURCES, source)(self.current.require())
         flat: list[bytes] = []
         for name, values in (headers.getAllRawHeaders() if headers else ()):
             for value in values:
@@ -447,7 +456,7 @@ class RequestPrimitives:
         return self.lua.table_from(flat)
 
     def header_values(self, source: Any, name: Any) -> Any:
-        headers = _HEADER_SOURCES[source](self.current.require())
+        headers = _lookup(_HEADER_SOURCES, source)(self.current.require())
         values = headers.getRawHeaders(_header_name(name)) if headers else None
         return None if not values else self.lua.table_from(values)
 
@@ -457,8 +466,8 @@ class RequestPrimitives:
         True (and no change) when the values would go over the output limit.
         """
         context = self.current.require()
-        headers = _WRITABLE_HEADERS[target](context)
-        operation = _OPERATIONS[operation]
+        headers = _lookup(_WRITABLE_HEADERS, target)(context)
+        operation = _lookup(_OPERATIONS, operation)
         spelled = as_bytes(name).replace(b"_", b"-")  # sent as given, as nginx does
         key = spelled.lower()  # what _header_name gives
         encoded = [as_bytes(value) for value in values]
