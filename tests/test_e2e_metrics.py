@@ -11,7 +11,6 @@ from kongish.metrics import CONTENT_TYPE
 from tests.harness import POOL, deferred
 from tests.test_e2e_workers import _Workers
 from tests.test_metrics import samples, value
-from tests.test_metrics_configuration import free_ports
 from tests.test_twist import free_port, spawn_twist
 
 #: Keeps its worker's reactor busy for 20 ms, so that requests arriving meanwhile go to the
@@ -102,7 +101,7 @@ class DeletedFunctionTests(_Counting):
     catches up, and the master those it keeps of replaced workers."""
 
     async def _launch(self, env: dict[str, str]) -> None:
-        prefix, (self.proxy, self.admin) = self.mktemp(), free_ports(2)
+        prefix, self.proxy, self.admin = self.mktemp(), free_port(), free_port()
         self.process = spawn_twist(prefix, (), ("--proxy-listen", f"127.0.0.1:{self.proxy}",
                                                 "--admin-listen", f"127.0.0.1:{self.admin}"), env)
         self.addCleanup(lambda: None if self.process.ended.called

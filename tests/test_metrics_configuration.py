@@ -7,7 +7,6 @@ its counts (a Prometheus counter does not go down while its series exists)."""
 from __future__ import annotations
 
 import copy
-import socket
 from typing import Any, cast
 
 import attrs
@@ -285,34 +284,12 @@ class MasterTests(SynchronousTestCase):
         self.assertEqual(invocations(supervisor._retired_metrics), {(SLEEPY, "access", 1): 1})
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` loopback ports in 25000-25999, each free when probed."""
-    held: list[socket.socket] = []
-    try:
-        for port in range(25000, 26000):
-            probe = socket.socket()
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                probe.close()
-                continue
-            held.append(probe)
-            if len(held) == count:
-                return [probe.getsockname()[1] for probe in held]
-    finally:
-        for probe in held:
-            probe.close()
-    raise RuntimeError("no free ports in 25000-25999")
-
-
 class ServedTests(TestCase):
     """Through a real gateway on loopback: a deleted plugin's series leave ``GET /metrics``."""
 
     @deferred
     async def test_a_deleted_plugins_series_leave_the_admin_apis_metrics(self) -> None:
-        ports = free_ports(2)
-        gateway = await start_gateway(self, proxy_listen=f"127.0.0.1:{ports[0]}",
-                                      admin_listen=f"127.0.0.1:{ports[1]}")
+        gateway = await start_gateway(self)  # ports the kernel picks: no race with other tests
         await gateway.expose("http://127.0.0.1:1", "/counted", plugins=(
             {"name": "pre-function", "config": {"access": ["local a = 1", "return ngx.exit(200)"]}},))
         status, body, _ = await gateway.call("GET", "/routes/svc-counted/plugins")
