@@ -5,6 +5,9 @@ seed demo, which answers from Lua:
 
   nginx proxy_pass          nginx with an upstream block kept alive (Kong's data plane)
   twisted ReverseProxyResource
+  twisted+httptools bare relay
+                            the least a Twisted proxy can do (forward, relay, nothing
+                            else): the ceiling of any proxy on Twisted's reactor
   kongish proxy             a route to the upstream, no plugin
   kongish proxy + lua       the same with a pre-function (access) and a post-function
                             (header_filter)
@@ -77,6 +80,56 @@ reactor.listenTCP(int(sys.argv[1]), site, interface="127.0.0.1", backlog=4096)
 reactor.run()
 """
 
+#: The least a proxy on Twisted can do: parse with httptools, forward the head as it came,
+#: relay the answer on kept-alive upstream connections; no routing, no header edits, no
+#: timeouts. What any Twisted proxy's requests/s stays under on this machine.
+BARE_RELAY = """
+import sys
+from collections import deque
+import httptools
+from twisted.internet import reactor
+from twisted.internet.protocol import ClientCreator, Factory, Protocol
+
+idle = deque()
+
+class Upstream(Protocol):
+    def connectionMade(self):
+        self.parser, self.client, self.chunks = httptools.HttpResponseParser(self), None, []
+    def dataReceived(self, data):
+        self.chunks.append(data)
+        self.parser.feed_data(data)
+    def on_message_complete(self):
+        client, self.client = self.client, None
+        answer, self.chunks = b"".join(self.chunks), []
+        idle.append(self)
+        client.transport.write(answer)
+
+class Client(Protocol):
+    def connectionMade(self):
+        self.parser, self.head = httptools.HttpRequestParser(self), []
+    def dataReceived(self, data):
+        self.parser.feed_data(data)
+    def on_url(self, url):
+        self.url = url
+    def on_header(self, name, value):
+        self.head.append(b"%s: %s\\r\\n" % (name, value))
+    def on_message_complete(self):
+        head = b"GET %s HTTP/1.1\\r\\n%s\\r\\n" % (self.url, b"".join(self.head))
+        self.head = []
+        if idle:
+            self.forward(idle.popleft(), head)
+        else:
+            ClientCreator(reactor, Upstream).connectTCP("127.0.0.1", int(sys.argv[2])).addCallback(
+                self.forward, head)
+    def forward(self, upstream, head):
+        upstream.client = self
+        upstream.transport.write(head)
+
+factory = Factory.forProtocol(Client)
+reactor.listenTCP(int(sys.argv[1]), factory, interface="127.0.0.1", backlog=4096)
+reactor.run()
+"""
+
 PRE_ACCESS = "kong.service.request.set_header('X-Pre', 'access')"
 POST_HEADER_FILTER = "kong.response.set_header('X-Post', 'header_filter')"
 
@@ -126,7 +179,7 @@ def main() -> None:
             raise SystemExit(f"{tool} is needed: apt-get install nginx wrk")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.path.join(repo, "src")]))
-    upstream, anchor, reverse, proxy, admin = (free_port() for _ in range(5))
+    upstream, anchor, reverse, bare, proxy, admin = (free_port() for _ in range(6))
     servers: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as work:
         for name, template, core, port in (("upstream", UPSTREAM_NGINX, 1, upstream),
@@ -136,9 +189,10 @@ def main() -> None:
                 file.write(template.format(dir=work, name=name, port=port, upstream=upstream))
             servers.append(subprocess.Popen(pinned(core, [nginx, "-c", conf, "-p", work]),
                                             stderr=subprocess.DEVNULL))
-        servers.append(subprocess.Popen(pinned(0, [sys.executable, "-c", REVERSE_PROXY, str(reverse),
-                                                   str(upstream)]), env=env,
-                                        stderr=subprocess.DEVNULL))  # its errors as wrk stops
+        for script, port in ((REVERSE_PROXY, reverse), (BARE_RELAY, bare)):
+            servers.append(subprocess.Popen(pinned(0, [sys.executable, "-c", script, str(port),
+                                                       str(upstream)]), env=env,
+                                            stderr=subprocess.DEVNULL))  # their errors as wrk stops
         servers.append(subprocess.Popen(
             pinned(0, [sys.executable, "-m", "twisted", "--log-level", "warn", "kongish",
                        "--proxy-listen", f"127.0.0.1:{proxy} backlog=4096",
@@ -148,6 +202,7 @@ def main() -> None:
         try:
             targets = {"nginx proxy_pass": f"http://127.0.0.1:{anchor}/",
                        "twisted ReverseProxyResource": f"http://127.0.0.1:{reverse}/",
+                       "twisted+httptools bare relay": f"http://127.0.0.1:{bare}/",
                        "kongish proxy": f"http://127.0.0.1:{proxy}/plain",
                        "kongish proxy + lua": f"http://127.0.0.1:{proxy}/lua",
                        "kongish seed": f"http://127.0.0.1:{proxy}/test?name=Kong"}
@@ -169,9 +224,13 @@ def main() -> None:
             medians["kongish proxy + lua"][0] / medians["kongish proxy"][0],
         "kongish proxy p99 / nginx p99 (target <= 3)":
             medians["kongish proxy"][1] / medians["nginx proxy_pass"][1],
+        "bare relay / nginx proxy_pass (a Twisted proxy's ceiling)":
+            medians["twisted+httptools bare relay"][0] / medians["nginx proxy_pass"][0],
+        "kongish proxy / bare relay":
+            medians["kongish proxy"][0] / medians["twisted+httptools bare relay"][0],
     }
     for name, value in ratios.items():
-        print(f"{name:55s} {value:6.3f}")
+        print(f"{name:60s} {value:6.3f}")
     print(json.dumps({"medians": medians, "ratios": {name.split(" (")[0]: round(value, 3)
                                                      for name, value in ratios.items()}}))
 
