@@ -86,6 +86,22 @@ class CasedHeadersTests(SynchronousTestCase):
             self.assertEqual(unchecked.getRawHeaders(name.upper().encode()),
                              checked.getRawHeaders(name.lower().encode()))
 
+    @given(st.lists(st.tuples(st.text(_TOKEN_CHARS, min_size=1, max_size=12),
+                              st.lists(st.binary(max_size=12), min_size=1, max_size=3)),
+                    max_size=8))
+    def test_setting_bytes_is_setting_raw_headers(self, edits: list[tuple[str, list[bytes]]]) -> None:
+        """A plugin's header edits (``set_bytes``) keep what ``setRawHeaders`` would: values
+        with their line breaks sanitized, order and spellings."""
+        checked, fast = wire.CasedHeaders({b"X-Before": [b"1"]}), wire.CasedHeaders({b"X-Before": [b"1"]})
+        for name, values in edits:
+            checked.setRawHeaders(name.encode(), values)
+            fast.set_bytes(name.encode(), list(values))
+        self.assertEqual(list(fast.getAllRawHeaders()), list(checked.getAllRawHeaders()))
+
+    def test_setting_bytes_checks_the_name(self) -> None:
+        with self.assertRaises(ValueError):
+            wire.CasedHeaders().set_bytes(b"X Bad", [b"1"])
+
     def test_removing_forgets_the_spelling(self) -> None:
         headers = wire.CasedHeaders({b"X-GONE": [b"1"]})
         headers.removeHeader(b"x-gone")

@@ -33,6 +33,11 @@ except ImportError:  # a Twisted without it: the same key, the slow way
                                                           else name))
 
 
+def _sanitize(value: bytes) -> bytes:
+    """A value's line breaks as single spaces, as ``Headers`` sanitizes what it is given."""
+    return b" ".join(value.splitlines())
+
+
 class CasedHeaders(Headers):
     """Headers that send each name spelled as it was given, as nginx does.
 
@@ -60,6 +65,20 @@ class CasedHeaders(Headers):
     def setRawHeaders(self, name: str | bytes, values: Sequence[str | bytes]) -> None:
         super().setRawHeaders(name, values)
         self._spell(_key(name), name)
+
+    def set_bytes(self, name: bytes, values: list[bytes]) -> None:
+        """``setRawHeaders`` for a name and values that are ``bytes`` (a plugin's header
+        edit): the same name check and the same sanitizing, in fewer steps; ``values``
+        (sanitized in place) becomes the header's list."""
+        key = _key(name)
+        for index, value in enumerate(values):
+            if b"\r" in value or b"\n" in value:
+                values[index] = _sanitize(value)
+        self._rawHeaders[key] = values
+        if name != key:
+            self._given[key] = name
+        elif self._given:
+            self._given.pop(key, None)
 
     def addRawHeader(self, name: str | bytes, value: str | bytes) -> None:
         key = _key(name)

@@ -26,7 +26,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger, LogLevel
 from twisted.web.http_headers import Headers
 
-from kongish.http.headers import CONTENT_LENGTH
+from kongish.http.headers import CONTENT_LENGTH, CasedHeaders
 from kongish.http.realip import TrustedNetworks
 from kongish.lua.current import CurrentRequest
 from kongish.lua.pdk import multipart
@@ -469,14 +469,15 @@ class RequestPrimitives:
         headers = _lookup(_WRITABLE_HEADERS, target)(context)
         operation = _lookup(_OPERATIONS, operation)
         spelled = as_bytes(name).replace(b"_", b"-")  # sent as given, as nginx does
-        key = spelled.lower()  # what _header_name gives
-        encoded = [as_bytes(value) for value in values]
-        if self._over_output_limit(context, sum(map(len, encoded))):
+        encoded = [value if type(value) is bytes else as_bytes(value) for value in values]
+        if not context.output.take(context.slots, sum(map(len, encoded)), self.output_limit):
             return True
         if operation == "add":
-            encoded = [*(headers.getRawHeaders(key) or ()), *encoded]
+            encoded = [*(headers.getRawHeaders(spelled) or ()), *encoded]
         if operation == "clear" or not encoded:
-            headers.removeHeader(key)
+            headers.removeHeader(spelled)
+        elif isinstance(headers, CasedHeaders):
+            headers.set_bytes(spelled, encoded)
         else:
             headers.setRawHeaders(spelled, encoded)
         return False

@@ -5,7 +5,7 @@
 local P, S, info = ...
 
 local format, gsub, lower, sort = string.format, string.gsub, string.lower, table.sort
-local error, ipairs, pairs, tostring, type = error, ipairs, pairs, tostring, type
+local error, ipairs, pairs, tostring, type, unpack = error, ipairs, pairs, tostring, type, unpack
 
 local H = {}
 
@@ -65,15 +65,16 @@ function H.validate_headers(headers)
   end
 end
 
--- Kong sends an empty header value as a single space.
-function H.header_values(value)
+-- ``S.change_header`` of one header of ``target`` to ``value``: a string, number or
+-- boolean, or an array of strings. Kong sends an empty header value as a single space.
+function H.change_header(target, operation, name, value)
   if type(value) == "table" then
     local values = {}
     for i, item in ipairs(value) do values[i] = item == "" and " " or item end
-    return values
+    return S.change_header(target, operation, name, unpack(values))
   end
-  value = tostring(value)
-  return {value == "" and " " or value}
+  if type(value) ~= "string" then value = tostring(value) end
+  return S.change_header(target, operation, name, value == "" and " " or value)
 end
 
 function H.is_transfer_encoding(name)

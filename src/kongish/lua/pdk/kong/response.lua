@@ -3,7 +3,7 @@
 local P, S, H, ngx, cjson, stop = ...
 
 local concat, format, gsub, lower = table.concat, string.format, string.gsub, string.lower
-local error, ipairs, pcall, type, unpack = error, ipairs, pcall, type, unpack
+local error, ipairs, pcall, type = error, ipairs, pcall, type
 local PHASES, sorted_names, validate_headers = H.PHASES, H.sorted_names, H.validate_headers
 
 local response = {}
@@ -30,7 +30,7 @@ local function set_response_header(operation, name, value)
   if H.is_transfer_encoding(name) then
     return P.log(ngx.WARN, "manually setting Transfer-Encoding. Ignored.")
   end
-  S.change_header("response", operation, name, unpack(H.header_values(value)))
+  H.change_header("response", operation, name, value)
 end
 
 H.add_header_setters(response, "response", PHASES.rewrite_access_header, set_response_header)

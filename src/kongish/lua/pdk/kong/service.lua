@@ -4,7 +4,7 @@
 local P, S, H, cjson = ...
 
 local sub = string.sub
-local error, pcall, type, unpack = error, pcall, type, unpack
+local error, pcall, type = error, pcall, type
 local PHASES = H.PHASES
 
 local service_request = {}
@@ -12,7 +12,7 @@ local service_response = {}
 
 H.add_header_setters(service_request, "request", PHASES.access_rewrite_balancer,
                      function(operation, name, value)
-                       S.change_header("request", operation, name, unpack(H.header_values(value)))
+                       H.change_header("request", operation, name, value)
                      end)
 
 function service_request.set_scheme(scheme)
