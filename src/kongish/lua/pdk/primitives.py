@@ -469,7 +469,7 @@ class RequestPrimitives:
         headers = _lookup(_WRITABLE_HEADERS, target)(context)
         operation = _lookup(_OPERATIONS, operation)
         spelled = as_bytes(name).replace(b"_", b"-")  # sent as given, as nginx does
-        encoded = [value if type(value) is bytes else as_bytes(value) for value in values]
+        encoded = list(map(as_bytes, values))
         if not context.output.take(context.slots, sum(map(len, encoded)), self.output_limit):
             return True
         if operation == "add":
