@@ -289,9 +289,14 @@ class LuaEngine:
         ``LuaError``; ``ngx.exit`` and friends end the phase normally, and the
         functions after the one that called them do not run.
         """
+        return self.run_as(functions, functions.function_ids(plugin_name, plugin_key, context.phase), context)
+
+    def run_as(self, functions: LuaFunctions, ids: tuple[FunctionId, ...],
+               context: RequestContext) -> Deferred[None] | None:
+        """``run``, for a caller that made its functions' ids once (``function_ids`` for the
+        context's phase): the serverless plugins, on every request."""
         if functions.problem is not None:
             raise LuaError(functions.problem)
-        ids = functions.function_ids(plugin_name, plugin_key, context.phase)
         return self._run_from(functions.runners, ids, 0, context)
 
     def _run_from(self, runners: tuple[Any, ...], ids: tuple[FunctionId, ...], index: int,
@@ -327,12 +332,34 @@ class LuaEngine:
         memory = self._memory
         if not memory.settle():
             raise LuaMemoryLimitError(self._memory_message)
+        current, function = self.current, run.function
+        busy = self.busy
         try:
             if len(values) > 1:  # an answer to what the worker awaited (a first resume has none)
                 memory.reserve(sum(len(value) for value in values if type(value) is bytes))
-            awaited = self._step_once(run, budget, values)
+            if budget.seconds <= 0:  # short resumes never reach the hook: charge them here
+                raise LuaLimitError(self._time_message)
+            # self.enter(run), inlined: once per resume
+            current.context, current.plugin_name, current.plugin_key = (
+                run.context, function.plugin_name, function.plugin_id)
+            current.cost, current.outbound = run.cost, run.outbound
+            started = time.process_time()
+            current.deadline = deadline = started + budget.seconds
+            if busy is not None:
+                busy.running(run.route_name, function.plugin_name, function.phase)
+            try:
+                result = self._step(budget.worker, budget.instructions, deadline, budget.nesting,
+                                    function.phase.encode(), *values)
+            except luajit21.LuaError as error:
+                failure = self._step_failure(error)
+                run.instructions_left = self._instructions_left()
+                raise failure from None
+            finally:
+                self.leave()
+                run.cost.cpu_seconds += time.process_time() - started
+                if busy is not None:
+                    busy.idle()
         except LuaMemoryShortage:
-            awaited = None
             memory_failed = True
         except LuaLimitError as error:
             if error.message != self._memory_message:
@@ -346,31 +373,11 @@ class LuaEngine:
                 self._purge_cache()
                 memory.settle()
             raise LuaMemoryLimitError(self._memory_message)
-        return awaited
+        return self._awaited(run, result, deadline)
 
-    def _step_once(self, run: _Run, budget: _Budget, values: tuple[Any, ...]) -> _Awaited | None:
-        current = self.current
-        function = run.function
-        self.enter(run)
-        if budget.seconds <= 0:  # short resumes never reach the hook: charge them here
-            raise LuaLimitError(self._time_message)
-        started = time.process_time()
-        current.deadline = deadline = started + budget.seconds
-        busy = self.busy
-        if busy is not None:
-            busy.running(run.route_name, function.plugin_name, function.phase)
-        try:
-            result = self._step(budget.worker, budget.instructions, deadline, budget.nesting,
-                                function.phase.encode(), *values)
-        except luajit21.LuaError as error:
-            failure = self._step_failure(error)
-            run.instructions_left = self._instructions_left()
-            raise failure from None
-        finally:
-            self.leave()
-            run.cost.cpu_seconds += time.process_time() - started
-            if busy is not None:
-                busy.idle()
+    def _awaited(self, run: _Run, result: tuple[Any, ...], deadline: float) -> _Awaited | None:
+        """What a resume's ``step`` answered: None when the code finished (or stopped), what
+        it awaits, or the error it failed with."""
         signal = result[0]
         if signal is _AWAIT:
             _, worker, instructions, nesting, pyfunc = result[:5]

@@ -32,6 +32,12 @@ class ServerlessHandlers:
     #: The entity id, so kong.ctx.plugin is private to this instance.
     plugin_key: str
     functions: dict[str, LuaFunctions]
+    #: Each phase's function ids, made once: the engine names every run by one.
+    ids: dict[str, tuple[FunctionId, ...]] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.ids = {phase: functions.function_ids(self.plugin_name, self.plugin_key, phase)
+                    for phase, functions in self.functions.items()}
 
     @property
     def phases(self) -> frozenset[str]:
@@ -50,16 +56,16 @@ class ServerlessHandlers:
         functions = self.functions.get(phase)
         if functions is None:  # closed: the entity changed while this request was in flight
             return None
-        return self.engine.run(functions, context, self.plugin_name, self.plugin_key)
+        return self.engine.run_as(functions, self.ids[phase], context)
 
     def counted_functions(self) -> Iterator[FunctionId]:
         """Each function of each phase, as the engine names its runs (``kongish.metrics``
         keeps the counts of these, and of the timers they start)."""
-        for phase, functions in self.functions.items():
-            yield from functions.function_ids(self.plugin_name, self.plugin_key, phase)
+        for ids in self.ids.values():
+            yield from ids
 
     def close(self) -> None:
-        self.functions = {}
+        self.functions, self.ids = {}, {}
 
 
 @implementer(IPlugin)
