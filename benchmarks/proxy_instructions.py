@@ -15,13 +15,15 @@ one request, startup excluded:
 
 Prints instructions per request and plain/lua (what proxy_vs_nginx.py's "with Lua /
 without" ratio is, in time, on an idle machine: Lua's instructions run somewhat slower).
-Needs valgrind (``apt-get install valgrind``). Counts come in steps of about 1000.
+Needs valgrind (``apt-get install valgrind``). Each process hashes with ``PYTHONHASHSEED=0``:
+with random seeds, dict layouts differ from run to run, and so do counts, by up to 5,000.
 Usage (from the repository root): PYTHONPATH=.:src python benchmarks/proxy_instructions.py
     [--requests 1000]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -90,7 +92,8 @@ def instructions(path: bytes, requests: int) -> int:
     result = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
          sys.executable, __file__, "--serve", path.decode(), "--requests", str(requests)],
-        capture_output=True, text=True, check=True)
+        capture_output=True, text=True, check=True,
+        env=dict(os.environ, PYTHONHASHSEED="0"))  # dicts laid out alike in every run
     found = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
     if found is None:
         raise SystemExit(f"no instruction count from valgrind:\n{result.stderr}")

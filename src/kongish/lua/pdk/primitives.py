@@ -466,10 +466,15 @@ class RequestPrimitives:
         True (and no change) when the values would go over the output limit.
         """
         context = self.current.require()
-        headers = _lookup(_WRITABLE_HEADERS, target)(context)
-        operation = _lookup(_OPERATIONS, operation)
-        spelled = as_bytes(name).replace(b"_", b"-")  # sent as given, as nginx does
-        encoded = list(map(as_bytes, values))
+        try:  # Lua strings arrive as bytes: looked up inline, without _lookup's call
+            headers_of, operation = _WRITABLE_HEADERS[target], _OPERATIONS[operation]
+        except (KeyError, TypeError):
+            headers_of, operation = _lookup(_WRITABLE_HEADERS, target), _lookup(_OPERATIONS, operation)
+        headers = headers_of(context)
+        spelled = (name if type(name) is bytes else as_bytes(name)).replace(b"_", b"-")  # sent as given
+        # one bytes value is the common case: no call per value
+        one = len(values) == 1 and type(values[0]) is bytes
+        encoded = [values[0]] if one else list(map(as_bytes, values))
         if not context.output.take(context.slots, sum(map(len, encoded)), self.output_limit):
             return True
         if operation == "add":
