@@ -302,13 +302,13 @@ class LuaEngine:
     def _run_from(self, runners: tuple[Any, ...], ids: tuple[FunctionId, ...], index: int,
                   context: RequestContext) -> Deferred[None] | None:
         while index < len(runners):
-            run = _Run(self, runners[index], context, ids[index])
-            waiting = run.start()
+            outcome = self._start(runners[index], context, ids[index])
             index += 1
-            if waiting is not None:
-                return waiting.addCallback(self._next_function, run, runners, ids, index)
-            if run.stopped:
+            if outcome is _STOP:
                 return None
+            if type(outcome) is _Run:
+                assert outcome.done is not None, "a run that waits has its Deferred"
+                return outcome.done.addCallback(self._next_function, outcome, runners, ids, index)
         return None
 
     def _next_function(self, _: None, run: _Run, runners: tuple[Any, ...], ids: tuple[FunctionId, ...],
@@ -320,43 +320,77 @@ class LuaEngine:
 
     def _run_timer_job(self, job: Any, premature: bool, function: FunctionId) -> Deferred[None] | None:
         """One run of a timer's job, with a full budget and an outbound budget of its own."""
-        run = _Run(self, self._bind(job, premature), None, function, outbound=OutboundUse())
-        return run.start()
+        outcome = self._start(self._bind(job, premature), None, function, OutboundUse())
+        return outcome.done if type(outcome) is _Run else None
 
-    def _resume(self, run: _Run, budget: _Budget, values: tuple[Any, ...]) -> _Awaited | None:
-        """One resume of a run's worker: None once its code has finished, else what it awaits.
+    def _start(self, runner: Any, context: RequestContext | None, function: FunctionId,
+               outbound: OutboundUse | None = None) -> _Signal | _Run:
+        """Run one function until it ends (``_DONE``, or ``_STOP`` for ``ngx.exit``) or waits: then
+        its ``_Run``, whose ``done`` fires when it has ended. Most runs never wait, and never
+        make a ``_Run``: what they cost is kept in locals."""
+        cost = FunctionCost(function)
+        started_at, memory_at_start = self.reactor.seconds(), self.lua.get_memory_used()
+        try:
+            outcome = self._resume(runner, context, cost, outbound, self._full_budget, (runner,))
+            if isinstance(outcome, _Signal):
+                self._ended(context, cost, started_at, memory_at_start, None)
+                return outcome
+            run = _Run(self, runner, context, cost, outbound, started_at, memory_at_start, outcome)
+            if run.drive():
+                self._ended(context, cost, started_at, memory_at_start, None)
+                return _STOP if run.stopped else _DONE
+        except LuaError as error:
+            self._ended(context, cost, started_at, memory_at_start, error)
+            raise
+        run.done = Deferred(run.cancel)
+        return run
+
+    def _ended(self, context: RequestContext | None, cost: FunctionCost, started_at: float,
+               memory_at_start: int, error: LuaError | None) -> None:
+        """Record what a run cost and tell the observers."""
+        cost.wall_seconds = self.reactor.seconds() - started_at
+        cost.memory_bytes = max(self.lua.get_memory_used() - memory_at_start, 0)
+        if error is not None:
+            cost.error, cost.message = _error_kind(error, self), error.message
+        for observer in self.observers:
+            observer(context, cost)
+
+    def _resume(self, runner: Any, context: RequestContext | None, cost: FunctionCost,
+                outbound: OutboundUse | None, budget: _Budget, values: tuple[Any, ...]) -> _Signal | _Awaited:
+        """One resume of a run's worker: ``_DONE`` or ``_STOP`` once its code has ended, else
+        what it awaits. ``cost`` gets the CPU time and the instructions spent.
 
         The VM is under its memory limit before each resume and after it: a run
         that leaves it over the limit fails, and its functions are reset.
         """
-        memory = self._memory
-        if not memory.settle():
+        memory, lua = self._memory, self.lua
+        # memory.settle(), its common case inlined: twice per resume
+        if lua.get_memory_used() > memory.limit and not memory.settle():
             raise LuaMemoryLimitError(self._memory_message)
-        current, function = self.current, run.function
-        busy = self.busy
+        current, function, busy = self.current, cost.function, self.busy
         try:
             if len(values) > 1:  # an answer to what the worker awaited (a first resume has none)
                 memory.reserve(sum(len(value) for value in values if type(value) is bytes))
             if budget.seconds <= 0:  # short resumes never reach the hook: charge them here
                 raise LuaLimitError(self._time_message)
-            # self.enter(run), inlined: once per resume
+            # what enter() does, inlined: once per resume
             current.context, current.plugin_name, current.plugin_key = (
-                run.context, function.plugin_name, function.plugin_id)
-            current.cost, current.outbound = run.cost, run.outbound
+                context, function.plugin_name, function.plugin_id)
+            current.cost, current.outbound = cost, outbound
             started = time.process_time()
             current.deadline = deadline = started + budget.seconds
             if busy is not None:
-                busy.running(run.route_name, function.plugin_name, function.phase)
+                busy.running(_route_name(context), function.plugin_name, function.phase)
             try:
                 result = self._step(budget.worker, budget.instructions, deadline, budget.nesting,
                                     function.phase.encode(), *values)
             except luajit21.LuaError as error:
                 failure = self._step_failure(error)
-                run.instructions_left = self._instructions_left()
+                self._count(cost, self._instructions_left())
                 raise failure from None
             finally:
                 self.leave()
-                run.cost.cpu_seconds += time.process_time() - started
+                cost.cpu_seconds += time.process_time() - started
                 if busy is not None:
                     busy.idle()
         except LuaMemoryShortage:
@@ -366,40 +400,41 @@ class LuaEngine:
                 raise
             memory_failed = True
         else:
-            memory_failed = not memory.settle()
+            memory_failed = lua.get_memory_used() > memory.limit and not memory.settle()
         if memory_failed:
-            self._reset(run.runner)
+            self._reset(runner)
             if not memory.settle():
                 self._purge_cache()
                 memory.settle()
             raise LuaMemoryLimitError(self._memory_message)
-        return self._awaited(run, result, deadline)
+        return self._outcome(cost, result, deadline)
 
-    def _awaited(self, run: _Run, result: tuple[Any, ...], deadline: float) -> _Awaited | None:
-        """What a resume's ``step`` answered: None when the code finished (or stopped), what
+    def _outcome(self, cost: FunctionCost, result: tuple[Any, ...], deadline: float) -> _Signal | _Awaited:
+        """What a resume's ``step`` answered: ``_DONE`` or ``_STOP`` when the code ended, what
         it awaits, or the error it failed with."""
         signal = result[0]
         if signal is _AWAIT:
             _, worker, instructions, nesting, pyfunc = result[:5]
-            run.instructions_left = instructions
+            self._count(cost, instructions)
             return _Awaited(pyfunc, result[5:], _Budget(
                 instructions, deadline - time.process_time(), nesting, worker))
-        run.instructions_left = result[1]
-        if signal is _DONE:
-            return None
-        if signal is _STOP:
-            run.stopped = True
-            return None
+        self._count(cost, result[1])
+        if signal is _DONE or signal is _STOP:
+            return signal
         if signal is _FAILED:
             raise self._failure(_text(result[2]), _text(result[3]).strip())
         raise LuaError("attempt to yield from outside a coroutine")
 
+    def _count(self, cost: FunctionCost, instructions_left: int) -> None:
+        """The instructions a run has spent, from what its budget has left (counted down)."""
+        cost.instructions = self._full_budget.instructions - max(instructions_left, 0)
+
     def enter(self, run: _Run) -> None:
         """Point the PDK at ``run``: its request, plugin, cost and outbound budget."""
-        function = run.function
-        self.current.context, self.current.plugin_name, self.current.plugin_key = (
+        current, function = self.current, run.cost.function
+        current.context, current.plugin_name, current.plugin_key = (
             run.context, function.plugin_name, function.plugin_id)
-        self.current.cost, self.current.outbound = run.cost, run.outbound
+        current.cost, current.outbound = run.cost, run.outbound
 
     def leave(self) -> None:
         current = self.current
@@ -429,80 +464,44 @@ def _error_kind(error: LuaError, engine: LuaEngine) -> str:
     return RUNTIME_ERROR
 
 
+def _route_name(context: RequestContext | None) -> str:
+    """The route a run serves, as a worker's master logs a stuck one."""
+    if context is None:
+        return "(timer)"
+    route = context.route
+    return route.get("name") or route["id"] if route else "(none)"
+
+
 @attrs.define(eq=False)
 class _Run:
-    """One function's run for one request: its runner, its cost, its Deferred once it waits."""
+    """One function's run for one request, once it waits: what it awaits, its Deferred."""
 
     engine: LuaEngine
     #: The function's runner, which ``reset`` puts back as loaded.
     runner: Any
     #: The request, or None for a timer's run.
     context: RequestContext | None
-    function: FunctionId
+    cost: FunctionCost
     #: A timer run's outbound budget (a request's is in its context).
-    outbound: OutboundUse | None = attrs.field(default=None, kw_only=True)
+    outbound: OutboundUse | None
+    _started_at: float
+    _memory_at_start: int
+    #: What the worker awaits now.
+    awaited: _Awaited | None
     #: ngx.exit (or kong.response.exit) ended the phase: the functions after this one do not run.
     stopped: bool = False
-    # Set by ``start``: a run costs one object less, and a few stores less, per function.
-    cost: FunctionCost = attrs.field(init=False)
-    instructions_left: int = attrs.field(init=False)
-    _started_at: float = attrs.field(init=False)
-    _memory_at_start: int = attrs.field(init=False)
-    # Set by ``_begin_waiting``, for a run that waits (most never do).
-    awaited: _Awaited | None = attrs.field(init=False)
-    done: Deferred[None] | None = attrs.field(init=False)
+    #: Fires when the run has ended; set once the first resumes have left it waiting.
+    done: Deferred[None] | None = None
     #: What the worker waits for now, and whether the run was cancelled (its client left).
-    _waiting: Deferred[Any] | None = attrs.field(init=False)
-    _cancelled: bool = attrs.field(init=False)
-    _answered_inline: bool = attrs.field(init=False)
-    _inline_answer: tuple[Any, ...] | None = attrs.field(init=False)
-
-    @property
-    def route_name(self) -> str:
-        if self.context is None:
-            return "(timer)"
-        route = self.context.route
-        return route.get("name") or route["id"] if route else "(none)"
-
-    def start(self) -> Deferred[None] | None:
-        """None if the first resume finished the code, else a Deferred firing when it has."""
-        engine = self.engine
-        self.cost = FunctionCost(self.function)
-        self._started_at = engine.reactor.seconds()
-        self._memory_at_start = engine.lua.get_memory_used()
-        budget = engine._full_budget
-        self.instructions_left = budget.instructions
-        try:
-            awaited = engine._resume(self, budget, (self.runner,))
-            if awaited is None:
-                self._ended(None)
-                return None
-            self._begin_waiting(awaited)
-            if self._drive():
-                self._ended(None)
-                return None
-        except LuaError as error:
-            self._ended(error)
-            raise
-        self.done = Deferred(self._cancel)
-        return self.done
-
-    def _begin_waiting(self, awaited: _Awaited) -> None:
-        self.awaited, self.done, self._waiting, self._inline_answer = awaited, None, None, None
-        self._cancelled = self._answered_inline = False
+    _waiting: Deferred[Any] | None = None
+    _cancelled: bool = False
+    _answered_inline: bool = False
+    _inline_answer: tuple[Any, ...] | None = None
 
     def _ended(self, error: LuaError | None) -> None:
-        """Record what the run cost and tell the engine's observers."""
-        engine, cost = self.engine, self.cost
-        cost.instructions = engine._full_budget.instructions - max(self.instructions_left, 0)
-        cost.wall_seconds = engine.reactor.seconds() - self._started_at
-        cost.memory_bytes = max(engine.lua.get_memory_used() - self._memory_at_start, 0)
-        if error is not None:
-            cost.error, cost.message = _error_kind(error, engine), error.message
-        for observer in engine.observers:
-            observer(self.context, cost)
+        self.engine._ended(self.context, self.cost, self._started_at, self._memory_at_start, error)
 
-    def _cancel(self, done: Deferred[None]) -> None:
+    def cancel(self, done: Deferred[None]) -> None:
         """As nginx ends a request's Lua at its next yield: the worker is never resumed again,
         what it waits for is cancelled, and its stack becomes garbage."""
         self._cancelled = True
@@ -513,8 +512,8 @@ class _Run:
         self.cost.cancelled = True
         self._ended(None)  # what it cost until then is still told
 
-    def _drive(self) -> bool:
-        """Answer and resume until the code finishes (True) or waits for a Deferred (False)."""
+    def drive(self) -> bool:
+        """Answer and resume until the code ends (True) or waits for a Deferred (False)."""
         while True:
             assert self.awaited is not None
             answer = self._call(self.awaited.pyfunc, self.awaited.args)
@@ -524,12 +523,14 @@ class _Run:
                 return True
 
     def _resume(self, answer: tuple[Any, ...]) -> bool:
-        """Resume the worker with ``answer``; True once its code has finished."""
+        """Resume the worker with ``answer``; True once its code has ended."""
         assert self.awaited is not None
-        awaited = self.engine._resume(self, self.awaited.budget, answer)
-        if awaited is None:
+        outcome = self.engine._resume(self.runner, self.context, self.cost, self.outbound,
+                                      self.awaited.budget, answer)
+        if isinstance(outcome, _Signal):
+            self.stopped = outcome is _STOP
             return True
-        self.awaited = awaited
+        self.awaited = outcome
         return False
 
     def _call(self, pyfunc: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -562,7 +563,7 @@ class _Run:
             return
         assert self.done is not None
         try:
-            finished = self._resume(answer) or self._drive()
+            finished = self._resume(answer) or self.drive()
         except LuaError as error:
             self._ended(error)
             self.done.errback()
