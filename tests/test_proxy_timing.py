@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -53,6 +54,15 @@ class KongTimingsTests(SynchronousTestCase):
         self.assertEqual(milliseconds(1.001), 1001)
         self.assertEqual(milliseconds(1733150000.123), 1733150000123)
         self.assertEqual(milliseconds(0.0009), 0)
+        self.assertEqual(milliseconds(1.0009999), 1000)  # a real 0.9999 ms short: not rounded up
+
+    @given(st.floats(min_value=0, max_value=4e9), st.floats(min_value=0, max_value=10))
+    def test_milliseconds_never_go_back(self, seconds: float, later: float) -> None:
+        """Latencies are differences of readings: a later reading is never a smaller one,
+        and a reading is its floor in milliseconds, or one more within a float's error."""
+        reading = milliseconds(seconds)
+        self.assertIn(reading, (math.floor(seconds * 1000), math.floor(seconds * 1000) + 1))
+        self.assertLessEqual(reading, milliseconds(seconds + later))
 
     def test_proxied_request(self) -> None:
         timings = proxied()
