@@ -2,8 +2,9 @@
 
 Seeds a SQLite store with ``--routes`` routes (default 10,000) on one service, starts
 ``twist kongish`` on it, then makes ``--writes`` Admin API writes of each kind one after the
-other: route writes (each creates a route) and service writes (each PATCHes the
-``read_timeout`` of the service holding all the routes), while a prober sends a proxy
+other: route writes (each creates a route), service writes (each PATCHes the
+``read_timeout`` of the service holding all the routes) and deletes (each of a service
+without routes, which a delete must find among all of them), while a prober sends a proxy
 request every 2 ms to a pre-function route that answers without an upstream. Prints, per
 kind, the write latency (p50, p99, max) and the proxy latency during the writes (p99,
 max), against the proxy latency measured the same way with no writes. Targets: write p99
@@ -128,6 +129,7 @@ def main() -> None:
             quiet = probed(target, 3)
             route_writes: list[float] = []
             service_writes: list[float] = []
+            service_deletes: list[float] = []
 
             def write_routes() -> None:
                 for index in range(args.writes):
@@ -138,8 +140,15 @@ def main() -> None:
                 for index in range(args.writes):
                     service_writes.append(post(base + "/services/many", {"read_timeout": str(60_000 + index)},
                                                method="PATCH", status=200))
+            def delete_services() -> None:  # services with no route, among many routes
+                for index in range(args.writes):
+                    service_deletes.append(post(base + f"/services/gone{index}", {}, method="DELETE",
+                                                status=204))
             busy_routes = probed(target, None, write_routes)
             busy_service = probed(target, None, write_service)
+            for index in range(args.writes):
+                post(base + "/services", {"name": f"gone{index}", "url": "http://127.0.0.1:9"})
+            busy_deletes = probed(target, None, delete_services)
         finally:
             gateway.terminate()
             gateway.wait()
@@ -151,7 +160,8 @@ def main() -> None:
           f"max {figures['proxy_ms_quiet']['max']:.1f} ms")
     for kind, writes, busy, what in (
             ("route", route_writes, busy_routes, "POST /services/many/routes"),
-            ("service", service_writes, busy_service, "PATCH /services/many read_timeout")):
+            ("service", service_writes, busy_service, "PATCH /services/many read_timeout"),
+            ("delete", service_deletes, busy_deletes, "DELETE /services/{name} of a service without routes")):
         write, during = latencies(writes), {"p99": p99(busy), "max": max(busy), "requests": len(busy)}
         figures[f"{kind}_write_ms"], figures[f"proxy_ms_during_{kind}_writes"] = write, during
         print(f"{kind} write ({what}) with {args.routes} routes: p50 {write['p50']:.1f} ms, "

@@ -17,7 +17,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kongish import errors
 from kongish.db import sqlite
-from kongish.db.dao import Database, decode_offset, encode_offset
+from kongish.db.constraints import References
+from kongish.db.dao import Database, decode_offset, encode_offset, is_uuid
 from kongish.db.sqlite import SQLiteStorage
 from kongish.db.thread import StorageThread
 from kongish.schema import ENTITIES
@@ -289,6 +290,13 @@ class InvariantTests(DatabaseCase):
         scopes = [(p["name"], str(p["route"]), str(p["service"]), str(p["consumer"]))
                   for p in db.tables["plugins"].values()]
         self.assertEqual(len(scopes), len(set(scopes)))
+        # the indexes a write keeps agree with what a scan of the tables finds
+        self.assertEqual(db._references, References.of(db.tables))
+        for entity_type, schema in ENTITIES.items():
+            for entity in db.tables[entity_type].values():
+                key = entity.get(schema.endpoint_key) if schema.endpoint_key else None
+                if isinstance(key, str) and not is_uuid(key):
+                    self.assertEqual(db.find(entity_type, key), entity, (entity_type, key))
 
     @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(operations(), min_size=5, max_size=30))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -31,6 +31,25 @@ def key_text(key: dict[str, Any]) -> str:
     return json.dumps(key, sort_keys=True)
 
 
+#: Entities by type, then by id (``Database.tables``).
+Tables = Mapping[str, Mapping[str, dict[str, Any]]]
+
+
+class _Index(Protocol):
+    def add(self, entity_type: str, entity: dict[str, Any]) -> None: ...
+
+
+_I = TypeVar("_I", bound=_Index)
+
+
+def _filled(index: _I, tables: Tables) -> _I:
+    """``index`` with every entity of ``tables`` added."""
+    for entity_type, table in tables.items():
+        for entity in table.values():
+            index.add(entity_type, entity)
+    return index
+
+
 @attrs.define(eq=False)
 class UniqueKeys:
     """Which entities hold each unique key, so a write's check reads its own keys only,
@@ -39,12 +58,8 @@ class UniqueKeys:
     _holders: dict[tuple[str, str], set[str]] = attrs.Factory(dict)
 
     @classmethod
-    def of(cls, tables: Mapping[str, Mapping[str, dict[str, Any]]]) -> UniqueKeys:
-        keys = cls()
-        for entity_type, table in tables.items():
-            for entity in table.values():
-                keys.add(entity_type, entity)
-        return keys
+    def of(cls, tables: Tables) -> UniqueKeys:
+        return _filled(cls(), tables)
 
     def add(self, entity_type: str, entity: dict[str, Any]) -> None:
         for key in unique_keys(entity_type, entity):
@@ -63,6 +78,47 @@ class UniqueKeys:
         """Whether an entity other than ``entity_id`` holds ``key``."""
         holders = self._holders.get((entity_type, key_text(key)), ())
         return any(holder != entity_id for holder in holders)
+
+    def holder(self, entity_type: str, key: dict[str, Any]) -> str | None:
+        """The id of the entity holding ``key`` (one at most, the constraint says), or None."""
+        return next(iter(self._holders.get((entity_type, key_text(key)), ())), None)
+
+
+def _parents(entity: dict[str, Any]) -> list[str]:
+    """The ids ``entity`` points at through its foreign keys (what ``references`` checks)."""
+    return [value["id"] for value in entity.values() if isinstance(value, dict) and "id" in value]
+
+
+@attrs.define
+class References:
+    """Which entities point at each entity, so a delete reads its own children, not
+    every entity of their types (a service among 100,000 routes)."""
+
+    #: parent id -> child type -> the ids of the children of that type.
+    _children: dict[str, dict[str, set[str]]] = attrs.Factory(dict)
+
+    @classmethod
+    def of(cls, tables: Tables) -> References:
+        return _filled(cls(), tables)
+
+    def add(self, entity_type: str, entity: dict[str, Any]) -> None:
+        for parent_id in _parents(entity):
+            self._children.setdefault(parent_id, {}).setdefault(entity_type, set()).add(entity["id"])
+
+    def discard(self, entity_type: str, entity: dict[str, Any]) -> None:
+        for parent_id in _parents(entity):
+            by_type = self._children.get(parent_id, {})
+            ids = by_type.get(entity_type)
+            if ids is not None:
+                ids.discard(entity["id"])
+                if not ids:
+                    del by_type[entity_type]
+                    if not by_type:
+                        del self._children[parent_id]
+
+    def children(self, parent_id: str, child_type: str) -> list[str]:
+        """The ids of the ``child_type`` entities pointing at ``parent_id``, in id order."""
+        return sorted(self._children.get(parent_id, {}).get(child_type, ()))
 
 
 def references(child: dict[str, Any], parent_id: str) -> bool:

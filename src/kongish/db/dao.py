@@ -20,7 +20,7 @@ from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
 
 from kongish import errors
-from kongish.db.constraints import CASCADES, RESTRICTS, UniqueKeys, references, unique_keys
+from kongish.db.constraints import CASCADES, RESTRICTS, References, UniqueKeys, unique_keys
 from kongish.db.storage import Change, IStorage
 from kongish.schema import ENTITIES, complete
 
@@ -73,6 +73,8 @@ class Database:
     _lock: DeferredLock = attrs.Factory(DeferredLock)
     _unique: UniqueKeys = attrs.field(init=False, default=attrs.Factory(
         lambda self: UniqueKeys.of(self.tables), takes_self=True))
+    _references: References = attrs.field(init=False, default=attrs.Factory(
+        lambda self: References.of(self.tables), takes_self=True))
 
     @property
     def read_only(self) -> bool:
@@ -114,9 +116,11 @@ class Database:
             old = table.pop(change.entity_id, None) if change.entity is None else table.get(change.entity_id)
             if old is not None:
                 self._unique.discard(change.entity_type, old)
+                self._references.discard(change.entity_type, old)
             if change.entity is not None:
                 table[change.entity_id] = change.entity
                 self._unique.add(change.entity_type, change.entity)
+                self._references.add(change.entity_type, change.entity)
 
     def replace_all(self, entities: Mapping[str, Iterable[dict[str, Any]]]) -> None:
         """Swap in a whole configuration at once (stored or declarative)."""
@@ -124,6 +128,7 @@ class Database:
         for entity_type, items in entities.items():
             self.tables[entity_type] = {entity["id"]: entity for entity in items}
         self._unique = UniqueKeys.of(self.tables)
+        self._references = References.of(self.tables)
         self._changed(None)
 
     def _changed(self, changes: Sequence[Change] | None) -> None:
@@ -140,7 +145,8 @@ class Database:
         endpoint_key = ENTITIES[entity_type].endpoint_key
         if endpoint_key is None:
             return None
-        return next((e for e in table.values() if e.get(endpoint_key) == key), None)
+        holder = self._unique.holder(entity_type, {endpoint_key: key})
+        return None if holder is None else table[holder]
 
     def page(self, entity_type: str, size: int, offset: str | None,
              keep: Callable[[dict[str, Any]], bool] = lambda entity: True,
@@ -245,10 +251,9 @@ class Database:
         existing = self.find(entity_type, key)
         if existing is None:
             return [], None
-        changes = [Change(child_type, child["id"], None)
+        changes = [Change(child_type, child_id, None)
                    for child_type in CASCADES.get(entity_type, ())
-                   for child in self.tables[child_type].values()
-                   if references(child, existing["id"])]
+                   for child_id in self._references.children(existing["id"], child_type)]
         changes.append(Change(entity_type, existing["id"], None))
         return changes, None
 
@@ -282,8 +287,8 @@ class Database:
 
     def _check_unreferenced(self, entity_type: str, entity_id: str, deleted: set[tuple[str, str]]) -> None:
         for child_type in RESTRICTS.get(entity_type, ()):
-            if any(references(child, entity_id) and (child_type, child["id"]) not in deleted
-                   for child in self.tables[child_type].values()):
+            if any((child_type, child_id) not in deleted
+                   for child_id in self._references.children(entity_id, child_type)):
                 raise errors.ReferencedBy(entity_type, child_type)
 
     def _check_entity(self, entity_type: str, entity: dict[str, Any]) -> None:
@@ -306,8 +311,8 @@ class Database:
             if not protocols & set(route["protocols"]):
                 raise errors.SchemaViolation({"protocols": "must match the associated route's protocols"})
         elif plugin.get("service") is not None:
-            routes = [route for route in self.tables["routes"].values()
-                      if references(route, plugin["service"]["id"])]
+            routes = [self.tables["routes"][route_id]
+                      for route_id in self._references.children(plugin["service"]["id"], "routes")]
             if routes and not any(protocols & set(route["protocols"]) for route in routes):
                 raise errors.SchemaViolation({"protocols": "must match the protocols of at least "
                                                            "one route pointing to this Plugin's service"})
